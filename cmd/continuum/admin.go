@@ -1,0 +1,352 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/continuum-mail/continuum/proto/adminpb"
+)
+
+// defaultServer is $CONTINUUM_SERVER, else the first node of a dev cluster
+// in ./.dev, else the dev cluster's default address.
+func defaultServer() string {
+	if s := os.Getenv("CONTINUUM_SERVER"); s != "" {
+		return s
+	}
+	if b, err := os.ReadFile(".dev/cluster.json"); err == nil {
+		var c devCluster
+		if json.Unmarshal(b, &c) == nil && len(c.Nodes) > 0 {
+			return c.Nodes[0].GRPC
+		}
+	}
+	return "127.0.0.1:7090"
+}
+
+func dialAdmin(server string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// adminFlags parses the flags every admin subcommand shares.
+type adminFlags struct {
+	fs      *flag.FlagSet
+	server  *string
+	timeout *time.Duration
+}
+
+func newAdminFlags(name string) *adminFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &adminFlags{
+		fs:      fs,
+		server:  fs.String("server", defaultServer(), "a node's gRPC address"),
+		timeout: fs.Duration("timeout", 15*time.Second, "how long to wait for an answer"),
+	}
+}
+
+// parse accepts flags before and after positional arguments.
+func (a *adminFlags) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := a.fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if a.fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, a.fs.Arg(0))
+		args = a.fs.Args()[1:]
+	}
+}
+
+func (a *adminFlags) client() (adminpb.AdminClient, context.Context, func(), error) {
+	conn, err := dialAdmin(*a.server)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *a.timeout)
+	return adminpb.NewAdminClient(conn), ctx, func() { cancel(); conn.Close() }, nil
+}
+
+// rpcError turns a gRPC status into a plain message for the operator.
+func rpcError(err error, server string) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s (%s, server %s)", st.Message(), st.Code(), server)
+	}
+	return err
+}
+
+func readPassword(fromStdin bool) (string, error) {
+	if !fromStdin {
+		return "", errors.New("give the password on standard input with --password-stdin")
+	}
+	line, err := bufio.NewReader(io.LimitReader(os.Stdin, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty password on standard input")
+	}
+	return line, nil
+}
+
+func runCluster(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: continuum cluster status [--json]")
+	}
+	a := newAdminFlags("cluster " + args[0])
+	switch args[0] {
+	case "status":
+		asJSON := a.fs.Bool("json", false, "print JSON")
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		st, err := c.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		if *asJSON {
+			return printStatusJSON(st)
+		}
+		printStatus(st)
+		return nil
+	default:
+		return fmt.Errorf("unknown cluster subcommand %q", args[0])
+	}
+}
+
+// statusJSON is the --json shape of ARCHITECTURE.md §8.
+type statusJSON struct {
+	Leader   string           `json:"leader"`
+	Term     uint64           `json:"term"`
+	Nodes    []nodeStatusJSON `json:"nodes"`
+	Warnings []string         `json:"warnings,omitempty"`
+}
+
+type nodeStatusJSON struct {
+	ID            string `json:"id"`
+	Site          string `json:"site"`
+	Role          string `json:"role"`
+	State         string `json:"state"`
+	Healthy       bool   `json:"healthy"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	CommitIndex   uint64 `json:"commit_index"`
+	LastContactMs int64  `json:"last_contact_ms"`
+}
+
+func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
+	out := statusJSON{Leader: st.Leader, Term: st.Term, Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
+	for _, n := range st.Nodes {
+		out.Nodes = append(out.Nodes, nodeStatusJSON{ID: n.Id, Site: n.Site, Role: n.Role, State: n.State, Healthy: n.Healthy,
+			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs})
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func printStatus(st *adminpb.ClusterStatusResponse) {
+	leader := st.Leader
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Printf("leader: %s  term: %d\n\n", leader, st.Term)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT")
+	var leaderCommit uint64
+	for _, n := range st.Nodes {
+		if n.State == "leader" {
+			leaderCommit = n.CommitIndex
+		}
+	}
+	for _, n := range st.Nodes {
+		lag := "-"
+		if leaderCommit > 0 && n.State != "unreachable" {
+			lag = fmt.Sprint(int64(leaderCommit) - int64(n.AppliedIndex))
+		}
+		contact := "-"
+		if n.LastContactMs >= 0 {
+			contact = (time.Duration(n.LastContactMs) * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact)
+	}
+	tw.Flush()
+	for _, w := range st.Warnings {
+		fmt.Println("warning:", w)
+	}
+}
+
+func runDomain(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: continuum domain add NAME | list")
+	}
+	a := newAdminFlags("domain " + args[0])
+	switch args[0] {
+	case "add":
+		catchAll := a.fs.String("catch-all", "", "local part that receives mail for unknown addresses")
+		pos, err := a.parse(args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errors.New("usage: continuum domain add NAME")
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		if _, err := c.DomainAdd(ctx, &adminpb.DomainAddRequest{Name: pos[0], CatchAll: *catchAll}); err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Println("added domain", strings.ToLower(pos[0]))
+		return nil
+	case "list":
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.DomainList(ctx, &adminpb.DomainListRequest{})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		for _, n := range res.Names {
+			fmt.Println(n)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown domain subcommand %q", args[0])
+	}
+}
+
+func runUser(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: continuum user add|list|passwd|del")
+	}
+	a := newAdminFlags("user " + args[0])
+	switch args[0] {
+	case "add", "passwd":
+		stdin := a.fs.Bool("password-stdin", false, "read the password from standard input")
+		quota := a.fs.Uint64("quota", 0, "quota in bytes (add only; 0: unlimited)")
+		pos, err := a.parse(args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return fmt.Errorf("usage: continuum user %s EMAIL --password-stdin", args[0])
+		}
+		pw, err := readPassword(*stdin)
+		if err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		if args[0] == "add" {
+			res, err := c.UserAdd(ctx, &adminpb.UserAddRequest{Email: pos[0], Password: pw, QuotaBytes: *quota})
+			if err != nil {
+				return rpcError(err, *a.server)
+			}
+			fmt.Printf("added user %s (id %d)\n", strings.ToLower(pos[0]), res.Id)
+			return nil
+		}
+		if _, err := c.UserPasswd(ctx, &adminpb.UserPasswdRequest{Email: pos[0], Password: pw}); err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Println("password changed for", strings.ToLower(pos[0]))
+		return nil
+	case "list":
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.UserList(ctx, &adminpb.UserListRequest{})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEMAIL\tUSED\tQUOTA")
+		for _, u := range res.Users {
+			q := "unlimited"
+			if u.QuotaBytes > 0 {
+				q = fmt.Sprint(u.QuotaBytes)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", u.Id, u.Email, u.UsedBytes, q)
+		}
+		return tw.Flush()
+	case "del":
+		pos, err := a.parse(args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errors.New("usage: continuum user del EMAIL")
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		if _, err := c.UserDel(ctx, &adminpb.UserDelRequest{Email: pos[0]}); err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Println("deleted user", strings.ToLower(pos[0]))
+		return nil
+	default:
+		return fmt.Errorf("unknown user subcommand %q", args[0])
+	}
+}
+
+func runAlias(args []string) error {
+	if len(args) == 0 || args[0] != "set" {
+		return errors.New("usage: continuum alias set EMAIL TARGET...")
+	}
+	a := newAdminFlags("alias set")
+	pos, err := a.parse(args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 {
+		return errors.New("usage: continuum alias set EMAIL TARGET...")
+	}
+	c, ctx, done, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, err := c.AliasSet(ctx, &adminpb.AliasSetRequest{Email: pos[0], Targets: pos[1:]}); err != nil {
+		return rpcError(err, *a.server)
+	}
+	fmt.Println("alias set:", pos[0], "→", strings.Join(pos[1:], ", "))
+	return nil
+}

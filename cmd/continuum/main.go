@@ -1,0 +1,62 @@
+// Command continuum is the one binary of a Continuum cluster: `serve` runs a
+// node, `dev` runs a local cluster, and the admin subcommands talk to any
+// node's gRPC address.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+type command struct {
+	name, usage, help string
+	run               func(args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"serve", "serve --config FILE | flags", "run one cluster node", runServe},
+		{"dev", "dev [--dir D] [--nodes 3] [--base-port P]", "run a local cluster, one process per node", runDev},
+		{"cluster", "cluster status [--json] | transfer-leader [--to NODE] | remove NODE", "cluster status and membership", runCluster},
+		{"domain", "domain add NAME [--catch-all LOCAL] | list", "manage local domains", runDomain},
+		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
+		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: continuum COMMAND [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n             %s\n", c.name, c.help, c.usage)
+	}
+	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's gRPC address); the default is $CONTINUUM_SERVER, else the dev cluster's first node.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			if err := c.run(os.Args[2:]); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return
+				}
+				fmt.Fprintln(os.Stderr, "continuum "+c.name+":", err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "continuum: unknown command %q\n\n", os.Args[1])
+	usage()
+	os.Exit(2)
+}

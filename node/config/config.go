@@ -1,0 +1,232 @@
+// Package config is the one validated configuration of a Continuum node: a
+// TOML file and kebab-case flags fill the same struct, Validate checks it once
+// at start, and every field is documented here.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a node's configuration. Zero values are replaced by Defaults.
+type Config struct {
+	// ID names the node in the Raft configuration; it must never be reused
+	// by a node with a different data directory.
+	ID string `toml:"id"`
+	// Site names the failure domain (a data centre); no site may hold a
+	// quorum of voters.
+	Site string `toml:"site"`
+	// Role is "voter" or "nonvoter" (a read replica or archive copy).
+	Role string `toml:"role"`
+	// DataDir holds the state database, the Raft log and snapshots.
+	DataDir string `toml:"data"`
+	// Hostname is used in the SMTP greeting and Received headers.
+	Hostname string `toml:"hostname"`
+
+	// Listen addresses. An empty SMTP, LMTP, IMAP or HTTP address disables
+	// that listener; Raft, gRPC and gossip are required.
+	SMTPAddr   string `toml:"smtp"`
+	LMTPAddr   string `toml:"lmtp"`
+	IMAPAddr   string `toml:"imap"`
+	HTTPAddr   string `toml:"http"`
+	GRPCAddr   string `toml:"grpc"`
+	RaftAddr   string `toml:"raft"`
+	GossipAddr string `toml:"gossip"`
+
+	// Bootstrap makes this node form a new one-node cluster when its data
+	// directory is empty. Exactly one node of a new cluster bootstraps.
+	Bootstrap bool `toml:"bootstrap"`
+	// Join lists gossip addresses of existing members to join through.
+	Join []string `toml:"join"`
+
+	// RaftProfile picks timeouts: "local" (one machine), "lan" or "wan"
+	// (inter-site round trips of 20–150 ms).
+	RaftProfile string `toml:"raft-profile"`
+
+	// Dev relaxes security for a cluster on one machine: passwords over
+	// plaintext are accepted on loopback connections.
+	Dev bool `toml:"dev"`
+
+	// TLSCert and TLSKey, when set, enable STARTTLS on SMTP/LMTP and IMAP.
+	TLSCert string `toml:"tls-cert"`
+	TLSKey  string `toml:"tls-key"`
+
+	// MaxMessageBytes is the SMTP SIZE limit and the IMAP APPENDLIMIT.
+	MaxMessageBytes int64 `toml:"max-message-bytes"`
+	// MaxRecipients is the number of RCPT TO accepted per transaction.
+	MaxRecipients int `toml:"max-recipients"`
+	// MaxConnsPerIP caps concurrent SMTP/LMTP connections from one address.
+	MaxConnsPerIP int `toml:"max-conns-per-ip"`
+	// ProtocolTimeout is the idle read/write timeout of SMTP and LMTP.
+	ProtocolTimeout Duration `toml:"protocol-timeout"`
+	// ApplyTimeout bounds how long a write waits for commit before the
+	// client is told to retry (451 / NO [UNAVAILABLE]).
+	ApplyTimeout Duration `toml:"apply-timeout"`
+	// LeaderlessAfter is how long without a leader before the node declares
+	// itself cut off (SMTP 421, IMAP read-only). 0 = 2 × election timeout.
+	LeaderlessAfter Duration `toml:"leaderless-after"`
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log-level"`
+}
+
+// Duration is a time.Duration that reads "250ms" from TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return Config{
+		Role:            "voter",
+		Hostname:        host,
+		RaftProfile:     "lan",
+		MaxMessageBytes: 50 << 20,
+		MaxRecipients:   100,
+		MaxConnsPerIP:   50,
+		ProtocolTimeout: Duration{5 * time.Minute},
+		ApplyTimeout:    Duration{10 * time.Second},
+		LogLevel:        "info",
+	}
+}
+
+// Load reads a TOML file over the defaults. Unknown keys are an error, so a
+// typo cannot silently leave a default in place.
+func Load(path string, c *Config) error {
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config: %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// RegisterFlags binds every field to a kebab-case flag on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ID, "id", c.ID, "node ID (unique, stable)")
+	fs.StringVar(&c.Site, "site", c.Site, "site (failure domain) of this node")
+	fs.StringVar(&c.Role, "role", c.Role, "voter or nonvoter")
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory")
+	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "host name for SMTP greeting and Received headers")
+	fs.StringVar(&c.SMTPAddr, "smtp", c.SMTPAddr, "SMTP listen address (empty: off)")
+	fs.StringVar(&c.LMTPAddr, "lmtp", c.LMTPAddr, "LMTP listen address (empty: off)")
+	fs.StringVar(&c.IMAPAddr, "imap", c.IMAPAddr, "IMAP listen address (empty: off)")
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "HTTP listen address for health and metrics (empty: off)")
+	fs.StringVar(&c.GRPCAddr, "grpc", c.GRPCAddr, "gRPC listen address (peers and admin)")
+	fs.StringVar(&c.RaftAddr, "raft", c.RaftAddr, "Raft listen address")
+	fs.StringVar(&c.GossipAddr, "gossip", c.GossipAddr, "gossip (memberlist) listen address")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "form a new cluster if the data directory is empty")
+	fs.Func("join", "gossip addresses of members to join, comma-separated", func(s string) error {
+		c.Join = nil
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.Join = append(c.Join, a)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.RaftProfile, "raft-profile", c.RaftProfile, "Raft timing: local, lan or wan")
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: plaintext passwords allowed on loopback")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate (PEM) for STARTTLS")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key (PEM)")
+	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "concurrent SMTP/LMTP connections per client address")
+	fs.DurationVar(&c.ProtocolTimeout.Duration, "protocol-timeout", c.ProtocolTimeout.Duration, "SMTP/LMTP idle timeout")
+	fs.DurationVar(&c.ApplyTimeout.Duration, "apply-timeout", c.ApplyTimeout.Duration, "how long a write waits for commit")
+	fs.DurationVar(&c.LeaderlessAfter.Duration, "leaderless-after", c.LeaderlessAfter.Duration, "time without a leader before the node is cut off (0: 2 × election timeout)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Validate checks the configuration once, at start.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("config: "+format, a...)) }
+	if !idPattern.MatchString(c.ID) {
+		bad("id %q: want 1-64 letters, digits, '.', '_' or '-'", c.ID)
+	}
+	if !idPattern.MatchString(c.Site) {
+		bad("site %q: want 1-64 letters, digits, '.', '_' or '-'", c.Site)
+	}
+	if c.Role != "voter" && c.Role != "nonvoter" {
+		bad("role %q: want voter or nonvoter", c.Role)
+	}
+	if c.DataDir == "" {
+		bad("data: a data directory is required")
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr},
+	} {
+		if a.addr == "" {
+			bad("%s: an address is required", a.name)
+		}
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"smtp", c.SMTPAddr}, {"lmtp", c.LMTPAddr}, {"imap", c.IMAPAddr}, {"http", c.HTTPAddr},
+		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			bad("%s address %q: %v", a.name, a.addr, err)
+		}
+	}
+	switch c.RaftProfile {
+	case "local", "lan", "wan":
+	default:
+		bad("raft-profile %q: want local, lan or wan", c.RaftProfile)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert and tls-key go together")
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30 {
+		bad("max-message-bytes %d: want 1 KiB to 1 GiB", c.MaxMessageBytes)
+	}
+	if c.MaxRecipients < 1 || c.MaxRecipients > 10000 {
+		bad("max-recipients %d: want 1 to 10000", c.MaxRecipients)
+	}
+	if c.MaxConnsPerIP < 1 {
+		bad("max-conns-per-ip %d: want at least 1", c.MaxConnsPerIP)
+	}
+	if c.ProtocolTimeout.Duration <= 0 || c.ApplyTimeout.Duration <= 0 {
+		bad("protocol-timeout and apply-timeout must be positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,430 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/continuum-mail/continuum/node/logbridge"
+	"github.com/continuum-mail/continuum/storage/raftlog"
+)
+
+// Errors a proposer maps to protocol replies. ErrNotLeader and ErrNoLeader
+// mean nothing was proposed; ErrUnknownOutcome means the command may or may
+// not commit, so only a dedupe-safe retry is allowed.
+var (
+	ErrNotLeader      = errors.New("consensus: not leader")
+	ErrNoLeader       = errors.New("consensus: no leader")
+	ErrUnknownOutcome = errors.New("consensus: outcome unknown")
+	ErrShutdown       = errors.New("consensus: shut down")
+)
+
+// Profile is a set of Raft timeouts.
+type Profile struct {
+	Heartbeat, Election, LeaderLease, Commit time.Duration
+}
+
+// Profiles by name: "local" for a cluster on one machine, "lan" for one data
+// centre, "wan" for sites 20–150 ms apart.
+var Profiles = map[string]Profile{
+	"local": {Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond, Commit: 10 * time.Millisecond},
+	"lan":   {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 25 * time.Millisecond},
+	"wan":   {Heartbeat: 2500 * time.Millisecond, Election: 2500 * time.Millisecond, LeaderLease: 1200 * time.Millisecond, Commit: 50 * time.Millisecond},
+}
+
+// Config configures a Raft member.
+type Config struct {
+	ID        string
+	RaftAddr  string // listen and advertised address
+	Dir       string // holds raft-log/ and snapshots/
+	Profile   string
+	Bootstrap bool
+	Voter     bool
+	FSM       raft.BatchingFSM
+	Logger    *slog.Logger
+	// TLS, when set, secures the Raft transport (mutual TLS with the
+	// cluster CA). Nil means plain TCP.
+	ServerTLS, ClientTLS *tls.Config
+	// Dial, when set, replaces net.Dialer for outgoing Raft connections
+	// (the test harness injects faults here).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// WrapListener, when set, wraps the Raft listener (fault injection).
+	WrapListener func(net.Listener) net.Listener
+	// SnapshotThreshold and TrailingLogs override the defaults (tests force
+	// frequent snapshots with small values).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+	// NoSync disables fsync of the Raft log: benchmarks of CPU paths only.
+	NoSync bool
+}
+
+// Node owns one *raft.Raft and its stores.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	raft    *raft.Raft
+	logs    *raftlog.Store
+	trans   *raft.NetworkTransport
+	profile Profile
+
+	obsCh    chan raft.Observation
+	observer *raft.Observer
+	done     chan struct{}
+	wg       sync.WaitGroup
+
+	// leaderlessSince is the unix nano time the node last lost its leader,
+	// 0 while it has one.
+	leaderlessSince atomic.Int64
+	leaderChanges   atomic.Uint64
+	lastStamp       atomic.Int64
+}
+
+// Open starts Raft. It bootstraps a one-node cluster when cfg.Bootstrap is
+// set and the log is empty.
+func Open(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	prof, ok := Profiles[cfg.Profile]
+	if !ok {
+		return nil, fmt.Errorf("consensus: unknown profile %q", cfg.Profile)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raft"), profile: prof, done: make(chan struct{})}
+	n.leaderlessSince.Store(time.Now().UnixNano())
+
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	logs, err := raftlog.Open(filepath.Join(cfg.Dir, "raft-log"), raftlog.Options{Logger: cfg.Logger, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("consensus: open log: %w", err)
+	}
+	n.logs = logs
+	hl := logbridge.HCLog(cfg.Logger, "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, hl)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("consensus: snapshot store: %w", err)
+	}
+	stream, err := newStreamLayer(cfg)
+	if err != nil {
+		logs.Close()
+		return nil, err
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  hl,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = prof.Heartbeat
+	rc.ElectionTimeout = prof.Election
+	rc.LeaderLeaseTimeout = prof.LeaderLease
+	rc.CommitTimeout = prof.Commit
+	// Group commit: many sessions propose at once, raft batches them into
+	// one log write and one FSM batch.
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+	// The FSM is persistent (meta/applied in the state database): it skips
+	// replayed entries instead of restoring a snapshot on every start.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.SnapshotThreshold = 8192
+	rc.TrailingLogs = 10240
+	rc.SnapshotInterval = 2 * time.Minute
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, logs, snaps)
+		if err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("consensus: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr(), Suffrage: raft.Voter}}}
+			if err := raft.BootstrapCluster(rc, logs, logs, snaps, n.trans, conf); err != nil {
+				n.closeStores()
+				return nil, fmt.Errorf("consensus: bootstrap: %w", err)
+			}
+			n.log.Info("bootstrapped a new cluster", "id", cfg.ID)
+		}
+	}
+
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, n.trans)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	n.raft = r
+	n.obsCh = make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	n.wg.Add(1)
+	go n.watchLeader()
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	n.logs.Close()
+}
+
+// watchLeader records when the node loses and regains a leader, for the
+// cut-off rule (SMTP 421, IMAP read-only).
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case o := <-n.obsCh:
+			lo := o.Data.(raft.LeaderObservation)
+			if lo.LeaderID == "" {
+				n.leaderlessSince.CompareAndSwap(0, time.Now().UnixNano())
+			} else {
+				n.leaderlessSince.Store(0)
+				n.leaderChanges.Add(1)
+			}
+			n.log.Info("leader changed", "leader", string(lo.LeaderID), "addr", string(lo.LeaderAddr))
+		}
+	}
+}
+
+// Raft returns the underlying *raft.Raft for membership and status code in
+// this module (node, node/peer, node/admin). Frontends never call it.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// ID returns this node's server ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Profile returns the timing profile in use.
+func (n *Node) Profile() Profile { return n.profile }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's ID and Raft address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// LeaderlessFor returns how long the node has had no known leader; 0 while
+// it has one.
+func (n *Node) LeaderlessFor() time.Duration {
+	if _, id := n.raft.LeaderWithID(); id != "" {
+		return 0
+	}
+	since := n.leaderlessSince.Load()
+	if since == 0 {
+		// The observer has not caught up yet; count from now.
+		n.leaderlessSince.CompareAndSwap(0, time.Now().UnixNano())
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
+}
+
+// LeaderChanges counts leader observations since start.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// CommitIndex returns the local commit index.
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// LastIndex returns the last log index.
+func (n *Node) LastIndex() uint64 { return n.raft.LastIndex() }
+
+// Term returns the current term.
+func (n *Node) Term() uint64 {
+	var t uint64
+	fmt.Sscan(n.raft.Stats()["term"], &t)
+	return t
+}
+
+// State returns leader, follower, candidate or shutdown.
+func (n *Node) State() string {
+	switch n.raft.State() {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	default:
+		return "shutdown"
+	}
+}
+
+// LastContact is the last time this node heard from the leader.
+func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
+
+// Apply proposes data on this node, which must be the leader. It returns the
+// FSM's response and the log index once the entry is committed on a quorum
+// and applied here. A context that ends first yields ErrUnknownOutcome: the
+// entry may still commit.
+func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, 0, ErrNotLeader
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, 0, ctx.Err()
+		}
+	}
+	f := n.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		switch {
+		case err == nil:
+			return f.Response(), f.Index(), nil
+		case errors.Is(err, raft.ErrNotLeader):
+			// Refused before it was appended to the log: nothing proposed.
+			return nil, 0, ErrNotLeader
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		default:
+			// ErrLeadershipLost and friends: the entry may commit under
+			// the next leader.
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		}
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+	case <-n.done:
+		return nil, 0, ErrUnknownOutcome
+	}
+}
+
+// Stamp returns a log time for a command proposed now: wall-clock time, but
+// never lower than the last stamp this node gave, so log time is monotone
+// under one leader (the FSM also keeps it monotone across leaders).
+func (n *Node) Stamp() int64 {
+	for {
+		now := time.Now().UnixNano()
+		last := n.lastStamp.Load()
+		if now <= last {
+			now = last + 1
+		}
+		if n.lastStamp.CompareAndSwap(last, now) {
+			return now
+		}
+	}
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader and
+// returns the commit index a linearizable read must wait for.
+func (n *Node) VerifyLeader(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	// Read the commit index before the round of heartbeats: whatever was
+	// committed before the read arrived is at or below it.
+	idx := n.raft.CommitIndex()
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return idx, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Servers returns the current Raft configuration.
+func (n *Node) Servers() ([]raft.Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
+// AddServer adds (or re-adds) a server as voter or non-voter. Leader only.
+func (n *Node) AddServer(id, addr string, voter bool) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	var f raft.IndexFuture
+	if voter {
+		f = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second)
+	}
+	return f.Error()
+}
+
+// RemoveServer removes a server from the configuration. Leader only.
+func (n *Node) RemoveServer(id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	return n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error()
+}
+
+// TransferLeadership hands leadership to another voter (any, if id is empty).
+func (n *Node) TransferLeadership(id, addr string) error {
+	if id == "" {
+		return n.raft.LeadershipTransfer().Error()
+	}
+	return n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error()
+}
+
+// Snapshot forces a snapshot (tests and operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close shuts Raft down and closes its stores.
+func (n *Node) Close() error {
+	select {
+	case <-n.done:
+		return nil
+	default:
+	}
+	close(n.done)
+	err := n.raft.Shutdown().Error()
+	n.raft.DeregisterObserver(n.observer)
+	n.wg.Wait()
+	n.trans.Close()
+	if cerr := n.logs.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,17 @@
+// Package consensus owns a node's *raft.Raft (hashicorp/raft v1.8): the
+// Pebble log and stable store (storage/raftlog), the file snapshot store, the
+// TCP/mTLS transport, bootstrap, voters and leadership, and Apply.
+//
+// Apply is the only way a write enters the log. It runs on the leader only
+// and never retries: ErrNotLeader and ErrNoLeader mean nothing was proposed;
+// ErrUnknownOutcome means the entry may still commit, so the caller answers
+// with a temporary failure and relies on dedupe to make the client's retry
+// safe (ARCHITECTURE.md §2).
+//
+// Goroutines: Open starts one observer goroutine (leader changes, for the
+// cut-off rule); Close stops it and raft's own goroutines.
+//
+// Guards against known hashicorp/raft v1.8 issues: the log store is
+// monotonic (#697, snapshot re-download loop); divergence after a partition
+// (#695) is watched for by the fault suite comparing FSM digests.
+package consensus

@@ -1,0 +1,60 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// streamLayer is raft's transport over TCP, optionally mutual TLS, with a
+// pluggable dialer so tests can cut links.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dial      func(ctx context.Context, addr string) (net.Conn, error)
+	clientTLS *tls.Config
+}
+
+func newStreamLayer(cfg Config) (*streamLayer, error) {
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: listen %s: %w", cfg.RaftAddr, err)
+	}
+	adv := ln.Addr()
+	if cfg.WrapListener != nil {
+		ln = cfg.WrapListener(ln)
+	}
+	if cfg.ServerTLS != nil {
+		ln = tls.NewListener(ln, cfg.ServerTLS)
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	return &streamLayer{Listener: ln, advertise: adv, dial: dial, clientTLS: cfg.ClientTLS}, nil
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := s.dial(ctx, string(addr))
+	if err != nil {
+		return nil, err
+	}
+	if s.clientTLS != nil {
+		tc := tls.Client(c, s.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	return c, nil
+}

@@ -1,0 +1,85 @@
+package mail
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"time"
+
+	"github.com/continuum-mail/continuum/node/mail/mimeparse"
+	"github.com/continuum-mail/continuum/proto/commandpb"
+)
+
+// Envelope is an SMTP transaction's envelope, recipients already resolved
+// to canonical user addresses (ResolveRecipient).
+type Envelope struct {
+	From string
+	To   []string
+}
+
+// Delivery is the outcome for one recipient.
+type Delivery struct {
+	Err       error // nil, ErrOverQuota, ErrNoSuchUser, ErrInvalid
+	MailboxID uint64
+	UID       uint32
+	Duplicate bool // a retry: the first delivery's copy stands
+}
+
+// DedupeKey identifies a delivery for retry dedupe: the recipient, the
+// envelope sender and the body as received (before this node added its own
+// trace headers, which differ between nodes and attempts).
+func DedupeKey(rcpt, from string, received []byte) []byte {
+	body := sha256.Sum256(received)
+	h := sha256.New()
+	h.Write([]byte(rcpt))
+	h.Write([]byte{0})
+	h.Write([]byte(from))
+	h.Write([]byte{0})
+	h.Write(body[:])
+	return h.Sum(nil)
+}
+
+// Deliver stores one message for every recipient in one command: the body
+// is stored once however many recipients. stored is the message as it is
+// kept (with Received and Return-Path); received is the body as the client
+// sent it, for the dedupe key. It returns one Delivery per recipient, in
+// order, only after the command is committed on a quorum and applied here.
+func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []byte) ([]Delivery, error) {
+	if int64(len(stored)) > s.opts.MaxMessageBytes {
+		return nil, ErrTooBig
+	}
+	parsed, err := mimeparse.Parse(stored, mimeparse.DefaultLimits())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	sum := sha256.Sum256(stored)
+	d := &commandpb.Deliver{
+		Blob:             &commandpb.Blob{Sha256: sum[:], Data: stored, Parsed: parsed},
+		InternalDateUnix: time.Now().Unix(),
+	}
+	for _, rcpt := range env.To {
+		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: DedupeKey(rcpt, env.From, received)})
+	}
+	res, err := s.propose(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}})
+	if err != nil {
+		return nil, err
+	}
+	if err := codeError(res); err != nil {
+		return nil, err
+	}
+	if len(res.Deliveries) != len(env.To) {
+		return nil, fmt.Errorf("%w: %d results for %d recipients", ErrUnknownOutcome, len(res.Deliveries), len(env.To))
+	}
+	out := make([]Delivery, len(env.To))
+	for i, dr := range res.Deliveries {
+		out[i] = Delivery{MailboxID: dr.MailboxId, UID: dr.Uid, Duplicate: dr.Duplicate}
+		switch dr.Code {
+		case commandpb.Code_CODE_OK:
+		case commandpb.Code_CODE_NOT_FOUND:
+			out[i].Err = ErrNoSuchUser
+		default:
+			out[i].Err = codeError(&commandpb.Result{Code: dr.Code})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,17 @@
+// Package mail holds the mail operations both frontends call: delivery
+// (SMTP/LMTP), mailbox and message operations (IMAP), accounts (admin), and
+// the per-node change feed that drives IMAP IDLE.
+//
+// Writes build a commandpb.Command and go through a Proposer (the leader, or
+// forwarded to it); the caller then waits until this node has applied the
+// write's index, so a session always sees its own writes. Reads go to the
+// local state database through a consistent snapshot, after Sync when the
+// caller needs to see everything committed cluster-wide (read-index).
+//
+// Errors are the sentinels below; node/smtpd and node/imapd translate them to
+// reply codes, each from one table.
+//
+// Every operation takes the user it acts for and finds "their" Raft group
+// through Service.group, so sharding users over several groups later changes
+// one function (ARCHITECTURE.md §9).
+package mail

@@ -1,0 +1,130 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// Proposer commits commands through the Raft leader (node/peer.Router).
+type Proposer interface {
+	Propose(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, uint64, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+}
+
+// Applier reports and waits for this node's applied index (raftfsm.FSM).
+type Applier interface {
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, index uint64) error
+}
+
+// Health tells whether this node is cut off from the cluster.
+type Health interface {
+	LeaderlessFor() time.Duration
+}
+
+// Options configures a Service.
+type Options struct {
+	Logger *slog.Logger
+	// ApplyTimeout bounds each write (commit + local apply).
+	ApplyTimeout time.Duration
+	// CutOffAfter is how long without a leader before the node is cut off.
+	CutOffAfter time.Duration
+	// MaxMessageBytes is the largest message accepted (SMTP SIZE, APPENDLIMIT).
+	MaxMessageBytes int64
+}
+
+// Service is the mail operations of one node.
+type Service struct {
+	db     *storage.DB
+	prop   Proposer
+	fsm    Applier
+	health Health
+	feed   *Feed
+	opts   Options
+	log    *slog.Logger
+}
+
+// New returns a Service over the local state database.
+func New(db *storage.DB, prop Proposer, fsm Applier, health Health, opts Options) *Service {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = 10 * time.Second
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 50 << 20
+	}
+	return &Service{db: db, prop: prop, fsm: fsm, health: health, feed: NewFeed(), opts: opts, log: opts.Logger.With("component", "mail")}
+}
+
+// Feed returns the node's change feed; raftfsm's OnApply publishes into it.
+func (s *Service) Feed() *Feed { return s.feed }
+
+// MaxMessageBytes is the largest message this node accepts.
+func (s *Service) MaxMessageBytes() int64 { return s.opts.MaxMessageBytes }
+
+// CutOff reports whether the node has had no leader for longer than the
+// bound: SMTP greets 421 and IMAP turns read-only.
+func (s *Service) CutOff() bool {
+	if s.health == nil {
+		return false
+	}
+	return s.health.LeaderlessFor() > s.opts.CutOffAfter
+}
+
+// propose commits cmd and waits until this node has applied it, so the
+// caller's next read sees it. The returned error is one of this package's.
+func (s *Service) propose(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	res, idx, err := s.prop.Propose(ctx, cmd)
+	if err != nil {
+		return nil, proposeError(err)
+	}
+	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
+		// Committed on a quorum, so durable, but not yet visible here: the
+		// session could not read its own write, so report a temporary
+		// failure rather than success.
+		return nil, fmt.Errorf("%w: committed at %d but not applied here: %v", ErrUnknownOutcome, idx, err)
+	}
+	return res, nil
+}
+
+// Sync waits until this node has applied everything the leader had
+// committed when Sync was called (read-index), so a read that follows
+// never goes back in time. It returns ErrUnavailable when no leader can
+// confirm; the caller may then serve local state read-only.
+func (s *Service) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	idx, err := s.prop.ReadIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
+		return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, idx, err)
+	}
+	return nil
+}
+
+// Snapshot returns a consistent read view of the local state. The caller
+// closes it.
+func (s *Service) Snapshot() *storage.Snap { return s.db.Snapshot() }
+
+// read runs fn on a fresh snapshot, mapping storage.ErrNotFound.
+func (s *Service) read(fn func(r storage.Reader) error) error {
+	snap := s.db.Snapshot()
+	defer snap.Close()
+	err := fn(snap)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}

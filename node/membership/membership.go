@@ -1,0 +1,181 @@
+// Package membership wraps hashicorp/memberlist: a node joins the gossip
+// pool, publishes its metadata (ID, site, role and every address), and learns
+// the others'. Gossip never changes the Raft configuration by itself; it
+// only tells the node layer who exists and where to reach them.
+//
+// Goroutines: memberlist's own, stopped by Close.
+package membership
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/continuum-mail/continuum/node/logbridge"
+)
+
+// Meta is what a node tells the others about itself.
+type Meta struct {
+	ID   string `json:"id"`
+	Site string `json:"site"`
+	Role string `json:"role"`
+	Raft string `json:"raft"`
+	GRPC string `json:"grpc"`
+	SMTP string `json:"smtp,omitempty"`
+	LMTP string `json:"lmtp,omitempty"`
+	IMAP string `json:"imap,omitempty"`
+	HTTP string `json:"http,omitempty"`
+}
+
+// Member is a node as gossip sees it.
+type Member struct {
+	Meta
+	Alive bool
+}
+
+// Config configures the gossip member.
+type Config struct {
+	Meta       Meta
+	GossipAddr string // host:port to bind and advertise
+	// Key, when set, encrypts gossip (16, 24 or 32 bytes, AES).
+	Key     []byte
+	Profile string // "local", "lan" or "wan"
+	Logger  *slog.Logger
+	// OnChange is called (from memberlist's goroutine; must not block)
+	// whenever a member joins, leaves or updates.
+	OnChange func()
+}
+
+// Pool is this node's view of the gossip pool.
+type Pool struct {
+	ml   *memberlist.Memberlist
+	cfg  Config
+	meta []byte
+
+	mu      sync.Mutex
+	members map[string]Member
+}
+
+// Start binds the gossip listener and starts memberlist. It does not join.
+func Start(cfg Config) (*Pool, error) {
+	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("membership: gossip address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("membership: gossip port: %w", err)
+	}
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("membership: metadata is %d bytes, over %d", len(meta), memberlist.MetaMaxSize)
+	}
+	p := &Pool{cfg: cfg, meta: meta, members: map[string]Member{}}
+
+	var mc *memberlist.Config
+	switch cfg.Profile {
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+	default:
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = cfg.Meta.ID
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertiseAddr = host
+	mc.AdvertisePort = port
+	mc.Delegate = (*delegate)(p)
+	mc.Events = (*events)(p)
+	mc.Logger = logbridge.StdLog(cfg.Logger, "membership")
+	if len(cfg.Key) > 0 {
+		mc.SecretKey = cfg.Key
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	if cfg.Profile == "local" {
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.GossipInterval = 100 * time.Millisecond
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	p.ml = ml
+	return p, nil
+}
+
+// Join contacts the given gossip addresses; one success is enough.
+func (p *Pool) Join(addrs []string) (int, error) {
+	return p.ml.Join(addrs)
+}
+
+// Members returns every known member, alive or not, sorted by ID.
+func (p *Pool) Members() []Member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Member, 0, len(p.members))
+	for _, m := range p.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Lookup returns the member with the given node ID.
+func (p *Pool) Lookup(id string) (Member, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[id]
+	return m, ok
+}
+
+// Leave announces departure and stops gossip.
+func (p *Pool) Leave(timeout time.Duration) error {
+	if err := p.ml.Leave(timeout); err != nil {
+		return err
+	}
+	return p.ml.Shutdown()
+}
+
+// Close stops gossip without announcing.
+func (p *Pool) Close() error { return p.ml.Shutdown() }
+
+func (p *Pool) update(n *memberlist.Node, alive bool) {
+	var m Meta
+	if err := json.Unmarshal(n.Meta, &m); err != nil || m.ID == "" || m.ID != n.Name {
+		p.cfg.Logger.Warn("ignoring gossip member with bad metadata", "component", "membership", "name", n.Name)
+		return
+	}
+	p.mu.Lock()
+	p.members[m.ID] = Member{Meta: m, Alive: alive}
+	p.mu.Unlock()
+	if p.cfg.OnChange != nil {
+		p.cfg.OnChange()
+	}
+}
+
+type delegate Pool
+
+func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type events Pool
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Pool)(e).update(n, true) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*Pool)(e).update(n, false) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Pool)(e).update(n, true) }

@@ -1,0 +1,447 @@
+// Package node wires one cluster member together and owns its lifecycle:
+// New opens the stores and starts Raft, gossip and every listener; Run
+// blocks until the context ends; Close stops everything in reverse order.
+// It holds no business logic: that lives in node/mail, the protocols in
+// node/smtpd and node/imapd, Raft in node/consensus.
+//
+// Goroutines owned here: the join loop, the leader's promotion loop, and
+// one Serve goroutine per listener; Close stops all of them.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/continuum-mail/continuum/node/admin"
+	"github.com/continuum-mail/continuum/node/config"
+	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/node/httpapi"
+	"github.com/continuum-mail/continuum/node/mail"
+	"github.com/continuum-mail/continuum/node/membership"
+	"github.com/continuum-mail/continuum/node/peer"
+	"github.com/continuum-mail/continuum/proto/peerpb"
+	"github.com/continuum-mail/continuum/raftfsm"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// Options are wiring choices that are not user configuration: test hooks.
+type Options struct {
+	Logger *slog.Logger
+	// RaftDial and RaftWrapListener inject faults into the Raft transport.
+	RaftDial         func(ctx context.Context, addr string) (net.Conn, error)
+	RaftWrapListener func(net.Listener) net.Listener
+	// SnapshotThreshold and TrailingLogs force frequent snapshots in tests.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// NoSync turns off fsync everywhere: CPU benchmarks only.
+	NoSync bool
+}
+
+// Node is one running cluster member.
+type Node struct {
+	cfg    config.Config
+	log    *slog.Logger
+	db     *storage.DB
+	fsm    *raftfsm.FSM
+	raft   *consensus.Node
+	pool   *membership.Pool
+	router *peer.Router
+	mail   *mail.Service
+	grpc   *grpc.Server
+	grpcLn net.Listener
+	http   *http.Server
+	httpLn net.Listener
+
+	servers []server // protocol listeners (SMTP, LMTP, IMAP)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	fatal  chan error
+}
+
+// server is a protocol listener the node starts and stops.
+type server interface {
+	Serve(net.Listener) error
+	Close() error
+}
+
+// New opens a node's stores and starts it. It returns once every listener
+// is bound; joining the cluster continues in the background.
+func New(cfg config.Config, opts Options) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.ID)
+	ctx, cancel := context.WithCancel(context.Background())
+	n = &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+
+	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{Logger: log, NoSync: opts.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("node: state database: %w", err)
+	}
+	var feed *mail.Feed
+	n.fsm, err = raftfsm.New(n.db, raftfsm.Options{
+		Logger: log,
+		OnApply: func(index uint64, events []raftfsm.Event) {
+			if feed != nil {
+				feed.Publish(index, events)
+			}
+		},
+		OnFatal: func(err error) {
+			select {
+			case n.fatal <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: state machine: %w", err)
+	}
+
+	n.raft, err = consensus.Open(consensus.Config{
+		ID:                cfg.ID,
+		RaftAddr:          cfg.RaftAddr,
+		Dir:               cfg.DataDir,
+		Profile:           cfg.RaftProfile,
+		Bootstrap:         cfg.Bootstrap,
+		Voter:             cfg.Role == "voter",
+		FSM:               n.fsm,
+		Logger:            log,
+		Dial:              opts.RaftDial,
+		WrapListener:      opts.RaftWrapListener,
+		SnapshotThreshold: opts.SnapshotThreshold,
+		TrailingLogs:      opts.TrailingLogs,
+		NoSync:            opts.NoSync,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	n.pool, err = membership.Start(membership.Config{
+		Meta: membership.Meta{
+			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
+			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
+		},
+		GossipAddr: cfg.GossipAddr,
+		Profile:    cfg.RaftProfile,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	cutOff := cfg.LeaderlessAfter.Duration
+	if cutOff <= 0 {
+		cutOff = 2 * n.raft.Profile().Election
+	}
+	n.router = peer.NewRouter(n.raft, n.resolveGRPC, nil, cutOff)
+	n.mail = mail.New(n.db, n.router, n.fsm, n.raft, mail.Options{
+		Logger:          log,
+		ApplyTimeout:    cfg.ApplyTimeout.Duration,
+		CutOffAfter:     cutOff,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+	})
+	feed = n.mail.Feed()
+
+	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(peer.MaxMessageBytes), grpc.MaxSendMsgSize(peer.MaxMessageBytes))
+	peer.NewServer(n.grpc, n.raft, n.Info, log)
+	admin.Register(n.grpc, n.mail, (*clusterView)(n))
+	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("node: grpc listen: %w", err)
+	}
+	n.goServe("grpc", func() error { return n.grpc.Serve(n.grpcLn) })
+
+	if cfg.HTTPAddr != "" {
+		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("node: http listen: %w", err)
+		}
+		n.http = &http.Server{Handler: httpapi.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+		n.goServe("http", func() error { return n.http.Serve(n.httpLn) })
+	}
+
+	if err := n.startProtocols(); err != nil {
+		return nil, err
+	}
+
+	n.wg.Add(2)
+	go n.joinLoop()
+	go n.promoteLoop()
+	return n, nil
+}
+
+func (n *Node) goServe(name string, serve func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+}
+
+// Mail returns the node's mail service.
+func (n *Node) Mail() *mail.Service { return n.mail }
+
+// Raft returns the node's consensus member.
+func (n *Node) Raft() *consensus.Node { return n.raft }
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *raftfsm.FSM { return n.fsm }
+
+// DB returns the node's state database.
+func (n *Node) DB() *storage.DB { return n.db }
+
+// Config returns the node's configuration.
+func (n *Node) Config() config.Config { return n.cfg }
+
+// Members returns the gossip view.
+func (n *Node) Members() []membership.Member { return n.pool.Members() }
+
+// Ready reports whether the node has a leader and has applied what it knows
+// to be committed: what a load balancer should route to.
+func (n *Node) Ready() (bool, string) {
+	if id, _ := n.raft.Leader(); id == "" {
+		return false, "no leader"
+	}
+	if n.mail.CutOff() {
+		return false, "cut off"
+	}
+	if lag := n.raft.CommitIndex() - min(n.raft.CommitIndex(), n.fsm.AppliedIndex()); lag > 1000 {
+		return false, fmt.Sprintf("applying: %d entries behind", lag)
+	}
+	return true, "ready"
+}
+
+// Info is this node's view, served by the Peer.Info RPC and /status.
+func (n *Node) Info() *peerpb.InfoResponse {
+	leader, _ := n.raft.Leader()
+	lc := int64(-1)
+	if n.raft.IsLeader() {
+		lc = 0
+	} else if t := n.raft.LastContact(); !t.IsZero() {
+		lc = time.Since(t).Milliseconds()
+	}
+	return &peerpb.InfoResponse{
+		Id: n.cfg.ID, Site: n.cfg.Site, Role: n.cfg.Role, State: n.raft.State(), Term: n.raft.Term(),
+		AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
+		LeaderId: leader, LastContactMs: lc,
+		GrpcAddr: n.cfg.GRPCAddr, SmtpAddr: n.cfg.SMTPAddr, LmtpAddr: n.cfg.LMTPAddr, ImapAddr: n.cfg.IMAPAddr,
+		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr,
+	}
+}
+
+func (n *Node) resolveGRPC(id string) (string, bool) {
+	if id == n.cfg.ID {
+		return n.cfg.GRPCAddr, true
+	}
+	m, ok := n.pool.Lookup(id)
+	if !ok || m.GRPC == "" {
+		return "", false
+	}
+	return m.GRPC, true
+}
+
+// joinLoop joins the gossip pool, then asks the cluster to add this node
+// to the Raft configuration, until both have happened or the node stops.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	if len(n.cfg.Join) == 0 {
+		return
+	}
+	backoff := 200 * time.Millisecond
+	wait := func() bool {
+		select {
+		case <-n.ctx.Done():
+			return false
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
+			return true
+		}
+	}
+	for {
+		if _, err := n.pool.Join(n.cfg.Join); err == nil {
+			break
+		} else {
+			n.log.Warn("gossip join failed; retrying", "component", "membership", "err", err)
+		}
+		if !wait() {
+			return
+		}
+	}
+	backoff = 200 * time.Millisecond
+	for {
+		if n.inConfiguration() {
+			return
+		}
+		for _, m := range n.pool.Members() {
+			if m.ID == n.cfg.ID || !m.Alive || m.GRPC == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+			err := n.router.Join(ctx, m.GRPC, &peerpb.JoinRequest{Id: n.cfg.ID, RaftAddr: n.cfg.RaftAddr, Voter: n.cfg.Role == "voter"})
+			cancel()
+			if err == nil {
+				n.log.Info("joined the cluster", "via", m.ID)
+				return
+			}
+			n.log.Debug("join refused", "via", m.ID, "err", err)
+		}
+		if !wait() {
+			return
+		}
+	}
+}
+
+func (n *Node) inConfiguration() bool {
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// promoteLoop runs on every node but acts only on the leader: a non-voter
+// whose gossip role is "voter" is promoted once it has caught up with the
+// leader's commit index, so a new node never votes with an empty log.
+func (n *Node) promoteLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.raft.IsLeader() {
+			continue
+		}
+		servers, err := n.raft.Servers()
+		if err != nil {
+			continue
+		}
+		for _, s := range servers {
+			if s.Suffrage == raft.Voter {
+				continue
+			}
+			m, ok := n.pool.Lookup(string(s.ID))
+			if !ok || !m.Alive || m.Role != "voter" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			info, err := n.router.Info(ctx, string(s.ID))
+			cancel()
+			if err != nil || info.AppliedIndex+64 < n.raft.CommitIndex() {
+				continue
+			}
+			if err := n.raft.AddServer(string(s.ID), string(s.Address), true); err != nil {
+				n.log.Warn("promotion failed", "id", s.ID, "err", err)
+				continue
+			}
+			n.log.Info("promoted to voter", "id", s.ID)
+		}
+	}
+}
+
+// Run blocks until ctx ends or the state machine hits a fatal error.
+func (n *Node) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-n.fatal:
+		return fmt.Errorf("node: state machine stopped: %w", err)
+	}
+}
+
+// Close stops the node: listeners first (no new work), then gossip, Raft and
+// the stores. Leadership is handed over first when this node leads.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		for _, s := range n.servers {
+			s.Close()
+		}
+		if n.raft != nil && n.raft.IsLeader() {
+			if terr := n.raft.TransferLeadership("", ""); terr != nil {
+				n.log.Debug("leadership transfer on shutdown", "err", terr)
+			}
+		}
+		if n.pool != nil {
+			n.pool.Leave(time.Second)
+		}
+		n.cancel()
+		if n.http != nil {
+			n.http.Close()
+		}
+		if n.grpc != nil {
+			n.grpc.Stop()
+		}
+		if n.router != nil {
+			n.router.Close()
+		}
+		if n.raft != nil {
+			err = n.raft.Close()
+		}
+		n.wg.Wait()
+		if n.db != nil {
+			if cerr := n.db.Close(); err == nil {
+				err = cerr
+			}
+		}
+	})
+	return err
+}
+
+// clusterView adapts Node to admin.Cluster.
+type clusterView Node
+
+func (c *clusterView) Servers() ([]admin.Server, error) {
+	servers, err := c.raft.Servers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Server, len(servers))
+	for i, s := range servers {
+		out[i] = admin.Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter}
+	}
+	return out, nil
+}
+
+func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse, error) {
+	if id == c.cfg.ID {
+		return (*Node)(c).Info(), nil
+	}
+	return c.router.Info(ctx, id)
+}
+
+func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }

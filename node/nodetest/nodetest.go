@@ -1,0 +1,309 @@
+// Package nodetest is the in-process cluster harness: N nodes of ours in one
+// test process on loopback, with a fault-injecting layer on the Raft
+// transport (cut links by node pair, delay), and helpers that poll for a
+// state with a deadline instead of sleeping. Only tests import it.
+package nodetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/continuum-mail/continuum/node"
+	"github.com/continuum-mail/continuum/node/config"
+)
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t     testing.TB
+	Dir   string
+	Nodes []*node.Node // nil while a node is stopped
+	Cfgs  []config.Config
+	Net   *Network
+	opts  Options
+	logs  []*lockedBuffer
+}
+
+// Options tune a cluster.
+type Options struct {
+	Nodes             int
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	NoSync            bool
+	// Protocols starts SMTP, LMTP and IMAP listeners on every node.
+	Protocols bool
+	// Configure, when set, edits each node's configuration before start.
+	Configure func(i int, c *config.Config)
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// freeUDPTCP returns a port free for both TCP and UDP (memberlist binds
+// both).
+func freeUDPTCP(t testing.TB) string {
+	for i := 0; i < 50; i++ {
+		a := FreeAddr(t)
+		u, err := net.ListenPacket("udp", a)
+		if err == nil {
+			u.Close()
+			return a
+		}
+	}
+	t.Fatal("no free port for gossip")
+	return ""
+}
+
+// Start starts a cluster: node 0 bootstraps, the others join through it;
+// it returns once every node is a voter and a leader is elected.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	c := &Cluster{t: t, Dir: t.TempDir(), Net: NewNetwork(), opts: opts}
+	for i := 0; i < opts.Nodes; i++ {
+		cfg := config.Defaults()
+		cfg.ID = fmt.Sprintf("n%d", i+1)
+		cfg.Site = string(rune('a' + i))
+		cfg.DataDir = filepath.Join(c.Dir, cfg.ID)
+		cfg.Hostname = cfg.ID + ".example.test"
+		cfg.RaftAddr = FreeAddr(t)
+		cfg.GRPCAddr = FreeAddr(t)
+		cfg.GossipAddr = freeUDPTCP(t)
+		cfg.HTTPAddr = FreeAddr(t)
+		if opts.Protocols {
+			cfg.SMTPAddr = FreeAddr(t)
+			cfg.LMTPAddr = FreeAddr(t)
+			cfg.IMAPAddr = FreeAddr(t)
+		}
+		cfg.RaftProfile = "local"
+		cfg.Dev = true
+		cfg.ApplyTimeout = config.Duration{Duration: 5 * time.Second}
+		if i == 0 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.Join = []string{c.Cfgs[0].GossipAddr}
+		}
+		if opts.Configure != nil {
+			opts.Configure(i, &cfg)
+		}
+		c.Cfgs = append(c.Cfgs, cfg)
+		c.Nodes = append(c.Nodes, nil)
+		c.logs = append(c.logs, &lockedBuffer{})
+	}
+	t.Cleanup(c.Close)
+	for i := range c.Cfgs {
+		c.StartNode(i)
+		if i == 0 {
+			c.WaitLeader(10 * time.Second)
+		}
+	}
+	c.WaitVoters(opts.Nodes, 30*time.Second)
+	return c
+}
+
+// StartNode (re)starts node i with its configuration and data directory.
+func (c *Cluster) StartNode(i int) {
+	c.t.Helper()
+	if c.Nodes[i] != nil {
+		c.t.Fatalf("node %d is running", i)
+	}
+	log := slog.New(slog.NewTextHandler(c.logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
+	n, err := node.New(c.Cfgs[i], node.Options{
+		Logger:            log,
+		RaftDial:          c.Net.Dialer(c.Cfgs[i].ID),
+		RaftWrapListener:  c.Net.Listener(c.Cfgs[i].ID),
+		SnapshotThreshold: c.opts.SnapshotThreshold,
+		TrailingLogs:      c.opts.TrailingLogs,
+		NoSync:            c.opts.NoSync,
+	})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", c.Cfgs[i].ID, err)
+	}
+	c.Net.Register(c.Cfgs[i].ID, c.Cfgs[i].RaftAddr)
+	c.Nodes[i] = n
+}
+
+// StopNode closes node i (a clean stop; a crash is the same from the
+// others' point of view, and Pebble and the log are synced per write).
+func (c *Cluster) StopNode(i int) {
+	if c.Nodes[i] == nil {
+		return
+	}
+	c.Nodes[i].Close()
+	c.Nodes[i] = nil
+}
+
+// Leader returns the index of the node that is leader, or -1.
+func (c *Cluster) Leader() int {
+	for i, n := range c.Nodes {
+		if n != nil && n.Raft().IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitLeader polls until some running node is leader.
+func (c *Cluster) WaitLeader(timeout time.Duration) int {
+	c.t.Helper()
+	var l int
+	c.Eventually(timeout, "a leader", func() bool { l = c.Leader(); return l >= 0 })
+	return l
+}
+
+// WaitVoters polls until the leader's configuration has n voters.
+func (c *Cluster) WaitVoters(n int, timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, fmt.Sprintf("%d voters", n), func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		servers, err := c.Nodes[l].Raft().Servers()
+		if err != nil {
+			return false
+		}
+		v := 0
+		for _, s := range servers {
+			if s.Suffrage == 0 {
+				v++
+			}
+		}
+		return v == n
+	})
+}
+
+// WaitApplied polls until every running node has applied at least index.
+func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, fmt.Sprintf("every node applied %d", index), func() bool {
+		for _, n := range c.Nodes {
+			if n != nil && n.FSM().AppliedIndex() < index {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitConverged polls until every running node has applied the same index
+// and their state digests are equal; it returns the digest.
+func (c *Cluster) WaitConverged(timeout time.Duration) []byte {
+	c.t.Helper()
+	var digest []byte
+	var why string
+	c.Eventually(timeout, "replicas equal", func() bool {
+		digest, why = nil, ""
+		var idx uint64
+		for i, n := range c.Nodes {
+			if n == nil {
+				continue
+			}
+			a := n.FSM().AppliedIndex()
+			d, err := n.DB().Digest()
+			if err != nil {
+				why = err.Error()
+				return false
+			}
+			if digest == nil {
+				digest, idx = d, a
+				continue
+			}
+			if a != idx {
+				why = fmt.Sprintf("node %d applied %d, others %d", i, a, idx)
+				return false
+			}
+			if !bytes.Equal(d, digest) {
+				why = fmt.Sprintf("node %d digest differs at index %d", i, a)
+				return false
+			}
+		}
+		return true
+	})
+	_ = why
+	return digest
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes.
+func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.DumpLogs()
+			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// DumpLogs writes every node's log under the test's temp dir and says where.
+func (c *Cluster) DumpLogs() {
+	dir := filepath.Join(c.Dir, "logs")
+	os.MkdirAll(dir, 0o750)
+	for i, l := range c.logs {
+		os.WriteFile(filepath.Join(dir, c.Cfgs[i].ID+".log"), l.Bytes(), 0o640)
+	}
+	c.t.Logf("node logs saved in %s", dir)
+}
+
+// Ctx returns a context with a timeout, canceled at test end.
+func (c *Cluster) Ctx(timeout time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	c.t.Cleanup(cancel)
+	return ctx
+}
+
+// Close stops every node; a failed test keeps their logs.
+func (c *Cluster) Close() {
+	if c.t.Failed() {
+		c.DumpLogs()
+	}
+	var wg sync.WaitGroup
+	for i := range c.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.StopNode(i) }()
+	}
+	wg.Wait()
+	c.Net.Close()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 64<<20 {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
+}
+
+var _ io.Writer = (*lockedBuffer)(nil)

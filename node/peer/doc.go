@@ -1,0 +1,12 @@
+// Package peer is node-to-node gRPC (proto/peerpb): Forward, ReadIndex, Join
+// and Info on the server side, and the Router every write and consistent
+// read goes through on the client side.
+//
+// The Router is "try locally, else forward to the leader": on the leader it
+// stamps the command's log time and calls consensus.Apply; on a follower it
+// sends the command to the leader's Forward RPC. Forward never retries a
+// command that may have been proposed; it retries only refusals that prove
+// nothing was proposed (the callee was not the leader).
+//
+// Goroutines: none of its own; grpc's connections are closed by Close.
+package peer

@@ -1,0 +1,153 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/peerpb"
+	"github.com/continuum-mail/continuum/raftfsm"
+)
+
+// Server answers the Peer service.
+type Server struct {
+	peerpb.UnimplementedPeerServer
+	raft *consensus.Node
+	info func() *peerpb.InfoResponse
+	log  *slog.Logger
+}
+
+// NewServer registers the Peer service on gs. info reports this node's view.
+func NewServer(gs *grpc.Server, r *consensus.Node, info func() *peerpb.InfoResponse, log *slog.Logger) *Server {
+	s := &Server{raft: r, info: info, log: log.With("component", "peer")}
+	peerpb.RegisterPeerServer(gs, s)
+	return s
+}
+
+// Forward proposes a command that a follower received.
+func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
+	cmd, err := raftfsm.Decode(req.Command)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "peer: %v", err)
+	}
+	res, idx, err := applyLocal(ctx, s.raft, cmd)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	b, err := proto.Marshal(res)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "peer: %v", err)
+	}
+	return &peerpb.ForwardResponse{Result: b, Index: idx}, nil
+}
+
+// ReadIndex confirms leadership and returns the commit index.
+func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*peerpb.ReadIndexResponse, error) {
+	idx, err := s.raft.VerifyLeader(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerpb.ReadIndexResponse{CommitIndex: idx}, nil
+}
+
+// Join adds a node to the configuration: as a non-voter; the leader's
+// reconciler promotes it once it has caught up (node.promote).
+func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.JoinResponse, error) {
+	if req.Id == "" || req.RaftAddr == "" {
+		return nil, status.Error(codes.InvalidArgument, "peer: join needs id and raft_addr")
+	}
+	servers, err := s.raft.Servers()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	for _, sv := range servers {
+		if string(sv.ID) == req.Id && string(sv.Address) == req.RaftAddr {
+			return &peerpb.JoinResponse{}, nil // already a member
+		}
+		if string(sv.ID) == req.Id {
+			return nil, status.Errorf(codes.AlreadyExists, "peer: node %s is already a member at %s; remove it first", req.Id, sv.Address)
+		}
+		if string(sv.Address) == req.RaftAddr {
+			return nil, status.Errorf(codes.AlreadyExists, "peer: address %s belongs to node %s", req.RaftAddr, sv.ID)
+		}
+	}
+	if err := s.raft.AddServer(req.Id, req.RaftAddr, false); err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("added node as non-voter", "id", req.Id, "raft", req.RaftAddr)
+	return &peerpb.JoinResponse{}, nil
+}
+
+// Info reports this node's Raft view.
+func (s *Server) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoResponse, error) {
+	return s.info(), nil
+}
+
+// applyLocal stamps and proposes cmd on this node, the leader.
+func applyLocal(ctx context.Context, r *consensus.Node, cmd *commandpb.Command) (*commandpb.Result, uint64, error) {
+	if !r.IsLeader() {
+		return nil, 0, consensus.ErrNotLeader
+	}
+	cmd.TimeUnixNano = r.Stamp()
+	data, err := raftfsm.Encode(cmd)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, idx, err := r.Apply(ctx, data)
+	if err != nil {
+		return nil, 0, err
+	}
+	fr, ok := resp.(*raftfsm.Response)
+	if !ok || fr == nil {
+		return nil, idx, fmt.Errorf("%w: no response from the state machine", ErrRejected)
+	}
+	if fr.Err != nil {
+		return nil, idx, fmt.Errorf("%w: %v", ErrRejected, fr.Err)
+	}
+	return fr.Result, idx, nil
+}
+
+// ErrRejected means the state machine refused the command as a whole (it
+// could not decode or apply it); retrying the same bytes will not help.
+var ErrRejected = errors.New("peer: command rejected by the state machine")
+
+// toStatus maps errors to gRPC codes, one table for the peer service.
+// FailedPrecondition alone means "nothing was proposed".
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrRejected):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	default:
+		return status.Error(codes.Aborted, err.Error())
+	}
+}
+
+// fromStatus is the inverse of toStatus on the calling side.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%w: %v", consensus.ErrUnknownOutcome, err)
+	}
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", consensus.ErrNotLeader, st.Message())
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", ErrRejected, st.Message())
+	default:
+		// Unavailable, DeadlineExceeded, Aborted, …: the leader may have
+		// proposed it.
+		return fmt.Errorf("%w: %s", consensus.ErrUnknownOutcome, st.Message())
+	}
+}
