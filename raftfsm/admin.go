@@ -6,10 +6,9 @@ import (
 
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
-	"github.com/continuum-mail/continuum/storage"
 )
 
-var exists = func(what string) *commandpb.Result {
+func exists(what string) *commandpb.Result {
 	return result(commandpb.Code_CODE_EXISTS, what+" exists")
 }
 
@@ -219,5 +218,3 @@ func applyAliasSet(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	}
 	return okResult(), t.b.PutAlias(&storagepb.Alias{Email: email, Targets: targets})
 }
-
-var _ = storage.ErrNotFound

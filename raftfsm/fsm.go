@@ -100,7 +100,7 @@ type FSM struct {
 }
 
 var (
-	_ raft.BatchingFSM  = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
 	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
 )
 

@@ -27,6 +27,12 @@ type Batch struct {
 	db   *DB
 	once sync.Once
 	buf  []byte
+
+	// dedupeFloor, when dedupeFloorKnown, is a lower bound of every expiry
+	// in dedupe-exp/ as the batch sees it, so ExpireDedupe can skip its scan
+	// when nothing can have expired. Exact, like the cache.
+	dedupeFloor      int64
+	dedupeFloorKnown bool
 }
 
 // NewBatch returns an empty indexed batch. Close it, committed or not. The
@@ -34,7 +40,7 @@ type Batch struct {
 func (db *DB) NewBatch() *Batch {
 	db.mu.RLock()
 	b := db.pdb.NewIndexedBatch()
-	return &Batch{reader: reader{r: b}, b: b, db: db}
+	return &Batch{reader: reader{r: b, cache: make(map[string][]byte)}, b: b, db: db}
 }
 
 // Commit writes the batch atomically; sync asks for an fsync (ignored when
@@ -65,12 +71,18 @@ func (b *Batch) set(key, value []byte) error {
 	if err := b.b.Set(key, value, nil); err != nil {
 		return fmt.Errorf("storage: set %v: %w", Family(key[0]), err)
 	}
+	if cacheable(key) {
+		b.cache[string(key)] = append(make([]byte, 0, len(value)), value...)
+	}
 	return nil
 }
 
 func (b *Batch) del(key []byte) error {
 	if err := b.b.Delete(key, nil); err != nil {
 		return fmt.Errorf("storage: delete %v: %w", Family(key[0]), err)
+	}
+	if cacheable(key) {
+		b.cache[string(key)] = nil
 	}
 	return nil
 }
@@ -311,6 +323,7 @@ func (b *Batch) PutDedupe(key []byte, d *storagepb.Dedupe) error {
 	if err := b.put(bytesKey(FamilyDedupe, key), d); err != nil {
 		return err
 	}
+	b.dedupeFloor = min(b.dedupeFloor, d.GetExpiresUnixNano())
 	return b.set(dedupeExpKey(d.GetExpiresUnixNano(), key), nil)
 }
 
@@ -318,7 +331,7 @@ func (b *Batch) PutDedupe(key []byte, d *storagepb.Dedupe) error {
 // time) and returns how many it deleted. The expiry index makes this one
 // bounded range scan.
 func (b *Batch) ExpireDedupe(now int64, max int) (int, error) {
-	if max <= 0 {
+	if max <= 0 || (b.dedupeFloorKnown && now <= b.dedupeFloor) {
 		return 0, nil
 	}
 	lower := []byte{byte(FamilyDedupeExp)}
@@ -345,6 +358,12 @@ func (b *Batch) ExpireDedupe(now int64, max int) (int, error) {
 		if err := b.del(bytesKey(FamilyDedupe, k[9:])); err != nil {
 			return 0, err
 		}
+	}
+	if len(keys) < max {
+		// Every entry below now is gone: what is left expires at now or later.
+		b.dedupeFloor, b.dedupeFloorKnown = now, true
+	} else {
+		b.dedupeFloorKnown = false
 	}
 	return len(keys), nil
 }

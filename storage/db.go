@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -107,6 +108,11 @@ func (db *DB) openPebble(path string) (*pebble.DB, error) {
 		Logger:             pebbleLogger{db.logger},
 		FS:                 db.opts.FS,
 		CacheSize:          db.opts.CacheSize,
+	}
+	// Apply reads many keys that do not exist (a new dedupe key, a new
+	// blob): bloom filters answer those without reading data blocks.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	return pebble.Open(path, po)
 }

@@ -45,7 +45,7 @@ func TestKeyRoundTrip(t *testing.T) {
 func TestParseKeyRejects(t *testing.T) {
 	for _, b := range [][]byte{
 		nil, {0x01}, {0x00, 1}, {0x0f, 1}, {0xff, 1},
-		{byte(FamilyUser), 1, 2},                  // short id
+		{byte(FamilyUser), 1, 2},                      // short id
 		{byte(FamilyMessage), 0, 0, 0, 0, 0, 0, 0, 1}, // no uid
 		append([]byte{byte(FamilyBlob)}, make([]byte, 31)...),
 		{byte(FamilyMailboxByName), 0, 0, 0, 0, 0, 0, 0, 1}, // no name

@@ -46,9 +46,65 @@ type Reader interface {
 
 // reader implements Reader over anything pebble can read: a snapshot, an
 // indexed batch, or the DB itself.
-type reader struct{ r pebble.Reader }
+type reader struct {
+	r pebble.Reader
+	// cache, set only for a Batch, holds the values of small rows read or
+	// written through the batch (nil value: known absent), so an apply reads
+	// each user, mailbox and counter from pebble once per batch. It is exact:
+	// the batch is the only writer while it is open (see Batch).
+	cache map[string][]byte
+}
+
+// cacheable reports whether rows of the key's family go into a batch cache:
+// the small, hot rows of apply, not blobs, messages or scanned families.
+func cacheable(key []byte) bool {
+	switch Family(key[0]) {
+	case FamilyMeta, FamilyDomain, FamilyUser, FamilyUserByEmail, FamilyMailbox, FamilyMailboxByName, FamilyBlobRef, FamilyDedupe:
+		return true
+	}
+	return false
+}
+
+// lookup returns the value of key, or nil and false; the value is only
+// valid until the next write when it comes from the cache, so callers copy
+// or decode it at once.
+func (x reader) lookup(key []byte) (v []byte, ok bool, err error) {
+	if x.cache != nil && cacheable(key) {
+		if v, hit := x.cache[string(key)]; hit {
+			return v, v != nil, nil
+		}
+	}
+	pv, closer, err := x.r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		if x.cache != nil && cacheable(key) {
+			x.cache[string(key)] = nil
+		}
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: get %v: %w", Family(key[0]), err)
+	}
+	v = append(make([]byte, 0, len(pv)), pv...)
+	if err := closer.Close(); err != nil {
+		return nil, false, err
+	}
+	if x.cache != nil && cacheable(key) {
+		x.cache[string(key)] = v
+	}
+	return v, true, nil
+}
 
 func (x reader) getRaw(key []byte) ([]byte, error) {
+	if x.cache != nil && cacheable(key) {
+		v, ok, err := x.lookup(key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrNotFound
+		}
+		return bytes.Clone(v), nil
+	}
 	v, closer, err := x.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -65,6 +121,19 @@ func (x reader) getRaw(key []byte) ([]byte, error) {
 
 // get unmarshals the value of key into m without copying it first.
 func (x reader) get(key []byte, m proto.Message) error {
+	if x.cache != nil && cacheable(key) {
+		v, ok, err := x.lookup(key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		if err := proto.Unmarshal(v, m); err != nil {
+			return fmt.Errorf("%w: %v value: %v", ErrCorrupt, Family(key[0]), err)
+		}
+		return nil
+	}
 	v, closer, err := x.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return ErrNotFound

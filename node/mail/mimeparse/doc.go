@@ -27,8 +27,8 @@
 //     tolerated; a body part defaults to message/rfc822 inside
 //     multipart/digest, §5.1.5); RFC 2047 encoded words in Subject, display
 //     names, Content-Description and parameter values; RFC 2231 parameter
-//     continuations and encodings (via mime.ParseMediaType, which decodes
-//     only us-ascii and utf-8 extended values).
+//     continuations and charsets (mime.ParseMediaType, plus a fallback for
+//     the charsets other than us-ascii and utf-8 that it drops).
 //   - RFC 9051 §7.5.2 for what BODYSTRUCTURE and ENVELOPE report: lower-case
 //     type, subtype, encoding and disposition; lines for text/* and
 //     message/rfc822|global; Sender and Reply-To default to From.

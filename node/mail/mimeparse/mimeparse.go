@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -315,6 +319,7 @@ func mediaType(h *message.Header, key string) (string, map[string]string, bool) 
 		}
 		params = lenientParams(raw)
 	}
+	params = extendedParams(h.Get(key), params)
 	if len(params) == 0 {
 		return value, nil, true
 	}
@@ -334,7 +339,7 @@ func lenientParams(v string) map[string]string {
 	for _, pair := range splitOutsideQuotes(rest, ';') {
 		name, value, ok := strings.Cut(pair, "=")
 		name = strings.ToLower(strings.TrimSpace(name))
-		if !ok || name == "" {
+		if !ok || name == "" || strings.Contains(name, "*") { // RFC 2231: see extendedParams
 			continue
 		}
 		if _, dup := params[name]; dup {
@@ -345,6 +350,90 @@ func lenientParams(v string) map[string]string {
 			value = unquote(value)
 		}
 		params[name] = decodeWords(value)
+	}
+	return params
+}
+
+// extendedParams decodes the RFC 2231 parameters that mime.ParseMediaType
+// drops or truncates, those in a charset other than us-ascii and utf-8 (an
+// ISO-8859-1 file name, say), with go-message's charset table, and those
+// lenientParams skipped.
+func extendedParams(raw string, params map[string]string) map[string]string {
+	if !strings.Contains(raw, "*") {
+		return params
+	}
+	type segment struct {
+		n       int
+		value   string
+		encoded bool
+	}
+	segments := map[string][]segment{}
+	_, rest, _ := strings.Cut(raw, ";")
+	for _, pair := range splitOutsideQuotes(rest, ';') {
+		name, value, ok := strings.Cut(pair, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		encoded := strings.HasSuffix(name, "*")
+		base, index, indexed := strings.Cut(strings.TrimSuffix(name, "*"), "*")
+		if !ok || base == "" || !(encoded || indexed) {
+			continue
+		}
+		n := 0
+		if indexed {
+			var err error
+			if n, err = strconv.Atoi(index); err != nil || n < 0 || n > 999 {
+				continue
+			}
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && value[0] == '"' {
+			value = unquote(value)
+		}
+		segments[base] = append(segments[base], segment{n, value, encoded})
+	}
+	for base, segs := range segments {
+		sort.SliceStable(segs, func(i, j int) bool { return segs[i].n < segs[j].n })
+		if !segs[0].encoded || segs[0].n != 0 {
+			continue
+		}
+		charset, rest, ok := strings.Cut(segs[0].value, "'")
+		_, first, ok2 := strings.Cut(rest, "'")
+		if !ok || !ok2 {
+			continue
+		}
+		if _, done := params[base]; done && (strings.EqualFold(charset, "utf-8") || strings.EqualFold(charset, "us-ascii")) {
+			continue // decoded by mime.ParseMediaType
+		}
+		var b []byte
+		for i, s := range segs {
+			v := s.value
+			if i == 0 {
+				v = first
+			}
+			if s.encoded {
+				u, err := url.PathUnescape(v)
+				if err != nil {
+					b = nil
+					break
+				}
+				v = u
+			}
+			b = append(b, v...)
+		}
+		if b == nil || message.CharsetReader == nil {
+			continue
+		}
+		r, err := message.CharsetReader(strings.ToLower(charset), bytes.NewReader(b))
+		if err != nil {
+			continue
+		}
+		decoded, err := io.ReadAll(r)
+		if err != nil {
+			continue
+		}
+		if params == nil {
+			params = map[string]string{}
+		}
+		params[base] = string(decoded)
 	}
 	return params
 }

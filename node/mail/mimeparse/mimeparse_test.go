@@ -449,6 +449,19 @@ func TestParse(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "RFC 2231 parameters in ISO-8859-1",
+			msg: crlf(`Content-Type: application/octet-stream; name*=iso-8859-1'fr'caf%E9.txt
+Content-Disposition: attachment; filename*0*=ISO-8859-1''caf%E9; filename*1=".txt"
+
+x`),
+			parts: []wantPart{{typ: "application/octet-stream", params: map[string]string{"name": "café.txt"}, enc: "7bit", body: "x"}},
+			check: func(t *testing.T, m *storagepb.ParsedMessage) {
+				if got, want := m.Root.DispositionParams, map[string]string{"filename": "café.txt"}; !reflect.DeepEqual(got, want) {
+					t.Errorf("disposition params = %q, want %q", got, want)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,57 @@
+// Package imapd serves IMAP on every node: a thin adapter from
+// github.com/emersion/go-imap/v2 imapserver sessions to node/mail.
+//
+// What it implements: IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501), with
+// IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), SPECIAL-USE and
+// CREATE-SPECIAL-USE (RFC 6154), NAMESPACE (RFC 2342), ESEARCH (RFC 4731),
+// SEARCHRES (RFC 5182), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
+// STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889), BINARY (RFC 3516),
+// LITERAL+ (RFC 7888), UNSELECT, UNAUTHENTICATE (RFC 8437), SASL-IR and
+// STARTTLS. Records keep MODSEQ and expunge tombstones so CONDSTORE and
+// QRESYNC (RFC 7162) can follow; they are not advertised yet.
+//
+// Reads. Each command reads the local state database through one
+// consistent snapshot (storage.Snap), closed before the reply is written.
+// SELECT, EXAMINE, STATUS and NOOP first wait until this node has applied
+// what the leader had committed (mail.Sync, read-index), so a client that
+// reconnects to another site never sees time go backwards. When no leader
+// can be reached the node serves its local replica read-only: EXAMINE says
+// [READ-ONLY]; go-imap lets a backend send that code only for EXAMINE, so
+// SELECT there answers with empty PERMANENTFLAGS, and every write is
+// refused with NO [UNAVAILABLE] (ARCHITECTURE.md §1).
+//
+// FETCH never re-parses: ENVELOPE and BODYSTRUCTURE come from the parsed
+// record computed at delivery, BODY[section]<partial> is a slice of the
+// stored bytes at its recorded offsets (node/mail/mimeparse.Section).
+//
+// Writes (APPEND, STORE, COPY, MOVE, EXPUNGE, CREATE, RENAME, DELETE,
+// SUBSCRIBE, and the \Seen of a non-PEEK FETCH) go through node/mail,
+// which returns after the command is committed and applied here, so the
+// tagged OK comes after the session can read its own write.
+//
+// Sequence numbers. Each session keeps its view of the selected mailbox:
+// the sorted UIDs the client has been told about. Changes are read from
+// the mailbox's modseq index above the last MODSEQ seen; the node's change
+// feed (mail.Feed, fed by this node's apply of every log entry) only says
+// when to look, which is what makes IDLE work on every node without a
+// broker and makes a feed overflow harmless. EXPUNGE is sent only where
+// RFC 9051 §7.4.1 allows (not during FETCH, STORE or SEARCH); until then
+// the message keeps its number and FETCH skips it.
+//
+// Errors are translated in one table (errors.go, replyTable). Names
+// resolve only inside the session user's namespace; a name that is not
+// valid is reported as NO [NONEXISTENT], like a missing one, so no
+// spelling reveals or reaches another user's mailbox. The state machine
+// checks that every write's mailbox belongs to its user.
+//
+// Limits: go-imap bounds a command line to 50 KiB and literals outside
+// APPEND to 4 KiB; APPEND over APPENDLIMIT (the node's MaxMessageBytes) is
+// refused with NO [TOOBIG] before the continuation is sent. IDLE longer
+// than Options.IdleTimeout (30 minutes) ends with BYE. Failed logins are
+// delayed per client address, doubling up to a cap, and refused outright
+// after too many; this state is per node (sharing it is a later change).
+//
+// Goroutines: Server.Serve runs the accept loop and one go-imap Serve per
+// internal listener; go-imap runs one goroutine per connection and one more
+// during IDLE. Close stops all of them.
+package imapd

@@ -1,0 +1,248 @@
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/continuum-mail/continuum/node/mail"
+)
+
+// Options configures a Server. The zero value of every field but Mail is a
+// production default.
+type Options struct {
+	// Mail is the node's mail service; required.
+	Mail *mail.Service
+	// Logger; nil means slog.Default(). The component name "imap" is added.
+	Logger *slog.Logger
+	// TLSConfig enables STARTTLS when set.
+	TLSConfig *tls.Config
+	// Dev accepts passwords over plaintext from loopback addresses.
+	Dev bool
+	// IdleTimeout ends an IDLE that lasts longer with BYE (RFC 9051 §5.4:
+	// at least 30 minutes). Default 30 minutes.
+	IdleTimeout time.Duration
+	// AuthFailureDelay is the delay after the first failed login from a
+	// client address; it doubles with each further failure, up to
+	// MaxAuthFailureDelay. Defaults 1 s and 16 s.
+	AuthFailureDelay    time.Duration
+	MaxAuthFailureDelay time.Duration
+	// MaxAuthFailures is how many failures from one address in
+	// AuthFailureWindow make every login from it fail without a password
+	// check until the window has passed. Defaults 10 and 15 minutes.
+	MaxAuthFailures   int
+	AuthFailureWindow time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Minute
+	}
+	if o.AuthFailureDelay <= 0 {
+		o.AuthFailureDelay = time.Second
+	}
+	if o.MaxAuthFailureDelay <= 0 {
+		o.MaxAuthFailureDelay = 16 * time.Second
+	}
+	if o.MaxAuthFailures <= 0 {
+		o.MaxAuthFailures = 10
+	}
+	if o.AuthFailureWindow <= 0 {
+		o.AuthFailureWindow = 15 * time.Minute
+	}
+}
+
+// capabilities advertised to every client (the library adds IDLE, UNSELECT,
+// ENABLE, SASL-IR, LITERAL-, STARTTLS, LOGINDISABLED and APPENDLIMIT=n by
+// connection state).
+var capabilities = imap.CapSet{
+	imap.CapIMAP4rev1:        {},
+	imap.CapIMAP4rev2:        {},
+	imap.CapNamespace:        {},
+	imap.CapUIDPlus:          {},
+	imap.CapESearch:          {},
+	imap.CapSearchRes:        {},
+	imap.CapListExtended:     {},
+	imap.CapListStatus:       {},
+	imap.CapMove:             {},
+	imap.CapStatusSize:       {},
+	imap.CapBinary:           {},
+	imap.CapChildren:         {},
+	imap.CapSpecialUse:       {},
+	imap.CapCreateSpecialUse: {},
+	imap.CapLiteralPlus:      {},
+	imap.CapUnauthenticate:   {},
+}
+
+// Server serves IMAP for one node.
+//
+// go-imap decides per server, not per connection, whether a password may
+// be sent without TLS, so a Server runs two imapserver.Servers over one
+// listener: connections that may log in in the clear (loopback, in dev
+// mode) go to the one with InsecureAuth, all others to the one without.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	throttle *authThrottle
+	ctx      context.Context // canceled by Close: ends in-flight mail calls
+	cancel   context.CancelFunc
+
+	secure, insecure *imapserver.Server
+	secureLn         *chanListener
+	insecureLn       *chanListener
+
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns a Server; call Serve with a listener.
+func New(opts Options) (*Server, error) {
+	if opts.Mail == nil {
+		return nil, errors.New("imapd: Options.Mail is required")
+	}
+	opts.setDefaults()
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger.With("component", "imap"),
+		throttle: newAuthThrottle(opts.AuthFailureDelay, opts.MaxAuthFailureDelay, opts.MaxAuthFailures, opts.AuthFailureWindow),
+		lns:      map[net.Listener]struct{}{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	logger := slogPrintf{s.log}
+	mk := func(insecure bool) *imapserver.Server {
+		return imapserver.New(&imapserver.Options{
+			NewSession:   s.newSession,
+			Caps:         capabilities,
+			Logger:       logger,
+			TLSConfig:    opts.TLSConfig,
+			InsecureAuth: insecure,
+		})
+	}
+	s.secure, s.insecure = mk(false), mk(true)
+	return s, nil
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	if s.secureLn == nil {
+		s.secureLn, s.insecureLn = newChanListener(ln.Addr()), newChanListener(ln.Addr())
+		s.wg.Add(2)
+		go func() { defer s.wg.Done(); s.secure.Serve(s.secureLn) }()
+		go func() { defer s.wg.Done(); s.insecure.Serve(s.insecureLn) }()
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("imapd: accept: %w", err)
+		}
+		delay = 0
+		conn := newCorkConn(c)
+		if s.opts.Dev && isLoopback(c.RemoteAddr()) {
+			s.insecureLn.deliver(conn)
+		} else {
+			s.secureLn.deliver(conn)
+		}
+	}
+}
+
+// Close stops accepting and closes every connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	for ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	// imapserver.Server.Close closes its listener and then every conn.
+	s.secure.Close()
+	s.insecure.Close()
+	s.wg.Wait()
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// chanListener hands accepted connections to an imapserver.Server.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closer sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closer.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// slogPrintf adapts slog to imapserver.Logger.
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(format string, args ...any) {
+	p.l.Warn(fmt.Sprintf(format, args...))
+}

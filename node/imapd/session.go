@@ -1,0 +1,435 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/continuum-mail/continuum/node/mail"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// session is one IMAP connection. go-imap calls its methods from the
+// connection's goroutine one at a time, except Idle, which runs on a
+// second goroutine while the first waits for DONE, and Close, which may
+// run while that Idle goroutine is still finishing: mu guards sel for them.
+type session struct {
+	srv    *Server
+	mail   *mail.Service
+	conn   *imapserver.Conn
+	cork   *corkConn
+	remote string // client IP, the key of the login throttle
+
+	user *mail.User
+
+	// touched is set by every session method; Poll finding it unset knows
+	// the command was NOOP or CHECK, which must catch up (read-index).
+	touched bool
+
+	mu  sync.Mutex
+	sel *selected
+}
+
+var (
+	_ imapserver.Session               = (*session)(nil)
+	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
+	_ imapserver.SessionNamespace      = (*session)(nil)
+	_ imapserver.SessionMove           = (*session)(nil)
+	_ imapserver.SessionUnauthenticate = (*session)(nil)
+	_ imapserver.SessionAppendLimit    = (*session)(nil)
+)
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	nc := c.NetConn()
+	cork, _ := nc.(*corkConn)
+	remote := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		remote = host
+	}
+	return &session{srv: s, mail: s.opts.Mail, conn: c, cork: cork, remote: remote}, nil, nil
+}
+
+func (s *session) ctx() context.Context { return s.srv.ctx }
+
+func (s *session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unselectLocked()
+	return nil
+}
+
+// Login checks a password (RFC 9051 §6.2.3), throttled per client address.
+func (s *session) Login(username, password string) error {
+	now := time.Now()
+	if s.srv.throttle.blocked(s.remote, now) {
+		s.srv.log.Info("login refused: too many failures", "remote", s.remote)
+		s.wait(s.srv.throttle.failed(s.remote, now))
+		return reply(errThrottled)
+	}
+	u, err := s.mail.Authenticate(s.ctx(), username, password)
+	if err != nil {
+		if errors.Is(err, mail.ErrAuthFailed) {
+			s.srv.log.Info("login failed", "remote", s.remote)
+			s.wait(s.srv.throttle.failed(s.remote, now))
+		}
+		return reply(err)
+	}
+	s.srv.throttle.succeeded(s.remote)
+	s.user = u
+	return nil
+}
+
+func (s *session) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx().Done():
+	}
+}
+
+func (s *session) Unauthenticate() error {
+	s.mu.Lock()
+	s.unselectLocked()
+	s.mu.Unlock()
+	s.user = nil
+	return nil
+}
+
+func (s *session) AppendLimit() uint32 {
+	return uint32(min(s.mail.MaxMessageBytes(), math.MaxUint32))
+}
+
+// catchUp is the read-index wait before SELECT, EXAMINE, STATUS and NOOP:
+// this node applies everything the leader had committed, so a client that
+// moves between nodes never sees time go backwards. It reports whether
+// the node is cut off, in which case the local replica is served
+// read-only (ARCHITECTURE.md §1).
+func (s *session) catchUp() (cutOff bool, err error) {
+	if s.mail.CutOff() {
+		return true, nil
+	}
+	if err := s.mail.Sync(s.ctx()); err != nil {
+		if errors.Is(err, mail.ErrUnavailable) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}
+
+// writable refuses a write up front on a node that is cut off, so the
+// client hears NO [UNAVAILABLE] at once rather than after a timeout.
+func (s *session) writable() error {
+	if s.mail.CutOff() {
+		return errCutOff
+	}
+	return nil
+}
+
+// lookup finds one of the session user's mailboxes. Every name resolves
+// inside the user's own namespace, so no spelling reaches another user's
+// mailbox: names that are not valid are simply not found.
+func (s *session) lookup(r storage.Reader, name string) (*storagepb.Mailbox, error) {
+	n, ok := normalizeName(name)
+	if !ok {
+		return nil, errNoMailbox
+	}
+	mb, err := r.MailboxByName(s.user.ID, n)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNoMailbox
+	}
+	return mb, err
+}
+
+func (s *session) lookupNow(name string) (*storagepb.Mailbox, error) {
+	snap := s.mail.Snapshot()
+	defer snap.Close()
+	return s.lookup(snap, name)
+}
+
+// tryCreate is the reply for a missing APPEND/COPY/MOVE destination
+// (RFC 9051 §6.3.12).
+var tryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+
+func (s *session) Create(name string, options *imap.CreateOptions) error {
+	s.touched = true
+	if err := s.writable(); err != nil {
+		return reply(err)
+	}
+	name = strings.TrimSuffix(name, "/")
+	n, ok := normalizeName(name)
+	if !ok {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	}
+	use := ""
+	if options != nil && len(options.SpecialUse) > 0 {
+		if len(options.SpecialUse) > 1 {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "One special use per mailbox"}
+		}
+		use = string(options.SpecialUse[0])
+	}
+	return reply(s.mail.CreateMailbox(s.ctx(), s.user.ID, n, use))
+}
+
+func (s *session) Delete(name string) error {
+	s.touched = true
+	if err := s.writable(); err != nil {
+		return reply(err)
+	}
+	n, ok := normalizeName(name)
+	if !ok {
+		return reply(errNoMailbox)
+	}
+	return reply(s.mail.DeleteMailbox(s.ctx(), s.user.ID, n))
+}
+
+func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
+	s.touched = true
+	if err := s.writable(); err != nil {
+		return reply(err)
+	}
+	f, ok := normalizeName(from)
+	if !ok {
+		return reply(errNoMailbox)
+	}
+	t, ok := normalizeName(strings.TrimSuffix(to, "/"))
+	if !ok {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	}
+	return reply(s.mail.RenameMailbox(s.ctx(), s.user.ID, f, t))
+}
+
+func (s *session) Subscribe(name string) error   { return s.subscribe(name, true) }
+func (s *session) Unsubscribe(name string) error { return s.subscribe(name, false) }
+
+func (s *session) subscribe(name string, on bool) error {
+	s.touched = true
+	if err := s.writable(); err != nil {
+		return reply(err)
+	}
+	n, ok := normalizeName(name)
+	if !ok {
+		return reply(errNoMailbox)
+	}
+	return reply(s.mail.SetSubscribed(s.ctx(), s.user.ID, n, on))
+}
+
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	s.touched = true
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: '/'}}}, nil
+}
+
+// Status implements STATUS (RFC 9051 §6.3.11) from the mailbox record,
+// after the read-index wait.
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	s.touched = true
+	if _, err := s.catchUp(); err != nil {
+		return nil, reply(err)
+	}
+	snap := s.mail.Snapshot()
+	defer snap.Close()
+	mb, err := s.lookup(snap, name)
+	if err != nil {
+		return nil, reply(err)
+	}
+	data, err := s.statusData(snap, mb, options)
+	if err != nil {
+		return nil, reply(err)
+	}
+	data.Mailbox = name
+	return data, nil
+}
+
+func (s *session) statusData(r storage.Reader, mb *storagepb.Mailbox, options *imap.StatusOptions) (*imap.StatusData, error) {
+	data := &imap.StatusData{Mailbox: mb.Name}
+	if options.NumMessages {
+		n := mb.Messages
+		data.NumMessages = &n
+	}
+	if options.UIDNext {
+		data.UIDNext = imap.UID(mb.UidNext)
+	}
+	if options.UIDValidity {
+		data.UIDValidity = mb.UidValidity
+	}
+	if options.NumUnseen {
+		n := mb.Unseen
+		data.NumUnseen = &n
+	}
+	if options.NumRecent {
+		n := uint32(0)
+		data.NumRecent = &n
+	}
+	if options.Size {
+		n := int64(min(mb.Size, math.MaxInt64))
+		data.Size = &n
+	}
+	if options.AppendLimit {
+		n := s.AppendLimit()
+		data.AppendLimit = &n
+	}
+	if options.HighestModSeq {
+		data.HighestModSeq = mb.HighestModseq
+	}
+	if options.NumDeleted {
+		var n uint32
+		err := r.Messages(mb.Id, 1, 0, func(m *storagepb.Message) error {
+			if hasFlag(m.Flags, string(imap.FlagDeleted)) {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		data.NumDeleted = &n
+	}
+	return data, nil
+}
+
+// List implements LIST with LIST-EXTENDED, LIST-STATUS and SPECIAL-USE
+// (RFC 9051 §6.3.9, RFC 5258, RFC 5819, RFC 6154) and LSUB.
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	s.touched = true
+	if len(patterns) == 1 && patterns[0] == "" {
+		// RFC 9051 §6.3.9: the hierarchy delimiter and root name.
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
+	}
+	snap := s.mail.Snapshot()
+	boxes, err := snap.Mailboxes(s.user.ID)
+	if err != nil {
+		snap.Close()
+		return reply(err)
+	}
+	names := make(map[string]bool, len(boxes))
+	for _, b := range boxes {
+		names[b.Name] = true
+	}
+	sort.Slice(boxes, func(i, j int) bool { return boxes[i].Name < boxes[j].Name })
+	var out []*imap.ListData
+	for _, b := range boxes {
+		match := false
+		for _, p := range patterns {
+			if imapserver.MatchList(b.Name, '/', ref, p) || (strings.EqualFold(b.Name, "INBOX") && imapserver.MatchList("INBOX", '/', ref, strings.ToUpper(p))) {
+				match = true
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		if options.SelectSubscribed && !b.Subscribed {
+			continue
+		}
+		if options.SelectSpecialUse && b.SpecialUse == "" {
+			continue
+		}
+		d := &imap.ListData{Delim: '/', Mailbox: b.Name}
+		if hasChildren(names, b.Name) {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if b.Subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if b.SpecialUse != "" {
+			d.Attrs = append(d.Attrs, imap.MailboxAttr(b.SpecialUse))
+		}
+		if options.ReturnStatus != nil {
+			if d.Status, err = s.statusData(snap, b, options.ReturnStatus); err != nil {
+				snap.Close()
+				return reply(err)
+			}
+		}
+		out = append(out, d)
+	}
+	snap.Close()
+	for _, d := range out {
+		if err := w.WriteList(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasChildren(names map[string]bool, name string) bool {
+	prefix := name + "/"
+	for n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Append implements APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315).
+// go-imap has already refused a literal over AppendLimit with NO [TOOBIG]
+// before sending the continuation.
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	s.touched = true
+	if err := s.writable(); err != nil {
+		return nil, reply(err)
+	}
+	mb, err := s.lookupNow(name)
+	if errors.Is(err, errNoMailbox) {
+		return nil, tryCreate
+	} else if err != nil {
+		return nil, reply(err)
+	}
+	if r.Size() > s.mail.MaxMessageBytes() {
+		return nil, reply(mail.ErrTooBig)
+	}
+	data := make([]byte, r.Size())
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, err
+	}
+	flags := make([]string, len(options.Flags))
+	for i, f := range options.Flags {
+		flags[i] = string(f)
+	}
+	res, err := s.mail.Append(s.ctx(), s.user.ID, mb.Id, flags, options.Time, data)
+	if err != nil {
+		return nil, reply(err)
+	}
+	if len(res.Uids) != 1 {
+		return nil, nil
+	}
+	return &imap.AppendData{UIDValidity: res.UidValidity, UID: imap.UID(res.Uids[0])}, nil
+}
+
+func hasFlag(flags []string, f string) bool {
+	return slices.ContainsFunc(flags, func(x string) bool { return strings.EqualFold(x, f) })
+}
+
+// normalizeName maps a client's mailbox name to the stored form: "/"
+// separated, INBOX upper-case in any case (RFC 9051 §5.1). It mirrors
+// raftfsm's validation, which is authoritative for writes; here it only
+// decides that a name cannot exist.
+func normalizeName(s string) (string, bool) {
+	if s == "" || len(s) > 1024 || strings.ContainsAny(s, "\x00\r\n*%") {
+		return "", false
+	}
+	parts := strings.Split(s, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return "", false
+		}
+	}
+	if strings.EqualFold(parts[0], "INBOX") {
+		parts[0] = "INBOX"
+	}
+	return strings.Join(parts, "/"), true
+}

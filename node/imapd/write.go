@@ -1,0 +1,237 @@
+package imapd
+
+import (
+	"errors"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+)
+
+// The selected-state writes. Each names messages by UID ranges built from
+// the session's view and goes through node/mail, which returns once the
+// write is committed and applied here, so the reply can report it. The
+// state machine checks that the mailbox belongs to the session's user, so
+// a UID is only ever one of the user's own messages.
+
+// checkWrite refuses writes to a read-only selection and on a cut-off node.
+func (s *session) checkWrite() error {
+	if s.sel == nil {
+		return errNoSelectable
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if s.sel.readOnly {
+		if s.mail.CutOff() {
+			return errCutOff
+		}
+		return errReadOnly
+	}
+	return nil
+}
+
+// uidRanges turns view positions into the command's UID ranges.
+func (sel *selected) uidRanges(idx []int) []*commandpb.UIDRange {
+	var out []*commandpb.UIDRange
+	for _, r := range runs(idx) {
+		out = append(out, &commandpb.UIDRange{Start: sel.uids[r[0]], Stop: sel.uids[r[1]]})
+	}
+	return out
+}
+
+// Store implements STORE (RFC 9051 §6.4.6).
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	s.touched = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkWrite(); err != nil {
+		return reply(err)
+	}
+	sel := s.sel
+	idx := sel.indices(numSet)
+	if len(idx) == 0 {
+		return nil
+	}
+	var op commandpb.FlagOp
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		op = commandpb.FlagOp_FLAG_OP_ADD
+	case imap.StoreFlagsDel:
+		op = commandpb.FlagOp_FLAG_OP_REMOVE
+	default:
+		op = commandpb.FlagOp_FLAG_OP_REPLACE
+	}
+	fs := make([]string, len(flags.Flags))
+	for i, f := range flags.Flags {
+		fs[i] = string(f)
+	}
+	var unchangedSince uint64
+	if options != nil {
+		unchangedSince = options.UnchangedSince
+	}
+	if _, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, sel.uidRanges(idx), op, fs, unchangedSince); err != nil {
+		return reply(err)
+	}
+	// Read back the flags: the reply (unless .SILENT) reports them, and the
+	// modseq of each marks the change as this session's own, so the next
+	// poll does not report it again.
+	_, isUID := numSet.(imap.UIDSet)
+	msgs, err := s.readMessages(idx)
+	if err != nil {
+		return reply(err)
+	}
+	if sel.own == nil {
+		sel.own = map[uint32]uint64{}
+	}
+	for _, m := range msgs {
+		sel.own[m.msg.Uid] = m.msg.Modseq
+	}
+	if flags.Silent {
+		return nil
+	}
+	s.corkOn()
+	defer s.corkOff()
+	for _, m := range msgs {
+		rw := w.CreateMessage(m.seq)
+		if isUID {
+			rw.WriteUID(imap.UID(m.msg.Uid))
+		}
+		rw.WriteFlags(imapFlags(m.msg.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Copy implements COPY with COPYUID (RFC 9051 §6.4.7, RFC 4315).
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	s.touched = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return nil, reply(errNoSelectable)
+	}
+	if err := s.writable(); err != nil {
+		return nil, reply(err)
+	}
+	dst, err := s.lookupNow(dest)
+	if errors.Is(err, errNoMailbox) {
+		return nil, tryCreate
+	} else if err != nil {
+		return nil, reply(err)
+	}
+	idx := s.sel.indices(numSet)
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	res, err := s.mail.Copy(s.ctx(), s.user.ID, s.sel.id, s.sel.uidRanges(idx), dst.Id)
+	if err != nil {
+		return nil, reply(err)
+	}
+	return copyData(res, dst), nil
+}
+
+func copyData(res *commandpb.Result, dst *storagepb.Mailbox) *imap.CopyData {
+	if len(res.Uids) == 0 || len(res.Uids) != len(res.SrcUids) {
+		return nil
+	}
+	d := &imap.CopyData{UIDValidity: res.UidValidity}
+	if d.UIDValidity == 0 {
+		d.UIDValidity = dst.UidValidity
+	}
+	var src, dstUIDs imap.UIDSet
+	for i := range res.Uids {
+		src.AddNum(imap.UID(res.SrcUids[i]))
+		dstUIDs.AddNum(imap.UID(res.Uids[i]))
+	}
+	d.SourceUIDs, d.DestUIDs = src, dstUIDs
+	return d
+}
+
+// Move implements MOVE (RFC 6851): one command copies and expunges.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	s.touched = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkWrite(); err != nil {
+		return reply(err)
+	}
+	dst, err := s.lookupNow(dest)
+	if errors.Is(err, errNoMailbox) {
+		return tryCreate
+	} else if err != nil {
+		return reply(err)
+	}
+	if dst.Id == s.sel.id {
+		return reply(errSameMailbox)
+	}
+	idx := s.sel.indices(numSet)
+	if len(idx) == 0 {
+		return nil
+	}
+	res, err := s.mail.Move(s.ctx(), s.user.ID, s.sel.id, s.sel.uidRanges(idx), dst.Id)
+	if err != nil {
+		return reply(err)
+	}
+	if d := copyData(res, dst); d != nil {
+		if err := w.WriteCopyData(d); err != nil {
+			return err
+		}
+	}
+	gone := make(map[uint32]struct{}, len(res.SrcUids))
+	for _, u := range res.SrcUids {
+		gone[u] = struct{}{}
+	}
+	return s.expungeFromView(gone, w.WriteExpunge)
+}
+
+// Expunge implements EXPUNGE, UID EXPUNGE (RFC 4315 §2.1) and the
+// expunge of CLOSE. On a mailbox opened with EXAMINE it does nothing,
+// as CLOSE must (RFC 9051 §6.4.1).
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	s.touched = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return reply(errNoSelectable)
+	}
+	if s.sel.readOnly && !s.mail.CutOff() {
+		return nil
+	}
+	if err := s.checkWrite(); err != nil {
+		return reply(err)
+	}
+	var ranges []*commandpb.UIDRange
+	if uids != nil {
+		idx := s.sel.indices(*uids)
+		if len(idx) == 0 {
+			return nil
+		}
+		ranges = s.sel.uidRanges(idx)
+	}
+	res, err := s.mail.Expunge(s.ctx(), s.user.ID, s.sel.id, ranges)
+	if err != nil {
+		return reply(err)
+	}
+	gone := make(map[uint32]struct{}, len(res.Uids))
+	for _, u := range res.Uids {
+		gone[u] = struct{}{}
+	}
+	return s.expungeFromView(gone, w.WriteExpunge)
+}
+
+func (s *session) corkOn() {
+	if s.cork != nil {
+		s.cork.cork()
+	}
+}
+
+func (s *session) corkOff() {
+	if s.cork != nil {
+		s.cork.uncork()
+	}
+}

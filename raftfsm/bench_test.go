@@ -1,0 +1,57 @@
+package raftfsm
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+)
+
+// BenchmarkApplyDeliver applies raft batches of 256 Deliver commands, each a
+// distinct 4 KiB message for one recipient with a dedupe key, and reports
+// commands per second.
+func BenchmarkApplyDeliver(b *testing.B) {
+	h := newHarness(b)
+	h.setup("a@example.test")
+	const batch = 256
+	body := make([]byte, 4096)
+	for i := range body {
+		body[i] = "abcdefghij klmnopqrstuvwxyz\r\n"[i*7%29]
+	}
+	mk := func(n int) *raft.Log {
+		data := append([]byte(fmt.Sprintf("Message-Id: <%d@bench>\r\n", n)), body...)
+		data = data[:4096]
+		sum := sha256.Sum256(data)
+		key := sha256.Sum256([]byte(fmt.Sprint("dedupe", n)))
+		c := deliver(&commandpb.Blob{Sha256: sum[:], Data: data, Parsed: &storagepb.ParsedMessage{}},
+			&commandpb.Recipient{Email: "a@example.test", DedupeKey: key[:]})
+		c.TimeUnixNano = h.now + int64(n)*1000
+		enc, err := Encode(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.index++
+		return &raft.Log{Index: h.index, Term: 1, Type: raft.LogCommand, Data: enc}
+	}
+	n := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		logs := make([]*raft.Log, batch)
+		for j := range logs {
+			logs[j] = mk(n)
+			n++
+		}
+		b.StartTimer()
+		for _, r := range h.f.ApplyBatch(logs) {
+			if rsp := r.(*Response); rsp.Err != nil || rsp.Result.Deliveries[0].Code != OK {
+				b.Fatalf("apply: %v", rsp)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "commands/s")
+}

@@ -1,0 +1,382 @@
+package raftfsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"slices"
+
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// checkBlob validates a command's message bytes: the SHA-256 the proposer
+// computed must be the bytes' (the blob is stored under it, once).
+func checkBlob(b *commandpb.Blob) *commandpb.Result {
+	if len(b.GetData()) == 0 {
+		return invalid("empty message")
+	}
+	if sum := sha256.Sum256(b.GetData()); !bytes.Equal(sum[:], b.GetSha256()) {
+		return invalid("blob SHA-256 does not match its data")
+	}
+	return nil
+}
+
+func overQuota(u *storagepb.User, size uint64) bool {
+	return u.QuotaBytes != 0 && u.UsedBytes+size > u.QuotaBytes
+}
+
+func delivery(code commandpb.Code) *commandpb.Delivery { return &commandpb.Delivery{Code: code} }
+
+// applyDeliver stores one message for every recipient: the blob once, a
+// message per recipient. Each recipient has its own outcome; the command's
+// code is OK unless the command itself is invalid.
+func applyDeliver(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetDeliver()
+	if res := checkBlob(op.GetBlob()); res != nil {
+		return res, nil
+	}
+	if len(op.GetRecipients()) == 0 {
+		return invalid("no recipients"), nil
+	}
+	res := &commandpb.Result{}
+	for _, r := range op.GetRecipients() {
+		d, err := t.deliverOne(op, r)
+		if err != nil {
+			return nil, err
+		}
+		res.Deliveries = append(res.Deliveries, d)
+	}
+	return res, nil
+}
+
+func (t *tx) deliverOne(op *commandpb.Deliver, r *commandpb.Recipient) (*commandpb.Delivery, error) {
+	email, _, ok := normalizeEmail(r.GetEmail())
+	if !ok {
+		return delivery(commandpb.Code_CODE_INVALID), nil
+	}
+	flags, ok := normalizeFlags(r.GetFlags())
+	if !ok || len(r.GetDedupeKey()) > maxDedupeKeyLen {
+		return delivery(commandpb.Code_CODE_INVALID), nil
+	}
+	u, err := t.b.UserByEmail(email)
+	if ok, err := found(err); err != nil {
+		return nil, err
+	} else if !ok || u.Disabled {
+		return delivery(commandpb.Code_CODE_NOT_FOUND), nil
+	}
+	key := r.GetDedupeKey()
+	if len(key) > 0 {
+		d, err := t.b.Dedupe(key)
+		if ok, err := found(err); err != nil {
+			return nil, err
+		} else if ok && d.ExpiresUnixNano > t.now {
+			// A retry: report the first delivery, provided it was to this
+			// user (a deleted and re-created user is a new recipient).
+			_, err := t.b.Mailbox(u.Id, d.MailboxId)
+			if ok, err := found(err); err != nil {
+				return nil, err
+			} else if ok {
+				return &commandpb.Delivery{MailboxId: d.MailboxId, Uid: d.Uid, Duplicate: true}, nil
+			}
+		}
+	}
+	var box *storagepb.Mailbox
+	if r.GetMailbox() != "" {
+		if name, ok := normalizeMailboxName(r.GetMailbox()); ok {
+			box, err = t.b.MailboxByName(u.Id, name)
+			if _, err := found(err); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if box == nil {
+		// A missing or unusable target folder falls back to INBOX, as
+		// Sieve's fileinto does (RFC 5228 §4.1).
+		if box, err = t.b.MailboxByName(u.Id, "INBOX"); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return delivery(commandpb.Code_CODE_NOT_FOUND), nil
+			}
+			return nil, err
+		}
+	}
+	size := uint64(len(op.GetBlob().GetData()))
+	if overQuota(u, size) {
+		return delivery(commandpb.Code_CODE_OVER_QUOTA), nil
+	}
+	if box.UidNext == ^uint32(0) {
+		return delivery(commandpb.Code_CODE_INVALID), nil // UIDs exhausted: RFC 9051 §2.3.1.1
+	}
+	if _, err := t.b.PutBlob(op.GetBlob().GetSha256(), op.GetBlob().GetData(), op.GetBlob().GetParsed()); err != nil {
+		return nil, err
+	}
+	m := &storagepb.Message{Blob: op.GetBlob().GetSha256(), Flags: flags, InternalDateUnix: op.GetInternalDateUnix(),
+		Size: size, SaveDateUnix: t.now / 1e9}
+	if err := t.addMessage(u, box, m); err != nil {
+		return nil, err
+	}
+	if err := t.b.PutMailbox(box); err != nil {
+		return nil, err
+	}
+	if err := t.b.PutUser(u); err != nil {
+		return nil, err
+	}
+	if len(key) > 0 {
+		if err := t.b.PutDedupe(key, &storagepb.Dedupe{MailboxId: box.Id, Uid: m.Uid, ExpiresUnixNano: t.now + dedupeTTL}); err != nil {
+			return nil, err
+		}
+	}
+	return &commandpb.Delivery{MailboxId: box.Id, Uid: m.Uid}, nil
+}
+
+// applyAppend implements APPEND (RFC 9051 §6.3.12) into a mailbox of the user.
+func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetAppend()
+	if res := checkBlob(op.GetBlob()); res != nil {
+		return res, nil
+	}
+	flags, ok := normalizeFlags(op.GetFlags())
+	if !ok {
+		return invalid("bad flags"), nil
+	}
+	u, res, err := t.mailboxUser(op.GetUserId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	box, res, err := t.userMailbox(u.Id, op.GetMailboxId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	size := uint64(len(op.GetBlob().GetData()))
+	if overQuota(u, size) {
+		return result(commandpb.Code_CODE_OVER_QUOTA, "over quota"), nil
+	}
+	if box.UidNext == ^uint32(0) {
+		return invalid("UIDs exhausted"), nil
+	}
+	if _, err := t.b.PutBlob(op.GetBlob().GetSha256(), op.GetBlob().GetData(), op.GetBlob().GetParsed()); err != nil {
+		return nil, err
+	}
+	m := &storagepb.Message{Blob: op.GetBlob().GetSha256(), Flags: flags, InternalDateUnix: op.GetInternalDateUnix(),
+		Size: size, SaveDateUnix: t.now / 1e9}
+	if err := t.addMessage(u, box, m); err != nil {
+		return nil, err
+	}
+	if err := t.b.PutMailbox(box); err != nil {
+		return nil, err
+	}
+	if err := t.b.PutUser(u); err != nil {
+		return nil, err
+	}
+	return &commandpb.Result{UserId: u.Id, MailboxId: box.Id, UidValidity: box.UidValidity,
+		Uids: []uint32{m.Uid}, Modseq: m.Modseq}, nil
+}
+
+// applyStoreFlags implements STORE (RFC 9051 §6.4.6) with CONDSTORE's
+// UNCHANGEDSINCE (RFC 7162 §3.1.3). Every changed message gets its own new
+// MODSEQ; unchanged messages keep theirs.
+func applyStoreFlags(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetStoreFlags()
+	flags, ok := normalizeFlags(op.GetFlags())
+	if !ok {
+		return invalid("bad flags"), nil
+	}
+	switch op.GetOp() {
+	case commandpb.FlagOp_FLAG_OP_ADD, commandpb.FlagOp_FLAG_OP_REMOVE, commandpb.FlagOp_FLAG_OP_REPLACE:
+	default:
+		return invalid("unknown flag operation"), nil
+	}
+	box, res, err := t.userMailbox(op.GetUserId(), op.GetMailboxId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	msgs, res, err := t.selectMessages(box.Id, op.GetUids())
+	if res != nil || err != nil {
+		return res, err
+	}
+	out := &commandpb.Result{UserId: box.UserId, MailboxId: box.Id, UidValidity: box.UidValidity}
+	for _, m := range msgs {
+		if op.GetUnchangedSince() != 0 && m.Modseq > op.GetUnchangedSince() {
+			out.Modified = append(out.Modified, m.Uid)
+			continue
+		}
+		nf := newFlags(m.Flags, flags, op.GetOp())
+		if slices.Equal(nf, m.Flags) {
+			continue
+		}
+		wasSeen, isSeen := hasFlag(m.Flags, `\Seen`), hasFlag(nf, `\Seen`)
+		switch {
+		case wasSeen && !isSeen:
+			box.Unseen++
+		case !wasSeen && isSeen:
+			box.Unseen--
+		}
+		old := m.Modseq
+		box.HighestModseq++
+		m.Flags, m.Modseq = nf, box.HighestModseq
+		if err := t.b.PutMessage(box.Id, m, old); err != nil {
+			return nil, err
+		}
+		out.Uids = append(out.Uids, m.Uid)
+		t.event(FlagsChanged, box.UserId, box.Id, m.Uid, m.Modseq, "")
+	}
+	if len(out.Uids) > 0 {
+		if err := t.b.PutMailbox(box); err != nil {
+			return nil, err
+		}
+	}
+	out.Modseq = box.HighestModseq
+	if len(out.Modified) > 0 {
+		out.Code = commandpb.Code_CODE_MODIFIED
+	}
+	return out, nil
+}
+
+func newFlags(cur, flags []string, op commandpb.FlagOp) []string {
+	var out []string
+	switch op {
+	case commandpb.FlagOp_FLAG_OP_REPLACE:
+		out = slices.Clone(flags)
+	case commandpb.FlagOp_FLAG_OP_ADD:
+		out = slices.Clone(cur)
+		for _, f := range flags {
+			if !hasFlag(out, f) {
+				out = append(out, f)
+			}
+		}
+	case commandpb.FlagOp_FLAG_OP_REMOVE:
+		for _, f := range cur {
+			if !hasFlag(flags, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	sortFlags(out)
+	return out
+}
+
+// applyCopy implements COPY (RFC 9051 §6.4.7) with UIDPLUS's COPYUID data
+// (RFC 4315 §3): Result.src_uids and uids pair source and new UIDs.
+func applyCopy(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetCopy()
+	return t.copyMessages(op.GetUserId(), op.GetMailboxId(), op.GetDestMailboxId(), op.GetUids(), false)
+}
+
+// applyMove implements MOVE (RFC 6851 §3.1): a copy and an expunge of the
+// source messages in one command, so no node ever shows both or neither.
+func applyMove(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetMove()
+	return t.copyMessages(op.GetUserId(), op.GetMailboxId(), op.GetDestMailboxId(), op.GetUids(), true)
+}
+
+func (t *tx) copyMessages(userID, srcID, dstID uint64, uids []*commandpb.UIDRange, move bool) (*commandpb.Result, error) {
+	if move && srcID == dstID {
+		return invalid("move into the same mailbox"), nil
+	}
+	u, res, err := t.mailboxUser(userID)
+	if res != nil || err != nil {
+		return res, err
+	}
+	src, res, err := t.userMailbox(u.Id, srcID)
+	if res != nil || err != nil {
+		return res, err
+	}
+	dst, res, err := t.userMailbox(u.Id, dstID)
+	if res != nil || err != nil {
+		return res, err
+	}
+	if srcID == dstID {
+		dst = src // one record, updated once
+	}
+	msgs, res, err := t.selectMessages(src.Id, uids)
+	if res != nil || err != nil {
+		return res, err
+	}
+	var total uint64
+	for _, m := range msgs {
+		total += m.Size
+	}
+	if !move && overQuota(u, total) {
+		return result(commandpb.Code_CODE_OVER_QUOTA, "over quota"), nil
+	}
+	if uint64(dst.UidNext)+uint64(len(msgs)) >= uint64(^uint32(0)) {
+		return invalid("UIDs exhausted"), nil
+	}
+	out := &commandpb.Result{UserId: u.Id, MailboxId: dst.Id, UidValidity: dst.UidValidity}
+	for _, m := range msgs {
+		if err := t.b.RefBlob(m.Blob); err != nil {
+			return nil, err
+		}
+		nm := &storagepb.Message{Blob: m.Blob, Flags: m.Flags, InternalDateUnix: m.InternalDateUnix,
+			Size: m.Size, SaveDateUnix: t.now / 1e9}
+		if err := t.addMessage(u, dst, nm); err != nil {
+			return nil, err
+		}
+		out.SrcUids = append(out.SrcUids, m.Uid)
+		out.Uids = append(out.Uids, nm.Uid)
+		if move {
+			if err := t.removeMessage(u, src, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(msgs) > 0 {
+		if err := t.b.PutMailbox(dst); err != nil {
+			return nil, err
+		}
+		if move {
+			if err := t.b.PutMailbox(src); err != nil {
+				return nil, err
+			}
+		}
+		if err := t.b.PutUser(u); err != nil {
+			return nil, err
+		}
+	}
+	out.Modseq = dst.HighestModseq
+	return out, nil
+}
+
+// applyExpunge implements EXPUNGE (RFC 9051 §6.4.3) and UID EXPUNGE (RFC 4315
+// §2.1): the \Deleted messages, of uids when given, go; each leaves a
+// tombstone at its own new MODSEQ.
+func applyExpunge(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetExpunge()
+	u, res, err := t.mailboxUser(op.GetUserId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	box, res, err := t.userMailbox(u.Id, op.GetMailboxId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	ranges := op.GetUids()
+	if len(ranges) == 0 {
+		ranges = []*commandpb.UIDRange{{Start: 1}}
+	}
+	msgs, res, err := t.selectMessages(box.Id, ranges)
+	if res != nil || err != nil {
+		return res, err
+	}
+	out := &commandpb.Result{UserId: u.Id, MailboxId: box.Id, UidValidity: box.UidValidity}
+	for _, m := range msgs {
+		if !hasFlag(m.Flags, `\Deleted`) {
+			continue
+		}
+		if err := t.removeMessage(u, box, m); err != nil {
+			return nil, err
+		}
+		out.Uids = append(out.Uids, m.Uid)
+	}
+	if len(out.Uids) > 0 {
+		if err := t.b.PutMailbox(box); err != nil {
+			return nil, err
+		}
+		if err := t.b.PutUser(u); err != nil {
+			return nil, err
+		}
+	}
+	out.Modseq = box.HighestModseq
+	return out, nil
+}
