@@ -160,7 +160,7 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		cutOff = 2 * n.raft.Profile().Election
 	}
 	n.router = peer.NewRouter(n.raft, n.resolveGRPC, nil, cutOff)
-	n.mail = mail.New(n.db, n.router, n.fsm, n.raft, mail.Options{
+	n.mail = mail.New(n.db, n.router, consensus.NewWaiter(n.raft, n.fsm), n.raft, mail.Options{
 		Logger:          log,
 		ApplyTimeout:    cfg.ApplyTimeout.Duration,
 		CutOffAfter:     cutOff,

@@ -223,3 +223,24 @@ func TestFarBehindFollowerGetsSnapshot(t *testing.T) {
 		t.Fatalf("restored follower has %d messages, want 300", got)
 	}
 }
+
+// TestReadIndexAfterElection: a new leader's first entry is a no-op the
+// state machine never sees; a consistent read must not wait for it for ever.
+func TestReadIndexAfterElection(t *testing.T) {
+	c := nodetest.Start(t, nodetest.Options{})
+	setupUser(t, c, 0)
+	old := c.WaitLeader(10 * time.Second)
+	c.StopNode(old)
+	c.WaitLeader(10 * time.Second)
+	for i, n := range c.Nodes {
+		if n == nil {
+			continue
+		}
+		if err := n.Mail().Sync(c.Ctx(5 * time.Second)); err != nil {
+			t.Errorf("node %d: Sync after election with no new writes: %v", i, err)
+		}
+		if _, err := n.Mail().Users(); err != nil {
+			t.Errorf("node %d: Users: %v", i, err)
+		}
+	}
+}

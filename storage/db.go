@@ -114,8 +114,16 @@ func (db *DB) openPebble(path string) (*pebble.DB, error) {
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	if po.CacheSize == 0 {
+		// Pebble's default (8 MiB) sends apply's index and filter block
+		// reads to the disk; mail stores are read-heavy.
+		po.CacheSize = DefaultCacheSize
+	}
 	return pebble.Open(path, po)
 }
+
+// DefaultCacheSize is the block cache used when Options.CacheSize is 0.
+const DefaultCacheSize = 128 << 20
 
 func stateDirName(n uint64) string { return fmt.Sprintf("state-%06d", n) }
 
