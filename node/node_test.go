@@ -219,6 +219,11 @@ func TestFarBehindFollowerGetsSnapshot(t *testing.T) {
 	}
 	c.StartNode(down)
 	c.WaitConverged(30 * time.Second)
+	// It came back through InstallSnapshot, not by replaying the log: it
+	// holds a snapshot it never took itself.
+	if snap := c.Nodes[down].Raft().Raft().Stats()["last_snapshot_index"]; snap == "0" || snap == "" {
+		t.Errorf("restarted follower has last_snapshot_index %q; want the leader's snapshot installed", snap)
+	}
 	if got := inboxCount(t, c, down, uid); got != 300 {
 		t.Fatalf("restored follower has %d messages, want 300", got)
 	}
