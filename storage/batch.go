@@ -40,7 +40,10 @@ type Batch struct {
 func (db *DB) NewBatch() *Batch {
 	db.mu.RLock()
 	b := db.pdb.NewIndexedBatch()
-	return &Batch{reader: reader{r: b, cache: make(map[string][]byte)}, b: b, db: db}
+	db.floorMu.Lock()
+	floor, known := db.dedupeFloor, db.dedupeFloorKnown
+	db.floorMu.Unlock()
+	return &Batch{reader: reader{r: b, cache: make(map[string][]byte)}, b: b, db: db, dedupeFloor: floor, dedupeFloorKnown: known}
 }
 
 // Commit writes the batch atomically; sync asks for an fsync (ignored when
@@ -53,6 +56,10 @@ func (b *Batch) Commit(sync bool) error {
 	if err := b.b.Commit(wo); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
+	// The floor is a cache of committed state: publish it only now.
+	b.db.floorMu.Lock()
+	b.db.dedupeFloor, b.db.dedupeFloorKnown = b.dedupeFloor, b.dedupeFloorKnown
+	b.db.floorMu.Unlock()
 	return nil
 }
 
@@ -360,8 +367,19 @@ func (b *Batch) ExpireDedupe(now int64, max int) (int, error) {
 		}
 	}
 	if len(keys) < max {
-		// Every entry below now is gone: what is left expires at now or later.
-		b.dedupeFloor, b.dedupeFloorKnown = now, true
+		// Every entry below now is gone: the floor is the earliest expiry
+		// left, so the commands until then skip the scan.
+		floor := int64(math.MaxInt64)
+		err := b.scan(upper, []byte{byte(FamilyDedupeExp) + 1}, func(k, _ []byte) error {
+			if len(k) >= 9 {
+				floor = unorderedInt64(binary.BigEndian.Uint64(k[1:9]))
+			}
+			return errStop
+		})
+		if err != nil && err != errStop {
+			return 0, err
+		}
+		b.dedupeFloor, b.dedupeFloorKnown = floor, true
 	} else {
 		b.dedupeFloorKnown = false
 	}

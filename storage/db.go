@@ -69,6 +69,12 @@ type DB struct {
 	closed bool
 
 	restoreMu sync.Mutex // one Restore at a time
+
+	// floorMu guards the dedupe expiry floor that committed batches hand
+	// to the next one (see Batch.ExpireDedupe); Restore resets it.
+	floorMu          sync.Mutex
+	dedupeFloor      int64
+	dedupeFloorKnown bool
 }
 
 // Open opens or creates the state database in dir.

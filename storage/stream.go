@@ -176,6 +176,9 @@ func (db *DB) RestoreChecked(r io.Reader, check func(live, staged Reader) error)
 	}
 	old, oldName := db.pdb, db.cur
 	db.pdb, db.cur = staged, name
+	db.floorMu.Lock()
+	db.dedupeFloorKnown = false
+	db.floorMu.Unlock()
 	swapped = true
 	db.mu.Unlock()
 
