@@ -57,9 +57,21 @@ func TestWriteThroughFollowerIsForwardedAndApplied(t *testing.T) {
 	if len(res) != 1 || res[0].Err != nil || res[0].UID != 1 {
 		t.Fatalf("Deliver = %+v, want one delivery with UID 1", res)
 	}
-	// The follower answered only after applying: it sees the message now.
+	// A write through a follower that a session reads back (IMAP's
+	// CREATE, APPEND, STORE) returns only once the follower has applied it.
+	if err := c.Nodes[f].Mail().CreateMailbox(c.Ctx(10*time.Second), uid, "Projects", ""); err != nil {
+		t.Fatalf("CreateMailbox through follower: %v", err)
+	}
+	if _, err := c.Nodes[f].Mail().Mailbox(uid, "Projects"); err != nil {
+		t.Fatalf("follower does not see its own CREATE: %v", err)
+	}
+	// Delivery promises commit on a quorum, not the follower's apply: after
+	// a read-index wait the follower sees it.
+	if err := c.Nodes[f].Mail().Sync(c.Ctx(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if got := inboxCount(t, c, f, uid); got != 1 {
-		t.Fatalf("follower INBOX has %d messages right after its own write, want 1", got)
+		t.Fatalf("follower INBOX has %d messages after Sync, want 1", got)
 	}
 	c.WaitConverged(10 * time.Second)
 	for i := range c.Nodes {

@@ -37,6 +37,9 @@ func (n *Node) startProtocols() error {
 			return err
 		}
 	}
+	if err := n.startIMAP(); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -60,7 +60,7 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	for _, rcpt := range env.To {
 		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: DedupeKey(rcpt, env.From, received)})
 	}
-	res, err := s.propose(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}})
+	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}}, false)
 	if err != nil {
 		return nil, err
 	}

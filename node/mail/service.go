@@ -82,11 +82,23 @@ func (s *Service) CutOff() bool {
 // propose commits cmd and waits until this node has applied it, so the
 // caller's next read sees it. The returned error is one of this package's.
 func (s *Service) propose(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, error) {
+	return s.proposeWait(ctx, cmd, true)
+}
+
+// proposeWait is propose; waitLocal false skips the wait for the local
+// apply. Delivery uses that: its promise is "committed on a quorum and
+// applied on the leader" (the result comes from the leader's apply), and
+// an MTA never reads back what it sent, so the follower's apply lag need
+// not be added to every SMTP transaction.
+func (s *Service) proposeWait(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	res, idx, err := s.prop.Propose(ctx, cmd)
 	if err != nil {
 		return nil, proposeError(err)
+	}
+	if !waitLocal {
+		return res, nil
 	}
 	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
 		// Committed on a quorum, so durable, but not yet visible here: the

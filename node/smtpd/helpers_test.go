@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -23,7 +24,9 @@ import (
 
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/config"
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/nodetest"
+	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
 // Limits of the test cluster: small enough to reach in a test.
@@ -50,19 +53,40 @@ func startFixture(t *testing.T) *fixture {
 		cfg.ProtocolTimeout = config.Duration{Duration: testTimeout}
 	}})
 	f := &fixture{c: c, users: map[string]uint64{}}
-	ctx := c.Ctx(30 * time.Second)
-	if err := c.Nodes[0].Mail().AddDomain(ctx, "example.test", ""); err != nil {
-		t.Fatal(err)
+	ctx := c.Ctx(60 * time.Second)
+	// Setup writes retry temporary failures (an early leader change, or a
+	// slow cluster under -race), as any client would.
+	retry := func(what string, fn func(m *mail.Service) error) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			l := c.WaitLeader(10 * time.Second)
+			err := fn(c.Nodes[l].Mail())
+			if err == nil || errors.Is(err, mail.ErrExists) {
+				return
+			}
+			if !mail.IsTemporary(err) || time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
 	}
+	retry("add domain", func(m *mail.Service) error { return m.AddDomain(ctx, "example.test", "") })
 	for _, u := range []struct {
 		name  string
 		quota uint64
 	}{{"user", 0}, {"bob", 0}, {"carol", 0}, {"full", 2000}, {"dedupe", 0}, {"py", 0}, {"swaks", 0}, {"lmtp1", 0}, {"lmtp2", 0}} {
-		id, err := c.Nodes[0].Mail().AddUser(ctx, u.name+"@example.test", "secret-password", u.quota)
-		if err != nil {
-			t.Fatalf("add user %s: %v", u.name, err)
-		}
-		f.users[u.name] = id
+		retry("add user "+u.name, func(m *mail.Service) error {
+			_, err := m.AddUser(ctx, u.name+"@example.test", "secret-password", u.quota)
+			return err
+		})
+	}
+	c.WaitConverged(10 * time.Second)
+	all, err := c.Nodes[0].Mail().Users()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range all {
+		f.users[strings.TrimSuffix(u.Email, "@example.test")] = u.Id
 	}
 	c.WaitConverged(10 * time.Second)
 	return f
@@ -121,7 +145,7 @@ func messages(t *testing.T, n *node.Node, userID uint64) [][]byte {
 	defer snap.Close()
 	var out [][]byte
 	var blobs [][]byte
-	err = snap.Messages(mb.Id, 1, ^uint32(0), func(m *storagepbMessage) error {
+	err = snap.Messages(mb.Id, 1, ^uint32(0), func(m *storagepb.Message) error {
 		blobs = append(blobs, m.Blob)
 		return nil
 	})

@@ -74,6 +74,7 @@ type conn struct {
 	ip        string
 	greeted   atomic.Bool
 	readOnce  atomic.Bool
+	tls       atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -97,9 +98,22 @@ func (c *conn) Write(p []byte) (int, error) {
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.readOnce.Swap(true) && looksLikeHTTP(p[:n]) {
-		c.l.srv.refuse(c, errHTTP)
-		return 0, fmt.Errorf("smtpd: %w", net.ErrClosed)
+	if n > 0 && !c.readOnce.Swap(true) {
+		if looksLikeHTTP(p[:n]) {
+			c.l.srv.refuse(c, errHTTP)
+			return 0, fmt.Errorf("smtpd: %w", net.ErrClosed)
+		}
+	}
+	if n > 0 && p[0] == 0x16 {
+		// A TLS handshake record (after STARTTLS): from now on this
+		// connection carries ciphertext and must not get plaintext replies.
+		c.tls.Store(true)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && !c.tls.Load() {
+		// go-smtp would take the partial line read so far as a command;
+		// RFC 5321 §4.5.3.2 wants the connection closed with a 421.
+		c.l.srv.refuse(c, errTimeout)
+		return n, fmt.Errorf("%w: %w", errTimeout, net.ErrClosed)
 	}
 	return n, err
 }
@@ -137,7 +151,7 @@ func (s *Server) refuse(c net.Conn, err error) {
 	r := reply(err).reply
 	raw.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(raw, "%d %d.%d.%d %s %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], s.cfg.Hostname, r.Message)
-	if tc, ok := raw.(interface{ CloseWrite() error }); ok && err != errCutOff && err != errTooManyConns {
+	if tc, ok := raw.(interface{ CloseWrite() error }); ok && err != errCutOff && err != errTooManyConns && err != errTimeout {
 		tc.CloseWrite()
 		raw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.Copy(io.Discard, io.LimitReader(raw, 64<<10))

@@ -39,6 +39,8 @@ func refusedReason(err error) string {
 		return "pregreet"
 	case errHTTP:
 		return "http"
+	case errTimeout:
+		return "timeout"
 	}
 	return "other"
 }

@@ -183,7 +183,7 @@ func (s *session) fail(err error, n int) error {
 	if !errors.Is(err, smtp.ErrDataReset) {
 		s.srv.log.Debug("transaction failed", "remote", s.conn.Conn().RemoteAddr().String(), "code", e.reply.Code, "err", err)
 	}
-	if e.close {
+	if e.close && !errors.Is(err, net.ErrClosed) {
 		c := s.conn.Conn()
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		r := e.reply
