@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bytes"
+	"os"
 
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
@@ -20,3 +21,5 @@ func testID(b []byte) string {
 	}
 	return string(rest)
 }
+
+var osRemoveAll = os.RemoveAll

@@ -18,10 +18,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/config"
@@ -65,6 +69,11 @@ type Node struct {
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
 
+	collector    *nodeCollector
+	imapSessions atomic.Pointer[func() int]
+	// draining is set when Close begins: /readyz turns unready first.
+	draining atomic.Bool
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -104,12 +113,14 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: state database: %w", err)
 	}
-	var feed *mail.Feed
+	// The FSM starts applying before the mail service exists; the feed
+	// pointer is published once it does.
+	var feed atomic.Pointer[mail.Feed]
 	n.fsm, err = raftfsm.New(n.db, raftfsm.Options{
 		Logger: log,
 		OnApply: func(index uint64, events []raftfsm.Event) {
-			if feed != nil {
-				feed.Publish(index, events)
+			if f := feed.Load(); f != nil {
+				f.Publish(index, events)
 			}
 		},
 		OnFatal: func(err error) {
@@ -142,7 +153,12 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 
+	key, err := cfg.GossipKey()
+	if err != nil {
+		return nil, err
+	}
 	n.pool, err = membership.Start(membership.Config{
+		Key: key,
 		Meta: membership.Meta{
 			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
 			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
@@ -166,7 +182,7 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		CutOffAfter:     cutOff,
 		MaxMessageBytes: cfg.MaxMessageBytes,
 	})
-	feed = n.mail.Feed()
+	feed.Store(n.mail.Feed())
 
 	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(peer.MaxMessageBytes), grpc.MaxSendMsgSize(peer.MaxMessageBytes))
 	peer.NewServer(n.grpc, n.raft, n.Info, log)
@@ -182,6 +198,13 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		}
 		n.http = &http.Server{Handler: httpapi.Handler(n), ReadHeaderTimeout: 10 * time.Second}
 		n.goServe("http", func() error { return n.http.Serve(n.httpLn) })
+	}
+
+	bridgeHashicorpMetrics(log)
+	n.collector = newNodeCollector(n)
+	if err := prometheus.DefaultRegisterer.Register(n.collector); err != nil {
+		n.log.Warn("node metrics not registered", "err", err)
+		n.collector = nil
 	}
 
 	if err := n.startProtocols(); err != nil {
@@ -225,8 +248,22 @@ func (n *Node) Members() []membership.Member { return n.pool.Members() }
 // Ready reports whether the node has a leader and has applied what it knows
 // to be committed: what a load balancer should route to.
 func (n *Node) Ready() (bool, string) {
+	if n.draining.Load() {
+		return false, "shutting down"
+	}
+	if n.raft.Fresh() {
+		return false, "not admitted to the cluster yet"
+	}
 	if id, _ := n.raft.Leader(); id == "" {
 		return false, "no leader"
+	}
+	// A follower that has not heard from its leader for an election timeout
+	// is cut off even though raft has not given up on the leader yet (its
+	// randomized timer may run up to twice the timeout).
+	if !n.raft.IsLeader() {
+		if since := time.Since(n.raft.LastContact()); since > n.raft.Profile().Election {
+			return false, fmt.Sprintf("no contact with the leader for %v", since.Round(time.Millisecond))
+		}
 	}
 	if n.mail.CutOff() {
 		return false, "cut off"
@@ -295,7 +332,7 @@ func (n *Node) joinLoop() {
 	}
 	backoff = 200 * time.Millisecond
 	for {
-		if n.inConfiguration() {
+		if !n.raft.Fresh() && n.inConfiguration() {
 			return
 		}
 		for _, m := range n.pool.Members() {
@@ -303,13 +340,19 @@ func (n *Node) joinLoop() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-			err := n.router.Join(ctx, m.GRPC, &peerpb.JoinRequest{Id: n.cfg.ID, RaftAddr: n.cfg.RaftAddr, Voter: n.cfg.Role == "voter"})
+			fresh := n.raft.Fresh()
+			err := n.router.Join(ctx, m.GRPC, &peerpb.JoinRequest{Id: n.cfg.ID, RaftAddr: n.cfg.RaftAddr, Voter: n.cfg.Role == "voter", Fresh: fresh})
 			cancel()
 			if err == nil {
-				n.log.Info("joined the cluster", "via", m.ID)
+				n.log.Info("joined the cluster", "via", m.ID, "fresh", fresh)
+				n.raft.Admit()
 				return
 			}
-			n.log.Debug("join refused", "via", m.ID, "err", err)
+			if status.Code(err) == codes.AlreadyExists {
+				n.log.Error("join refused", "via", m.ID, "err", err)
+			} else {
+				n.log.Debug("join refused", "via", m.ID, "err", err)
+			}
 		}
 		if !wait() {
 			return
@@ -383,17 +426,45 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the node: listeners first (no new work), then gossip, Raft and
-// the stores. Leadership is handed over first when this node leads.
+// shutdownGrace bounds each graceful step of Close: draining protocol
+// sessions, and in-flight gRPC calls (forwarded writes) after the handover.
+const shutdownGrace = 10 * time.Second
+
+// Close stops the node gracefully, in this order:
+//
+//  1. /readyz turns unready (load balancers stop routing here);
+//  2. the protocol listeners stop accepting; a server that implements
+//     Shutdown(ctx) finishes its in-flight transactions first, else Close;
+//  3. a leader hands leadership to the most up-to-date voter, so the
+//     cluster does not wait an election timeout (raft refuses new
+//     proposals during the transfer: they are retried at the new leader);
+//  4. the node leaves the gossip pool;
+//  5. gRPC drains in-flight calls (bounded), then Raft and the stores close.
 func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
+		n.draining.Store(true)
+		var wg sync.WaitGroup
 		for _, s := range n.servers {
-			s.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if sh, ok := s.(interface{ Shutdown(context.Context) error }); ok {
+					ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+					defer cancel()
+					if sh.Shutdown(ctx) == nil {
+						return
+					}
+				}
+				s.Close()
+			}()
 		}
+		wg.Wait()
 		if n.raft != nil && n.raft.IsLeader() {
 			if terr := n.raft.TransferLeadership("", ""); terr != nil {
-				n.log.Debug("leadership transfer on shutdown", "err", terr)
+				n.log.Warn("leadership transfer on shutdown failed", "err", terr)
+			} else {
+				n.log.Info("leadership handed over on shutdown")
 			}
 		}
 		if n.pool != nil {
@@ -404,7 +475,14 @@ func (n *Node) Close() error {
 			n.http.Close()
 		}
 		if n.grpc != nil {
-			n.grpc.Stop()
+			done := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(shutdownGrace):
+				n.grpc.Stop()
+				<-done
+			}
 		}
 		if n.router != nil {
 			n.router.Close()
@@ -413,6 +491,9 @@ func (n *Node) Close() error {
 			err = n.raft.Close()
 		}
 		n.wg.Wait()
+		if n.collector != nil {
+			prometheus.DefaultRegisterer.Unregister(n.collector)
+		}
 		if n.db != nil {
 			if cerr := n.db.Close(); err == nil {
 				err = cerr

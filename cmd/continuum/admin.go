@@ -107,7 +107,7 @@ func readPassword(fromStdin bool) (string, error) {
 
 func runCluster(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: continuum cluster status [--json]")
+		return errors.New("usage: continuum cluster status [--json] | transfer-leader [--to NODE] | remove NODE")
 	}
 	a := newAdminFlags("cluster " + args[0])
 	switch args[0] {
@@ -129,6 +129,40 @@ func runCluster(args []string) error {
 			return printStatusJSON(st)
 		}
 		printStatus(st)
+		return nil
+	case "transfer-leader":
+		to := a.fs.String("to", "", "the voter to hand leadership to (default: the most up-to-date one)")
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.TransferLeader(ctx, &adminpb.TransferLeaderRequest{To: *to})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Println("leader is now", res.Leader)
+		return nil
+	case "remove":
+		pos, err := a.parse(args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errors.New("usage: continuum cluster remove NODE")
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		if _, err := c.RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: pos[0]}); err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Println("removed", pos[0], "from the raft configuration")
 		return nil
 	default:
 		return fmt.Errorf("unknown cluster subcommand %q", args[0])
@@ -152,13 +186,14 @@ type nodeStatusJSON struct {
 	AppliedIndex  uint64 `json:"applied_index"`
 	CommitIndex   uint64 `json:"commit_index"`
 	LastContactMs int64  `json:"last_contact_ms"`
+	Gossip        string `json:"gossip,omitempty"`
 }
 
 func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
 	out := statusJSON{Leader: st.Leader, Term: st.Term, Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
 	for _, n := range st.Nodes {
 		out.Nodes = append(out.Nodes, nodeStatusJSON{ID: n.Id, Site: n.Site, Role: n.Role, State: n.State, Healthy: n.Healthy,
-			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs})
+			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip})
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -187,6 +222,9 @@ func printStatus(st *adminpb.ClusterStatusResponse) {
 		contact := "-"
 		if n.LastContactMs >= 0 {
 			contact = (time.Duration(n.LastContactMs) * time.Millisecond).String()
+		}
+		if n.State == "unreachable" && n.Gossip != "" {
+			contact += " (gossip: " + n.Gossip + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact)
 	}

@@ -25,6 +25,8 @@ func init() {
 		{"domain", "domain add NAME [--catch-all LOCAL] | list", "manage local domains", runDomain},
 		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
+		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
+		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }
 

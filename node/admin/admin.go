@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -30,7 +31,37 @@ type Cluster interface {
 	Info(ctx context.Context, id string) (*peerpb.InfoResponse, error)
 	// Local is this node's own view.
 	Local() *peerpb.InfoResponse
+	// Gossip is the gossip pool's view of a node, for nodes that do not
+	// answer: site, alive, and since when.
+	Gossip(id string) (site string, alive bool, since time.Time, ok bool)
+
+	// IsLeader reports whether this node leads; LeaderConn connects to the
+	// leader's gRPC server (for forwarding).
+	IsLeader() bool
+	LeaderConn(ctx context.Context) (*grpc.ClientConn, error)
+	// TransferLeader hands leadership to the voter to (any when empty) and
+	// returns the new leader. Leader only.
+	TransferLeader(ctx context.Context, to string) (string, error)
+	// RemoveServer removes a server other than this node. Leader only.
+	RemoveServer(ctx context.Context, id string) error
+	// OpenBackup takes a consistent view of the state database.
+	OpenBackup() (Backup, error)
 }
+
+// Backup is a consistent view of a node's state being backed up.
+type Backup interface {
+	Applied() (index, term uint64, err error)
+	WriteSnapshot(w io.Writer) error
+	Digest() ([]byte, error)
+	Close() error
+}
+
+// Errors the Cluster returns; toStatus maps them.
+var (
+	ErrUnknownNode = errors.New("admin: no such node in the raft configuration")
+	ErrNotLeader   = errors.New("admin: this node is not the leader")
+	ErrRefused     = errors.New("admin: refused")
+)
 
 // Server is one entry of the Raft configuration.
 type Server struct {
@@ -71,6 +102,15 @@ func toStatus(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, mail.ErrUnknownOutcome):
 		code = codes.Aborted
+	case errors.Is(err, ErrUnknownNode):
+		code = codes.NotFound
+	case errors.Is(err, ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		code = codes.Unavailable
+	case errors.Is(err, ErrRefused):
+		code = codes.FailedPrecondition
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err() // a forwarded call's answer, as the leader gave it
 	}
 	return status.Error(code, err.Error())
 }
@@ -162,7 +202,17 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 	sites := map[string]int{}
 	voters := 0
 	for i, sv := range servers {
-		ns := &adminpb.NodeStatus{Id: sv.ID, RaftAddr: sv.Addr, Role: "nonvoter", State: "unreachable", LastContactMs: -1}
+		ns := &adminpb.NodeStatus{Id: sv.ID, RaftAddr: sv.Addr, Role: "nonvoter", State: "unreachable", LastContactMs: -1, Gossip: "unknown"}
+		if site, alive, since, ok := s.cluster.Gossip(sv.ID); ok {
+			ns.Site, ns.Gossip = site, "dead"
+			if alive {
+				ns.Gossip = "alive"
+			} else if !since.IsZero() {
+				// Gossip declared it dead then: the best estimate of its
+				// last contact when it does not answer.
+				ns.LastContactMs = time.Since(since).Milliseconds()
+			}
+		}
 		if sv.Voter {
 			ns.Role = "voter"
 			voters++
@@ -174,9 +224,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 			lagOK := leaderCommit == 0 || in.AppliedIndex+1000 >= leaderCommit
 			contactOK := in.State == "leader" || (in.LeaderId != "" && in.LastContactMs >= 0 && in.LastContactMs < 10_000)
 			ns.Healthy = lagOK && contactOK && out.Leader != ""
-			if sv.Voter {
-				sites[in.Site]++
-			}
+		}
+		if sv.Voter {
+			sites[ns.Site]++
 		}
 		nodes[i] = ns
 	}
@@ -205,4 +255,161 @@ func PlacementWarnings(voters int, votersBySite map[string]int) []string {
 		}
 	}
 	return w
+}
+
+// TransferLeader hands leadership over; any node forwards it to the leader.
+func (s *Service) TransferLeader(ctx context.Context, req *adminpb.TransferLeaderRequest) (*adminpb.TransferLeaderResponse, error) {
+	if !s.cluster.IsLeader() {
+		conn, err := s.forwardConn(ctx, req.Forwarded)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		req.Forwarded = true
+		return adminpb.NewAdminClient(conn).TransferLeader(ctx, req)
+	}
+	leader, err := s.cluster.TransferLeader(ctx, req.To)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &adminpb.TransferLeaderResponse{Leader: leader}, nil
+}
+
+// RemoveNode removes a server from the Raft configuration; any node
+// forwards it to the leader. Removing the leader hands leadership over
+// first, then the new leader removes it.
+func (s *Service) RemoveNode(ctx context.Context, req *adminpb.RemoveNodeRequest) (*adminpb.RemoveNodeResponse, error) {
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "admin: remove needs a node ID")
+	}
+	if !s.cluster.IsLeader() {
+		conn, err := s.forwardConn(ctx, req.Forwarded)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		req.Forwarded = true
+		return adminpb.NewAdminClient(conn).RemoveNode(ctx, req)
+	}
+	if req.Id == s.cluster.Local().Id {
+		servers, err := s.cluster.Servers()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if !hasOtherVoter(servers, req.Id) {
+			return nil, toStatus(fmt.Errorf("%w: %s is the only voter", ErrRefused, req.Id))
+		}
+		if _, err := s.cluster.TransferLeader(ctx, ""); err != nil {
+			return nil, toStatus(fmt.Errorf("removing the leader: transfer leadership first: %w", err))
+		}
+		conn, err := s.forwardConn(ctx, false)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return adminpb.NewAdminClient(conn).RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: req.Id, Forwarded: true})
+	}
+	if err := s.cluster.RemoveServer(ctx, req.Id); err != nil {
+		return nil, toStatus(err)
+	}
+	return &adminpb.RemoveNodeResponse{}, nil
+}
+
+func hasOtherVoter(servers []Server, id string) bool {
+	for _, sv := range servers {
+		if sv.Voter && sv.ID != id {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardConn returns a connection to the leader. A request that was
+// already forwarded once is not forwarded again: leadership moved under it,
+// and the client retries.
+func (s *Service) forwardConn(ctx context.Context, forwarded bool) (*grpc.ClientConn, error) {
+	if forwarded {
+		return nil, fmt.Errorf("%w: leadership moved while the request was forwarded; retry", ErrNotLeader)
+	}
+	conn, err := s.cluster.LeaderConn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	if conn == nil { // leadership arrived here meanwhile
+		return nil, fmt.Errorf("%w: leadership moved; retry", ErrNotLeader)
+	}
+	return conn, nil
+}
+
+// backupChunkBytes is the data carried by one Backup message.
+const backupChunkBytes = 1 << 20
+
+// Backup streams a consistent snapshot of this node's state database. The
+// node first catches up with the leader's commit index (unless the request
+// allows a stale copy), so the backup holds every write acknowledged before
+// the request.
+func (s *Service) Backup(req *adminpb.BackupRequest, stream grpc.ServerStreamingServer[adminpb.BackupChunk]) error {
+	ctx := stream.Context()
+	if err := s.mail.Sync(ctx); err != nil && !req.AllowStale {
+		return toStatus(fmt.Errorf("backup: catching up with the leader: %w", err))
+	}
+	b, err := s.cluster.OpenBackup()
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "admin: backup: %v", err)
+	}
+	defer b.Close()
+	index, term, err := b.Applied()
+	if err != nil {
+		return status.Errorf(codes.Internal, "admin: backup: %v", err)
+	}
+	cw := &chunkWriter{send: stream.Send, first: &adminpb.BackupChunk{AppliedIndex: index, AppliedTerm: term, NodeId: s.cluster.Local().Id}}
+	if err := b.WriteSnapshot(cw); err != nil {
+		return status.Errorf(codes.Aborted, "admin: backup: %v", err)
+	}
+	if err := cw.flush(); err != nil {
+		return err
+	}
+	digest, err := b.Digest()
+	if err != nil {
+		return status.Errorf(codes.Internal, "admin: backup: %v", err)
+	}
+	last := &adminpb.BackupChunk{Done: true, Digest: digest, AppliedIndex: index, AppliedTerm: term}
+	if cw.first != nil { // nothing sent yet (cannot happen: a stream has a header)
+		last.NodeId = cw.first.NodeId
+	}
+	return stream.Send(last)
+}
+
+// chunkWriter cuts a byte stream into BackupChunk messages; the first one
+// carries the index and term.
+type chunkWriter struct {
+	send  func(*adminpb.BackupChunk) error
+	first *adminpb.BackupChunk
+	buf   []byte
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), backupChunkBytes-len(c.buf))
+		c.buf = append(c.buf, p[:k]...)
+		p = p[k:]
+		if len(c.buf) == backupChunkBytes {
+			if err := c.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	msg := &adminpb.BackupChunk{}
+	if c.first != nil {
+		msg, c.first = c.first, nil
+	}
+	msg.Data = c.buf
+	err := c.send(msg)
+	c.buf = make([]byte, 0, backupChunkBytes)
+	return err
 }

@@ -52,12 +52,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, codes.InvalidArgument},
 		{"domain exists", func() error { _, err := cl.DomainAdd(ctx, &adminpb.DomainAddRequest{Name: "EXAMPLE.test"}); return err }, codes.AlreadyExists},
-		{"user no at", func() error { _, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "alice", Password: "long enough"}); return err }, codes.InvalidArgument},
+		{"user no at", func() error {
+			_, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "alice", Password: "long enough"})
+			return err
+		}, codes.InvalidArgument},
 		{"user NUL", func() error {
 			_, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "al\x00ice@example.test", Password: "long enough"})
 			return err
 		}, codes.InvalidArgument},
-		{"user short password", func() error { _, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "bob@example.test", Password: "short"}); return err }, codes.InvalidArgument},
+		{"user short password", func() error {
+			_, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "bob@example.test", Password: "short"})
+			return err
+		}, codes.InvalidArgument},
 		{"user unknown domain", func() error {
 			_, err := cl.UserAdd(ctx, &adminpb.UserAddRequest{Email: "bob@elsewhere.test", Password: "long enough"})
 			return err

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,6 +48,11 @@ type Config struct {
 	Bootstrap bool `toml:"bootstrap"`
 	// Join lists gossip addresses of existing members to join through.
 	Join []string `toml:"join"`
+
+	// ClusterKey encrypts and authenticates gossip: base64 of 16, 24 or 32
+	// random bytes (AES-128/192/256), the same on every node. Empty: gossip
+	// in the clear (dev and tests only).
+	ClusterKey string `toml:"cluster-key"`
 
 	// RaftProfile picks timeouts: "local" (one machine), "lan" or "wan"
 	// (inter-site round trips of 20–150 ms).
@@ -152,6 +158,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "gossip encryption key: base64 of 16, 24 or 32 bytes")
 	fs.StringVar(&c.RaftProfile, "raft-profile", c.RaftProfile, "Raft timing: local, lan or wan")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: plaintext passwords allowed on loopback")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate (PEM) for STARTTLS")
@@ -203,6 +210,9 @@ func (c *Config) Validate() error {
 			bad("%s address %q: %v", a.name, a.addr, err)
 		}
 	}
+	if _, err := c.GossipKey(); err != nil {
+		bad("%v", err)
+	}
 	switch c.RaftProfile {
 	case "local", "lan", "wan":
 	default:
@@ -229,4 +239,20 @@ func (c *Config) Validate() error {
 		bad("log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return errors.Join(errs...)
+}
+
+// GossipKey decodes ClusterKey; nil when none is set.
+func (c *Config) GossipKey() ([]byte, error) {
+	if c.ClusterKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(c.ClusterKey)
+	if err != nil {
+		return nil, fmt.Errorf("cluster-key: not base64: %v", err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	}
+	return nil, fmt.Errorf("cluster-key: %d bytes, want 16, 24 or 32", len(k))
 }

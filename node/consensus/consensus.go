@@ -76,7 +76,11 @@ type Node struct {
 	raft    *raft.Raft
 	logs    *raftlog.Store
 	trans   *raft.NetworkTransport
+	stream  *streamLayer
 	profile Profile
+	// fresh: Open found no Raft state and did not bootstrap; the transport
+	// is held until Admit.
+	fresh bool
 
 	obsCh    chan raft.Observation
 	observer *raft.Observer
@@ -122,6 +126,17 @@ func Open(cfg Config) (*Node, error) {
 		logs.Close()
 		return nil, err
 	}
+	n.stream = stream
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		stream.Close()
+		logs.Close()
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	if !has && !cfg.Bootstrap {
+		n.fresh = true
+		stream.held.Store(true)
+	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 4,
@@ -161,11 +176,6 @@ func Open(cfg Config) (*Node, error) {
 	}
 
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, logs, snaps)
-		if err != nil {
-			n.closeStores()
-			return nil, fmt.Errorf("consensus: %w", err)
-		}
 		if !has {
 			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr(), Suffrage: raft.Voter}}}
 			if err := raft.BootstrapCluster(rc, logs, logs, snaps, n.trans, conf); err != nil {
@@ -218,6 +228,19 @@ func (n *Node) watchLeader() {
 			}
 			n.log.Info("leader changed", "leader", string(lo.LeaderID), "addr", string(lo.LeaderAddr))
 		}
+	}
+}
+
+// Fresh reports whether this node started with no Raft state (a new or
+// wiped data directory) and has not been admitted yet: it must join, saying
+// so, before it takes part in Raft.
+func (n *Node) Fresh() bool { return n.fresh && n.stream.held.Load() }
+
+// Admit opens the Raft transport of a fresh node once the leader has
+// accepted its join.
+func (n *Node) Admit() {
+	if n.stream.held.CompareAndSwap(true, false) {
+		n.log.Info("admitted by the leader; raft transport open")
 	}
 }
 
@@ -303,6 +326,7 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 			return nil, 0, ctx.Err()
 		}
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, timeout)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -310,8 +334,9 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 	case err := <-done:
 		switch {
 		case err == nil:
+			applySeconds.Observe(time.Since(start).Seconds())
 			return f.Response(), f.Index(), nil
-		case errors.Is(err, raft.ErrNotLeader):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			// Refused before it was appended to the log: nothing proposed.
 			return nil, 0, ErrNotLeader
 		case errors.Is(err, raft.ErrEnqueueTimeout):

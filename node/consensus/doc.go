@@ -8,6 +8,11 @@
 // with a temporary failure and relies on dedupe to make the client's retry
 // safe (ARCHITECTURE.md §2).
 //
+// A node that starts with no Raft state and does not bootstrap holds its
+// transport closed until the leader admits it (Fresh, Admit): a wiped voter
+// must not come back as that voter with an empty log. Seed prepares a data
+// directory restored from a backup. DESIGN.md explains both.
+//
 // Goroutines: Open starts one observer goroutine (leader changes, for the
 // cut-off rule); Close stops it and raft's own goroutines.
 //

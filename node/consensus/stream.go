@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,6 +18,22 @@ type streamLayer struct {
 	advertise net.Addr
 	dial      func(ctx context.Context, addr string) (net.Conn, error)
 	clientTLS *tls.Config
+	// held, while set, closes every incoming connection: a node with no
+	// Raft state takes no part in Raft until the leader has admitted it
+	// (DESIGN.md, "A wiped voter").
+	held atomic.Bool
+}
+
+// Accept returns the next incoming connection, closing those that arrive
+// while the layer is held.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil || !s.held.Load() {
+			return c, err
+		}
+		c.Close()
+	}
 }
 
 func newStreamLayer(cfg Config) (*streamLayer, error) {

@@ -55,6 +55,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	})
 	snap.Close()
 	if err != nil {
+		s.srv.log.Error("search", "err", err)
 		return nil, reply(err)
 	}
 	if kind == imapserver.NumKindUID {
@@ -264,4 +265,3 @@ func lowerASCII(s string) []byte {
 		return r
 	}, s))
 }
-

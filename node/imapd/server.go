@@ -191,11 +191,18 @@ func (s *Server) Close() error {
 	for ln := range s.lns {
 		ln.Close()
 	}
+	internal := []*chanListener{s.secureLn, s.insecureLn}
 	s.mu.Unlock()
-	// imapserver.Server.Close closes its listener and then every conn.
+	// End go-imap's Serve loops first (its Close would race their start),
+	// then let it close every connection.
+	for _, l := range internal {
+		if l != nil {
+			l.Close()
+		}
+	}
+	s.wg.Wait()
 	s.secure.Close()
 	s.insecure.Close()
-	s.wg.Wait()
 	return nil
 }
 

@@ -38,6 +38,9 @@ type Meta struct {
 type Member struct {
 	Meta
 	Alive bool
+	// Since is when this node's gossip view of the member last changed
+	// between alive and dead: for a dead member, roughly its last contact.
+	Since time.Time
 }
 
 // Config configures the gossip member.
@@ -159,7 +162,11 @@ func (p *Pool) update(n *memberlist.Node, alive bool) {
 		return
 	}
 	p.mu.Lock()
-	p.members[m.ID] = Member{Meta: m, Alive: alive}
+	since := time.Now()
+	if old, ok := p.members[m.ID]; ok && old.Alive == alive {
+		since = old.Since
+	}
+	p.members[m.ID] = Member{Meta: m, Alive: alive, Since: since}
 	p.mu.Unlock()
 	if p.cfg.OnChange != nil {
 		p.cfg.OnChange()

@@ -79,23 +79,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	c := &Cluster{t: t, Dir: t.TempDir(), Net: NewNetwork(), opts: opts}
 	for i := 0; i < opts.Nodes; i++ {
-		cfg := config.Defaults()
-		cfg.ID = fmt.Sprintf("n%d", i+1)
-		cfg.Site = string(rune('a' + i))
-		cfg.DataDir = filepath.Join(c.Dir, cfg.ID)
-		cfg.Hostname = cfg.ID + ".example.test"
-		cfg.RaftAddr = FreeAddr(t)
-		cfg.GRPCAddr = FreeAddr(t)
-		cfg.GossipAddr = freeUDPTCP(t)
-		cfg.HTTPAddr = FreeAddr(t)
-		if opts.Protocols {
-			cfg.SMTPAddr = FreeAddr(t)
-			cfg.LMTPAddr = FreeAddr(t)
-			cfg.IMAPAddr = FreeAddr(t)
-		}
-		cfg.RaftProfile = "local"
-		cfg.Dev = true
-		cfg.ApplyTimeout = config.Duration{Duration: 5 * time.Second}
+		cfg := c.newConfig(i, string(rune('a'+i)))
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {
@@ -117,6 +101,60 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	c.WaitVoters(opts.Nodes, 30*time.Second)
 	return c
+}
+
+// newConfig returns node i's configuration: ID n<i+1>, fresh loopback ports.
+func (c *Cluster) newConfig(i int, site string) config.Config {
+	t := c.t
+	cfg := config.Defaults()
+	cfg.ID = fmt.Sprintf("n%d", i+1)
+	cfg.Site = site
+	cfg.DataDir = filepath.Join(c.Dir, cfg.ID)
+	cfg.Hostname = cfg.ID + ".example.test"
+	cfg.RaftAddr = FreeAddr(t)
+	cfg.GRPCAddr = FreeAddr(t)
+	cfg.GossipAddr = freeUDPTCP(t)
+	cfg.HTTPAddr = FreeAddr(t)
+	if c.opts.Protocols {
+		cfg.SMTPAddr = FreeAddr(t)
+		cfg.LMTPAddr = FreeAddr(t)
+		cfg.IMAPAddr = FreeAddr(t)
+	}
+	cfg.RaftProfile = "local"
+	cfg.Dev = true
+	cfg.ApplyTimeout = config.Duration{Duration: 5 * time.Second}
+	return cfg
+}
+
+// AddNode starts a new node at site that joins through every running
+// node's gossip address; edit, when set, changes its configuration first.
+// It returns the node's index; it does not wait for it to become a voter.
+func (c *Cluster) AddNode(site string, edit func(*config.Config)) int {
+	c.t.Helper()
+	i := len(c.Cfgs)
+	cfg := c.newConfig(i, site)
+	for j, n := range c.Nodes {
+		if n != nil {
+			cfg.Join = append(cfg.Join, c.Cfgs[j].GossipAddr)
+		}
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c.Cfgs = append(c.Cfgs, cfg)
+	c.Nodes = append(c.Nodes, nil)
+	c.logs = append(c.logs, &lockedBuffer{})
+	c.StartNode(i)
+	return i
+}
+
+// IDs returns every node's ID (running or not).
+func (c *Cluster) IDs() []string {
+	ids := make([]string, len(c.Cfgs))
+	for i, cfg := range c.Cfgs {
+		ids[i] = cfg.ID
+	}
+	return ids
 }
 
 // StartNode (re)starts node i with its configuration and data directory.

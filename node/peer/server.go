@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -59,20 +60,48 @@ func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*pe
 }
 
 // Join adds a node to the configuration: as a non-voter; the leader's
-// reconciler promotes it once it has caught up (node.promote).
+// reconciler promotes it once it has caught up (node.promoteLoop).
+//
+// A fresh node (no Raft state; its transport held closed until this
+// returns) is answered by the leader only, from the latest configuration.
+// If its ID is a voter there, that voter's log is gone: counting it in a
+// quorum again could lose acknowledged writes, so the voter is removed and
+// the node re-added as a non-voter (node/consensus/DESIGN.md, "A wiped
+// voter").
 func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.JoinResponse, error) {
 	if req.Id == "" || req.RaftAddr == "" {
 		return nil, status.Error(codes.InvalidArgument, "peer: join needs id and raft_addr")
+	}
+	if req.Fresh && !s.raft.IsLeader() {
+		return nil, toStatus(consensus.ErrNotLeader)
 	}
 	servers, err := s.raft.Servers()
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	for _, sv := range servers {
+		if string(sv.ID) == req.Id && req.Fresh && sv.Suffrage == raft.Voter {
+			if req.Id == s.raft.ID() {
+				return nil, status.Errorf(codes.FailedPrecondition, "peer: node %s is the leader", req.Id)
+			}
+			s.log.Warn("a voter came back with no raft state: removing it and re-adding it as a non-voter",
+				"id", req.Id, "raft", req.RaftAddr, "was", sv.Address)
+			if err := s.raft.RemoveServer(req.Id); err != nil {
+				return nil, toStatus(err)
+			}
+			break
+		}
 		if string(sv.ID) == req.Id && string(sv.Address) == req.RaftAddr {
-			return &peerpb.JoinResponse{}, nil // already a member
+			return &peerpb.JoinResponse{}, nil // already a member (a non-voter, or it knows)
 		}
 		if string(sv.ID) == req.Id {
+			if req.Fresh {
+				// A fresh non-voter at a new address: nothing to lose.
+				if err := s.raft.RemoveServer(req.Id); err != nil {
+					return nil, toStatus(err)
+				}
+				break
+			}
 			return nil, status.Errorf(codes.AlreadyExists, "peer: node %s is already a member at %s; remove it first", req.Id, sv.Address)
 		}
 		if string(sv.Address) == req.RaftAddr {

@@ -72,6 +72,7 @@ type NodeStatus struct {
 	LastContactMs int64                  `protobuf:"varint,8,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
 	RaftAddr      string                 `protobuf:"bytes,9,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	GrpcAddr      string                 `protobuf:"bytes,10,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	Gossip        string                 `protobuf:"bytes,11,opt,name=gossip,proto3" json:"gossip,omitempty"` // alive, dead, unknown: the gossip pool's view
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,6 +173,13 @@ func (x *NodeStatus) GetRaftAddr() string {
 func (x *NodeStatus) GetGrpcAddr() string {
 	if x != nil {
 		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetGossip() string {
+	if x != nil {
+		return x.Gossip
 	}
 	return ""
 }
@@ -920,12 +928,329 @@ func (*AliasSetResponse) Descriptor() ([]byte, []int) {
 	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
 }
 
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`                // node ID; empty: raft picks the best voter
+	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // set by the node that forwarded it; never forwarded twice
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TransferLeaderRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *TransferLeaderRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"` // the new leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RemoveNodeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+}
+
+type BackupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node first waits until it has applied the leader's commit index
+	// (read-index), so the backup holds everything acknowledged before it
+	// began. Without a leader that fails, unless allow_stale is set.
+	AllowStale    bool `protobuf:"varint,1,opt,name=allow_stale,json=allowStale,proto3" json:"allow_stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *BackupRequest) GetAllowStale() bool {
+	if x != nil {
+		return x.AllowStale
+	}
+	return false
+}
+
+// BackupChunk: the first chunk carries the index and term the snapshot was
+// taken at; the last one (data empty, done set) the digest of the state.
+type BackupChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedTerm   uint64                 `protobuf:"varint,3,opt,name=applied_term,json=appliedTerm,proto3" json:"applied_term,omitempty"`
+	Done          bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"` // storage Digest of the snapshot view, on the last chunk
+	NodeId        string                 `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *BackupChunk) GetAppliedTerm() uint64 {
+	if x != nil {
+		return x.AppliedTerm
+	}
+	return 0
+}
+
+func (x *BackupChunk) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *BackupChunk) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x9e\x02\n" +
+	"\x14ClusterStatusRequest\"\xb6\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -938,7 +1263,8 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x0flast_contact_ms\x18\b \x01(\x03R\rlastContactMs\x12\x1b\n" +
 	"\traft_addr\x18\t \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\n" +
-	" \x01(\tR\bgrpcAddr\"\x95\x01\n" +
+	" \x01(\tR\bgrpcAddr\x12\x16\n" +
+	"\x06gossip\x18\v \x01(\tR\x06gossip\"\x95\x01\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x124\n" +
@@ -978,7 +1304,26 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x0fAliasSetRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x18\n" +
 	"\atargets\x18\x02 \x03(\tR\atargets\"\x12\n" +
-	"\x10AliasSetResponse2\xd7\x05\n" +
+	"\x10AliasSetResponse\"E\n" +
+	"\x15TransferLeaderRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x1c\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"0\n" +
+	"\x16TransferLeaderResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\"A\n" +
+	"\x11RemoveNodeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"\x14\n" +
+	"\x12RemoveNodeResponse\"0\n" +
+	"\rBackupRequest\x12\x1f\n" +
+	"\vallow_stale\x18\x01 \x01(\bR\n" +
+	"allowStale\"\xae\x01\n" +
+	"\vBackupChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xed\a\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -989,7 +1334,11 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"UserPasswd\x12%.continuum.admin.v1.UserPasswdRequest\x1a&.continuum.admin.v1.UserPasswdResponse\x12R\n" +
 	"\aUserDel\x12\".continuum.admin.v1.UserDelRequest\x1a#.continuum.admin.v1.UserDelResponse\x12U\n" +
-	"\bAliasSet\x12#.continuum.admin.v1.AliasSetRequest\x1a$.continuum.admin.v1.AliasSetResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\bAliasSet\x12#.continuum.admin.v1.AliasSetRequest\x1a$.continuum.admin.v1.AliasSetResponse\x12g\n" +
+	"\x0eTransferLeader\x12).continuum.admin.v1.TransferLeaderRequest\x1a*.continuum.admin.v1.TransferLeaderResponse\x12[\n" +
+	"\n" +
+	"RemoveNode\x12%.continuum.admin.v1.RemoveNodeRequest\x1a&.continuum.admin.v1.RemoveNodeResponse\x12N\n" +
+	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -1003,26 +1352,32 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*ClusterStatusRequest)(nil),  // 0: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),            // 1: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil), // 2: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),      // 3: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),     // 4: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),     // 5: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),    // 6: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),        // 7: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),       // 8: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),       // 9: continuum.admin.v1.UserListRequest
-	(*User)(nil),                  // 10: continuum.admin.v1.User
-	(*UserListResponse)(nil),      // 11: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),     // 12: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),    // 13: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),        // 14: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),       // 15: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),       // 16: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),      // 17: continuum.admin.v1.AliasSetResponse
+	(*ClusterStatusRequest)(nil),   // 0: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 1: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 2: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 3: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 4: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 5: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 6: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 7: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 8: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 9: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 10: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 11: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 12: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 13: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 14: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 15: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 16: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 17: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 18: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 19: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 20: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 21: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 22: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 23: continuum.admin.v1.BackupChunk
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	1,  // 0: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
@@ -1035,16 +1390,22 @@ var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	12, // 7: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
 	14, // 8: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
 	16, // 9: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	2,  // 10: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	4,  // 11: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	6,  // 12: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	8,  // 13: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	11, // 14: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	13, // 15: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	15, // 16: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	17, // 17: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
+	18, // 10: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	20, // 11: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	22, // 12: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	2,  // 13: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	4,  // 14: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	6,  // 15: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	8,  // 16: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	11, // 17: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	13, // 18: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	15, // 19: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	17, // 20: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	19, // 21: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	21, // 22: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	23, // 23: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	13, // [13:24] is the sub-list for method output_type
+	2,  // [2:13] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1061,7 +1422,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,14 +22,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_ClusterStatus_FullMethodName = "/continuum.admin.v1.Admin/ClusterStatus"
-	Admin_DomainAdd_FullMethodName     = "/continuum.admin.v1.Admin/DomainAdd"
-	Admin_DomainList_FullMethodName    = "/continuum.admin.v1.Admin/DomainList"
-	Admin_UserAdd_FullMethodName       = "/continuum.admin.v1.Admin/UserAdd"
-	Admin_UserList_FullMethodName      = "/continuum.admin.v1.Admin/UserList"
-	Admin_UserPasswd_FullMethodName    = "/continuum.admin.v1.Admin/UserPasswd"
-	Admin_UserDel_FullMethodName       = "/continuum.admin.v1.Admin/UserDel"
-	Admin_AliasSet_FullMethodName      = "/continuum.admin.v1.Admin/AliasSet"
+	Admin_ClusterStatus_FullMethodName  = "/continuum.admin.v1.Admin/ClusterStatus"
+	Admin_DomainAdd_FullMethodName      = "/continuum.admin.v1.Admin/DomainAdd"
+	Admin_DomainList_FullMethodName     = "/continuum.admin.v1.Admin/DomainList"
+	Admin_UserAdd_FullMethodName        = "/continuum.admin.v1.Admin/UserAdd"
+	Admin_UserList_FullMethodName       = "/continuum.admin.v1.Admin/UserList"
+	Admin_UserPasswd_FullMethodName     = "/continuum.admin.v1.Admin/UserPasswd"
+	Admin_UserDel_FullMethodName        = "/continuum.admin.v1.Admin/UserDel"
+	Admin_AliasSet_FullMethodName       = "/continuum.admin.v1.Admin/AliasSet"
+	Admin_TransferLeader_FullMethodName = "/continuum.admin.v1.Admin/TransferLeader"
+	Admin_RemoveNode_FullMethodName     = "/continuum.admin.v1.Admin/RemoveNode"
+	Admin_Backup_FullMethodName         = "/continuum.admin.v1.Admin/Backup"
 )
 
 // AdminClient is the client API for Admin service.
@@ -44,6 +47,15 @@ type AdminClient interface {
 	UserPasswd(ctx context.Context, in *UserPasswdRequest, opts ...grpc.CallOption) (*UserPasswdResponse, error)
 	UserDel(ctx context.Context, in *UserDelRequest, opts ...grpc.CallOption) (*UserDelResponse, error)
 	AliasSet(ctx context.Context, in *AliasSetRequest, opts ...grpc.CallOption) (*AliasSetResponse, error)
+	// TransferLeader hands leadership to another voter (to, or the most
+	// up-to-date one when empty). Forwarded to the leader.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// RemoveNode removes a server from the Raft configuration. Forwarded to
+	// the leader; removing the leader transfers leadership first.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// Backup streams a consistent snapshot of the serving node's state
+	// database (storage snapshot stream format). Not forwarded: any node.
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
 }
 
 type adminClient struct {
@@ -134,6 +146,45 @@ func (c *adminClient) AliasSet(ctx context.Context, in *AliasSetRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Admin_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Admin_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -146,6 +197,15 @@ type AdminServer interface {
 	UserPasswd(context.Context, *UserPasswdRequest) (*UserPasswdResponse, error)
 	UserDel(context.Context, *UserDelRequest) (*UserDelResponse, error)
 	AliasSet(context.Context, *AliasSetRequest) (*AliasSetResponse, error)
+	// TransferLeader hands leadership to another voter (to, or the most
+	// up-to-date one when empty). Forwarded to the leader.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// RemoveNode removes a server from the Raft configuration. Forwarded to
+	// the leader; removing the leader transfers leadership first.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// Backup streams a consistent snapshot of the serving node's state
+	// database (storage snapshot stream format). Not forwarded: any node.
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -179,6 +239,15 @@ func (UnimplementedAdminServer) UserDel(context.Context, *UserDelRequest) (*User
 }
 func (UnimplementedAdminServer) AliasSet(context.Context, *AliasSetRequest) (*AliasSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AliasSet not implemented")
+}
+func (UnimplementedAdminServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -345,6 +414,53 @@ func _Admin_AliasSet_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -384,7 +500,21 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "AliasSet",
 			Handler:    _Admin_AliasSet_Handler,
 		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Admin_TransferLeader_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Admin_RemoveNode_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _Admin_Backup_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/adminpb/admin.proto",
 }

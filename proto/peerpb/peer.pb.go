@@ -200,10 +200,16 @@ func (x *ReadIndexResponse) GetCommitIndex() uint64 {
 }
 
 type JoinRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	Voter         bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	Voter    bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	// fresh: the node has no Raft state at all (a new or wiped data
+	// directory) and holds its Raft transport closed until this succeeds. If
+	// its ID is a voter in the configuration, that voter's log is gone: the
+	// leader removes it and re-adds the node as a non-voter (see
+	// node/consensus/DESIGN.md).
+	Fresh         bool `protobuf:"varint,4,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +261,13 @@ func (x *JoinRequest) GetRaftAddr() string {
 func (x *JoinRequest) GetVoter() bool {
 	if x != nil {
 		return x.Voter
+	}
+	return false
+}
+
+func (x *JoinRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
 	}
 	return false
 }
@@ -507,11 +520,12 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
-	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"P\n" +
+	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"f\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x14\n" +
-	"\x05voter\x18\x03 \x01(\bR\x05voter\"\x0e\n" +
+	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x14\n" +
+	"\x05fresh\x18\x04 \x01(\bR\x05fresh\"\x0e\n" +
 	"\fJoinResponse\"\r\n" +
 	"\vInfoRequest\"\xca\x03\n" +
 	"\fInfoResponse\x12\x0e\n" +

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/continuum-mail/continuum/node/admin"
+	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// The operator's cluster actions behind node/admin: leadership transfer,
+// removal, backup. Restore (below) runs offline, before a node starts.
+
+func (c *clusterView) Gossip(id string) (site string, alive bool, since time.Time, ok bool) {
+	m, ok := c.pool.Lookup(id)
+	if !ok {
+		return "", false, time.Time{}, false
+	}
+	return m.Site, m.Alive, m.Since, true
+}
+
+func (c *clusterView) IsLeader() bool { return c.raft.IsLeader() }
+
+func (c *clusterView) LeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	return c.router.LeaderConn(ctx)
+}
+
+// TransferLeader asks raft to hand leadership to the voter to (raft picks
+// the most up-to-date voter when to is empty) and waits until this node
+// knows of another leader.
+func (c *clusterView) TransferLeader(ctx context.Context, to string) (string, error) {
+	if !c.raft.IsLeader() {
+		return "", admin.ErrNotLeader
+	}
+	if to == c.cfg.ID {
+		return to, nil
+	}
+	var addr string
+	if to != "" {
+		servers, err := c.raft.Servers()
+		if err != nil {
+			return "", err
+		}
+		for _, s := range servers {
+			if string(s.ID) == to {
+				if s.Suffrage != raft.Voter {
+					return "", fmt.Errorf("%w: %s is not a voter", admin.ErrRefused, to)
+				}
+				addr = string(s.Address)
+			}
+		}
+		if addr == "" {
+			return "", fmt.Errorf("%w: %s", admin.ErrUnknownNode, to)
+		}
+	}
+	if err := c.raft.TransferLeadership(to, addr); err != nil {
+		return "", fmt.Errorf("%w: leadership transfer: %v", admin.ErrRefused, err)
+	}
+	for {
+		if id, _ := c.raft.Leader(); id != "" && id != c.cfg.ID {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// RemoveServer removes another server from the configuration. Removing a
+// voter is refused when it would leave no voter.
+func (c *clusterView) RemoveServer(ctx context.Context, id string) error {
+	if !c.raft.IsLeader() {
+		return admin.ErrNotLeader
+	}
+	if id == c.cfg.ID {
+		return fmt.Errorf("%w: the leader cannot remove itself; transfer leadership first", admin.ErrRefused)
+	}
+	servers, err := c.raft.Servers()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, s := range servers {
+		found = found || string(s.ID) == id
+	}
+	if !found {
+		return fmt.Errorf("%w: %s", admin.ErrUnknownNode, id)
+	}
+	if err := c.raft.RemoveServer(id); err != nil {
+		if err == consensus.ErrNotLeader {
+			return admin.ErrNotLeader
+		}
+		return fmt.Errorf("%w: remove %s: %v", admin.ErrRefused, id, err)
+	}
+	c.log.Info("removed from the raft configuration", "id", id)
+	return nil
+}
+
+func (c *clusterView) OpenBackup() (admin.Backup, error) {
+	return c.db.Snapshot(), nil
+}
+
+var _ admin.Backup = (*storage.Snap)(nil)
+
+// Restore seeds dataDir, which must hold no state, from a backup stream
+// (storage's snapshot format, as `continuum backup` writes it): the state
+// database is restored, and Raft is seeded with a snapshot at the backup's
+// applied index and term whose configuration is the one voter {id at
+// raftAddr}. A node started on dataDir with that ID and Raft address is the
+// leader of a one-node cluster that others join (consensus.Seed). It
+// returns the index and term the backup was taken at.
+func Restore(r io.Reader, dataDir, id, raftAddr string) (index, term uint64, err error) {
+	if entries, _ := os.ReadDir(dataDir); len(entries) > 0 {
+		return 0, 0, fmt.Errorf("node: restore: %s is not empty", dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return 0, 0, fmt.Errorf("node: restore: %w", err)
+	}
+	db, err := storage.Open(filepath.Join(dataDir, "state"), storage.Options{})
+	if err != nil {
+		return 0, 0, fmt.Errorf("node: restore: %w", err)
+	}
+	defer db.Close()
+	if err := db.Restore(r); err != nil {
+		return 0, 0, fmt.Errorf("node: restore: %w", err)
+	}
+	index, term, err = db.Applied()
+	if err != nil {
+		return 0, 0, fmt.Errorf("node: restore: %w", err)
+	}
+	if err := consensus.Seed(dataDir, id, raftAddr, index, term, db.WriteSnapshot, nil); err != nil {
+		return 0, 0, fmt.Errorf("node: restore: %w", err)
+	}
+	return index, term, nil
+}
