@@ -99,10 +99,13 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 	}
 	log = log.With("node", cfg.ID)
 	ctx, cancel := context.WithCancel(context.Background())
-	n = &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	nn := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	n = nn
+	// A failed start closes what it opened. (nn, not n: "return nil, err"
+	// has already set the named result to nil when this runs.)
 	defer func() {
 		if err != nil {
-			n.Close()
+			nn.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -44,15 +46,24 @@ type Options struct {
 	Configure func(i int, c *config.Config)
 }
 
-// FreeAddr returns a loopback address with a port free right now.
+// FreeAddr returns a loopback address with a port free right now. Ports
+// come from 20000–32767, below Linux's ephemeral range, so an outgoing
+// connection cannot take a port between this check and the node's bind
+// (a race "127.0.0.1:0" loses under a busy test run); other test processes
+// choose at random, so they rarely collide, and Start retries when they do.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 200; i++ {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12768)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("nodetest: no free port in 20000-32767")
+	return ""
 }
 
 // freeUDPTCP returns a port free for both TCP and UDP (memberlist binds
