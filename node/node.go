@@ -416,8 +416,61 @@ func (n *Node) promoteLoop() {
 			}
 			n.log.Info("promoted to voter", "id", s.ID)
 		}
+		n.autopilot(servers)
 	}
 }
+
+// autopilot removes one voter that gossip has seen dead for longer than
+// cfg.AutopilotDeadAfter (0: never), and only when that is safe: at least
+// MinAutopilotVoters voters remain, and the healthy voters still form a
+// quorum of the smaller configuration. A gossip "dead" alone is never
+// enough: the voter must also be unreachable over gRPC, so a forged or
+// mistaken gossip message cannot shrink the cluster.
+func (n *Node) autopilot(servers []raft.Server) {
+	after := n.cfg.AutopilotDeadAfter.Duration
+	if after <= 0 {
+		return
+	}
+	var voters, healthy int
+	var victim *raft.Server
+	for i, s := range servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) == n.cfg.ID {
+			healthy++
+			continue
+		}
+		m, ok := n.pool.Lookup(string(s.ID))
+		if ok && !m.Alive && time.Since(m.Since) > after {
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			_, err := n.router.Info(ctx, string(s.ID))
+			cancel()
+			if err != nil {
+				if victim == nil {
+					victim = &servers[i]
+				}
+				continue
+			}
+		}
+		if ok && m.Alive {
+			healthy++
+		}
+	}
+	if victim == nil || voters-1 < MinAutopilotVoters || healthy < (voters-1)/2+1 {
+		return
+	}
+	if err := n.raft.RemoveServer(string(victim.ID)); err != nil {
+		n.log.Warn("autopilot: removing dead voter failed", "id", victim.ID, "err", err)
+		return
+	}
+	n.log.Warn("autopilot: removed dead voter", "id", victim.ID, "dead_after", after, "voters_left", voters-1)
+}
+
+// MinAutopilotVoters is the smallest configuration autopilot shrinks to:
+// below three voters, one more loss stops writes.
+const MinAutopilotVoters = 3
 
 // Run blocks until ctx ends or the state machine hits a fatal error.
 func (n *Node) Run(ctx context.Context) error {

@@ -81,6 +81,12 @@ type Config struct {
 	// itself cut off (SMTP 421, IMAP read-only). 0 = 2 × election timeout.
 	LeaderlessAfter Duration `toml:"leaderless-after"`
 
+	// AutopilotDeadAfter, when positive, lets the leader remove a voter
+	// that gossip has seen dead (and that gRPC cannot reach) for this long,
+	// only while at least three voters and a healthy quorum remain. 0 = off:
+	// voters are removed only by `continuum cluster remove`.
+	AutopilotDeadAfter Duration `toml:"autopilot-dead-after"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
 }
@@ -169,6 +175,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProtocolTimeout.Duration, "protocol-timeout", c.ProtocolTimeout.Duration, "SMTP/LMTP idle timeout")
 	fs.DurationVar(&c.ApplyTimeout.Duration, "apply-timeout", c.ApplyTimeout.Duration, "how long a write waits for commit")
 	fs.DurationVar(&c.LeaderlessAfter.Duration, "leaderless-after", c.LeaderlessAfter.Duration, "time without a leader before the node is cut off (0: 2 × election timeout)")
+	fs.DurationVar(&c.AutopilotDeadAfter.Duration, "autopilot-dead-after", c.AutopilotDeadAfter.Duration, "remove a voter dead this long, if safe (0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -232,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProtocolTimeout.Duration <= 0 || c.ApplyTimeout.Duration <= 0 {
 		bad("protocol-timeout and apply-timeout must be positive")
+	}
+	if c.AutopilotDeadAfter.Duration < 0 {
+		bad("autopilot-dead-after %v: want 0 (off) or a positive duration", c.AutopilotDeadAfter.Duration)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
