@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -297,17 +298,22 @@ func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() boo
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			c.DumpLogs()
 			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// DumpLogs writes every node's log under the test's temp dir and says where.
+// DumpLogs writes every node's log to a new directory under $TMPDIR and
+// says where; Close calls it when the test failed.
 func (c *Cluster) DumpLogs() {
-	dir := filepath.Join(c.Dir, "logs")
-	os.MkdirAll(dir, 0o750)
+	// Not under t.TempDir: the testing package removes that even when the
+	// test fails, and the logs are for reading afterwards.
+	dir, err := os.MkdirTemp("", "continuum-"+strings.ReplaceAll(c.t.Name(), "/", "_")+"-logs-")
+	if err != nil {
+		c.t.Logf("cannot save node logs: %v", err)
+		return
+	}
 	for i, l := range c.logs {
 		os.WriteFile(filepath.Join(dir, c.Cfgs[i].ID+".log"), l.Bytes(), 0o640)
 	}
