@@ -45,6 +45,8 @@ type Options struct {
 	// RaftDial and RaftWrapListener inject faults into the Raft transport.
 	RaftDial         func(ctx context.Context, addr string) (net.Conn, error)
 	RaftWrapListener func(net.Listener) net.Listener
+	// RaftWrapLogStore wraps the Raft log store (the log-append fault point).
+	RaftWrapLogStore func(raft.LogStore) raft.LogStore
 	// SnapshotThreshold and TrailingLogs force frequent snapshots in tests.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
@@ -148,6 +150,7 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		Logger:            log,
 		Dial:              opts.RaftDial,
 		WrapListener:      opts.RaftWrapListener,
+		WrapLogStore:      opts.RaftWrapLogStore,
 		SnapshotThreshold: opts.SnapshotThreshold,
 		TrailingLogs:      opts.TrailingLogs,
 		NoSync:            opts.NoSync,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,6 +28,9 @@ var (
 	ErrNoLeader       = errors.New("consensus: no leader")
 	ErrUnknownOutcome = errors.New("consensus: outcome unknown")
 	ErrShutdown       = errors.New("consensus: shut down")
+	// ErrStorageFull means the leader could not append the entry to its
+	// log because its disk is full: nothing was committed.
+	ErrStorageFull = errors.New("consensus: storage full")
 )
 
 // Profile is a set of Raft timeouts.
@@ -60,6 +64,10 @@ type Config struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// WrapListener, when set, wraps the Raft listener (fault injection).
 	WrapListener func(net.Listener) net.Listener
+	// WrapLogStore, when set, wraps the Raft log store: the "log append"
+	// fault point (a test makes appends fail as a full disk would). The
+	// wrapper must keep raft.MonotonicLogStore.
+	WrapLogStore func(raft.LogStore) raft.LogStore
 	// SnapshotThreshold and TrailingLogs override the defaults (tests force
 	// frequent snapshots with small values).
 	SnapshotThreshold uint64
@@ -186,7 +194,11 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, n.trans)
+	var logStore raft.LogStore = logs
+	if cfg.WrapLogStore != nil {
+		logStore = cfg.WrapLogStore(logs)
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("consensus: %w", err)
@@ -343,6 +355,10 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 			return nil, 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+			// The leader stores an entry before it sends it to anyone, so
+			// an entry its own log refused cannot commit.
+			return nil, 0, fmt.Errorf("%w: %v", ErrStorageFull, err)
 		default:
 			// ErrLeadershipLost and friends: the entry may commit under
 			// the next leader.

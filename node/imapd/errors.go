@@ -30,6 +30,7 @@ var replyTable = []struct {
 	text string
 }{
 	{mail.ErrUnavailable, imap.ResponseCodeUnavailable, "Cluster unavailable, try again later"},
+	{mail.ErrStorageFull, imap.ResponseCodeUnavailable, "Storage full, try again later"},
 	{mail.ErrUnknownOutcome, imap.ResponseCodeUnavailable, "Outcome unknown, try again later"},
 	{errCutOff, imap.ResponseCodeUnavailable, "This node is cut off from the cluster: read-only, try again later"},
 	{errNoMailbox, imap.ResponseCodeNonExistent, "No such mailbox"},

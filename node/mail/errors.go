@@ -24,11 +24,14 @@ var (
 	ErrNotLocalDomain = errors.New("mail: domain is not local")
 	ErrNoSuchUser     = errors.New("mail: no such user")
 	ErrTooBig         = errors.New("mail: message too big")
+	// ErrStorageFull: the cluster cannot write because a disk is full
+	// (SMTP 452 4.3.1); nothing was stored.
+	ErrStorageFull = errors.New("mail: storage full")
 )
 
 // IsTemporary reports whether err is a temporary failure of the cluster.
 func IsTemporary(err error) bool {
-	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome)
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrStorageFull)
 }
 
 // proposeError maps consensus and transport errors to this package's.
@@ -36,6 +39,8 @@ func proposeError(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, consensus.ErrStorageFull):
+		return fmt.Errorf("%w: %v", ErrStorageFull, err)
 	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotLeader):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	default:

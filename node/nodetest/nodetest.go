@@ -33,6 +33,7 @@ type Cluster struct {
 	Net   *Network
 	opts  Options
 	logs  []*lockedBuffer
+	disks []*diskFault
 }
 
 // Options tune a cluster.
@@ -103,6 +104,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.Cfgs = append(c.Cfgs, cfg)
 		c.Nodes = append(c.Nodes, nil)
 		c.logs = append(c.logs, &lockedBuffer{})
+		c.disks = append(c.disks, &diskFault{})
 	}
 	t.Cleanup(c.Close)
 	for i := range c.Cfgs {
@@ -156,6 +158,7 @@ func (c *Cluster) AddNode(site string, edit func(*config.Config)) int {
 	c.Cfgs = append(c.Cfgs, cfg)
 	c.Nodes = append(c.Nodes, nil)
 	c.logs = append(c.logs, &lockedBuffer{})
+	c.disks = append(c.disks, &diskFault{})
 	c.StartNode(i)
 	return i
 }
@@ -180,6 +183,7 @@ func (c *Cluster) StartNode(i int) {
 		Logger:            log,
 		RaftDial:          c.Net.Dialer(c.Cfgs[i].ID),
 		RaftWrapListener:  c.Net.Listener(c.Cfgs[i].ID),
+		RaftWrapLogStore:  c.wrapLogStore(i),
 		SnapshotThreshold: c.opts.SnapshotThreshold,
 		TrailingLogs:      c.opts.TrailingLogs,
 		NoSync:            c.opts.NoSync,

@@ -156,6 +156,8 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrRejected):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, consensus.ErrStorageFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	default:
@@ -174,6 +176,8 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", consensus.ErrNotLeader, st.Message())
 	case codes.InvalidArgument:
 		return fmt.Errorf("%w: %s", ErrRejected, st.Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("%w: %s", consensus.ErrStorageFull, st.Message())
 	default:
 		// Unavailable, DeadlineExceeded, Aborted, …: the leader may have
 		// proposed it.

@@ -65,6 +65,7 @@ var replies = []replyEntry{
 	// The cluster: always temporary (ARCHITECTURE.md §1).
 	{mail.ErrUnavailable, code(451, 4, 3, 0, "cluster unavailable, try again later"), false},
 	{mail.ErrUnknownOutcome, code(451, 4, 3, 0, "outcome unknown, please retry"), false},
+	{mail.ErrStorageFull, code(452, 4, 3, 1, "insufficient system storage, try again later"), false},
 
 	// AUTH (RFC 4954).
 	{errAuthNeedsTLS, code(538, 5, 7, 11, "encryption required: issue STARTTLS first"), false},
