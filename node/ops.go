@@ -119,7 +119,14 @@ var _ admin.Backup = (*storage.Snap)(nil)
 // raftAddr}. A node started on dataDir with that ID and Raft address is the
 // leader of a one-node cluster that others join (consensus.Seed). It
 // returns the index and term the backup was taken at.
-func Restore(r io.Reader, dataDir, id, raftAddr string) (index, term uint64, err error) {
+//
+// Unless keepUIDValidity is set, every mailbox gets a new UIDVALIDITY: the
+// cluster the backup came from may have handed out, after the backup's
+// index, UIDs that the restored cluster will hand out again for other
+// messages, and a mail client that cached them must be told to resync
+// (RFC 9051 §2.3.1.1). keepUIDValidity is for restoring a cluster whose
+// clients cannot have seen anything newer (and for comparing digests).
+func Restore(r io.Reader, dataDir, id, raftAddr string, keepUIDValidity bool) (index, term uint64, err error) {
 	if entries, _ := os.ReadDir(dataDir); len(entries) > 0 {
 		return 0, 0, fmt.Errorf("node: restore: %s is not empty", dataDir)
 	}
@@ -138,8 +145,43 @@ func Restore(r io.Reader, dataDir, id, raftAddr string) (index, term uint64, err
 	if err != nil {
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
+	if !keepUIDValidity {
+		if err := renewUIDValidity(db); err != nil {
+			return 0, 0, fmt.Errorf("node: restore: %w", err)
+		}
+	}
 	if err := consensus.Seed(dataDir, id, raftAddr, index, term, db.WriteSnapshot, nil); err != nil {
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
 	return index, term, nil
+}
+
+// renewUIDValidity gives every mailbox a fresh UIDVALIDITY from the
+// state's own counter, so it is still never lower than any value the
+// cluster used before. It runs once, offline, before the node starts: the
+// other nodes receive the result by InstallSnapshot, so replicas agree.
+func renewUIDValidity(db *storage.DB) error {
+	b := db.NewBatch()
+	defer b.Close()
+	users, err := b.Users()
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		mbs, err := b.Mailboxes(u.Id)
+		if err != nil {
+			return err
+		}
+		for _, m := range mbs {
+			v, err := b.NextUIDValidity()
+			if err != nil {
+				return err
+			}
+			m.UidValidity = v
+			if err := b.PutMailbox(m); err != nil {
+				return err
+			}
+		}
+	}
+	return b.Commit(true)
 }

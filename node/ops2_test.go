@@ -155,7 +155,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer fh.Close()
-		idx, _, err := node.Restore(fh, cfg.DataDir, cfg.ID, cfg.RaftAddr)
+		idx, _, err := node.Restore(fh, cfg.DataDir, cfg.ID, cfg.RaftAddr, true)
 		if err != nil {
 			t.Fatalf("restore: %v", err)
 		}

@@ -93,6 +93,7 @@ func runRestore(args []string) error {
 	data := a.fs.String("data", "", "data directory of the new node (must be empty)")
 	id := a.fs.String("id", "", "ID the new node will serve with")
 	raftAddr := a.fs.String("raft", "", "Raft address the new node will serve with")
+	keep := a.fs.Bool("keep-uidvalidity", false, "keep every mailbox's UIDVALIDITY (only when no client can have seen mail newer than the backup)")
 	if _, err := a.parse(args); err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ func runRestore(args []string) error {
 		return err
 	}
 	defer f.Close()
-	index, t, err := node.Restore(f, *data, *id, *raftAddr)
+	index, t, err := node.Restore(f, *data, *id, *raftAddr, *keep)
 	if err != nil {
 		return err
 	}
