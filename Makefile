@@ -25,7 +25,7 @@ test-race: ## the unit and cluster tests under the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 test-faults: build ## the fault scenarios, as long as asked: make test-faults SEED=7 DURATION=10m
-	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run 'TestFault' -v ./node/clustertest/
+	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run 'TestFault|TestChecker' -v ./node/clustertest/
 
 bench: ## benchmarks: replicated deliveries, FSM apply, log store, parsing
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./storage/... ./raftfsm/... ./node/... 

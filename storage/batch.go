@@ -256,13 +256,23 @@ func (b *Batch) DeleteMessage(mailboxID uint64, m *storagepb.Message, tombstone 
 // PutBlob adds a reference to the blob sha, storing data (compressed) and
 // parsed only when the blob is new. It reports whether it was new.
 func (b *Batch) PutBlob(sha, data []byte, parsed *storagepb.ParsedMessage) (created bool, err error) {
+	return b.putBlob(sha, uint64(len(data)), func() []byte { return compress(data) }, parsed)
+}
+
+// PutBlobCompressed is PutBlob for a message that the proposer already
+// compressed with Compress: the frame is stored exactly as given.
+func (b *Batch) PutBlobCompressed(sha, frame []byte, size uint64, parsed *storagepb.ParsedMessage) (created bool, err error) {
+	return b.putBlob(sha, size, func() []byte { return frame }, parsed)
+}
+
+func (b *Batch) putBlob(sha []byte, size uint64, stored func() []byte, parsed *storagepb.ParsedMessage) (created bool, err error) {
 	if len(sha) != SHA256Size {
 		return false, fmt.Errorf("storage: blob id of %d bytes", len(sha))
 	}
 	ref, err := b.blobRef(sha)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		ref = &storagepb.BlobRef{Size: uint64(len(data))}
+		ref = &storagepb.BlobRef{Size: size}
 		created = true
 	case err != nil:
 		return false, err
@@ -274,7 +284,7 @@ func (b *Batch) PutBlob(sha, data []byte, parsed *storagepb.ParsedMessage) (crea
 	if !created {
 		return false, nil
 	}
-	if err := b.set(bytesKey(FamilyBlob, sha), compress(data)); err != nil {
+	if err := b.set(bytesKey(FamilyBlob, sha), stored()); err != nil {
 		return false, err
 	}
 	if parsed == nil {

@@ -26,6 +26,13 @@ var (
 		zstd.WithDecoderMaxMemory(maxBlobSize))
 )
 
+// Compress returns the zstd frame the store keeps for data. Proposers call
+// it once per message (commandpb.Blob.zstd) so that no replica compresses.
+func Compress(data []byte) []byte { return compress(data) }
+
+// Decompress reverses Compress, bounded to 1 GiB.
+func Decompress(frame []byte) ([]byte, error) { return decompress(frame) }
+
 func compress(data []byte) []byte {
 	return zenc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
 }

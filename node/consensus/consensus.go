@@ -148,8 +148,14 @@ func Open(cfg Config) (*Node, error) {
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  hl,
+		// No pipelined AppendEntries: hashicorp/raft v1.8's pipeline can
+		// deadlock when the peer answers with a newer term (its decoder
+		// blocks on a result nobody reads, and shutdown then waits for
+		// ever; seen in node/clustertest F4/F5). hashicorp measured little
+		// gain from pipelining with batching (raft#541); 1 skips that code.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl,
 	})
 
 	rc := raft.DefaultConfig()
@@ -226,6 +232,7 @@ func (n *Node) closeStores() {
 // cut-off rule (SMTP 421, IMAP read-only).
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
+	last := "" // the previous leader's ID
 	for {
 		select {
 		case <-n.done:
@@ -233,14 +240,31 @@ func (n *Node) watchLeader() {
 		case o := <-n.obsCh:
 			lo := o.Data.(raft.LeaderObservation)
 			if lo.LeaderID == "" {
-				n.leaderlessSince.CompareAndSwap(0, time.Now().UnixNano())
+				n.leaderlessSince.CompareAndSwap(0, n.lostContactAt(last).UnixNano())
 			} else {
 				n.leaderlessSince.Store(0)
 				n.leaderChanges.Add(1)
 			}
+			last = string(lo.LeaderID)
 			n.log.Info("leader changed", "leader", string(lo.LeaderID), "addr", string(lo.LeaderAddr))
 		}
 	}
+}
+
+// lostContactAt estimates when this node last knew a working leader, at
+// the moment it learns it has none: the cut-off bound counts from there,
+// not from the moment Raft noticed. A leader steps down only after it has
+// failed to reach a quorum for the leader lease; a follower's last contact
+// is the last message it had from the leader.
+func (n *Node) lostContactAt(lastLeader string) time.Time {
+	now := time.Now()
+	if lastLeader == n.cfg.ID {
+		return now.Add(-n.profile.LeaderLease)
+	}
+	if lc := n.raft.LastContact(); !lc.IsZero() && lc.Before(now) {
+		return lc
+	}
+	return now
 }
 
 // Fresh reports whether this node started with no Raft state (a new or

@@ -8,6 +8,8 @@ import (
 
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
 )
 
 // Envelope is an SMTP transaction's envelope, recipients already resolved
@@ -52,13 +54,15 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	sum := sha256.Sum256(stored)
 	d := &commandpb.Deliver{
-		Blob:             &commandpb.Blob{Sha256: sum[:], Data: stored, Parsed: parsed},
+		Blob:             newBlob(stored, parsed),
 		InternalDateUnix: time.Now().Unix(),
 	}
 	for _, rcpt := range env.To {
 		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: DedupeKey(rcpt, env.From, received)})
+	}
+	if plantedDrop() { // a test-only fault (build tag faultdrop): the checkers must catch it
+		return fakeDeliveries(env), nil
 	}
 	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}}, false)
 	if err != nil {
@@ -82,4 +86,11 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 		}
 	}
 	return out, nil
+}
+
+// newBlob hashes and compresses a message once, here on the proposer: the
+// log carries the compressed frame, and every replica stores it as is.
+func newBlob(data []byte, parsed *storagepb.ParsedMessage) *commandpb.Blob {
+	sum := sha256.Sum256(data)
+	return &commandpb.Blob{Sha256: sum[:], Zstd: storage.Compress(data), Size: uint64(len(data)), Parsed: parsed}
 }

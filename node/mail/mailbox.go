@@ -2,7 +2,6 @@ package mail
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -65,10 +64,9 @@ func (s *Service) Append(ctx context.Context, userID, mailboxID uint64, flags []
 	if date.IsZero() {
 		date = time.Now()
 	}
-	sum := sha256.Sum256(data)
 	return s.result(ctx, &commandpb.Command{Op: &commandpb.Command_Append{Append: &commandpb.Append{
 		UserId: userID, MailboxId: mailboxID, Flags: flags, InternalDateUnix: date.Unix(),
-		Blob: &commandpb.Blob{Sha256: sum[:], Data: data, Parsed: parsed},
+		Blob: newBlob(data, parsed),
 	}}})
 }
 

@@ -1075,10 +1075,15 @@ func (x *MailboxSubscribe) GetSubscribed() bool {
 // Blob carries the message bytes and what was parsed from them, once for all
 // recipients.
 type Blob struct {
-	state         protoimpl.MessageState   `protogen:"open.v1"`
-	Sha256        []byte                   `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"` // of data, computed by the proposer
-	Data          []byte                   `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`     // the message as stored (with Received/Return-Path)
-	Parsed        *storagepb.ParsedMessage `protobuf:"bytes,3,opt,name=parsed,proto3" json:"parsed,omitempty"`
+	state  protoimpl.MessageState   `protogen:"open.v1"`
+	Sha256 []byte                   `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"` // of the message, computed by the proposer
+	Data   []byte                   `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`     // the message as stored (with Received/Return-Path); empty when zstd is set
+	Parsed *storagepb.ParsedMessage `protobuf:"bytes,3,opt,name=parsed,proto3" json:"parsed,omitempty"`
+	// zstd is the message compressed once by the proposer, stored by every
+	// node exactly as logged: the log is smaller, no node compresses again,
+	// and the stored bytes do not depend on each node's zstd library.
+	Zstd          []byte `protobuf:"bytes,4,opt,name=zstd,proto3" json:"zstd,omitempty"`
+	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"` // uncompressed length, with zstd
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1137,20 @@ func (x *Blob) GetParsed() *storagepb.ParsedMessage {
 		return x.Parsed
 	}
 	return nil
+}
+
+func (x *Blob) GetZstd() []byte {
+	if x != nil {
+		return x.Zstd
+	}
+	return nil
+}
+
+func (x *Blob) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 type Recipient struct {
@@ -1931,11 +1950,13 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"subscribed\x18\x03 \x01(\bR\n" +
-	"subscribed\"o\n" +
+	"subscribed\"\x97\x01\n" +
 	"\x04Blob\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12;\n" +
-	"\x06parsed\x18\x03 \x01(\v2#.continuum.storage.v1.ParsedMessageR\x06parsed\"p\n" +
+	"\x06parsed\x18\x03 \x01(\v2#.continuum.storage.v1.ParsedMessageR\x06parsed\x12\x12\n" +
+	"\x04zstd\x18\x04 \x01(\fR\x04zstd\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\"p\n" +
 	"\tRecipient\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x18\n" +
 	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x1d\n" +

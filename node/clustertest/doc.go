@@ -1,0 +1,24 @@
+// Package clustertest is the process-cluster fault harness of TESTPLAN.md
+// §1.2: real `continuum serve` processes, each in its own Linux network
+// namespace (a separate host with its own IP, 10.231.<k>.(10+i), joined to
+// the test through a bridge at 10.231.<k>.1), faults from outside the
+// processes (SIGKILL, SIGSTOP/SIGCONT, restart, wiped data directory,
+// blackhole routes for partitions and one-way drops), MTA-like SMTP
+// senders whose every transaction is recorded, and checkers that read each
+// stopped node's state database (set-full, replica equality, mailbox
+// invariants).
+//
+// Only tests import it. It needs root and iproute2; without them the tests
+// skip, except under CI (CI set), where they fail. Every namespace and
+// interface is named ctf<pid base 36>-<n>…, removed by the test's cleanup,
+// and swept at the next start if a killed test binary left it behind. No
+// traffic leaves the bridge: the nodes' addresses and loopback only.
+//
+// The scenarios (TestFault…) read CONTINUUM_FAULT_SEED (default 1) and
+// CONTINUUM_FAULT_DURATION (load per scenario, default 15s). netem is not
+// available on the kernel the suite was written on, so there is no WAN
+// delay scenario here; the in-process harness (node/nodetest) covers delay.
+//
+// Goroutines: each node's process has one waiter goroutine that closes its
+// done channel; each sender of a Workload is a goroutine ended by Stop.
+package clustertest
