@@ -161,8 +161,24 @@ func (s *Service) write(ctx context.Context, cmd *commandpb.Command) error {
 // ResolveRecipient maps an envelope recipient to the canonical addresses of
 // the local users that receive it: the user itself, an alias's targets, the
 // user behind a plus address (user+tag@domain), or the domain's catch-all.
-// It reads the local replica: a stale answer is caught again at apply.
-func (s *Service) ResolveRecipient(addr string) ([]string, error) {
+// It reads the local replica; a negative answer is checked again after a
+// read-index wait, because a lagging replica (a new node, one that was cut
+// off) must not bounce mail for a user the cluster has: a refusal caused by
+// the cluster would be a 5xx that loses mail. When no leader can confirm,
+// the answer is ErrUnavailable (a temporary failure). A positive answer
+// that went stale is caught again at apply.
+func (s *Service) ResolveRecipient(ctx context.Context, addr string) ([]string, error) {
+	out, err := s.resolveLocal(addr)
+	if !errors.Is(err, ErrNoSuchUser) && !errors.Is(err, ErrNotLocalDomain) {
+		return out, err
+	}
+	if serr := s.Sync(ctx); serr != nil {
+		return nil, serr
+	}
+	return s.resolveLocal(addr)
+}
+
+func (s *Service) resolveLocal(addr string) ([]string, error) {
 	e, err := CanonicalEmail(addr)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ import (
 
 // Mail is what the protocol needs from node/mail (*mail.Service).
 type Mail interface {
-	ResolveRecipient(addr string) ([]string, error)
+	ResolveRecipient(ctx context.Context, addr string) ([]string, error)
 	Deliver(ctx context.Context, env mail.Envelope, stored, received []byte) ([]mail.Delivery, error)
 	CutOff() bool
 }

@@ -53,10 +53,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 // Rcpt resolves a recipient against the local replica (aliases, plus
-// addresses and catch-alls resolve in node/mail). go-smtp has enforced
+// addresses and catch-alls resolve in node/mail); an unknown address is
+// checked again after a read-index wait before it is refused. go-smtp has enforced
 // MaxRecipients (452 4.5.3) before calling.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	users, err := s.srv.mail.ResolveRecipient(to)
+	users, err := s.srv.mail.ResolveRecipient(s.srv.ctx, to)
 	if err != nil {
 		if errors.Is(err, mail.ErrInvalid) {
 			err = fmt.Errorf("%w: %v", errBadAddress, err)
