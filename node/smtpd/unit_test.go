@@ -22,8 +22,10 @@ type fakeMail struct {
 	delivered [][]byte
 }
 
-func (m *fakeMail) ResolveRecipient(_ context.Context, addr string) ([]string, error) { return []string{addr}, nil }
-func (m *fakeMail) CutOff() bool                                   { return false }
+func (m *fakeMail) ResolveRecipient(_ context.Context, addr string) ([]string, error) {
+	return []string{addr}, nil
+}
+func (m *fakeMail) CutOff() bool { return false }
 func (m *fakeMail) Deliver(_ context.Context, env mail.Envelope, stored, received []byte) ([]mail.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
