@@ -143,8 +143,9 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		Dial:              opts.RaftDial,
 		WrapListener:      opts.RaftWrapListener,
 		WrapLogStore:      opts.RaftWrapLogStore,
-		SnapshotThreshold: opts.SnapshotThreshold,
-		TrailingLogs:      opts.TrailingLogs,
+		SnapshotThreshold: firstNonZero(opts.SnapshotThreshold, cfg.RaftSnapshotThreshold),
+		TrailingLogs:      firstNonZero(opts.TrailingLogs, cfg.RaftTrailingLogs),
+		SnapshotInterval:  cfg.RaftSnapshotInterval.Duration,
 		NoSync:            opts.NoSync,
 	})
 	if err != nil {
@@ -577,3 +578,10 @@ func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse
 }
 
 func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }
+
+func firstNonZero(a, b uint64) uint64 {
+	if a != 0 {
+		return a
+	}
+	return b
+}

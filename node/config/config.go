@@ -78,6 +78,15 @@ type Config struct {
 	// itself cut off (SMTP 421, IMAP read-only). 0 = 2 × election timeout.
 	LeaderlessAfter Duration `toml:"leaderless-after"`
 
+	// RaftSnapshotThreshold is how many new log entries trigger a snapshot
+	// (0: the default, 8192); RaftTrailingLogs how many entries a snapshot
+	// leaves in the log for slow followers (0: 10240); RaftSnapshotInterval
+	// how often the threshold is checked (0: 2m). Small values force
+	// frequent snapshots and InstallSnapshot (fault tests).
+	RaftSnapshotThreshold uint64   `toml:"raft-snapshot-threshold"`
+	RaftTrailingLogs      uint64   `toml:"raft-trailing-logs"`
+	RaftSnapshotInterval  Duration `toml:"raft-snapshot-interval"`
+
 	// AutopilotDeadAfter, when positive, lets the leader remove a voter
 	// that gossip has seen dead (and that gRPC cannot reach) for this long,
 	// only while at least three voters and a healthy quorum remain. 0 = off:
@@ -172,6 +181,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProtocolTimeout.Duration, "protocol-timeout", c.ProtocolTimeout.Duration, "SMTP/LMTP idle timeout")
 	fs.DurationVar(&c.ApplyTimeout.Duration, "apply-timeout", c.ApplyTimeout.Duration, "how long a write waits for commit")
 	fs.DurationVar(&c.LeaderlessAfter.Duration, "leaderless-after", c.LeaderlessAfter.Duration, "time without a leader before the node is cut off (0: 2 × election timeout)")
+	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", c.RaftSnapshotThreshold, "new log entries that trigger a snapshot (0: 8192)")
+	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", c.RaftTrailingLogs, "log entries kept after a snapshot (0: 10240)")
+	fs.DurationVar(&c.RaftSnapshotInterval.Duration, "raft-snapshot-interval", c.RaftSnapshotInterval.Duration, "how often to check the snapshot threshold (0: 2m)")
 	fs.DurationVar(&c.AutopilotDeadAfter.Duration, "autopilot-dead-after", c.AutopilotDeadAfter.Duration, "remove a voter dead this long, if safe (0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
@@ -236,6 +248,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProtocolTimeout.Duration <= 0 || c.ApplyTimeout.Duration <= 0 {
 		bad("protocol-timeout and apply-timeout must be positive")
+	}
+	if c.RaftSnapshotInterval.Duration < 0 {
+		bad("raft-snapshot-interval %v: want 0 (default) or positive", c.RaftSnapshotInterval.Duration)
 	}
 	if c.AutopilotDeadAfter.Duration < 0 {
 		bad("autopilot-dead-after %v: want 0 (off) or a positive duration", c.AutopilotDeadAfter.Duration)
