@@ -9,6 +9,7 @@ import (
 
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
 )
 
 // BenchmarkApplyDeliver applies raft batches of 256 Deliver commands, each a
@@ -27,7 +28,8 @@ func BenchmarkApplyDeliver(b *testing.B) {
 		data = data[:4096]
 		sum := sha256.Sum256(data)
 		key := sha256.Sum256([]byte(fmt.Sprint("dedupe", n)))
-		c := deliver(&commandpb.Blob{Sha256: sum[:], Data: data, Parsed: &storagepb.ParsedMessage{}},
+		// As node/mail proposes it: compressed once by the proposer.
+		c := deliver(&commandpb.Blob{Sha256: sum[:], Zstd: storage.Compress(data), Size: uint64(len(data)), Parsed: &storagepb.ParsedMessage{}},
 			&commandpb.Recipient{Email: "a@example.test", DedupeKey: key[:]})
 		c.TimeUnixNano = h.now + int64(n)*1000
 		enc, err := Encode(c)
