@@ -19,7 +19,7 @@ run: build ## a 3-node cluster on this machine (continuum dev), ready to receive
 	$(BIN) dev --dir .dev
 
 test: build ## every test CI runs (unit, cluster, real clients, scaled-down faults)
-	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(GO) test -p 1 -count=1 -timeout 25m $(PKGS)
 
 test-race: ## the unit and cluster tests under the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
