@@ -141,26 +141,9 @@ func (t *tx) deliverOne(op *commandpb.Deliver, r *commandpb.Recipient) (*command
 			return nil, err
 		}
 	}
-	size := blobSize(op.GetBlob())
-	if overQuota(u, size) {
-		return delivery(commandpb.Code_CODE_OVER_QUOTA), nil
-	}
-	if box.UidNext == ^uint32(0) {
-		return delivery(commandpb.Code_CODE_INVALID), nil // UIDs exhausted: RFC 9051 §2.3.1.1
-	}
-	if err := t.putBlob(op.GetBlob()); err != nil {
-		return nil, err
-	}
-	m := &storagepb.Message{Blob: op.GetBlob().GetSha256(), Flags: flags, InternalDateUnix: op.GetInternalDateUnix(),
-		Size: size, SaveDateUnix: t.now / 1e9}
-	if err := t.addMessage(u, box, m); err != nil {
-		return nil, err
-	}
-	if err := t.b.PutMailbox(box); err != nil {
-		return nil, err
-	}
-	if err := t.b.PutUser(u); err != nil {
-		return nil, err
+	m, code, err := t.storeMessage(u, box, op.GetBlob(), flags, op.GetInternalDateUnix())
+	if err != nil || code != commandpb.Code_CODE_OK {
+		return delivery(code), err
 	}
 	if len(key) > 0 {
 		if err := t.b.PutDedupe(key, &storagepb.Dedupe{MailboxId: box.Id, Uid: m.Uid, ExpiresUnixNano: t.now + dedupeTTL}); err != nil {
@@ -168,6 +151,32 @@ func (t *tx) deliverOne(op *commandpb.Deliver, r *commandpb.Recipient) (*command
 		}
 	}
 	return &commandpb.Delivery{MailboxId: box.Id, Uid: m.Uid}, nil
+}
+
+// storeMessage adds one message to box (quota and UID space permitting):
+// the blob (once), the message row, and the mailbox and user counters.
+func (t *tx) storeMessage(u *storagepb.User, box *storagepb.Mailbox, blob *commandpb.Blob, flags []string, date int64) (*storagepb.Message, commandpb.Code, error) {
+	size := blobSize(blob)
+	if overQuota(u, size) {
+		return nil, commandpb.Code_CODE_OVER_QUOTA, nil
+	}
+	if box.UidNext == ^uint32(0) {
+		return nil, commandpb.Code_CODE_INVALID, nil // UIDs exhausted: RFC 9051 §2.3.1.1
+	}
+	if err := t.putBlob(blob); err != nil {
+		return nil, 0, err
+	}
+	m := &storagepb.Message{Blob: blob.GetSha256(), Flags: flags, InternalDateUnix: date, Size: size, SaveDateUnix: t.now / 1e9}
+	if err := t.addMessage(u, box, m); err != nil {
+		return nil, 0, err
+	}
+	if err := t.b.PutMailbox(box); err != nil {
+		return nil, 0, err
+	}
+	if err := t.b.PutUser(u); err != nil {
+		return nil, 0, err
+	}
+	return m, commandpb.Code_CODE_OK, nil
 }
 
 // applyAppend implements APPEND (RFC 9051 §6.3.12) into a mailbox of the user.
@@ -188,26 +197,14 @@ func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if res != nil || err != nil {
 		return res, err
 	}
-	size := blobSize(op.GetBlob())
-	if overQuota(u, size) {
-		return result(commandpb.Code_CODE_OVER_QUOTA, "over quota"), nil
-	}
-	if box.UidNext == ^uint32(0) {
+	m, code, err := t.storeMessage(u, box, op.GetBlob(), flags, op.GetInternalDateUnix())
+	switch {
+	case err != nil:
+		return nil, err
+	case code == commandpb.Code_CODE_OVER_QUOTA:
+		return result(code, "over quota"), nil
+	case code != commandpb.Code_CODE_OK:
 		return invalid("UIDs exhausted"), nil
-	}
-	if err := t.putBlob(op.GetBlob()); err != nil {
-		return nil, err
-	}
-	m := &storagepb.Message{Blob: op.GetBlob().GetSha256(), Flags: flags, InternalDateUnix: op.GetInternalDateUnix(),
-		Size: size, SaveDateUnix: t.now / 1e9}
-	if err := t.addMessage(u, box, m); err != nil {
-		return nil, err
-	}
-	if err := t.b.PutMailbox(box); err != nil {
-		return nil, err
-	}
-	if err := t.b.PutUser(u); err != nil {
-		return nil, err
 	}
 	return &commandpb.Result{UserId: u.Id, MailboxId: box.Id, UidValidity: box.UidValidity,
 		Uids: []uint32{m.Uid}, Modseq: m.Modseq}, nil
