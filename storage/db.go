@@ -104,6 +104,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
+	if err := db.checkSeal(pdb, cur); err != nil {
+		pdb.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
 	db.pdb, db.cur = pdb, cur
 	return db, nil
 }
@@ -201,7 +205,7 @@ func (db *DB) removeStale(cur string) {
 		return
 	}
 	for _, n := range names {
-		if n == cur || n == currentFile {
+		if n == cur || n == currentFile || n == sealFile {
 			continue
 		}
 		if _, ok := parseStateDirName(n); ok || n == currentFile+".tmp" {
@@ -220,6 +224,13 @@ func (db *DB) Close() error {
 		return ErrClosed
 	}
 	db.closed = true
+	// Flush first, so the seal describes what the sstables hold; a seal
+	// that cannot be written only weakens the next start's check.
+	if err := db.pdb.Flush(); err == nil {
+		if err := db.seal(db.cur); err != nil {
+			db.logger.Warn("cannot seal the state database at shutdown", "err", err)
+		}
+	}
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("storage: close: %w", err)
 	}

@@ -110,6 +110,13 @@ type Options struct {
 	Users []string
 	// ApplyTimeout is each node's --apply-timeout (5 s when 0).
 	ApplyTimeout time.Duration
+	// ExtraArgs are appended to every node's serve command line (for
+	// instance --raft-snapshot-threshold).
+	ExtraArgs []string
+	// IMAP gives every node a self-signed certificate (--tls-cert,
+	// --tls-key): a password may cross a non-loopback connection only
+	// after STARTTLS, and the test reaches the nodes over the bridge.
+	IMAP bool
 }
 
 // Node is one continuum serve process in its own namespace.
@@ -148,6 +155,8 @@ type Cluster struct {
 	adminMu sync.Mutex
 	admin   map[int]*grpc.ClientConn
 	http    *http.Client
+
+	tlsCert, tlsKey string // PEM files, when Options.IMAP
 }
 
 // Start builds the binary, creates the namespaces, starts every node (node
@@ -179,6 +188,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{t: t, Bin: bin, Dir: dir, opts: opts, admin: map[int]*grpc.ClientConn{},
 		events: &eventLog{t0: time.Now()},
 		http:   &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}}
+	if opts.IMAP {
+		c.tlsCert, c.tlsKey = writeSelfSignedCert(t, dir)
+	}
 	c.Net = NewNet(t, opts.Nodes) // its cleanup runs after the nodes' (LIFO)
 	t.Cleanup(c.killAll)
 	for i := 0; i < opts.Nodes; i++ {
@@ -230,6 +242,10 @@ func (c *Cluster) StartNode(i int) {
 		"--smtp", n.Addr(PortSMTP), "--lmtp", "", "--imap", n.Addr(PortIMAP), "--http", n.Addr(PortHTTP),
 		"--grpc", n.Addr(PortGRPC), "--raft", n.Addr(PortRaft), "--gossip", n.Addr(PortGossip),
 		"--raft-profile", "local", "--apply-timeout", c.opts.ApplyTimeout.String()}
+	if c.tlsCert != "" {
+		args = append(args, "--tls-cert", c.tlsCert, "--tls-key", c.tlsKey)
+	}
+	args = append(args, c.opts.ExtraArgs...)
 	if i == 0 && n.starts == 0 {
 		args = append(args, "--bootstrap")
 	} else {

@@ -19,6 +19,11 @@
 // available on the kernel the suite was written on, so there is no WAN
 // delay scenario here; the in-process harness (node/nodetest) covers delay.
 //
+// F11 (snapshot catch-up), F12 (IDLE), F14 (damaged data directory) and
+// F7 (IMAP readers) live in snapshot_test.go, imap_test.go and
+// corrupt_test.go; IMAP needs Options.IMAP (a throwaway certificate, since
+// a password may cross the bridge only after STARTTLS).
+//
 // Goroutines: each node's process has one waiter goroutine that closes its
 // done channel; each sender of a Workload is a goroutine ended by Stop.
 package clustertest

@@ -83,6 +83,12 @@ type scenario struct {
 	check func(r *run, ops []*Op, f *Figures)
 	// expectLoss inverts the set-full verdict (the planted fault).
 	expectLoss bool
+	// opts are the cluster's options; Tags and Users are set from tags
+	// and users.
+	opts Options
+	// beforeQuiesce runs after the load stopped, with every fault still in
+	// place, before Quiesce heals and stops the cluster.
+	beforeQuiesce func(r *run, ops []*Op)
 }
 
 func runScenario(t *testing.T, sc scenario) *Figures {
@@ -95,7 +101,9 @@ func runScenario(t *testing.T, sc scenario) *Figures {
 		users = append(users, fmt.Sprintf("user%d", i+1))
 	}
 	start := time.Now()
-	c := Start(t, Options{Tags: sc.tags, Users: users})
+	opts := sc.opts
+	opts.Tags, opts.Users = sc.tags, users
+	c := Start(t, opts)
 	t.Logf("cluster up in %v: %s (subnet 10.231.%d.0/24, dir %s)", time.Since(start).Round(time.Millisecond), c.Net.Tag, c.Net.Subnet, c.Dir)
 	wo := sc.workload
 	wo.Seed = seed
@@ -121,6 +129,9 @@ func runScenario(t *testing.T, sc scenario) *Figures {
 		time.Sleep(d)
 	}
 	ops = w.Stop()
+	if sc.beforeQuiesce != nil {
+		sc.beforeQuiesce(r, ops)
+	}
 	c.Quiesce()
 	f, err := c.Check(ops)
 	if err != nil {

@@ -122,6 +122,10 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open log: %w", err)
 	}
+	if err := logs.Verify(); err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("consensus: the raft log in %s is damaged (%w); wipe the data directory and let the node rejoin", cfg.Dir, err)
+	}
 	n.logs = logs
 	hl := logbridge.HCLog(cfg.Logger, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, hl)

@@ -412,6 +412,36 @@ func TestRaftSeesEmptyState(t *testing.T) {
 	}
 }
 
+func TestVerify(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	if err := s.Verify(); err != nil {
+		t.Fatalf("Verify of an empty log: %v", err)
+	}
+	if err := s.StoreLogs(mkLogs(1, 20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(1, 5); err != nil { // compaction leaves no gap
+		t.Fatal(err)
+	}
+	if err := s.Verify(); err != nil {
+		t.Fatalf("Verify of a good log: %v", err)
+	}
+	s.Close()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: formatMajorVersion, Logger: pebbleLogger{quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(appendLogKey(nil, 12), pebble.Sync); err != nil { // a hole
+		t.Fatal(err)
+	}
+	db.Close()
+	s = openStore(t, dir, Options{})
+	if err := s.Verify(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Verify of a log with a hole = %v; want ErrCorrupt", err)
+	}
+}
+
 func TestCorruptValue(t *testing.T) {
 	valid := func(index uint64) []byte { return appendLog(nil, mkLog(index, 1)) }
 	withCRC := func(body []byte) []byte {
@@ -466,6 +496,9 @@ func TestCorruptValue(t *testing.T) {
 				t.Fatalf("GetLog(corrupt) = %v; want ErrCorrupt", err)
 			}
 			t.Logf("error: %v", err)
+			if err := s.Verify(); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Verify of a log with a corrupt entry = %v; want ErrCorrupt", err)
+			}
 			wantPresent(t, s, 4, 4, true)
 			wantPresent(t, s, 6, 6, true)
 		})
