@@ -197,6 +197,8 @@ func (t *tx) addMessage(u *storagepb.User, box *storagepb.Mailbox, m *storagepb.
 	m.Uid = box.UidNext
 	m.Modseq = box.HighestModseq
 	box.UidNext++
+	box.UidNext -= plantedUIDStall(t.index)      // a test-only fault (build tag faultuid): the checkers must catch it
+	box.HighestModseq += plantedDiverge(t.index) // a test-only fault (build tag faultdiverge): the checkers must catch it
 	box.Messages++
 	if !hasFlag(m.Flags, `\Seen`) {
 		box.Unseen++

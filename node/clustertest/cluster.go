@@ -117,6 +117,11 @@ type Options struct {
 	// --tls-key): a password may cross a non-loopback connection only
 	// after STARTTLS, and the test reaches the nodes over the bridge.
 	IMAP bool
+	// NodeEnv, when set, returns extra environment variables (KEY=value)
+	// for node i's process, on top of the test's own environment: a
+	// planted fault that must fire on one node only is switched on this
+	// way (the state machine never reads its node's identity).
+	NodeEnv func(i int) []string
 }
 
 // Node is one continuum serve process in its own namespace.
@@ -264,6 +269,12 @@ func (c *Cluster) StartNode(i int) {
 	fmt.Fprintf(logf, "=== clustertest: start %d of %s at %s: ip %s\n", n.starts+1, n.ID, time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if c.opts.NodeEnv != nil {
+		if env := c.opts.NodeEnv(i); len(env) > 0 {
+			cmd.Env = append(os.Environ(), env...)
+			fmt.Fprintf(logf, "=== clustertest: environment of %s adds %s\n", n.ID, strings.Join(env, " "))
+		}
+	}
 	// ip netns exec execs the binary, so the pid is the node's. Pdeathsig
 	// takes the node down with a test binary that dies without cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

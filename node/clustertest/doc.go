@@ -21,7 +21,12 @@
 //
 // F11 (snapshot catch-up), F12 (IDLE), F14 (damaged data directory) and
 // F7 (IMAP readers) live in snapshot_test.go, imap_test.go and
-// corrupt_test.go; IMAP needs Options.IMAP (a throwaway certificate, since
+// corrupt_test.go; per-UID linearizability of IMAP flag operations
+// (porcupine, unknown outcomes free to take effect late or never) in
+// flags_test.go; the planted faults that show the replica-equality and
+// invariant checkers failing (build tags faultdiverge, faultuid, with
+// Options.NodeEnv switching one node's fault on) in planted_test.go.
+// IMAP needs Options.IMAP (a throwaway certificate, since
 // a password may cross the bridge only after STARTTLS).
 //
 // Goroutines: each node's process has one waiter goroutine that closes its
