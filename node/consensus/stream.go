@@ -45,13 +45,14 @@ func newStreamLayer(cfg Config) (*streamLayer, error) {
 	if cfg.WrapListener != nil {
 		ln = cfg.WrapListener(ln)
 	}
-	if cfg.ServerTLS != nil {
-		ln = tls.NewListener(ln, cfg.ServerTLS)
-	}
 	dial := cfg.Dial
 	if dial == nil {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	dial, ln = plantedDelay(dial, ln) // a test-only fault (build tag faultdelay): WAN latency
+	if cfg.ServerTLS != nil {
+		ln = tls.NewListener(ln, cfg.ServerTLS)
 	}
 	return &streamLayer{Listener: ln, advertise: adv, dial: dial, clientTLS: cfg.ClientTLS}, nil
 }
