@@ -16,8 +16,9 @@
 //
 // The scenarios (TestFault…) read CONTINUUM_FAULT_SEED (default 1) and
 // CONTINUUM_FAULT_DURATION (load per scenario, default 15s). netem is not
-// available on the kernel the suite was written on, so there is no WAN
-// delay scenario here; the in-process harness (node/nodetest) covers delay.
+// available on this kernel, so WAN latency comes from a test-only build tag
+// instead (faultdelay, node/consensus/delay_fault.go): every Raft write
+// reaches its peer 40–80 ms later, in order (TestFaultWANLatency).
 //
 // F11 (snapshot catch-up), F12 (IDLE), F14 (damaged data directory) and
 // F7 (IMAP readers) live in snapshot_test.go, imap_test.go and
