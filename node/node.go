@@ -83,7 +83,7 @@ type server interface {
 
 // New opens a node's stores and starts it. It returns once every listener
 // is bound; joining the cluster continues in the background.
-func New(cfg config.Config, opts Options) (n *Node, err error) {
+func New(cfg config.Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -93,15 +93,16 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 	}
 	log = log.With("node", cfg.ID)
 	ctx, cancel := context.WithCancel(context.Background())
-	nn := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
-	n = nn
-	// A failed start closes what it opened. (nn, not n: "return nil, err"
-	// has already set the named result to nil when this runs.)
+	// n is never reassigned: the closures and goroutines started below
+	// capture it, and a failed start must still be able to close it.
+	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	started := false
 	defer func() {
-		if err != nil {
-			nn.Close()
+		if !started {
+			n.Close() // a failed start closes what it opened
 		}
 	}()
+	var err error
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -213,6 +214,7 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 	n.wg.Add(2)
 	go n.joinLoop()
 	go n.promoteLoop()
+	started = true
 	return n, nil
 }
 

@@ -30,6 +30,9 @@ type Cluster struct {
 	opts  Options
 	logs  []*lockedBuffer
 	disks []*diskFault
+	// started[i] is set once node i has run: its addresses are then in
+	// the Raft configuration and must not change.
+	started []bool
 }
 
 // Options tune a cluster.
@@ -101,6 +104,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.Nodes = append(c.Nodes, nil)
 		c.logs = append(c.logs, &lockedBuffer{})
 		c.disks = append(c.disks, &diskFault{})
+		c.started = append(c.started, false)
 	}
 	t.Cleanup(c.Close)
 	for i := range c.Cfgs {
@@ -155,6 +159,7 @@ func (c *Cluster) AddNode(site string, edit func(*config.Config)) int {
 	c.Nodes = append(c.Nodes, nil)
 	c.logs = append(c.logs, &lockedBuffer{})
 	c.disks = append(c.disks, &diskFault{})
+	c.started = append(c.started, false)
 	c.StartNode(i)
 	return i
 }
@@ -175,20 +180,52 @@ func (c *Cluster) StartNode(i int) {
 		c.t.Fatalf("node %d is running", i)
 	}
 	log := slog.New(slog.NewTextHandler(c.logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
-	n, err := node.New(c.Cfgs[i], node.Options{
-		Logger:            log,
-		RaftDial:          c.Net.Dialer(c.Cfgs[i].ID),
-		RaftWrapListener:  c.Net.Listener(c.Cfgs[i].ID),
-		RaftWrapLogStore:  c.wrapLogStore(i),
-		SnapshotThreshold: c.opts.SnapshotThreshold,
-		TrailingLogs:      c.opts.TrailingLogs,
-		NoSync:            c.opts.NoSync,
-	})
+	var n *node.Node
+	var err error
+	for attempt := 0; ; attempt++ {
+		n, err = node.New(c.Cfgs[i], node.Options{
+			Logger:            log,
+			RaftDial:          c.Net.Dialer(c.Cfgs[i].ID),
+			RaftWrapListener:  c.Net.Listener(c.Cfgs[i].ID),
+			RaftWrapLogStore:  c.wrapLogStore(i),
+			SnapshotThreshold: c.opts.SnapshotThreshold,
+			TrailingLogs:      c.opts.TrailingLogs,
+			NoSync:            c.opts.NoSync,
+		})
+		// A port taken between FreeAddr and the bind (another process on
+		// the machine) is not the node's fault: a node that never ran
+		// gets fresh ports and an empty directory, and tries again.
+		if err == nil || c.started[i] || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		c.t.Logf("start %s: %v; retrying on other ports", c.Cfgs[i].ID, err)
+		c.reassignPorts(i)
+	}
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.Cfgs[i].ID, err)
 	}
+	c.started[i] = true
 	c.Net.Register(c.Cfgs[i].ID, c.Cfgs[i].RaftAddr)
 	c.Nodes[i] = n
+}
+
+// reassignPorts gives node i new addresses (and an empty data directory),
+// and points the others' join lists at its new gossip address.
+func (c *Cluster) reassignPorts(i int) {
+	cfg := &c.Cfgs[i]
+	oldGossip := cfg.GossipAddr
+	os.RemoveAll(cfg.DataDir)
+	cfg.RaftAddr, cfg.GRPCAddr, cfg.GossipAddr, cfg.HTTPAddr = FreeAddr(c.t), FreeAddr(c.t), freeUDPTCP(c.t), FreeAddr(c.t)
+	if cfg.SMTPAddr != "" {
+		cfg.SMTPAddr, cfg.LMTPAddr, cfg.IMAPAddr = FreeAddr(c.t), FreeAddr(c.t), FreeAddr(c.t)
+	}
+	for j := range c.Cfgs {
+		for k, a := range c.Cfgs[j].Join {
+			if a == oldGossip {
+				c.Cfgs[j].Join[k] = cfg.GossipAddr
+			}
+		}
+	}
 }
 
 // StopNode closes node i (a clean stop; a crash is the same from the
