@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -282,6 +284,30 @@ func (n *Node) Admit() {
 	if n.stream.held.CompareAndSwap(true, false) {
 		n.log.Info("admitted by the leader; raft transport open")
 	}
+}
+
+// Peer is a voter of a first configuration: its ID and Raft address.
+type Peer struct{ ID, Addr string }
+
+// BootstrapWith forms a new cluster whose first configuration holds every
+// peer as a voter, and opens the transport (--bootstrap-expect). Every
+// node of the new cluster calls it with the same peers, in any order:
+// hashicorp/raft accepts the same configuration bootstrapped on each
+// server, and any of them can then be elected. A node that has Raft state
+// already is left as it is (raft.ErrCantBootstrap is not an error here).
+func (n *Node) BootstrapWith(peers []Peer) error {
+	peers = slices.Clone(peers)
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
+	conf := raft.Configuration{}
+	for _, p := range peers {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("consensus: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "voters", len(peers), "configuration", fmt.Sprint(peers))
+	n.Admit()
+	return nil
 }
 
 // Raft returns the underlying *raft.Raft for membership and status code in
