@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
@@ -171,10 +172,13 @@ func runCluster(args []string) error {
 
 // statusJSON is the --json shape of ARCHITECTURE.md §8.
 type statusJSON struct {
-	Leader   string           `json:"leader"`
-	Term     uint64           `json:"term"`
-	Nodes    []nodeStatusJSON `json:"nodes"`
-	Warnings []string         `json:"warnings,omitempty"`
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// FaultTolerance is how many voters may fail now without stopping
+	// writes (admin.FaultTolerance).
+	FaultTolerance int              `json:"fault_tolerance"`
+	Nodes          []nodeStatusJSON `json:"nodes"`
+	Warnings       []string         `json:"warnings,omitempty"`
 }
 
 type nodeStatusJSON struct {
@@ -190,7 +194,7 @@ type nodeStatusJSON struct {
 }
 
 func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
-	out := statusJSON{Leader: st.Leader, Term: st.Term, Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
+	out := statusJSON{Leader: st.Leader, Term: st.Term, FaultTolerance: admin.FaultTolerance(st), Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
 	for _, n := range st.Nodes {
 		out.Nodes = append(out.Nodes, nodeStatusJSON{ID: n.Id, Site: n.Site, Role: n.Role, State: n.State, Healthy: n.Healthy,
 			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip})
@@ -200,12 +204,26 @@ func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
 	return enc.Encode(out)
 }
 
+// faultToleranceLine says in words how many voter failures the cluster
+// survives now, plainly when the answer is none.
+func faultToleranceLine(ft int) string {
+	switch ft {
+	case 0:
+		return "fault tolerance: 0 -- NOT fault tolerant: losing one more voter stops writes"
+	case 1:
+		return "fault tolerance: 1 (the cluster survives the loss of 1 voter)"
+	}
+	return fmt.Sprintf("fault tolerance: %d (the cluster survives the loss of %d voters)", ft, ft)
+}
+
 func printStatus(st *adminpb.ClusterStatusResponse) {
 	leader := st.Leader
 	if leader == "" {
 		leader = "(none)"
 	}
-	fmt.Printf("leader: %s  term: %d\n\n", leader, st.Term)
+	fmt.Printf("leader: %s  term: %d\n", leader, st.Term)
+	fmt.Println(faultToleranceLine(admin.FaultTolerance(st)))
+	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT")
 	var leaderCommit uint64

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
@@ -96,10 +98,17 @@ func runDev(args []string) error {
 		args := []string{"serve", "--dev", "--id", n.ID, "--site", n.Site, "--data", filepath.Join(absDir, n.ID),
 			"--smtp", n.SMTP, "--lmtp", n.LMTP, "--imap", n.IMAP, "--http", n.HTTP,
 			"--grpc", n.GRPC, "--raft", n.Raft, "--gossip", n.Gossip, "--raft-profile", "local", "--hostname", n.ID + ".example.test"}
-		if i == 0 {
-			args = append(args, "--bootstrap")
-		} else {
-			args = append(args, "--join", addr(0, offGossip))
+		// Every node joins every other and they form the cluster together,
+		// all voters at once: never a two-voter window.
+		var join []string
+		for j := 0; j < *nodes; j++ {
+			if j != i {
+				join = append(join, addr(j, offGossip))
+			}
+		}
+		args = append(args, "--bootstrap-expect", strconv.Itoa(*nodes))
+		if len(join) > 0 {
+			args = append(args, "--join", strings.Join(join, ","))
 		}
 		logf, err := os.OpenFile(filepath.Join(absDir, n.ID+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
@@ -132,7 +141,7 @@ func runDev(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	password, err := devSetup(ctx, absDir, cluster.Nodes[0].GRPC)
+	password, err := devSetup(ctx, absDir, cluster.Nodes[0].GRPC, *nodes)
 	if err != nil {
 		stopAll(procs)
 		wg.Wait()
@@ -161,9 +170,13 @@ func runDev(args []string) error {
 	return nil
 }
 
-// devSetup waits for a leader, then creates the dev domain and user. The
-// password is kept in the directory so a restarted dev cluster reuses it.
-func devSetup(ctx context.Context, dir, server string) (string, error) {
+// devSetup waits for a leader, creates the dev domain and user, then waits
+// until the cluster is ready and fault tolerant: every node a voter, in
+// contact with the leader and applied up to the leader's state
+// (admin.FullyReady), so that cluster.json, written after it, means a kill
+// of any one node is survived. The password is kept in the directory so a
+// restarted dev cluster reuses it.
+func devSetup(ctx context.Context, dir, server string, nodes int) (string, error) {
 	pwFile := filepath.Join(dir, "demo-password")
 	password := ""
 	if b, err := os.ReadFile(pwFile); err == nil {
@@ -221,6 +234,18 @@ func devSetup(ctx context.Context, dir, server string) (string, error) {
 	if err := try(func(ctx context.Context) error {
 		_, err := client.UserAdd(ctx, &adminpb.UserAddRequest{Email: devUserEmail, Password: password})
 		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := try(func(ctx context.Context) error {
+		st, err := client.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
+		if err != nil {
+			return err
+		}
+		if ok, why := admin.FullyReady(st, nodes); !ok {
+			return errors.New("not ready and fault tolerant yet: " + why)
+		}
+		return nil
 	}); err != nil {
 		return "", err
 	}
