@@ -8,6 +8,12 @@
 // local state database through a consistent snapshot, after Sync when the
 // caller needs to see everything committed cluster-wide (read-index).
 //
+// Authenticate sees committed credentials: a failed check is retried once
+// after a read-index wait, and a successful one is confirmed by one, so a
+// login at any node right after `user add`, `user passwd` or `user del` at
+// another sees the change. A node that is cut off from the leader answers
+// from the last credentials it applied (its sessions are read-only then).
+//
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //
