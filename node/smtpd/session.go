@@ -121,7 +121,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 // deliver reads the message and makes one mail.Deliver for all recipients.
 // It returns one error (nil: stored) per accepted RCPT, in order.
 func (s *session) deliver(r io.Reader) ([]error, error) {
-	sr := &strictReader{r: r}
+	sr := &strictReader{r: guardData(r)}
 	var buf bytes.Buffer
 	buf.Grow(64 << 10)
 	if _, err := buf.ReadFrom(io.LimitReader(sr, s.srv.cfg.MaxMessageBytes+1)); err != nil {
