@@ -4,6 +4,10 @@
 // It holds no business logic: that lives in node/mail, the protocols in
 // node/smtpd and node/imapd, Raft in node/consensus.
 //
+// The join loop also forms a new cluster for --bootstrap-expect N
+// (bootstrapExpect): once gossip shows the N first nodes and none of them
+// has a cluster running yet, each bootstraps the same N-voter configuration.
+//
 // Goroutines owned here: the join loop, the leader's promotion loop, and
 // one Serve goroutine per listener; Close stops all of them.
 package node
