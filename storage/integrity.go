@@ -118,3 +118,4 @@ func (s *Snap) DigestPaced(ctx context.Context, bytesPerSec int64) ([]byte, erro
 	}
 	return h.Sum(nil), nil
 }
+
