@@ -118,4 +118,3 @@ func (s *Snap) DigestPaced(ctx context.Context, bytesPerSec int64) ([]byte, erro
 	}
 	return h.Sum(nil), nil
 }
-
