@@ -90,7 +90,9 @@ type Store struct {
 
 	dir         string
 	fs          vfs.FS
+	logger      *slog.Logger
 	damagedOnce sync.Once
+	damaged     atomic.Bool
 }
 
 // Scrub reads and checks every block of the log's live sstables at no more
@@ -122,12 +124,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		Logger:             pebbleLogger{logger.With("component", "raftlog")},
 		FS:                 opts.FS,
 	}
-	s := &Store{wo: pebble.Sync, dir: dir, fs: opts.FS}
+	log := logger.With("component", "raftlog")
+	s := &Store{wo: pebble.Sync, dir: dir, fs: opts.FS, logger: log}
 	if s.fs == nil {
 		s.fs = vfs.Default
 	}
-	log := logger.With("component", "raftlog")
 	po.EventListener = scrub.Listener(func(err error) {
+		s.damaged.Store(true)
 		s.damagedOnce.Do(func() {
 			log.Error("on-disk corruption in the raft log", "err", err)
 			if opts.OnCorruption != nil {
@@ -147,6 +150,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 	}
+	if err := s.checkSeal(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
+	}
 	return s, nil
 }
 
@@ -154,6 +161,13 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
+	}
+	// A log found damaged while open is not sealed: the seal would bless
+	// it. A seal that cannot be written only weakens the next start.
+	if !s.damaged.Load() && s.fs == vfs.Default {
+		if err := s.seal(); err != nil {
+			s.logger.Warn("cannot seal the raft log at shutdown", "err", err)
+		}
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("raftlog: close: %w", err)
