@@ -459,16 +459,16 @@ func randomFlip(rng *rand.Rand) func(dir string) (string, error) {
 	}
 }
 
-// TestFaultF15RandomFlips: CONTINUUM_F15_FLIPS (default 20) times, one
+// TestFaultF14RandomFlips: CONTINUUM_F14_FLIPS (default 20) times, one
 // random byte of a follower's state or log files (sstables, MANIFESTs) is
 // flipped while it is stopped; each must be detected within detectWithin
 // (refused at start, or quarantined by the scrub), never panic, and the
 // node is healed with `continuum node rebuild` and rejoins. The history
 // checker and the replica comparison at the end show nothing damaged was
 // served and every replica is equal again.
-func TestFaultF15RandomFlips(t *testing.T) {
+func TestFaultF14RandomFlips(t *testing.T) {
 	flips := 20
-	if s := os.Getenv("CONTINUUM_F15_FLIPS"); s != "" {
+	if s := os.Getenv("CONTINUUM_F14_FLIPS"); s != "" {
 		fmt.Sscan(s, &flips)
 	}
 	var results []damageResult
@@ -478,7 +478,7 @@ func TestFaultF15RandomFlips(t *testing.T) {
 			for k := 0; k < flips; k++ {
 				res := damage(r, fmt.Sprintf("random flip %d", k+1), flip, "rebuild")
 				results = append(results, res)
-				r.t.Logf("F15 flip %d: %s → exited %v after %v by %s (%s); served: %s; errors: %q",
+				r.t.Logf("F14 flip %d: %s → exited %v after %v by %s (%s); served: %s; errors: %q",
 					k+1, res.what, res.exited, res.took.Round(time.Millisecond), res.how, res.exit, res.served, res.errors)
 			}
 		},
@@ -490,7 +490,7 @@ func TestFaultF15RandomFlips(t *testing.T) {
 					detected++
 				}
 			}
-			r.t.Logf("F15: %d of %d flips detected and healed by rebuild", detected, len(results))
+			r.t.Logf("F14: %d of %d random flips detected and healed by rebuild", detected, len(results))
 		},
 	})
 }
