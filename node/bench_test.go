@@ -16,7 +16,14 @@ import (
 // BenchmarkReplicatedDeliver: 64 concurrent proposers deliver 4 KiB messages
 // through a 3-node cluster over loopback TCP, every entry fsync'd on a
 // quorum. Proposers are spread over all three nodes (followers forward).
-func BenchmarkReplicatedDeliver(b *testing.B) {
+func BenchmarkReplicatedDeliver(b *testing.B) { benchDeliver(b, false) }
+
+// BenchmarkReplicatedDeliverDuringCheck is BenchmarkReplicatedDeliver while
+// consistency checks run back to back (each replica digests its whole state
+// at consistency-check-rate): the check's cost on delivery.
+func BenchmarkReplicatedDeliverDuringCheck(b *testing.B) { benchDeliver(b, true) }
+
+func benchDeliver(b *testing.B, checks bool) {
 	c := nodetest.Start(b, nodetest.Options{})
 	m0 := c.Nodes[0].Mail()
 	ctx := context.Background()
@@ -38,6 +45,47 @@ func BenchmarkReplicatedDeliver(b *testing.B) {
 	lat := make([][]time.Duration, proposers)
 	var failed atomic.Int64
 	b.SetBytes(int64(len(body)))
+	stop := make(chan struct{})
+	var checked, checkErrs atomic.Int64
+	var cwg sync.WaitGroup
+	if checks {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				idx, _, err := c.Nodes[1].ProposeCheck(ctx, "bench")
+				if err != nil {
+					// Not what is measured; counted and shown.
+					b.Logf("check not proposed: %v", err)
+					checkErrs.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				// Wait until every replica has its digest of this check.
+				for done := 0; done < 3; {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					done = 0
+					for _, n := range c.Nodes {
+						for _, ch := range n.Info().Checks {
+							if ch.Index == idx && (ch.Digest != "" || ch.Error != "") {
+								done++
+							}
+						}
+					}
+				}
+				checked.Add(1)
+			}
+		}()
+	}
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -65,6 +113,12 @@ func BenchmarkReplicatedDeliver(b *testing.B) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	close(stop)
+	cwg.Wait()
+	if checks {
+		b.ReportMetric(float64(checked.Load()), "checks")
+		b.ReportMetric(float64(checkErrs.Load()), "check-errors")
+	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)

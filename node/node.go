@@ -64,6 +64,8 @@ type Node struct {
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
 
+	integ integrity // integrity.go
+
 	collector    *nodeCollector
 	imapSessions atomic.Pointer[func() int]
 	// draining is set when Close begins: /readyz turns unready first.
@@ -108,9 +110,15 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 
-	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{Logger: log, NoSync: opts.NoSync})
+	if err := readQuarantine(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{
+		Logger: log, NoSync: opts.NoSync,
+		OnCorruption: func(err error) { go n.quarantine(err) },
+	})
 	if err != nil {
-		return nil, fmt.Errorf("node: state database: %w", err)
+		return nil, fmt.Errorf("node: state database: %w; run `continuum node rebuild --data %s` and start the node again to rebuild it from the others", err, cfg.DataDir)
 	}
 	// The FSM starts applying before the mail service exists; the feed
 	// pointer is published once it does.
@@ -128,6 +136,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 			default:
 			}
 		},
+		OnCheck: n.onCheck,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: state machine: %w", err)
@@ -149,6 +158,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		TrailingLogs:      firstNonZero(opts.TrailingLogs, cfg.RaftTrailingLogs),
 		SnapshotInterval:  cfg.RaftSnapshotInterval.Duration,
 		NoSync:            opts.NoSync,
+		OnLogCorruption:   func(err error) { go n.quarantine(err) },
 	})
 	if err != nil {
 		return nil, err
@@ -216,6 +226,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	n.wg.Add(2)
 	go n.joinLoop()
 	go n.promoteLoop()
+	n.startIntegrity()
 	started = true
 	return n, nil
 }
@@ -251,6 +262,9 @@ func (n *Node) Members() []membership.Member { return n.pool.Members() }
 // Ready reports whether the node has a leader and has applied what it knows
 // to be committed: what a load balancer should route to.
 func (n *Node) Ready() (bool, string) {
+	if q := n.Quarantined(); q != "" {
+		return false, "quarantined: " + q
+	}
 	if n.draining.Load() {
 		return false, "shutting down"
 	}
@@ -286,13 +300,15 @@ func (n *Node) Info() *peerpb.InfoResponse {
 	} else if t := n.raft.LastContact(); !t.IsZero() {
 		lc = time.Since(t).Milliseconds()
 	}
-	return &peerpb.InfoResponse{
+	in := &peerpb.InfoResponse{
 		Id: n.cfg.ID, Site: n.cfg.Site, Role: n.cfg.Role, State: n.raft.State(), Term: n.raft.Term(),
 		AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		LeaderId: leader, LastContactMs: lc,
 		GrpcAddr: n.cfg.GRPCAddr, SmtpAddr: n.cfg.SMTPAddr, LmtpAddr: n.cfg.LMTPAddr, ImapAddr: n.cfg.IMAPAddr,
 		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr,
 	}
+	n.integrityInfo(in)
+	return in
 }
 
 func (n *Node) resolveGRPC(id string) (string, bool) {
@@ -621,6 +637,7 @@ func (n *Node) Close() error {
 			n.pool.Leave(time.Second)
 		}
 		n.cancel()
+		n.stopIntegrity() // before the stores close
 		if n.http != nil {
 			n.http.Close()
 		}
@@ -676,6 +693,10 @@ func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse
 }
 
 func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }
+
+func (c *clusterView) ProposeCheck(ctx context.Context, by string) (uint64, uint64, error) {
+	return (*Node)(c).ProposeCheck(ctx, by)
+}
 
 func firstNonZero(a, b uint64) uint64 {
 	if a != 0 {

@@ -38,6 +38,13 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	24: applyCopy,
 	25: applyMove,
 	26: applyExpunge,
+	40: applyConsistencyCheck,
+}
+
+// applyConsistencyCheck changes nothing: ApplyBatch commits right after it
+// and hands the state to Options.OnCheck.
+func applyConsistencyCheck(*tx, *commandpb.Command) (*commandpb.Result, error) {
+	return okResult(), nil
 }
 
 var opOneof = (&commandpb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func (g *gen) blob() *commandpb.Blob {
 
 func (g *gen) command() *commandpb.Command {
 	var c *commandpb.Command
-	switch g.r.IntN(18) {
+	switch g.r.IntN(19) {
 	case 0:
 		c = cmd(&commandpb.DomainAdd{Name: g.pick("x.test", "y.test", "X.test", "z.test", "bad..test")})
 	case 1:
@@ -146,6 +147,8 @@ func (g *gen) command() *commandpb.Command {
 		c = cmd(&commandpb.Move{UserId: g.id(), MailboxId: g.mboxID(), Uids: g.ranges(), DestMailboxId: g.mboxID()})
 	case 17:
 		c = cmd(&commandpb.Expunge{UserId: g.id(), MailboxId: g.mboxID(), Uids: g.ranges()})
+	case 18:
+		c = cmd(&commandpb.ConsistencyCheck{Id: uint64(g.r.IntN(1000))})
 	}
 	// Time mostly advances, sometimes jumps a day, sometimes goes back.
 	switch g.r.IntN(20) {
@@ -229,9 +232,23 @@ func TestDeterminism(t *testing.T) {
 	logs := entries(42, n)
 	var digests [][]byte
 	var fsms []*FSM
+	// checks[i][index] is fsm i's digest at each consistency check entry:
+	// whatever the batching, every replica must see the same state there.
+	checks := make([]map[uint64]string, 3)
 	for i := 0; i < 3; i++ {
 		db := openDB(t, nil)
-		f, err := New(db, Options{Logger: quiet, OnFatal: func(err error) { t.Errorf("fatal: %v", err) }})
+		checks[i] = map[uint64]string{}
+		f, err := New(db, Options{Logger: quiet, OnFatal: func(err error) { t.Errorf("fatal: %v", err) },
+			OnCheck: func(index uint64, _ *commandpb.ConsistencyCheck) {
+				if got, _, _ := db.Applied(); got != index {
+					t.Errorf("fsm %d: check at index %d sees applied %d", i, index, got)
+				}
+				d, err := db.Digest()
+				if err != nil {
+					t.Error(err)
+				}
+				checks[i][index] = fmt.Sprintf("%x", d)
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,6 +270,9 @@ func TestDeterminism(t *testing.T) {
 			// Every operation ran, and every one both succeeded and failed.
 			for field := range handlers {
 				name := opOneof.Fields().ByNumber(field).Message().Name()
+				if name == "ConsistencyCheck" {
+					continue // cannot fail
+				}
 				okN, failN := 0, 0
 				for k, v := range codes {
 					if !bytes.Contains([]byte(k), []byte("_"+string(name)+" ")) {
@@ -269,6 +289,14 @@ func TestDeterminism(t *testing.T) {
 				}
 			}
 			t.Logf("%d result kinds, %d malformed: %v", len(codes), codes["malformed"], codes)
+		}
+	}
+	if len(checks[0]) < 10 {
+		t.Fatalf("%d consistency checks applied; the generator should make more", len(checks[0]))
+	}
+	for i := 1; i < 3; i++ {
+		if !maps.Equal(checks[0], checks[i]) {
+			t.Fatalf("fsm %d's digests at the consistency checks differ from fsm 0's", i)
 		}
 	}
 	for i := 1; i < 3; i++ {

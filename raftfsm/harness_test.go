@@ -198,6 +198,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_Move{Move: o}
 	case *commandpb.Expunge:
 		c.Op = &commandpb.Command_Expunge{Expunge: o}
+	case *commandpb.ConsistencyCheck:
+		c.Op = &commandpb.Command_ConsistencyCheck{ConsistencyCheck: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op))
 	}

@@ -108,7 +108,7 @@ func readPassword(fromStdin bool) (string, error) {
 
 func runCluster(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: continuum cluster status [--json] | transfer-leader [--to NODE] | remove NODE")
+		return errors.New("usage: continuum cluster status [--json] | check [--json] | transfer-leader [--to NODE] | remove NODE")
 	}
 	a := newAdminFlags("cluster " + args[0])
 	switch args[0] {
@@ -130,6 +130,56 @@ func runCluster(args []string) error {
 			return printStatusJSON(st)
 		}
 		printStatus(st)
+		return nil
+	case "check":
+		asJSON := a.fs.Bool("json", false, "print JSON")
+		a.fs.Lookup("timeout").DefValue = "5m0s"
+		*a.timeout = 5 * time.Minute
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.Check(ctx, &adminpb.CheckRequest{TimeoutMs: a.timeout.Milliseconds() - 2000})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(checkJSON(res)); err != nil {
+				return err
+			}
+		} else {
+			fmt.Printf("consistency check %d at log index %d (%v)\n\n", res.Id, res.Index, time.Duration(res.TookMs)*time.Millisecond)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tDIGEST\tVERDICT")
+			for _, n := range res.Nodes {
+				d := n.Digest
+				if d == "" {
+					d = "-"
+				} else if len(d) > 16 {
+					d = d[:16]
+				}
+				v := n.Verdict
+				if n.Error != "" {
+					v += " (" + n.Error + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Id, d, v)
+			}
+			tw.Flush()
+			if res.Consistent {
+				fmt.Println("\nall replicas are equal")
+			} else {
+				fmt.Println("\nNOT CONSISTENT: the replicas did not all answer with the same digest")
+			}
+		}
+		if !res.Consistent {
+			return errors.New("the replicas are not all equal (see above)")
+		}
 		return nil
 	case "transfer-leader":
 		to := a.fs.String("to", "", "the voter to hand leadership to (default: the most up-to-date one)")
@@ -191,13 +241,48 @@ type nodeStatusJSON struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	LastContactMs int64  `json:"last_contact_ms"`
 	Gossip        string `json:"gossip,omitempty"`
+	Quarantine    string `json:"quarantine,omitempty"`
+	CheckIndex    uint64 `json:"check_index,omitempty"`
+	CheckDigest   string `json:"check_digest,omitempty"`
+	CheckVerdict  string `json:"check_verdict,omitempty"`
+	ScrubDone     string `json:"scrub_done,omitempty"`
+	ScrubError    string `json:"scrub_error,omitempty"`
+}
+
+func checkJSON(res *adminpb.CheckResponse) any {
+	type node struct {
+		ID      string `json:"id"`
+		Digest  string `json:"digest"`
+		Verdict string `json:"verdict"`
+		Error   string `json:"error,omitempty"`
+	}
+	out := struct {
+		Index      uint64 `json:"index"`
+		ID         uint64 `json:"id"`
+		Consistent bool   `json:"consistent"`
+		TookMs     int64  `json:"took_ms"`
+		Nodes      []node `json:"nodes"`
+	}{Index: res.Index, ID: res.Id, Consistent: res.Consistent, TookMs: res.TookMs, Nodes: []node{}}
+	for _, n := range res.Nodes {
+		out.Nodes = append(out.Nodes, node{n.Id, n.Digest, n.Verdict, n.Error})
+	}
+	return out
+}
+
+func unixMs(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
 }
 
 func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
 	out := statusJSON{Leader: st.Leader, Term: st.Term, FaultTolerance: admin.FaultTolerance(st), Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
 	for _, n := range st.Nodes {
 		out.Nodes = append(out.Nodes, nodeStatusJSON{ID: n.Id, Site: n.Site, Role: n.Role, State: n.State, Healthy: n.Healthy,
-			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip})
+			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip,
+			Quarantine: n.Quarantine, CheckIndex: n.CheckIndex, CheckDigest: n.CheckDigest, CheckVerdict: n.CheckVerdict,
+			ScrubDone: unixMs(n.ScrubDoneUnixMs), ScrubError: n.ScrubError})
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -225,7 +310,7 @@ func printStatus(st *adminpb.ClusterStatusResponse) {
 	fmt.Println(faultToleranceLine(admin.FaultTolerance(st)))
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT")
+	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT\tLAST CHECK")
 	var leaderCommit uint64
 	for _, n := range st.Nodes {
 		if n.State == "leader" {
@@ -244,7 +329,14 @@ func printStatus(st *adminpb.ClusterStatusResponse) {
 		if n.State == "unreachable" && n.Gossip != "" {
 			contact += " (gossip: " + n.Gossip + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact)
+		check := "-"
+		if n.CheckIndex > 0 {
+			check = fmt.Sprintf("@%d %s", n.CheckIndex, n.CheckVerdict)
+		}
+		if n.Quarantine != "" {
+			check = "QUARANTINED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact, check)
 	}
 	tw.Flush()
 	for _, w := range st.Warnings {

@@ -108,6 +108,20 @@ type Config struct {
 	// voters are removed only by `continuum cluster remove`.
 	AutopilotDeadAfter Duration `toml:"autopilot-dead-after"`
 
+	// ScrubRate bounds how fast the background scrub reads the node's
+	// sstables (bytes/s); ScrubInterval is the pause between two passes.
+	// Every stored bit is checked within (state size + log size) /
+	// ScrubRate + ScrubInterval of being damaged (node/doc.go).
+	ScrubRate     int64    `toml:"scrub-rate"`
+	ScrubInterval Duration `toml:"scrub-interval"`
+	// CheckInterval is how often the leader proposes a replicated
+	// consistency check (every replica digests its state at one log index
+	// and the odd one out is quarantined); 0 = only on demand (`continuum
+	// cluster check`). CheckRate bounds how fast each replica reads its
+	// state for the digest (bytes/s).
+	CheckInterval Duration `toml:"consistency-check-interval"`
+	CheckRate     int64    `toml:"consistency-check-rate"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
 }
@@ -141,6 +155,10 @@ func Defaults() Config {
 		LMTPMaxConns:    1024,
 		ProtocolTimeout: Duration{5 * time.Minute},
 		ApplyTimeout:    Duration{10 * time.Second},
+		ScrubRate:       32 << 20,
+		ScrubInterval:   Duration{6 * time.Hour},
+		CheckInterval:   Duration{time.Hour},
+		CheckRate:       64 << 20,
 		LogLevel:        "info",
 	}
 }
@@ -204,6 +222,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", c.RaftTrailingLogs, "log entries kept after a snapshot (0: 10240)")
 	fs.DurationVar(&c.RaftSnapshotInterval.Duration, "raft-snapshot-interval", c.RaftSnapshotInterval.Duration, "how often to check the snapshot threshold (0: 2m)")
 	fs.DurationVar(&c.AutopilotDeadAfter.Duration, "autopilot-dead-after", c.AutopilotDeadAfter.Duration, "remove a voter dead this long, if safe (0: off)")
+	fs.Int64Var(&c.ScrubRate, "scrub-rate", c.ScrubRate, "background scrub read rate, bytes/s")
+	fs.DurationVar(&c.ScrubInterval.Duration, "scrub-interval", c.ScrubInterval.Duration, "pause between two scrub passes")
+	fs.DurationVar(&c.CheckInterval.Duration, "consistency-check-interval", c.CheckInterval.Duration, "how often the leader runs a replicated consistency check (0: on demand only)")
+	fs.Int64Var(&c.CheckRate, "consistency-check-rate", c.CheckRate, "consistency digest read rate, bytes/s")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -288,6 +310,15 @@ func (c *Config) Validate() error {
 	}
 	if c.AutopilotDeadAfter.Duration < 0 {
 		bad("autopilot-dead-after %v: want 0 (off) or a positive duration", c.AutopilotDeadAfter.Duration)
+	}
+	if c.ScrubRate < 1<<20 || c.CheckRate < 1<<20 {
+		bad("scrub-rate %d and consistency-check-rate %d: want at least 1 MiB/s each", c.ScrubRate, c.CheckRate)
+	}
+	if c.ScrubInterval.Duration < time.Second {
+		bad("scrub-interval %v: want at least 1s", c.ScrubInterval.Duration)
+	}
+	if c.CheckInterval.Duration < 0 {
+		bad("consistency-check-interval %v: want 0 (on demand only) or positive", c.CheckInterval.Duration)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,7 @@ import (
 
 	"github.com/continuum-mail/continuum/node/logbridge"
 	"github.com/continuum-mail/continuum/storage/raftlog"
+	"github.com/continuum-mail/continuum/storage/scrub"
 )
 
 // Errors a proposer maps to protocol replies. ErrNotLeader and ErrNoLeader
@@ -77,6 +78,9 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	// NoSync disables fsync of the Raft log: benchmarks of CPU paths only.
 	NoSync bool
+	// OnLogCorruption is called once when the Raft log's database finds a
+	// damaged block while open (storage/raftlog Options.OnCorruption).
+	OnLogCorruption func(error)
 }
 
 // Node owns one *raft.Raft and its stores.
@@ -120,13 +124,13 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
-	logs, err := raftlog.Open(filepath.Join(cfg.Dir, "raft-log"), raftlog.Options{Logger: cfg.Logger, NoSync: cfg.NoSync})
+	logs, err := raftlog.Open(filepath.Join(cfg.Dir, "raft-log"), raftlog.Options{Logger: cfg.Logger, NoSync: cfg.NoSync, OnCorruption: cfg.OnLogCorruption})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open log: %w", err)
 	}
 	if err := logs.Verify(); err != nil {
 		logs.Close()
-		return nil, fmt.Errorf("consensus: the raft log in %s is damaged (%w); wipe the data directory and let the node rejoin", cfg.Dir, err)
+		return nil, fmt.Errorf("consensus: the raft log in %s is damaged (%w); run `continuum node rebuild --data %s` and start the node again to rebuild it from the others", cfg.Dir, err, cfg.Dir)
 	}
 	n.logs = logs
 	hl := logbridge.HCLog(cfg.Logger, "raft")
@@ -522,4 +526,10 @@ func (n *Node) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// ScrubLog reads and checks every block of the Raft log's tables at no more
+// than bytesPerSec (storage/scrub).
+func (n *Node) ScrubLog(ctx context.Context, bytesPerSec int64) (scrub.Stats, error) {
+	return n.logs.Scrub(ctx, bytesPerSec)
 }

@@ -168,6 +168,7 @@ type Command struct {
 	//	*Command_Copy
 	//	*Command_Move
 	//	*Command_Expunge
+	//	*Command_ConsistencyCheck
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -377,6 +378,15 @@ func (x *Command) GetExpunge() *Expunge {
 	return nil
 }
 
+func (x *Command) GetConsistencyCheck() *ConsistencyCheck {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ConsistencyCheck); ok {
+			return x.ConsistencyCheck
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -449,6 +459,11 @@ type Command_Expunge struct {
 	Expunge *Expunge `protobuf:"bytes,26,opt,name=expunge,proto3,oneof"`
 }
 
+type Command_ConsistencyCheck struct {
+	// Numbers 27-39 are left for the message operations.
+	ConsistencyCheck *ConsistencyCheck `protobuf:"bytes,40,opt,name=consistency_check,json=consistencyCheck,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -483,6 +498,66 @@ func (*Command_Move) isCommand_Op() {}
 
 func (*Command_Expunge) isCommand_Op() {}
 
+func (*Command_ConsistencyCheck) isCommand_Op() {}
+
+// ConsistencyCheck makes every replica digest its state as of this entry's
+// index (raftfsm commits the batch right after it) and report the digest;
+// it changes nothing but the log time. Proposed skippable, so a node that
+// predates it skips it.
+type ConsistencyCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the check in logs and status (the proposer's choice).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// requested_by is "schedule" or the admin who asked.
+	RequestedBy   string `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyCheck) Reset() {
+	*x = ConsistencyCheck{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyCheck) ProtoMessage() {}
+
+func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyCheck.ProtoReflect.Descriptor instead.
+func (*ConsistencyCheck) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConsistencyCheck) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ConsistencyCheck) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 type DomainAdd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -493,7 +568,7 @@ type DomainAdd struct {
 
 func (x *DomainAdd) Reset() {
 	*x = DomainAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +580,7 @@ func (x *DomainAdd) String() string {
 func (*DomainAdd) ProtoMessage() {}
 
 func (x *DomainAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +593,7 @@ func (x *DomainAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAdd.ProtoReflect.Descriptor instead.
 func (*DomainAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DomainAdd) GetName() string {
@@ -544,7 +619,7 @@ type DomainDel struct {
 
 func (x *DomainDel) Reset() {
 	*x = DomainDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +631,7 @@ func (x *DomainDel) String() string {
 func (*DomainDel) ProtoMessage() {}
 
 func (x *DomainDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +644,7 @@ func (x *DomainDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainDel.ProtoReflect.Descriptor instead.
 func (*DomainDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DomainDel) GetName() string {
@@ -590,7 +665,7 @@ type UserAdd struct {
 
 func (x *UserAdd) Reset() {
 	*x = UserAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +677,7 @@ func (x *UserAdd) String() string {
 func (*UserAdd) ProtoMessage() {}
 
 func (x *UserAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +690,7 @@ func (x *UserAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdd.ProtoReflect.Descriptor instead.
 func (*UserAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UserAdd) GetEmail() string {
@@ -649,7 +724,7 @@ type UserPasswd struct {
 
 func (x *UserPasswd) Reset() {
 	*x = UserPasswd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +736,7 @@ func (x *UserPasswd) String() string {
 func (*UserPasswd) ProtoMessage() {}
 
 func (x *UserPasswd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +749,7 @@ func (x *UserPasswd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswd.ProtoReflect.Descriptor instead.
 func (*UserPasswd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UserPasswd) GetEmail() string {
@@ -700,7 +775,7 @@ type UserDel struct {
 
 func (x *UserDel) Reset() {
 	*x = UserDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +787,7 @@ func (x *UserDel) String() string {
 func (*UserDel) ProtoMessage() {}
 
 func (x *UserDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +800,7 @@ func (x *UserDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDel.ProtoReflect.Descriptor instead.
 func (*UserDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UserDel) GetEmail() string {
@@ -746,7 +821,7 @@ type AliasSet struct {
 
 func (x *AliasSet) Reset() {
 	*x = AliasSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +833,7 @@ func (x *AliasSet) String() string {
 func (*AliasSet) ProtoMessage() {}
 
 func (x *AliasSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +846,7 @@ func (x *AliasSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSet.ProtoReflect.Descriptor instead.
 func (*AliasSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AliasSet) GetEmail() string {
@@ -798,7 +873,7 @@ type QuotaSet struct {
 
 func (x *QuotaSet) Reset() {
 	*x = QuotaSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +885,7 @@ func (x *QuotaSet) String() string {
 func (*QuotaSet) ProtoMessage() {}
 
 func (x *QuotaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +898,7 @@ func (x *QuotaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotaSet.ProtoReflect.Descriptor instead.
 func (*QuotaSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QuotaSet) GetEmail() string {
@@ -851,7 +926,7 @@ type MailboxCreate struct {
 
 func (x *MailboxCreate) Reset() {
 	*x = MailboxCreate{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +938,7 @@ func (x *MailboxCreate) String() string {
 func (*MailboxCreate) ProtoMessage() {}
 
 func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +951,7 @@ func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreate.ProtoReflect.Descriptor instead.
 func (*MailboxCreate) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MailboxCreate) GetUserId() uint64 {
@@ -911,7 +986,7 @@ type MailboxRename struct {
 
 func (x *MailboxRename) Reset() {
 	*x = MailboxRename{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +998,7 @@ func (x *MailboxRename) String() string {
 func (*MailboxRename) ProtoMessage() {}
 
 func (x *MailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1011,7 @@ func (x *MailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxRename.ProtoReflect.Descriptor instead.
 func (*MailboxRename) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MailboxRename) GetUserId() uint64 {
@@ -970,7 +1045,7 @@ type MailboxDelete struct {
 
 func (x *MailboxDelete) Reset() {
 	*x = MailboxDelete{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1057,7 @@ func (x *MailboxDelete) String() string {
 func (*MailboxDelete) ProtoMessage() {}
 
 func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1070,7 @@ func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDelete.ProtoReflect.Descriptor instead.
 func (*MailboxDelete) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MailboxDelete) GetUserId() uint64 {
@@ -1023,7 +1098,7 @@ type MailboxSubscribe struct {
 
 func (x *MailboxSubscribe) Reset() {
 	*x = MailboxSubscribe{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1110,7 @@ func (x *MailboxSubscribe) String() string {
 func (*MailboxSubscribe) ProtoMessage() {}
 
 func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1123,7 @@ func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSubscribe.ProtoReflect.Descriptor instead.
 func (*MailboxSubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MailboxSubscribe) GetUserId() uint64 {
@@ -1090,7 +1165,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1177,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1190,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Blob) GetSha256() []byte {
@@ -1165,7 +1240,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1252,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1265,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Recipient) GetEmail() string {
@@ -1233,7 +1308,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1320,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1333,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Deliver) GetBlob() *Blob {
@@ -1296,7 +1371,7 @@ type Append struct {
 
 func (x *Append) Reset() {
 	*x = Append{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1383,7 @@ func (x *Append) String() string {
 func (*Append) ProtoMessage() {}
 
 func (x *Append) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1396,7 @@ func (x *Append) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Append.ProtoReflect.Descriptor instead.
 func (*Append) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Append) GetUserId() uint64 {
@@ -1369,7 +1444,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1456,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1469,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -1425,7 +1500,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1512,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1525,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -1507,7 +1582,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1594,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1607,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -1575,7 +1650,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1662,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1675,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -1644,7 +1719,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1731,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1744,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -1705,7 +1780,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1792,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1805,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -1781,7 +1856,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1868,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1881,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Result) GetCode() Code {
@@ -1883,7 +1958,8 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xaa\t\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x81\n" +
+	"\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -1908,8 +1984,12 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"storeFlags\x120\n" +
 	"\x04copy\x18\x18 \x01(\v2\x1a.continuum.command.v1.CopyH\x00R\x04copy\x120\n" +
 	"\x04move\x18\x19 \x01(\v2\x1a.continuum.command.v1.MoveH\x00R\x04move\x129\n" +
-	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpungeB\x04\n" +
-	"\x02op\"<\n" +
+	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpunge\x12U\n" +
+	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheckB\x04\n" +
+	"\x02op\"E\n" +
+	"\x10ConsistencyCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\"<\n" +
 	"\tDomainAdd\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tcatch_all\x18\x02 \x01(\tR\bcatchAll\"\x1f\n" +
@@ -2053,70 +2133,72 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
 	(*Command)(nil),                 // 2: continuum.command.v1.Command
-	(*DomainAdd)(nil),               // 3: continuum.command.v1.DomainAdd
-	(*DomainDel)(nil),               // 4: continuum.command.v1.DomainDel
-	(*UserAdd)(nil),                 // 5: continuum.command.v1.UserAdd
-	(*UserPasswd)(nil),              // 6: continuum.command.v1.UserPasswd
-	(*UserDel)(nil),                 // 7: continuum.command.v1.UserDel
-	(*AliasSet)(nil),                // 8: continuum.command.v1.AliasSet
-	(*QuotaSet)(nil),                // 9: continuum.command.v1.QuotaSet
-	(*MailboxCreate)(nil),           // 10: continuum.command.v1.MailboxCreate
-	(*MailboxRename)(nil),           // 11: continuum.command.v1.MailboxRename
-	(*MailboxDelete)(nil),           // 12: continuum.command.v1.MailboxDelete
-	(*MailboxSubscribe)(nil),        // 13: continuum.command.v1.MailboxSubscribe
-	(*Blob)(nil),                    // 14: continuum.command.v1.Blob
-	(*Recipient)(nil),               // 15: continuum.command.v1.Recipient
-	(*Deliver)(nil),                 // 16: continuum.command.v1.Deliver
-	(*Append)(nil),                  // 17: continuum.command.v1.Append
-	(*UIDRange)(nil),                // 18: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 19: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 20: continuum.command.v1.Copy
-	(*Move)(nil),                    // 21: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 22: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 23: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 24: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 25: continuum.storage.v1.ParsedMessage
+	(*ConsistencyCheck)(nil),        // 3: continuum.command.v1.ConsistencyCheck
+	(*DomainAdd)(nil),               // 4: continuum.command.v1.DomainAdd
+	(*DomainDel)(nil),               // 5: continuum.command.v1.DomainDel
+	(*UserAdd)(nil),                 // 6: continuum.command.v1.UserAdd
+	(*UserPasswd)(nil),              // 7: continuum.command.v1.UserPasswd
+	(*UserDel)(nil),                 // 8: continuum.command.v1.UserDel
+	(*AliasSet)(nil),                // 9: continuum.command.v1.AliasSet
+	(*QuotaSet)(nil),                // 10: continuum.command.v1.QuotaSet
+	(*MailboxCreate)(nil),           // 11: continuum.command.v1.MailboxCreate
+	(*MailboxRename)(nil),           // 12: continuum.command.v1.MailboxRename
+	(*MailboxDelete)(nil),           // 13: continuum.command.v1.MailboxDelete
+	(*MailboxSubscribe)(nil),        // 14: continuum.command.v1.MailboxSubscribe
+	(*Blob)(nil),                    // 15: continuum.command.v1.Blob
+	(*Recipient)(nil),               // 16: continuum.command.v1.Recipient
+	(*Deliver)(nil),                 // 17: continuum.command.v1.Deliver
+	(*Append)(nil),                  // 18: continuum.command.v1.Append
+	(*UIDRange)(nil),                // 19: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 20: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 21: continuum.command.v1.Copy
+	(*Move)(nil),                    // 22: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 23: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 24: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 25: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 26: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
-	3,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
-	4,  // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
-	5,  // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
-	6,  // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
-	7,  // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
-	8,  // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
-	9,  // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
-	10, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
-	11, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
-	12, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
-	13, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
-	16, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
-	17, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	19, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	20, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	21, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	22, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
-	25, // 17: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	14, // 18: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	15, // 19: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	14, // 20: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	18, // 21: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 22: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	18, // 23: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	18, // 24: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	18, // 25: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 26: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 27: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	23, // 28: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	4,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
+	5,  // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
+	6,  // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
+	7,  // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
+	8,  // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
+	9,  // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
+	10, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
+	11, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
+	12, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
+	13, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
+	14, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
+	17, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
+	18, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
+	20, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	21, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	22, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	23, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	3,  // 17: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
+	26, // 18: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	15, // 19: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	16, // 20: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	15, // 21: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	19, // 22: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 23: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	19, // 24: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	19, // 25: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	19, // 26: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 27: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 28: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	24, // 29: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -2142,6 +2224,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_Copy)(nil),
 		(*Command_Move)(nil),
 		(*Command_Expunge)(nil),
+		(*Command_ConsistencyCheck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2149,7 +2232,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
