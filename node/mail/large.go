@@ -147,6 +147,7 @@ func (s *Service) blobFor(ctx context.Context, data []byte) (*commandpb.Blob, er
 // that names them is returned. The memory it holds is the encoder's (its
 // window is 1 MiB) and chunkWindow chunks.
 func (s *Service) upload(ctx context.Context, data []byte, parsed *storagepb.ParsedMessage) (*commandpb.Blob, error) {
+	start := time.Now()
 	id := make([]byte, storage.UploadIDSize)
 	rand.Read(id)
 	u := &uploader{s: s, ctx: ctx, id: id, sem: make(chan struct{}, chunkWindow), buf: make([]byte, 0, ChunkBytes)}
@@ -168,8 +169,10 @@ func (s *Service) upload(ctx context.Context, data []byte, parsed *storagepb.Par
 	}
 	u.wg.Wait()
 	if err := u.failed(); err != nil {
+		s.log.Info("large message upload failed", "bytes", len(data), "chunks", len(u.sums), "took", time.Since(start), "err", err)
 		return nil, err
 	}
+	s.log.Info("large message uploaded", "bytes", len(data), "chunks", len(u.sums), "took", time.Since(start))
 	return &commandpb.Blob{Sha256: sum.Sum(nil), Size: uint64(len(data)), Parsed: parsed,
 		UploadId: id, Chunks: uint32(len(u.sums)), ChunkSha256: u.sums}, nil
 }
@@ -206,6 +209,9 @@ func (u *uploader) fail(err error) {
 func (u *uploader) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		if err := u.failed(); err != nil {
+			return 0, err
+		}
 		k := min(len(p), ChunkBytes-len(u.buf))
 		u.buf = append(u.buf, p[:k]...)
 		p = p[k:]
@@ -221,11 +227,11 @@ func (u *uploader) Write(p []byte) (int, error) {
 
 // flush proposes the buffered chunk once a slot in the window is free.
 func (u *uploader) flush() {
-	if len(u.buf) == 0 || u.failed() != nil {
-		return
-	}
 	data := u.buf
 	u.buf = make([]byte, 0, ChunkBytes)
+	if len(data) == 0 || u.failed() != nil {
+		return
+	}
 	sum := sha256.Sum256(data)
 	seq := uint32(len(u.sums))
 	u.sums = append(u.sums, sum[:])

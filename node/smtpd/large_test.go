@@ -199,11 +199,12 @@ func largeMessages(t *testing.T, profile string, n, size int) {
 	for k := 0; k < n; k++ {
 		id := fmt.Sprintf("big-%s-%d", profile, k)
 		start := time.Now()
+		big.conn.SetDeadline(start.Add(5 * time.Minute))
 		big.cmd("MAIL FROM:<sender@remote.test> SIZE="+strconv.Itoa(size+4096), 250, "")
 		big.cmd("RCPT TO:<big@example.test>", 250, "")
 		big.cmd("DATA", 354, "")
 		writeBigMessage(big.conn, id, size, uint64(k)+1)
-		big.send(".")
+		big.send(".\r\n")
 		big.expect(250, "")
 		bigTimes = append(bigTimes, time.Since(start))
 	}
