@@ -19,6 +19,7 @@ import (
 type Mail interface {
 	ResolveRecipient(ctx context.Context, addr string) ([]string, error)
 	Deliver(ctx context.Context, env mail.Envelope, stored, received []byte) ([]mail.Delivery, error)
+	DeliverSpool(ctx context.Context, env mail.Envelope, stored *mail.Spool, received [32]byte) ([]mail.Delivery, error)
 	CutOff() bool
 }
 

@@ -33,6 +33,19 @@ func (m *fakeMail) Deliver(_ context.Context, env mail.Envelope, stored, receive
 	return make([]mail.Delivery, len(env.To)), nil
 }
 
+func (m *fakeMail) DeliverSpool(_ context.Context, env mail.Envelope, sp *mail.Spool, _ [32]byte) ([]mail.Delivery, error) {
+	stored, err := io.ReadAll(sp.Reader())
+	if err != nil {
+		return nil, err
+	}
+	// The fake records the body as received: drop the trace headers.
+	_, body, _ := bytes.Cut(stored, []byte(" +0000\r\n"))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.delivered = append(m.delivered, body)
+	return make([]mail.Delivery, len(env.To)), nil
+}
+
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // addrConn makes a connection look like it comes from elsewhere.
