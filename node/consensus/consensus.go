@@ -226,8 +226,9 @@ func Open(cfg Config) (*Node, error) {
 		return ok
 	})
 	r.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeader()
+	go n.watchLogSize(raft.ReloadableConfig{TrailingLogs: rc.TrailingLogs, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout})
 	return n, nil
 }
 

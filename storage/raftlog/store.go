@@ -252,3 +252,6 @@ func (s *Store) Verify() error {
 	}
 	return it.Error()
 }
+
+// DiskSpace returns the bytes the log's database uses on disk.
+func (s *Store) DiskSpace() int64 { return int64(s.db.Metrics().DiskSpaceUsage()) }
