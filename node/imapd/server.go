@@ -40,6 +40,9 @@ type Options struct {
 	// check until the window has passed. Defaults 10 and 15 minutes.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
+	// Flow, when set, also counts each APPEND outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 }
 
 func (o *Options) setDefaults() {
