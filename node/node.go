@@ -67,6 +67,9 @@ type Node struct {
 	integ integrity // integrity.go
 
 	collector    *nodeCollector
+	adminSvc     *admin.Service
+	flow         *httpapi.Flow // the console's per-minute mail flow
+	console      consoleState  // console.go
 	imapSessions atomic.Pointer[func() int]
 	// draining is set when Close begins: /readyz turns unready first.
 	draining atomic.Bool
@@ -98,7 +101,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// n is never reassigned: the closures and goroutines started below
 	// capture it, and a failed start must still be able to close it.
-	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1), flow: httpapi.NewFlow(nil)}
 	started := false
 	defer func() {
 		if !started {
@@ -198,7 +201,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 
 	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(peer.MaxMessageBytes), grpc.MaxSendMsgSize(peer.MaxMessageBytes))
 	peer.NewServer(n.grpc, n.raft, n.Info, log)
-	admin.Register(n.grpc, n.mail, (*clusterView)(n))
+	n.adminSvc = admin.Register(n.grpc, n.mail, (*clusterView)(n))
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("node: grpc listen: %w", err)
 	}
@@ -208,7 +211,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("node: http listen: %w", err)
 		}
-		n.http = &http.Server{Handler: httpapi.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+		n.http = &http.Server{Handler: httpapi.NewHandler(n, n.consoleOptions()), ReadHeaderTimeout: 10 * time.Second}
 		n.goServe("http", func() error { return n.http.Serve(n.httpLn) })
 	}
 

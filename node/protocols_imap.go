@@ -20,6 +20,7 @@ func (n *Node) startIMAP() error {
 		Logger:    n.log,
 		TLSConfig: tlsConfig,
 		Dev:       n.cfg.Dev,
+		Flow:      n.flow,
 	})
 	if err != nil {
 		return fmt.Errorf("node: imap: %w", err)
