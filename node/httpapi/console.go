@@ -231,10 +231,14 @@ func (c *console) view(ctx context.Context) *view {
 		st = &adminpb.ClusterStatusResponse{}
 	}
 	v.Leader, v.Term, v.Warnings = st.Leader, st.Term, st.Warnings
-	var leaderCommit uint64
+	// Applied lag is against the leader's state machine, as `continuum
+	// dev` judges "caught up" (admin.FullyReady): the commit index runs
+	// ahead of every applied index by Raft's own entries (a new term's
+	// no-op, configuration changes), which no state machine applies.
+	var leaderApplied uint64
 	for _, n := range st.Nodes {
 		if n.State == "leader" {
-			leaderCommit = n.CommitIndex
+			leaderApplied = n.AppliedIndex
 		}
 	}
 	bySite := map[string]*siteView{}
@@ -249,8 +253,8 @@ func (c *console) view(ctx context.Context) *view {
 		if n.ScrubDoneUnixMs > 0 {
 			nv.ScrubDone = time.UnixMilli(n.ScrubDoneUnixMs)
 		}
-		if leaderCommit > n.AppliedIndex && n.State != "unreachable" {
-			nv.Lag = leaderCommit - n.AppliedIndex
+		if leaderApplied > n.AppliedIndex && n.State != "unreachable" {
+			nv.Lag = leaderApplied - n.AppliedIndex
 		}
 		switch {
 		case n.Quarantine != "":
