@@ -24,6 +24,9 @@ func init() {
 		for _, r := range []string{"accepted", "deferred", "rejected"} {
 			messages.WithLabelValues(p, r)
 		}
+		for _, err := range []error{errCutOff, errTooManyConns, errServerBusy, errPregreet, errHTTP, errTimeout, nil} {
+			connsRefused.WithLabelValues(p, refusedReason(err))
+		}
 	}
 }
 
