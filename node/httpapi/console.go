@@ -126,6 +126,7 @@ var consoleFiles embed.FS
 var consoleTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"bytes":  humanBytes,
 	"ago":    ago,
+	"ms":     millis,
 	"shortd": func(s string) string { return s[:min(len(s), 12)] },
 }).ParseFS(consoleFiles, "console.html", "console.css", "console.js"))
 
@@ -397,6 +398,14 @@ func humanBytes(n any) string {
 		return fmt.Sprintf("%.0f B", b)
 	}
 	return fmt.Sprintf("%.1f %s", b, units[i])
+}
+
+// millis reads a duration in milliseconds: "40 ms", "12.0 s".
+func millis(ms int64) string {
+	if ms < 1000 {
+		return fmt.Sprintf("%d ms", ms)
+	}
+	return fmt.Sprintf("%.1f s", float64(ms)/1000)
 }
 
 // ago says how long ago t was, roughly.
