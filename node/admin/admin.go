@@ -243,7 +243,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Id < nodes[j].Id })
 	out.Nodes = nodes
-	out.Warnings = PlacementWarnings(voters, sites)
+	// Placement first, then what the nodes reported above (quarantines,
+	// disagreeing checks): appended, not replaced.
+	out.Warnings = append(PlacementWarnings(voters, sites), out.Warnings...)
 	if out.Leader == "" {
 		out.Warnings = append(out.Warnings, "no leader: the cluster cannot accept writes")
 	}
