@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
-	"google.golang.org/grpc"
 )
 
 // statusCluster answers ClusterStatus's questions from fixed views; the
