@@ -88,6 +88,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("a NUL byte: got %v, want 554", err)
 	}
 
+	// A consistency check, so the integrity table has verdicts to show.
+	if _, _, err := c.Nodes[l].ProposeCheck(ctx, "test"); err != nil {
+		t.Logf("consistency check not proposed: %v", err)
+	}
+
 	actx, cancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.NoSandbox, // CI runs as root
@@ -137,6 +142,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		return len(ts) == 3 && text("#leader") == c.Cfgs[c.Leader()].ID
 	})
 	leaderID = text("#leader")
+	// Soft: the check's verdicts usually arrive within a second or two; the
+	// screenshot is better with them, the test does not depend on them.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && strings.Count(text("table.grid-table"), "agrees") < 3 {
+		time.Sleep(200 * time.Millisecond)
+	}
 	body := text("body")
 	for _, id := range c.IDs() {
 		if !strings.Contains(body, id) {
