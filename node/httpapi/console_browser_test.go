@@ -100,7 +100,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WindowSize(1280, 1000),
 	)...)
 	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	bctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
 
 	url := "http://" + c.Cfgs[f].HTTPAddr + "/"
