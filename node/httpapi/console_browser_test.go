@@ -49,7 +49,8 @@ func screenshotDir(t *testing.T) string {
 // TestConsoleInBrowser loads a follower's console in headless Chromium,
 // checks that it names the three nodes and the leader, stops the leader,
 // and checks, without reloading, that the stopped node's tile turns
-// unhealthy within httpapi.HealthBound and that the new leader is named.
+// unhealthy within httpapi.HealthBound and that the new leader is named;
+// then stops the page's own node and checks that the page says so.
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := chromiumPath()
 	if chromium == "" {
@@ -203,6 +204,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	shot(t, bctx, "console-after-stop.png")
+
+	// The page's own node goes: the page says so instead of showing stale
+	// figures as if they were current.
+	c.StopNode(f)
+	c.Eventually(3*httpapi.RefreshInterval, "the page to say its node does not answer", func() bool {
+		b, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`!document.getElementById("stale").hidden && document.body.classList.contains("stale")`))
+		return err == nil && b
+	})
+	t.Logf("banner: %s", text("#stale"))
 }
 
 func shot(t *testing.T, ctx context.Context, name string) {
