@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/httpapi"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/storage"
@@ -24,6 +25,9 @@ const statusCacheFor = time.Second
 const storeCountFor = 5 * time.Second
 
 type consoleState struct {
+	adminOnce sync.Once
+	admin     *admin.Service // the same service the node serves over gRPC
+
 	mu       sync.Mutex // held while computing: concurrent askers share one answer
 	status   *adminpb.ClusterStatusResponse
 	statusAt time.Time
@@ -41,7 +45,8 @@ func (n *Node) ClusterStatus(ctx context.Context) (*adminpb.ClusterStatusRespons
 	if c.status != nil && time.Since(c.statusAt) < statusCacheFor {
 		return c.status, nil
 	}
-	st, err := n.adminSvc.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
+	c.adminOnce.Do(func() { c.admin = admin.New(n.mail, (*clusterView)(n)) })
+	st, err := c.admin.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,6 @@ type Node struct {
 	integ integrity // integrity.go
 
 	collector    *nodeCollector
-	adminSvc     *admin.Service
 	flow         *httpapi.Flow // the console's per-minute mail flow
 	console      consoleState  // console.go
 	imapSessions atomic.Pointer[func() int]
@@ -201,7 +200,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 
 	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(peer.MaxMessageBytes), grpc.MaxSendMsgSize(peer.MaxMessageBytes))
 	peer.NewServer(n.grpc, n.raft, n.Info, log)
-	n.adminSvc = admin.Register(n.grpc, n.mail, (*clusterView)(n))
+	admin.Register(n.grpc, n.mail, (*clusterView)(n))
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("node: grpc listen: %w", err)
 	}

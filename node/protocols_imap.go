@@ -17,10 +17,10 @@ func (n *Node) startIMAP() error {
 	}
 	srv, err := imapd.New(imapd.Options{
 		Mail:      n.mail,
+		Flow:      n.flow,
 		Logger:    n.log,
 		TLSConfig: tlsConfig,
 		Dev:       n.cfg.Dev,
-		Flow:      n.flow,
 	})
 	if err != nil {
 		return fmt.Errorf("node: imap: %w", err)

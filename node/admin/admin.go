@@ -77,9 +77,15 @@ type Service struct {
 
 // Register adds the Admin service to gs.
 func Register(gs *grpc.Server, m *mail.Service, c Cluster) *Service {
-	s := &Service{mail: m, cluster: c}
+	s := New(m, c)
 	adminpb.RegisterAdminServer(gs, s)
 	return s
+}
+
+// New returns the service without serving it: the node's console calls
+// ClusterStatus in process.
+func New(m *mail.Service, c Cluster) *Service {
+	return &Service{mail: m, cluster: c}
 }
 
 // toStatus is the one table from mail errors to gRPC codes.

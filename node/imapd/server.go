@@ -27,6 +27,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Dev accepts passwords over plaintext from loopback addresses.
 	Dev bool
+	// Flow, when set, also counts each APPEND outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 	// IdleTimeout ends an IDLE that lasts longer with BYE (RFC 9051 §5.4:
 	// at least 30 minutes). Default 30 minutes.
 	IdleTimeout time.Duration
@@ -40,9 +43,6 @@ type Options struct {
 	// check until the window has passed. Defaults 10 and 15 minutes.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
-	// Flow, when set, also counts each APPEND outcome (the console's
-	// mail-flow chart).
-	Flow Flow
 }
 
 func (o *Options) setDefaults() {
