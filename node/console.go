@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/httpapi"
 	"github.com/continuum-mail/continuum/proto/adminpb"
@@ -34,6 +36,8 @@ type consoleState struct {
 
 	countMu sync.Mutex
 	counts  httpapi.StoreStats
+
+	collector *clusterCollector // metrics_cluster.go
 }
 
 // ClusterStatus is the admin API's cluster status, as `continuum cluster
@@ -117,5 +121,22 @@ func (n *Node) consoleOptions() httpapi.Options {
 		// Audit: set once the audit log exists ([audit]).
 		// Authorize: DefaultAuthorize(Dev) until admin client certificates
 		// reach the HTTP port; see httpapi.DefaultAuthorize.
+	}
+}
+
+// registerClusterMetrics adds the cluster, integrity and disk metrics
+// (metrics_cluster.go) to the default registry, beside nodeCollector.
+func (n *Node) registerClusterMetrics() {
+	c := newClusterCollector(n)
+	if err := prometheus.DefaultRegisterer.Register(c); err != nil {
+		n.log.Warn("cluster metrics not registered", "err", err)
+		return
+	}
+	n.console.collector = c
+}
+
+func (n *Node) unregisterClusterMetrics() {
+	if c := n.console.collector; c != nil {
+		prometheus.DefaultRegisterer.Unregister(c)
 	}
 }

@@ -220,6 +220,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		n.log.Warn("node metrics not registered", "err", err)
 		n.collector = nil
 	}
+	n.registerClusterMetrics()
 
 	if err := n.startProtocols(); err != nil {
 		return nil, err
@@ -663,6 +664,7 @@ func (n *Node) Close() error {
 		if n.collector != nil {
 			prometheus.DefaultRegisterer.Unregister(n.collector)
 		}
+		n.unregisterClusterMetrics()
 		if n.db != nil {
 			if cerr := n.db.Close(); err == nil {
 				err = cerr
