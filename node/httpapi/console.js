@@ -1,4 +1,5 @@
-// Refresh the live part in place: fetch /console/live every
+// Refresh the live part in place: fetch console/live (relative, so the page
+// also works behind a proxy under a sub-path) every
 // data-refresh-ms, swap it in; say so plainly when this node stops answering.
 (function () {
   var every = parseInt(document.body.getAttribute("data-refresh-ms"), 10) || 2000;
@@ -7,7 +8,7 @@
   var stale = document.getElementById("stale");
   var failedSince = null;
   function tick() {
-    fetch("/console/live", { cache: "no-store", credentials: "same-origin" })
+    fetch("console/live", { cache: "no-store", credentials: "same-origin" })
       .then(function (r) {
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.text();

@@ -174,7 +174,7 @@ func TestConsolePageAndAudit(t *testing.T) {
 	rec := httptest.NewRecorder()
 	c.gate(c.page)(rec, httptest.NewRequest("GET", "/", nil))
 	body := rec.Body.String()
-	for _, want := range []string{"<!doctype html>", `<script>`, `fetch("/console/live"`, "Recent admin actions", "admin-alice", "bob@example.test"} {
+	for _, want := range []string{"<!doctype html>", `<script>`, `fetch("console/live"`, "Recent admin actions", "admin-alice", "bob@example.test"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
