@@ -67,6 +67,8 @@ type Node struct {
 	integ integrity // integrity.go
 
 	collector    *nodeCollector
+	flow         *httpapi.Flow // the console's per-minute mail flow
+	console      consoleState  // console.go
 	imapSessions atomic.Pointer[func() int]
 	// draining is set when Close begins: /readyz turns unready first.
 	draining atomic.Bool
@@ -98,7 +100,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// n is never reassigned: the closures and goroutines started below
 	// capture it, and a failed start must still be able to close it.
-	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1), flow: httpapi.NewFlow(nil)}
 	started := false
 	defer func() {
 		if !started {
@@ -208,7 +210,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("node: http listen: %w", err)
 		}
-		n.http = &http.Server{Handler: httpapi.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+		n.http = &http.Server{Handler: httpapi.NewHandler(n, n.consoleOptions()), ReadHeaderTimeout: 10 * time.Second}
 		n.goServe("http", func() error { return n.http.Serve(n.httpLn) })
 	}
 
@@ -218,6 +220,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		n.log.Warn("node metrics not registered", "err", err)
 		n.collector = nil
 	}
+	n.registerClusterMetrics()
 
 	if err := n.startProtocols(); err != nil {
 		return nil, err
@@ -661,6 +664,7 @@ func (n *Node) Close() error {
 		if n.collector != nil {
 			prometheus.DefaultRegisterer.Unregister(n.collector)
 		}
+		n.unregisterClusterMetrics()
 		if n.db != nil {
 			if cerr := n.db.Close(); err == nil {
 				err = cerr

@@ -42,6 +42,7 @@ func (n *Node) startProtocols() error {
 			MaxConns:        total,
 			Timeout:         n.cfg.ProtocolTimeout.Duration,
 			Logger:          n.log,
+			Flow:            n.flow,
 		})
 		if err := n.serveProtocol(p.name, p.addr, srv); err != nil {
 			return err

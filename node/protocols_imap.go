@@ -17,6 +17,7 @@ func (n *Node) startIMAP() error {
 	}
 	srv, err := imapd.New(imapd.Options{
 		Mail:      n.mail,
+		Flow:      n.flow,
 		Logger:    n.log,
 		TLSConfig: tlsConfig,
 		Dev:       n.cfg.Dev,

@@ -162,6 +162,7 @@ func runDev(args []string) error {
 	fmt.Printf("\nDomain %s; user %s, password %s\n", devDomain, devUserEmail, password)
 	fmt.Printf("Try: bin/continuum cluster status --server %s\n", cluster.Nodes[0].GRPC)
 	fmt.Printf("Cluster description: %s\nCtrl-C stops every node.\n", filepath.Join(absDir, "cluster.json"))
+	fmt.Printf("Console: http://%s/ (every node's HTTP address serves one)\n", cluster.Nodes[0].HTTP)
 
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "dev: stopping nodes")

@@ -27,6 +27,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Dev accepts passwords over plaintext from loopback addresses.
 	Dev bool
+	// Flow, when set, also counts each APPEND outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 	// IdleTimeout ends an IDLE that lasts longer with BYE (RFC 9051 §5.4:
 	// at least 30 minutes). Default 30 minutes.
 	IdleTimeout time.Duration

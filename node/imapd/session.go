@@ -379,7 +379,8 @@ func hasChildren(names map[string]bool, name string) bool {
 // Append implements APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315).
 // go-imap has already refused a literal over AppendLimit with NO [TOOBIG]
 // before sending the continuation.
-func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer func() { s.srv.countAppend(err) }()
 	s.touched = true
 	if err := s.writable(); err != nil {
 		return nil, reply(err)

@@ -52,6 +52,9 @@ type Config struct {
 	// talks before the greeting (SMTP: 100 ms; LMTP: 0, off). Negative: off.
 	PregreetWait time.Duration
 	Logger       *slog.Logger
+	// Flow, when set, also counts each message outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 }
 
 func (c *Config) defaults() {
