@@ -62,7 +62,9 @@ type Identity struct {
 func (i Identity) String() string { return i.Role + "/" + i.Name }
 
 // URI is the identity's URI SAN, continuum://ROLE/NAME.
-func (i Identity) URI() *url.URL { return &url.URL{Scheme: "continuum", Host: i.Role, Path: "/" + i.Name} }
+func (i Identity) URI() *url.URL {
+	return &url.URL{Scheme: "continuum", Host: i.Role, Path: "/" + i.Name}
+}
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 

@@ -191,7 +191,8 @@ func TestSecretsMustBePrivate(t *testing.T) {
 	ca := mustCA(t)
 	c, k, _ := IssueAdmin(ca, "ops")
 	os.Chmod(k, 0o640)
-	if _, err := NewReloader(c, k); !errors.Is(err, ErrInsecureFile) {
+	caFile, _ := CAFiles(ca)
+	if _, err := Load(caFile, c, k); !errors.Is(err, ErrInsecureFile) {
 		t.Fatalf("group-readable key: %v, want ErrInsecureFile", err)
 	}
 	if err := CreateCA(ca); err == nil {

@@ -22,8 +22,7 @@ type Reloader struct {
 	stamp string
 }
 
-// NewReloader loads the pair once; it fails when that fails or when the key
-// is readable by group or others.
+// NewReloader loads the pair once; it fails when that fails.
 func NewReloader(certFile, keyFile string) (*Reloader, error) {
 	r := &Reloader{certFile: certFile, keyFile: keyFile}
 	if _, err := r.Certificate(); err != nil {
@@ -51,9 +50,6 @@ func (r *Reloader) Certificate() (*tls.Certificate, error) {
 	stamp, err := r.fileStamp()
 	if err == nil && stamp == r.stamp && r.cert != nil {
 		return r.cert, nil
-	}
-	if err == nil {
-		err = checkPrivate(r.keyFile)
 	}
 	var c tls.Certificate
 	if err == nil {
@@ -86,7 +82,8 @@ type Material struct {
 	Cert *Reloader
 }
 
-// Load reads the CA and the certificate pair.
+// Load reads the CA and the certificate pair; it refuses a key that group
+// or others can read.
 func Load(caFile, certFile, keyFile string) (*Material, error) {
 	pemCA, err := os.ReadFile(caFile)
 	if err != nil {
@@ -95,6 +92,9 @@ func Load(caFile, certFile, keyFile string) (*Material, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pemCA) {
 		return nil, fmt.Errorf("identity: %s holds no PEM certificate", caFile)
+	}
+	if err := checkPrivate(keyFile); err != nil {
+		return nil, err
 	}
 	r, err := NewReloader(certFile, keyFile)
 	if err != nil {
