@@ -65,8 +65,8 @@ type Node struct {
 	adminLn net.Listener
 	// identity is the node's TLS material; nil with insecure-dev.
 	identity *identity.Material
-	http   *http.Server
-	httpLn net.Listener
+	http     *http.Server
+	httpLn   net.Listener
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
 

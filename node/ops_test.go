@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/mail"

@@ -34,19 +34,19 @@ type Config struct {
 
 	// Listen addresses. An empty SMTP, LMTP, IMAP or HTTP address disables
 	// that listener; Raft, gRPC and gossip are required.
-	SMTPAddr   string `toml:"smtp"`
-	LMTPAddr   string `toml:"lmtp"`
-	IMAPAddr   string `toml:"imap"`
-	HTTPAddr   string `toml:"http"`
-	GRPCAddr   string `toml:"grpc"`
+	SMTPAddr string `toml:"smtp"`
+	LMTPAddr string `toml:"lmtp"`
+	IMAPAddr string `toml:"imap"`
+	HTTPAddr string `toml:"http"`
+	GRPCAddr string `toml:"grpc"`
 	// AdminAddr is the admin API's own listener (mutual TLS with an admin
 	// certificate); loopback by default, so reaching it from elsewhere is
 	// a deliberate choice.
 	AdminAddr string `toml:"admin"`
 	// SMTPSAddr and IMAPSAddr are implicit-TLS listeners (RFC 8314: ports
 	// 465 and 993 style); empty: off. They need tls-cert.
-	SMTPSAddr string `toml:"smtps"`
-	IMAPSAddr string `toml:"imaps"`
+	SMTPSAddr  string `toml:"smtps"`
+	IMAPSAddr  string `toml:"imaps"`
 	RaftAddr   string `toml:"raft"`
 	GossipAddr string `toml:"gossip"`
 

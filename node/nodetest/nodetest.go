@@ -41,7 +41,7 @@ type Cluster struct {
 	started []bool
 	// TLSDir holds the cluster CA, the node certificates, the admin
 	// certificate "test" and the gossip key (empty when Insecure).
-	TLSDir string
+	TLSDir  string
 	adminMu sync.Mutex
 	admins  map[int]*grpc.ClientConn
 }
