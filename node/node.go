@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,8 @@ type Node struct {
 	httpLn   net.Listener
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
+	// clientTLS serves STARTTLS, smtps and imaps (protocolTLS).
+	clientTLS *tls.Config
 
 	collector    *nodeCollector
 	imapSessions atomic.Pointer[func() int]

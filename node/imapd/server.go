@@ -136,7 +136,19 @@ func New(opts Options) (*Server, error) {
 }
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS is Serve for an implicit-TLS listener (RFC 8314 §3.3, port 993
+// style) with Options.TLSConfig: every connection is TLS from its first
+// byte, so LOGIN is allowed at once and STARTTLS is not offered.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("imapd: implicit TLS needs Options.TLSConfig")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -170,7 +182,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("imapd: accept: %w", err)
 		}
 		delay = 0
-		conn := newCorkConn(c)
+		var conn net.Conn = newCorkConn(c)
+		if implicitTLS {
+			// go-imap recognises TLS by its conn being a *tls.Conn.
+			s.secureLn.deliver(tls.Server(conn, s.opts.TLSConfig))
+			continue
+		}
 		if s.opts.Dev && isLoopback(c.RemoteAddr()) {
 			s.insecureLn.deliver(conn)
 		} else {

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math"
@@ -52,6 +53,9 @@ var (
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	nc := c.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok { // implicit TLS: the cork is below it
+		nc = tc.NetConn()
+	}
 	cork, _ := nc.(*corkConn)
 	remote := nc.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(remote); err == nil {
