@@ -21,6 +21,8 @@ func (n *Node) startIMAP() error {
 		Logger:    n.log,
 		TLSConfig: tlsConfig,
 		Dev:       n.cfg.Dev,
+		// The same per-address cap as SMTP's.
+		MaxConnsPerIP: n.cfg.MaxConnsPerIP,
 	})
 	if err != nil {
 		return fmt.Errorf("node: imap: %w", err)

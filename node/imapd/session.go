@@ -76,16 +76,24 @@ func (s *session) Close() error {
 // Login checks a password (RFC 9051 §6.2.3), throttled per client address.
 func (s *session) Login(username, password string) error {
 	now := time.Now()
-	if s.srv.throttle.blocked(s.remote, now) {
+	if !s.srv.throttle.begin(s.remote, now) {
 		s.srv.log.Info("login refused: too many failures", "remote", s.remote)
 		s.wait(s.srv.throttle.failed(s.remote, now))
 		return reply(errThrottled)
 	}
+	// Each check holds argon2's memory (19 MiB): at most
+	// MaxConcurrentAuth of them run at once on this node.
+	select {
+	case s.srv.authSlots <- struct{}{}:
+	case <-s.ctx().Done():
+		return reply(mail.ErrUnavailable)
+	}
 	u, err := s.mail.Authenticate(s.ctx(), username, password)
+	<-s.srv.authSlots
 	if err != nil {
 		if errors.Is(err, mail.ErrAuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote)
-			s.wait(s.srv.throttle.failed(s.remote, now))
+			s.wait(s.srv.throttle.delay(s.remote))
 		}
 		return reply(err)
 	}
