@@ -140,7 +140,7 @@ func (r *recorder) UnreadByte() error {
 
 // check copies RPCs from c to w until an error, each only once its claimed
 // sender is node.
-func check(c net.Conn, w io.Writer, node string) error {
+func check(c io.Reader, w io.Writer, node string) error {
 	rec := &recorder{r: bufio.NewReaderSize(c, 256<<10)}
 	dec := codec.NewDecoder(rec, &codec.MsgpackHandle{})
 	for {
