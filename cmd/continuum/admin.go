@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -136,7 +137,11 @@ func rpcError(err error, server string) error {
 		return nil
 	}
 	if st, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s (%s, server %s)", st.Message(), st.Code(), server)
+		hint := ""
+		if st.Code() == codes.Unavailable {
+			hint = "; is it a node's admin address (not its peer gRPC port), and are the admin credentials right (--ca/--cert/--key, CONTINUUM_CA/CONTINUUM_CERT/CONTINUUM_KEY, or .dev/cluster.json)?"
+		}
+		return fmt.Errorf("%s (%s, server %s)%s", st.Message(), st.Code(), server, hint)
 	}
 	return err
 }

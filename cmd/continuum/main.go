@@ -33,7 +33,7 @@ func usage() {
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n             %s\n", c.name, c.help, c.usage)
 	}
-	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's gRPC address); the default is $CONTINUUM_SERVER, else the dev cluster's first node.")
+	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's admin address) and an admin certificate (--ca/--cert/--key or CONTINUUM_CA/CONTINUUM_CERT/CONTINUUM_KEY); the defaults come from $CONTINUUM_SERVER, else the dev cluster in ./.dev.")
 }
 
 func main() {
