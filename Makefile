@@ -5,9 +5,10 @@ PKGS      := ./...
 SEED      ?= 1
 DURATION  ?= 60s
 FUZZTIME  ?= 30s
+F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race test-faults bench fuzz proto lint clean image
+.PHONY: help build run test test-race test-faults test-large bench fuzz proto lint clean image
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,8 +25,12 @@ test: build ## every test CI runs (unit, cluster, real clients, scaled-down faul
 test-race: ## the unit and cluster tests under the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
-test-faults: build ## the fault scenarios, as long as asked: make test-faults SEED=7 DURATION=10m
-	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run 'TestFault|TestChecker' -v ./node/clustertest/
+test-faults: build ## the fault scenarios, as long as asked: make test-faults SEED=7 DURATION=10m F15RUNS=50
+	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) CONTINUUM_F15_RUNS=$(F15RUNS) $(GO) test -count=1 -timeout 0 -run 'TestFault|TestChecker' -v ./node/clustertest/
+
+test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders
+	CONTINUUM_LARGE_N=$${CONTINUUM_LARGE_N:-20} CONTINUUM_LARGE_PROFILES=$${CONTINUUM_LARGE_PROFILES:-local,lan,wan} \
+	  $(GO) test -count=1 -timeout 60m -run 'TestLargeMessages' -v ./node/smtpd/
 
 bench: ## benchmarks: replicated deliveries, FSM apply, log store, parsing
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./storage/... ./raftfsm/... ./node/... 

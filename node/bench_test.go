@@ -21,11 +21,16 @@ import (
 // side by side): mTLS on every Raft and peer connection (the default) and
 // plaintext (insecure-dev).
 func BenchmarkReplicatedDeliver(b *testing.B) {
-	b.Run("mTLS", func(b *testing.B) { benchReplicatedDeliver(b, nodetest.Options{}) })
-	b.Run("plaintext", func(b *testing.B) { benchReplicatedDeliver(b, nodetest.Options{Insecure: true}) })
+	b.Run("mTLS", func(b *testing.B) { benchDeliver(b, nodetest.Options{}, false) })
+	b.Run("plaintext", func(b *testing.B) { benchDeliver(b, nodetest.Options{Insecure: true}, false) })
 }
 
-func benchReplicatedDeliver(b *testing.B, opts nodetest.Options) {
+// BenchmarkReplicatedDeliverDuringCheck is BenchmarkReplicatedDeliver while
+// consistency checks run back to back (each replica digests its whole state
+// at consistency-check-rate): the check's cost on delivery.
+func BenchmarkReplicatedDeliverDuringCheck(b *testing.B) { benchDeliver(b, nodetest.Options{}, true) }
+
+func benchDeliver(b *testing.B, opts nodetest.Options, checks bool) {
 	c := nodetest.Start(b, opts)
 	m0 := c.Nodes[0].Mail()
 	ctx := context.Background()
@@ -47,6 +52,47 @@ func benchReplicatedDeliver(b *testing.B, opts nodetest.Options) {
 	lat := make([][]time.Duration, proposers)
 	var failed atomic.Int64
 	b.SetBytes(int64(len(body)))
+	stop := make(chan struct{})
+	var checked, checkErrs atomic.Int64
+	var cwg sync.WaitGroup
+	if checks {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				idx, _, err := c.Nodes[1].ProposeCheck(ctx, "bench")
+				if err != nil {
+					// Not what is measured; counted and shown.
+					b.Logf("check not proposed: %v", err)
+					checkErrs.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				// Wait until every replica has its digest of this check.
+				for done := 0; done < 3; {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					done = 0
+					for _, n := range c.Nodes {
+						for _, ch := range n.Info().Checks {
+							if ch.Index == idx && (ch.Digest != "" || ch.Error != "") {
+								done++
+							}
+						}
+					}
+				}
+				checked.Add(1)
+			}
+		}()
+	}
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -76,6 +122,12 @@ func benchReplicatedDeliver(b *testing.B, opts nodetest.Options) {
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
+	close(stop)
+	cwg.Wait()
+	if checks {
+		b.ReportMetric(float64(checked.Load()), "checks")
+		b.ReportMetric(float64(checkErrs.Load()), "check-errors")
+	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)

@@ -11,6 +11,47 @@
 // with STARTTLS plus implicit-TLS smtps/imaps (secure.go, protocols.go).
 // Without TLS material a node runs only with insecure-dev.
 //
-// Goroutines owned here: the join loop, the leader's promotion loop, and
-// one Serve goroutine per listener; Close stops all of them.
+// The join loop also forms a new cluster for --bootstrap-expect N
+// (bootstrapExpect): once gossip shows the N first nodes and none of them
+// has a cluster running yet, each bootstraps the same N-voter configuration.
+//
+// Goroutines owned here: the join loop, the leader's promotion loop, one
+// Serve goroutine per listener, and the integrity goroutines (scrub loop,
+// check schedule, one digest and its comparison at a time); Close stops
+// all of them, the integrity ones before the stores close.
+//
+// # Integrity (integrity.go, rebuild.go)
+//
+// A replica is compared, not trusted:
+//
+//   - Start-up: the state database and the Raft log each compare
+//     themselves with the seal of their last clean shutdown (storage/seal.go,
+//     storage/raftlog/seal.go); the log is read whole and every entry's CRC
+//     checked. Damage refuses the start with the file and the remedy.
+//   - Scrub: every block of every sstable of both databases is read and its
+//     checksum checked, first 1 s after start, then every scrub-interval
+//     (default 6 h), at scrub-rate (default 32 MiB/s). A flipped bit is
+//     found within 1 s + (state + log bytes) / scrub-rate of a start, and
+//     within scrub-interval + that of happening on a running node.
+//   - Damage met at run time (a scrub, a read, a compaction) never panics
+//     and is never served: the read fails, and the node quarantines itself.
+//   - Consistency check: the leader proposes a ConsistencyCheck entry every
+//     consistency-check-interval (default 1 h) and on `continuum cluster
+//     check`. Every replica digests its state as of exactly that index in
+//     the background (consistency-check-rate, default 64 MiB/s), then reads
+//     the other voters' digests (Peer.Info). Agreeing with any other voter
+//     clears it; disagreeing with two or more voters that agree with each
+//     other quarantines it; otherwise ("no majority") it is logged and
+//     shown, and no one is quarantined, since no one can tell who is right.
+//   - Quarantine: QUARANTINE is written in the data directory with the
+//     reason, the node turns unready, stops in order and exits non-zero. It
+//     refuses to start while QUARANTINE exists.
+//   - Healing is one command, run by the operator on the stopped node:
+//     `continuum node rebuild --data DIR` moves state, raft-log, snapshots
+//     and QUARANTINE into DIR/damaged-TIME (or deletes them with
+//     --discard). Started again with its --join, the node is re-admitted by
+//     the leader as a non-voter (the wiped-voter rule), installs a snapshot,
+//     and is promoted once caught up. Healing is not automatic: a node that
+//     wiped itself on every damage it met could throw away the last good
+//     copy when several sites are hurt at once; an operator decides.
 package node

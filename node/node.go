@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,8 @@ type Node struct {
 	// clientTLS serves STARTTLS, smtps and imaps (protocolTLS).
 	clientTLS *tls.Config
 
+	integ integrity // integrity.go
+
 	collector    *nodeCollector
 	imapSessions atomic.Pointer[func() int]
 	// draining is set when Close begins: /readyz turns unready first.
@@ -117,9 +120,15 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 
-	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{Logger: log, NoSync: opts.NoSync})
+	if err := readQuarantine(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{
+		Logger: log, NoSync: opts.NoSync,
+		OnCorruption: func(err error) { go n.quarantine(err) },
+	})
 	if err != nil {
-		return nil, fmt.Errorf("node: state database: %w", err)
+		return nil, fmt.Errorf("node: state database: %w; run `continuum node rebuild --data %s` and start the node again to rebuild it from the others", err, cfg.DataDir)
 	}
 	// The FSM starts applying before the mail service exists; the feed
 	// pointer is published once it does.
@@ -137,6 +146,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 			default:
 			}
 		},
+		OnCheck: n.onCheck,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: state machine: %w", err)
@@ -167,6 +177,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		TrailingLogs:      firstNonZero(opts.TrailingLogs, cfg.RaftTrailingLogs),
 		SnapshotInterval:  cfg.RaftSnapshotInterval.Duration,
 		NoSync:            opts.NoSync,
+		OnLogCorruption:   func(err error) { go n.quarantine(err) },
 	})
 	if err != nil {
 		return nil, err
@@ -181,6 +192,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		Meta: membership.Meta{
 			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
 			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
+			Expect: cfg.BootstrapExpect,
 		},
 		GossipAddr: cfg.GossipAddr,
 		Profile:    cfg.RaftProfile,
@@ -233,6 +245,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	n.wg.Add(2)
 	go n.joinLoop()
 	go n.promoteLoop()
+	n.startIntegrity()
 	started = true
 	return n, nil
 }
@@ -268,6 +281,9 @@ func (n *Node) Members() []membership.Member { return n.pool.Members() }
 // Ready reports whether the node has a leader and has applied what it knows
 // to be committed: what a load balancer should route to.
 func (n *Node) Ready() (bool, string) {
+	if q := n.Quarantined(); q != "" {
+		return false, "quarantined: " + q
+	}
 	if n.draining.Load() {
 		return false, "shutting down"
 	}
@@ -303,13 +319,15 @@ func (n *Node) Info() *peerpb.InfoResponse {
 	} else if t := n.raft.LastContact(); !t.IsZero() {
 		lc = time.Since(t).Milliseconds()
 	}
-	return &peerpb.InfoResponse{
+	in := &peerpb.InfoResponse{
 		Id: n.cfg.ID, Site: n.cfg.Site, Role: n.cfg.Role, State: n.raft.State(), Term: n.raft.Term(),
 		AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		LeaderId: leader, LastContactMs: lc,
 		GrpcAddr: n.cfg.GRPCAddr, SmtpAddr: n.cfg.SMTPAddr, LmtpAddr: n.cfg.LMTPAddr, ImapAddr: n.cfg.IMAPAddr,
 		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr,
 	}
+	n.integrityInfo(in)
+	return in
 }
 
 func (n *Node) resolveGRPC(id string) (string, bool) {
@@ -327,7 +345,8 @@ func (n *Node) resolveGRPC(id string) (string, bool) {
 // to the Raft configuration, until both have happened or the node stops.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
-	if len(n.cfg.Join) == 0 {
+	expect := n.cfg.BootstrapExpect > 0 && n.raft.Fresh()
+	if len(n.cfg.Join) == 0 && !expect {
 		return
 	}
 	backoff := 200 * time.Millisecond
@@ -340,7 +359,7 @@ func (n *Node) joinLoop() {
 			return true
 		}
 	}
-	for {
+	for len(n.cfg.Join) > 0 {
 		if _, err := n.pool.Join(n.cfg.Join); err == nil {
 			break
 		} else {
@@ -351,9 +370,29 @@ func (n *Node) joinLoop() {
 		}
 	}
 	backoff = 200 * time.Millisecond
+	lastWhy := ""
 	for {
 		if !n.raft.Fresh() && n.inConfiguration() {
 			return
+		}
+		if expect {
+			switch done, why := n.bootstrapExpect(); {
+			case done:
+				return
+			case why != "":
+				// Waiting for the other first nodes: poll fast, a new
+				// cluster should form as soon as they see each other.
+				if why != lastWhy {
+					n.log.Info("bootstrap-expect: waiting", "expect", n.cfg.BootstrapExpect, "why", why)
+					lastWhy = why
+				}
+				backoff = 200 * time.Millisecond
+				if !wait() {
+					return
+				}
+				continue
+			}
+			// The cluster exists already: join it as any later node does.
 		}
 		for _, m := range n.pool.Members() {
 			if m.ID == n.cfg.ID || !m.Alive || m.GRPC == "" {
@@ -378,6 +417,79 @@ func (n *Node) joinLoop() {
 			return
 		}
 	}
+}
+
+// bootstrapExpect decides, for a node with an empty data directory and
+// --bootstrap-expect N, whether to form the new cluster now. It does when
+// gossip shows exactly N live nodes with the same N (itself included), every
+// one of them answers, and none has Raft state beyond its own bootstrap
+// entry (index 1): then all N bootstrap the identical configuration, N
+// voters sorted by ID, and the cluster never passes through a two-voter
+// window. It reports done once it has bootstrapped.
+//
+// It returns done false and a reason to wait while the N have not found
+// each other yet, and done false with no reason when a cluster exists
+// already (some member is past index 1: it has elected a leader and
+// written). The node then joins as a fresh node: the leader adds it as a
+// non-voter and promotes it once it has caught up. That is also the safe
+// path for a wiped voter restarted with the same flags: it must not vote
+// again with an empty log (consensus/DESIGN.md).
+func (n *Node) bootstrapExpect() (done bool, why string) {
+	want := n.cfg.BootstrapExpect
+	var candidates []consensus.Peer
+	var others []membership.Member
+	for _, m := range n.pool.Members() {
+		if !m.Alive {
+			continue
+		}
+		if m.ID != n.cfg.ID {
+			others = append(others, m)
+		}
+		if m.Expect == want && m.Role == "voter" && m.Raft != "" {
+			candidates = append(candidates, consensus.Peer{ID: m.ID, Addr: m.Raft})
+		}
+	}
+	if !slices.ContainsFunc(candidates, func(p consensus.Peer) bool { return p.ID == n.cfg.ID }) {
+		candidates = append(candidates, consensus.Peer{ID: n.cfg.ID, Addr: n.cfg.RaftAddr})
+	}
+	// Ask every other live member for its Raft progress, in parallel.
+	infos := make([]*peerpb.InfoResponse, len(others))
+	var wg sync.WaitGroup
+	for i, m := range others {
+		if m.GRPC == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			defer cancel()
+			if in, err := n.router.InfoAt(ctx, m.GRPC); err == nil {
+				infos[i] = in
+			}
+		}()
+	}
+	wg.Wait()
+	for _, in := range infos {
+		if in != nil && in.LastIndex > 1 {
+			return false, ""
+		}
+	}
+	if len(candidates) < want {
+		return false, fmt.Sprintf("%d of %d nodes with bootstrap-expect %d seen", len(candidates), want, want)
+	}
+	if len(candidates) > want {
+		return false, fmt.Sprintf("%d nodes with bootstrap-expect %d seen, more than %d: start exactly %d that way, the others without it", len(candidates), want, want, want)
+	}
+	for i, m := range others {
+		if infos[i] == nil && slices.ContainsFunc(candidates, func(p consensus.Peer) bool { return p.ID == m.ID }) {
+			return false, m.ID + " does not answer yet"
+		}
+	}
+	if err := n.raft.BootstrapWith(candidates); err != nil {
+		return false, err.Error()
+	}
+	return true, ""
 }
 
 func (n *Node) inConfiguration() bool {
@@ -544,6 +656,7 @@ func (n *Node) Close() error {
 			n.pool.Leave(time.Second)
 		}
 		n.cancel()
+		n.stopIntegrity() // before the stores close
 		if n.http != nil {
 			n.http.Close()
 		}
@@ -602,6 +715,10 @@ func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse
 }
 
 func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }
+
+func (c *clusterView) ProposeCheck(ctx context.Context, by string) (uint64, uint64, error) {
+	return (*Node)(c).ProposeCheck(ctx, by)
+}
 
 func firstNonZero(a, b uint64) uint64 {
 	if a != 0 {

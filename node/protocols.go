@@ -24,6 +24,15 @@ func (n *Node) startProtocols() error {
 		if p.addr == "" {
 			continue
 		}
+		perIP, total := n.cfg.MaxConnsPerIP, 0
+		if p.lmtp {
+			// LMTP comes from the operator's own MTAs: its own limits, no
+			// per-address cap unless configured.
+			perIP, total = n.cfg.LMTPMaxConnsPerIP, n.cfg.LMTPMaxConns
+			if perIP == 0 {
+				perIP = -1
+			}
+		}
 		srv := smtpd.New(n.mail, smtpd.Config{
 			Hostname:        n.cfg.Hostname,
 			LMTP:            p.lmtp,
@@ -31,7 +40,8 @@ func (n *Node) startProtocols() error {
 			ImplicitTLS:     p.implTLS,
 			MaxMessageBytes: n.cfg.MaxMessageBytes,
 			MaxRecipients:   n.cfg.MaxRecipients,
-			MaxConnsPerIP:   n.cfg.MaxConnsPerIP,
+			MaxConnsPerIP:   perIP,
+			MaxConns:        total,
 			Timeout:         n.cfg.ProtocolTimeout.Duration,
 			Logger:          n.log,
 		})

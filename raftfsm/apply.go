@@ -38,6 +38,14 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	24: applyCopy,
 	25: applyMove,
 	26: applyExpunge,
+	27: applyBlobChunk,
+	40: applyConsistencyCheck,
+}
+
+// applyConsistencyCheck changes nothing: ApplyBatch commits right after it
+// and hands the state to Options.OnCheck.
+func applyConsistencyCheck(*tx, *commandpb.Command) (*commandpb.Result, error) {
+	return okResult(), nil
 }
 
 var opOneof = (&commandpb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
@@ -59,6 +67,11 @@ type tx struct {
 	index  uint64
 	now    int64 // log time, unix nanoseconds, monotone
 	events []Event
+
+	// upload is the open upload of the command's chunked blob, until a
+	// message adopts it (openUpload, finishUpload).
+	upload   *storagepb.Upload
+	uploadID []byte
 }
 
 // ApplyCommand applies one decoded command into b as the entry at index. It
@@ -79,6 +92,9 @@ func ApplyCommand(b *storage.Batch, index uint64, c *commandpb.Command) (*comman
 		return nil, nil, err
 	}
 	if _, err := b.ExpireDedupe(now, expirePerCommand); err != nil {
+		return nil, nil, err
+	}
+	if _, err := b.ExpireUploads(now, expireUploadsPerCommand); err != nil {
 		return nil, nil, err
 	}
 	t := &tx{b: b, index: index, now: now}

@@ -74,6 +74,12 @@ type Options struct {
 	// SyncApply makes every apply batch commit with fsync. Not needed for
 	// safety: see DESIGN.md.
 	SyncApply bool
+	// OnCheck is called on the apply goroutine right after a consistency
+	// check entry is committed, before anything later is applied: the
+	// database then holds exactly the state as of index, the same on every
+	// replica. It must not block: take a view (storage.DB.
+	// BackgroundSnapshot) and digest it elsewhere.
+	OnCheck func(index uint64, c *commandpb.ConsistencyCheck)
 }
 
 // Response is what the raft ApplyFuture of every log entry holds.
@@ -173,8 +179,38 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	startApplied := applied
 
 	b := f.db.NewBatch()
-	defer b.Close()
+	defer func() { b.Close() }()
 	var events []Event
+	// flush commits what the batch holds, up to applied, and publishes it.
+	// It runs once at the end, and also right after a consistency check
+	// entry, so that the check sees the state as of exactly its index on
+	// every replica, however raft cut the batches.
+	flush := func() bool {
+		if applied == startApplied {
+			return true
+		}
+		err := b.SetApplied(applied, term)
+		if err == nil {
+			err = b.Commit(f.opts.SyncApply)
+		}
+		if err != nil {
+			// None of the entries since the last flush is applied; raft
+			// will hand them to us again after a restart.
+			f.fail(fmt.Errorf("raftfsm: commit up to index %d: %w", applied, err))
+			for j := range logs {
+				if logs[j].Index > startApplied {
+					out[j] = &Response{Err: f.fatal}
+				}
+			}
+			return false
+		}
+		if f.opts.OnApply != nil {
+			f.opts.OnApply(applied, events)
+		}
+		f.setApplied(applied, term)
+		events, startApplied = nil, applied
+		return true
+	}
 	for i, l := range logs {
 		if f.fatal != nil {
 			out[i] = &Response{Err: f.fatal}
@@ -220,27 +256,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		applied, term = l.Index, l.Term
 		events = append(events, ev...)
 		out[i] = &Response{Result: res}
-	}
-	if applied == startApplied {
-		return out
-	}
-	err := b.SetApplied(applied, term)
-	if err == nil {
-		err = b.Commit(f.opts.SyncApply)
-	}
-	if err != nil {
-		// None of these entries is applied; raft will hand them to us
-		// again after a restart.
-		f.fail(fmt.Errorf("raftfsm: commit up to index %d: %w", applied, err))
-		for j := range out {
-			out[j] = &Response{Err: f.fatal}
+		if cc := c.GetConsistencyCheck(); cc != nil {
+			if !flush() {
+				return out
+			}
+			b.Close()
+			b = f.db.NewBatch()
+			if f.opts.OnCheck != nil {
+				f.opts.OnCheck(l.Index, cc)
+			}
 		}
-		return out
 	}
-	if f.opts.OnApply != nil {
-		f.opts.OnApply(applied, events)
-	}
-	f.setApplied(applied, term)
+	flush()
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -23,6 +24,60 @@ type gen struct {
 	r    *rand.Rand
 	now  int64
 	last uint64 // the user ID last picked
+	// pending are uploads in progress: chunk commands not sent yet, and
+	// the blob that will name them.
+	pending []*pendingUpload
+	uploads byte
+}
+
+type pendingUpload struct {
+	chunks []*commandpb.Command
+	blob   *commandpb.Blob
+	sent   int
+}
+
+// chunkCommand advances the chunked uploads: opens one, sends a chunk
+// (sometimes twice, sometimes out of order), or names the upload in a
+// Deliver or Append, sometimes before every chunk is there.
+func (g *gen) chunkCommand() *commandpb.Command {
+	if len(g.pending) == 0 || g.r.IntN(4) == 0 {
+		g.uploads++
+		cmds, b := chunked(blob(fmt.Sprint("big", g.r.IntN(10))), g.uploads, 2+g.r.IntN(3))
+		g.pending = append(g.pending, &pendingUpload{chunks: cmds, blob: b})
+	}
+	i := g.r.IntN(len(g.pending))
+	p := g.pending[i]
+	switch {
+	case p.sent < len(p.chunks) && g.r.IntN(6) != 0:
+		c := p.chunks[p.sent]
+		if p.sent+1 < len(p.chunks) && g.r.IntN(4) == 0 {
+			p.chunks[p.sent], p.chunks[p.sent+1] = p.chunks[p.sent+1], p.chunks[p.sent]
+		}
+		if g.r.IntN(5) != 0 {
+			p.sent++
+		}
+		switch g.r.IntN(40) {
+		case 0:
+			return cmd(&commandpb.BlobChunk{UploadId: []byte("short"), Data: []byte("x")})
+		case 1:
+			return cmd(&commandpb.BlobChunk{UploadId: c.GetBlobChunk().GetUploadId(), Seq: 1 << 30, Data: []byte("x")})
+		}
+		return c
+	default:
+		g.pending = append(g.pending[:i], g.pending[i+1:]...)
+		if g.r.IntN(2) == 0 {
+			var rs []*commandpb.Recipient
+			for range 1 + g.r.IntN(2) {
+				r := &commandpb.Recipient{Email: g.email()}
+				if g.r.IntN(2) == 0 {
+					r.DedupeKey = []byte(fmt.Sprint("k", g.r.IntN(20)))
+				}
+				rs = append(rs, r)
+			}
+			return deliver(p.blob, rs...)
+		}
+		return appendMsg(g.id(), g.mboxID(), p.blob, g.flags()...)
+	}
 }
 
 func (g *gen) pick(s ...string) string { return s[g.r.IntN(len(s))] }
@@ -91,7 +146,7 @@ func (g *gen) blob() *commandpb.Blob {
 
 func (g *gen) command() *commandpb.Command {
 	var c *commandpb.Command
-	switch g.r.IntN(18) {
+	switch g.r.IntN(21) {
 	case 0:
 		c = cmd(&commandpb.DomainAdd{Name: g.pick("x.test", "y.test", "X.test", "z.test", "bad..test")})
 	case 1:
@@ -146,6 +201,10 @@ func (g *gen) command() *commandpb.Command {
 		c = cmd(&commandpb.Move{UserId: g.id(), MailboxId: g.mboxID(), Uids: g.ranges(), DestMailboxId: g.mboxID()})
 	case 17:
 		c = cmd(&commandpb.Expunge{UserId: g.id(), MailboxId: g.mboxID(), Uids: g.ranges()})
+	case 20:
+		c = cmd(&commandpb.ConsistencyCheck{Id: uint64(g.r.IntN(1000))})
+	case 18, 19:
+		c = g.chunkCommand()
 	}
 	// Time mostly advances, sometimes jumps a day, sometimes goes back.
 	switch g.r.IntN(20) {
@@ -229,9 +288,23 @@ func TestDeterminism(t *testing.T) {
 	logs := entries(42, n)
 	var digests [][]byte
 	var fsms []*FSM
+	// checks[i][index] is fsm i's digest at each consistency check entry:
+	// whatever the batching, every replica must see the same state there.
+	checks := make([]map[uint64]string, 3)
 	for i := 0; i < 3; i++ {
 		db := openDB(t, nil)
-		f, err := New(db, Options{Logger: quiet, OnFatal: func(err error) { t.Errorf("fatal: %v", err) }})
+		checks[i] = map[uint64]string{}
+		f, err := New(db, Options{Logger: quiet, OnFatal: func(err error) { t.Errorf("fatal: %v", err) },
+			OnCheck: func(index uint64, _ *commandpb.ConsistencyCheck) {
+				if got, _, _ := db.Applied(); got != index {
+					t.Errorf("fsm %d: check at index %d sees applied %d", i, index, got)
+				}
+				d, err := db.Digest()
+				if err != nil {
+					t.Error(err)
+				}
+				checks[i][index] = fmt.Sprintf("%x", d)
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,6 +326,9 @@ func TestDeterminism(t *testing.T) {
 			// Every operation ran, and every one both succeeded and failed.
 			for field := range handlers {
 				name := opOneof.Fields().ByNumber(field).Message().Name()
+				if name == "ConsistencyCheck" {
+					continue // cannot fail
+				}
 				okN, failN := 0, 0
 				for k, v := range codes {
 					if !bytes.Contains([]byte(k), []byte("_"+string(name)+" ")) {
@@ -269,6 +345,14 @@ func TestDeterminism(t *testing.T) {
 				}
 			}
 			t.Logf("%d result kinds, %d malformed: %v", len(codes), codes["malformed"], codes)
+		}
+	}
+	if len(checks[0]) < 10 {
+		t.Fatalf("%d consistency checks applied; the generator should make more", len(checks[0]))
+	}
+	for i := 1; i < 3; i++ {
+		if !maps.Equal(checks[0], checks[i]) {
+			t.Fatalf("fsm %d's digests at the consistency checks differ from fsm 0's", i)
 		}
 	}
 	for i := 1; i < 3; i++ {

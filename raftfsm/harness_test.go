@@ -166,6 +166,8 @@ func cmd(op any) *commandpb.Command {
 	switch o := op.(type) {
 	case *commandpb.DomainAdd:
 		c.Op = &commandpb.Command_DomainAdd{DomainAdd: o}
+	case *commandpb.BlobChunk:
+		c.Op = &commandpb.Command_BlobChunk{BlobChunk: o}
 	case *commandpb.DomainDel:
 		c.Op = &commandpb.Command_DomainDel{DomainDel: o}
 	case *commandpb.UserAdd:
@@ -198,6 +200,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_Move{Move: o}
 	case *commandpb.Expunge:
 		c.Op = &commandpb.Command_Expunge{Expunge: o}
+	case *commandpb.ConsistencyCheck:
+		c.Op = &commandpb.Command_ConsistencyCheck{ConsistencyCheck: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op))
 	}
@@ -246,3 +250,29 @@ func uidsOf(msgs []*storagepb.Message) []uint32 {
 }
 
 func eqDigest(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// chunked splits a blob into an upload of n chunks (as node/mail proposes
+// a large message) and returns the chunk commands and the blob naming them.
+func chunked(b *commandpb.Blob, id byte, n int) ([]*commandpb.Command, *commandpb.Blob) {
+	frame := storage.Compress(b.GetData())
+	if len(b.GetZstd()) > 0 {
+		frame = b.GetZstd()
+	}
+	size := b.GetSize()
+	if len(b.GetData()) > 0 {
+		size = uint64(len(b.GetData()))
+	}
+	uid := bytes.Repeat([]byte{id}, storage.UploadIDSize)
+	out := &commandpb.Blob{Sha256: b.GetSha256(), Parsed: b.GetParsed(), Size: size, UploadId: uid}
+	var cmds []*commandpb.Command
+	step := (len(frame) + n - 1) / n
+	for seq := 0; len(frame) > 0; seq++ {
+		k := min(step, len(frame))
+		sum := sha256.Sum256(frame[:k])
+		out.ChunkSha256 = append(out.ChunkSha256, sum[:])
+		cmds = append(cmds, cmd(&commandpb.BlobChunk{UploadId: uid, Seq: uint32(seq), Data: frame[:k]}))
+		frame = frame[k:]
+	}
+	out.Chunks = uint32(len(cmds))
+	return cmds, out
+}

@@ -21,6 +21,9 @@ import (
 // Decompression is deterministic and bounded by the declared size; the
 // cost is measured in NOTES-fabric.md.
 func checkBlob(b *commandpb.Blob) *commandpb.Result {
+	if len(b.GetUploadId()) > 0 {
+		return checkChunkedBlob(b)
+	}
 	if len(b.GetZstd()) > 0 {
 		switch {
 		case len(b.GetData()) > 0:
@@ -54,7 +57,7 @@ const maxMessageSize = 1 << 30
 
 // blobSize is the message's uncompressed size.
 func blobSize(b *commandpb.Blob) uint64 {
-	if len(b.GetZstd()) > 0 {
+	if len(b.GetZstd()) > 0 || len(b.GetUploadId()) > 0 {
 		return b.GetSize()
 	}
 	return uint64(len(b.GetData()))
@@ -63,9 +66,12 @@ func blobSize(b *commandpb.Blob) uint64 {
 // putBlob stores the command's blob, compressed by the proposer or here.
 func (t *tx) putBlob(b *commandpb.Blob) error {
 	var err error
-	if len(b.GetZstd()) > 0 {
+	switch {
+	case len(b.GetUploadId()) > 0:
+		err = t.putChunkedBlob(b)
+	case len(b.GetZstd()) > 0:
 		_, err = t.b.PutBlobCompressed(b.GetSha256(), b.GetZstd(), b.GetSize(), b.GetParsed())
-	} else {
+	default:
 		_, err = t.b.PutBlob(b.GetSha256(), b.GetData(), b.GetParsed())
 	}
 	return err
@@ -88,6 +94,9 @@ func applyDeliver(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if len(op.GetRecipients()) == 0 {
 		return invalid("no recipients"), nil
 	}
+	if res, err := t.openUpload(op.GetBlob()); res != nil || err != nil {
+		return res, err
+	}
 	res := &commandpb.Result{}
 	for _, r := range op.GetRecipients() {
 		d, err := t.deliverOne(op, r)
@@ -96,7 +105,7 @@ func applyDeliver(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 		}
 		res.Deliveries = append(res.Deliveries, d)
 	}
-	return res, nil
+	return res, t.finishUpload()
 }
 
 func (t *tx) deliverOne(op *commandpb.Deliver, r *commandpb.Recipient) (*commandpb.Delivery, error) {
@@ -205,7 +214,14 @@ func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if res != nil || err != nil {
 		return res, err
 	}
+	if res, err := t.openUpload(op.GetBlob()); res != nil || err != nil {
+		return res, err
+	}
 	m, code, err := t.storeMessage(u, box, op.GetBlob(), flags, op.GetInternalDateUnix())
+	if err == nil && code == commandpb.Code_CODE_OK {
+		// A failed APPEND leaves no trace; its upload expires.
+		err = t.finishUpload()
+	}
 	switch {
 	case err != nil:
 		return nil, err

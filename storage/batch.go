@@ -319,7 +319,7 @@ func (b *Batch) ReleaseBlob(sha []byte) (deleted bool, err error) {
 			return false, err
 		}
 	}
-	return true, nil
+	return true, b.deleteChunkedBlob(sha)
 }
 
 // PutDedupe writes dedupe/<key> and its expiry index entry, replacing an

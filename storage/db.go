@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/continuum-mail/continuum/storage/scrub"
 )
 
 var (
@@ -50,6 +54,11 @@ type Options struct {
 	// CacheSize is pebble's block cache size in bytes; 0 means pebble's
 	// default.
 	CacheSize int64
+	// OnCorruption is called, once, when Pebble finds a damaged block
+	// while the database is open (any read, a compaction, a scrub). It must
+	// not block: Pebble calls it on the read path. The read itself fails
+	// with an error; nothing damaged is returned. nil: only logged.
+	OnCorruption func(error)
 }
 
 // DB is the state database of one node. See doc.go for the key layout and the
@@ -69,6 +78,15 @@ type DB struct {
 	closed bool
 
 	restoreMu sync.Mutex // one Restore at a time
+
+	// damaged holds the first corruption Pebble reported (integrity.go);
+	// once set, Close does not seal.
+	damaged     atomic.Pointer[error]
+	damagedOnce sync.Once
+	// bgMu guards bg: the cancel functions of background views, which
+	// Restore cancels before it swaps the database (integrity.go).
+	bgMu sync.Mutex
+	bg   map[*Snap]context.CancelFunc
 
 	// floorMu guards the dedupe expiry floor that committed batches hand
 	// to the next one (see Batch.ExpireDedupe); Restore resets it.
@@ -118,6 +136,7 @@ func (db *DB) openPebble(path string) (*pebble.DB, error) {
 		Logger:             pebbleLogger{db.logger},
 		FS:                 db.opts.FS,
 		CacheSize:          db.opts.CacheSize,
+		EventListener:      scrub.Listener(db.noteCorruption),
 	}
 	// Apply reads many keys that do not exist (a new dedupe key, a new
 	// blob): bloom filters answer those without reading data blocks.
@@ -225,8 +244,11 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	// Flush first, so the seal describes what the sstables hold; a seal
-	// that cannot be written only weakens the next start's check.
-	if err := db.pdb.Flush(); err == nil {
+	// that cannot be written only weakens the next start's check. A
+	// database found damaged is never sealed: the seal would bless it.
+	if err := db.Damaged(); err != nil {
+		db.logger.Error("not sealing a damaged state database", "err", err)
+	} else if err := db.pdb.Flush(); err == nil {
 		if err := db.seal(db.cur); err != nil {
 			db.logger.Warn("cannot seal the state database at shutdown", "err", err)
 		}
@@ -245,6 +267,8 @@ type Snap struct {
 	snap *pebble.Snapshot
 	db   *DB
 	once sync.Once
+	// onClose, when set, runs after the view is released.
+	onClose func()
 }
 
 var _ Reader = (*Snap)(nil)
@@ -265,6 +289,9 @@ func (s *Snap) Close() error {
 	s.once.Do(func() {
 		err = s.snap.Close()
 		s.db.mu.RUnlock()
+		if s.onClose != nil {
+			s.onClose()
+		}
 	})
 	return err
 }

@@ -31,6 +31,16 @@
 //	0x0c    parsed         <sha256>                               storagepb.ParsedMessage
 //	0x0d    dedupe         <key>                                  storagepb.Dedupe
 //	0x0e    dedupe-exp     <expires i64, sign bit flipped><key>   empty
+//	0x0f    chunk          <upload 16 bytes><seq u32>             raw piece of a zstd frame (≤ 1 MiB)
+//	0x10    upload         <upload 16 bytes>                      storagepb.Upload (open uploads only)
+//	0x11    upload-exp     <expires i64, sign bit flipped><upload> empty
+//	0x12    blob-chunks    <sha256>                               storagepb.ChunkedBlob: blob stored as chunks
+//	0x01    meta           "open-uploads"                         u64: number of open uploads (absent = 0)
+//
+// A blob is stored either inline (blob/<sha>: one zstd frame) or, for a
+// message over 1 MiB, as chunks: blob-chunks/<sha> names the upload whose
+// chunk/ rows, in seq order, are the frame (see chunks.go). Reader.Blob
+// assembles either; DB.OpenBlob streams either, one chunk at a time.
 //
 // Names, e-mail addresses and mailbox names are stored as raftfsm validated
 // them: domains and addresses lower-case ASCII, mailbox names UTF-8 with "/"

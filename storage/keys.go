@@ -27,8 +27,12 @@ const (
 	FamilyParsed        Family = 0x0c
 	FamilyDedupe        Family = 0x0d
 	FamilyDedupeExp     Family = 0x0e
+	FamilyChunk         Family = 0x0f
+	FamilyUpload        Family = 0x10
+	FamilyUploadExp     Family = 0x11
+	FamilyBlobChunks    Family = 0x12
 
-	familyEnd Family = 0x0f // first byte above every family: the upper bound of a full scan
+	familyEnd Family = 0x13 // first byte above every family: the upper bound of a full scan
 )
 
 var familyNames = map[Family]string{
@@ -37,6 +41,8 @@ var familyNames = map[Family]string{
 	FamilyMailboxByName: "mbox-by-name", FamilyMessage: "msg", FamilyModSeq: "modseq",
 	FamilyBlob: "blob", FamilyBlobRef: "blobref", FamilyParsed: "parsed",
 	FamilyDedupe: "dedupe", FamilyDedupeExp: "dedupe-exp",
+	FamilyChunk: "chunk", FamilyUpload: "upload", FamilyUploadExp: "upload-exp",
+	FamilyBlobChunks: "blob-chunks",
 }
 
 func (f Family) String() string {
@@ -58,6 +64,9 @@ const (
 // SHA256Size is the length of a blob's identifier.
 const SHA256Size = 32
 
+// UploadIDSize is the length of a chunked upload's identifier.
+const UploadIDSize = 16
+
 // MaxKeySize bounds every key: names, e-mail addresses and dedupe keys are
 // validated far below it by raftfsm; the snapshot decoder refuses longer keys.
 const MaxKeySize = 4096
@@ -77,6 +86,8 @@ type Key struct {
 	Expires   int64  // dedupe-exp: unix nanoseconds
 	Name      string // meta name, domain, e-mail address, mailbox name
 	Hash      []byte // blob SHA-256 (32 bytes) or dedupe key (1..MaxKeySize/2 bytes)
+	Upload    []byte // chunk, upload, upload-exp: the upload ID (16 bytes)
+	Seq       uint32 // chunk: the chunk's sequence number
 }
 
 // Encode returns the key's bytes. It panics on a Key that ParseKey could not
@@ -115,10 +126,31 @@ func (k Key) Encode() []byte {
 		mustName(string(k.Hash))
 		b = binary.BigEndian.AppendUint64(b, orderedInt64(k.Expires))
 		b = append(b, k.Hash...)
+	case FamilyChunk:
+		mustUpload(k.Upload)
+		b = binary.BigEndian.AppendUint32(append(b, k.Upload...), k.Seq)
+	case FamilyUpload:
+		mustUpload(k.Upload)
+		b = append(b, k.Upload...)
+	case FamilyUploadExp:
+		mustUpload(k.Upload)
+		b = binary.BigEndian.AppendUint64(b, orderedInt64(k.Expires))
+		b = append(b, k.Upload...)
+	case FamilyBlobChunks:
+		if len(k.Hash) != SHA256Size {
+			panic("storage: blob key with a hash of the wrong length")
+		}
+		b = append(b, k.Hash...)
 	default:
 		panic(fmt.Sprintf("storage: encode key of unknown %v", k.Family))
 	}
 	return b
+}
+
+func mustUpload(id []byte) {
+	if len(id) != UploadIDSize {
+		panic("storage: upload key with an ID of the wrong length")
+	}
 }
 
 func mustName(s string) {
@@ -189,6 +221,28 @@ func ParseKey(b []byte) (Key, error) {
 		}
 		k.Expires = unorderedInt64(binary.BigEndian.Uint64(rest))
 		k.Hash = bytes.Clone(rest[8:])
+	case FamilyChunk:
+		if err := fixed(UploadIDSize + 4); err != nil {
+			return Key{}, err
+		}
+		k.Upload = bytes.Clone(rest[:UploadIDSize])
+		k.Seq = binary.BigEndian.Uint32(rest[UploadIDSize:])
+	case FamilyUpload:
+		if err := fixed(UploadIDSize); err != nil {
+			return Key{}, err
+		}
+		k.Upload = bytes.Clone(rest)
+	case FamilyUploadExp:
+		if err := fixed(8 + UploadIDSize); err != nil {
+			return Key{}, err
+		}
+		k.Expires = unorderedInt64(binary.BigEndian.Uint64(rest))
+		k.Upload = bytes.Clone(rest[8:])
+	case FamilyBlobChunks:
+		if err := fixed(SHA256Size); err != nil {
+			return Key{}, err
+		}
+		k.Hash = bytes.Clone(rest)
 	default:
 		return Key{}, fmt.Errorf("%w: unknown family %#x", ErrBadKey, b[0])
 	}
@@ -242,6 +296,15 @@ func modseqKey(mailboxID, modseq uint64) []byte {
 func dedupeExpKey(expires int64, key []byte) []byte {
 	b := u64Key(FamilyDedupeExp, orderedInt64(expires))
 	return append(b, key...)
+}
+
+func chunkKey(upload []byte, seq uint32) []byte {
+	b := make([]byte, 0, 1+UploadIDSize+4)
+	return binary.BigEndian.AppendUint32(append(append(b, byte(FamilyChunk)), upload...), seq)
+}
+
+func uploadExpKey(expires int64, upload []byte) []byte {
+	return append(u64Key(FamilyUploadExp, orderedInt64(expires)), upload...)
 }
 
 // prefixEnd returns the smallest key above every key that starts with p, or

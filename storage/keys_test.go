@@ -27,6 +27,10 @@ func sampleKeys() []Key {
 		{Family: FamilyDedupe, Hash: []byte{0, 1, 2}},
 		{Family: FamilyDedupeExp, Expires: -5, Hash: []byte{9}},
 		{Family: FamilyDedupeExp, Expires: 1 << 62, Hash: []byte{0}},
+		{Family: FamilyChunk, Upload: sha[:UploadIDSize], Seq: 41},
+		{Family: FamilyUpload, Upload: sha[:UploadIDSize]},
+		{Family: FamilyUploadExp, Expires: 1 << 61, Upload: sha[:UploadIDSize]},
+		{Family: FamilyBlobChunks, Hash: sha},
 	}
 }
 

@@ -323,7 +323,19 @@ func (x reader) Blob(sha []byte) ([]byte, error) {
 	}
 	v, closer, err := x.r.Get(bytesKey(FamilyBlob, sha))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
+		cb, cerr := x.ChunkedBlob(sha)
+		if cerr != nil {
+			return nil, cerr
+		}
+		frame, cerr := x.chunkedFrame(cb)
+		if cerr != nil {
+			return nil, cerr
+		}
+		out, cerr := decompress(frame)
+		if cerr != nil {
+			return nil, fmt.Errorf("%w: blob %x: %v", ErrCorrupt, sha, cerr)
+		}
+		return out, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: get blob: %w", err)

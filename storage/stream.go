@@ -165,6 +165,7 @@ func (db *DB) RestoreChecked(r io.Reader, check func(live, staged Reader) error)
 		}
 	}
 
+	db.cancelBackground()
 	db.mu.Lock()
 	if db.closed {
 		db.mu.Unlock()

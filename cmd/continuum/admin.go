@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
@@ -163,7 +164,7 @@ func readPassword(fromStdin bool) (string, error) {
 
 func runCluster(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: continuum cluster status [--json] | transfer-leader [--to NODE] | remove NODE")
+		return errors.New("usage: continuum cluster status [--json] | check [--json] | transfer-leader [--to NODE] | remove NODE")
 	}
 	a := newAdminFlags("cluster " + args[0])
 	switch args[0] {
@@ -185,6 +186,56 @@ func runCluster(args []string) error {
 			return printStatusJSON(st)
 		}
 		printStatus(st)
+		return nil
+	case "check":
+		asJSON := a.fs.Bool("json", false, "print JSON")
+		a.fs.Lookup("timeout").DefValue = "5m0s"
+		*a.timeout = 5 * time.Minute
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.Check(ctx, &adminpb.CheckRequest{TimeoutMs: a.timeout.Milliseconds() - 2000})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(checkJSON(res)); err != nil {
+				return err
+			}
+		} else {
+			fmt.Printf("consistency check %d at log index %d (%v)\n\n", res.Id, res.Index, time.Duration(res.TookMs)*time.Millisecond)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tDIGEST\tVERDICT")
+			for _, n := range res.Nodes {
+				d := n.Digest
+				if d == "" {
+					d = "-"
+				} else if len(d) > 16 {
+					d = d[:16]
+				}
+				v := n.Verdict
+				if n.Error != "" {
+					v += " (" + n.Error + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Id, d, v)
+			}
+			tw.Flush()
+			if res.Consistent {
+				fmt.Println("\nall replicas are equal")
+			} else {
+				fmt.Println("\nNOT CONSISTENT: the replicas did not all answer with the same digest")
+			}
+		}
+		if !res.Consistent {
+			return errors.New("the replicas are not all equal (see above)")
+		}
 		return nil
 	case "transfer-leader":
 		to := a.fs.String("to", "", "the voter to hand leadership to (default: the most up-to-date one)")
@@ -227,10 +278,13 @@ func runCluster(args []string) error {
 
 // statusJSON is the --json shape of ARCHITECTURE.md §8.
 type statusJSON struct {
-	Leader   string           `json:"leader"`
-	Term     uint64           `json:"term"`
-	Nodes    []nodeStatusJSON `json:"nodes"`
-	Warnings []string         `json:"warnings,omitempty"`
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// FaultTolerance is how many voters may fail now without stopping
+	// writes (admin.FaultTolerance).
+	FaultTolerance int              `json:"fault_tolerance"`
+	Nodes          []nodeStatusJSON `json:"nodes"`
+	Warnings       []string         `json:"warnings,omitempty"`
 }
 
 type nodeStatusJSON struct {
@@ -243,17 +297,64 @@ type nodeStatusJSON struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	LastContactMs int64  `json:"last_contact_ms"`
 	Gossip        string `json:"gossip,omitempty"`
+	Quarantine    string `json:"quarantine,omitempty"`
+	CheckIndex    uint64 `json:"check_index,omitempty"`
+	CheckDigest   string `json:"check_digest,omitempty"`
+	CheckVerdict  string `json:"check_verdict,omitempty"`
+	ScrubDone     string `json:"scrub_done,omitempty"`
+	ScrubError    string `json:"scrub_error,omitempty"`
+}
+
+func checkJSON(res *adminpb.CheckResponse) any {
+	type node struct {
+		ID      string `json:"id"`
+		Digest  string `json:"digest"`
+		Verdict string `json:"verdict"`
+		Error   string `json:"error,omitempty"`
+	}
+	out := struct {
+		Index      uint64 `json:"index"`
+		ID         uint64 `json:"id"`
+		Consistent bool   `json:"consistent"`
+		TookMs     int64  `json:"took_ms"`
+		Nodes      []node `json:"nodes"`
+	}{Index: res.Index, ID: res.Id, Consistent: res.Consistent, TookMs: res.TookMs, Nodes: []node{}}
+	for _, n := range res.Nodes {
+		out.Nodes = append(out.Nodes, node{n.Id, n.Digest, n.Verdict, n.Error})
+	}
+	return out
+}
+
+func unixMs(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
 }
 
 func printStatusJSON(st *adminpb.ClusterStatusResponse) error {
-	out := statusJSON{Leader: st.Leader, Term: st.Term, Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
+	out := statusJSON{Leader: st.Leader, Term: st.Term, FaultTolerance: admin.FaultTolerance(st), Warnings: st.Warnings, Nodes: []nodeStatusJSON{}}
 	for _, n := range st.Nodes {
 		out.Nodes = append(out.Nodes, nodeStatusJSON{ID: n.Id, Site: n.Site, Role: n.Role, State: n.State, Healthy: n.Healthy,
-			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip})
+			AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex, LastContactMs: n.LastContactMs, Gossip: n.Gossip,
+			Quarantine: n.Quarantine, CheckIndex: n.CheckIndex, CheckDigest: n.CheckDigest, CheckVerdict: n.CheckVerdict,
+			ScrubDone: unixMs(n.ScrubDoneUnixMs), ScrubError: n.ScrubError})
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// faultToleranceLine says in words how many voter failures the cluster
+// survives now, plainly when the answer is none.
+func faultToleranceLine(ft int) string {
+	switch ft {
+	case 0:
+		return "fault tolerance: 0 -- NOT fault tolerant: losing one more voter stops writes"
+	case 1:
+		return "fault tolerance: 1 (the cluster survives the loss of 1 voter)"
+	}
+	return fmt.Sprintf("fault tolerance: %d (the cluster survives the loss of %d voters)", ft, ft)
 }
 
 func printStatus(st *adminpb.ClusterStatusResponse) {
@@ -261,9 +362,11 @@ func printStatus(st *adminpb.ClusterStatusResponse) {
 	if leader == "" {
 		leader = "(none)"
 	}
-	fmt.Printf("leader: %s  term: %d\n\n", leader, st.Term)
+	fmt.Printf("leader: %s  term: %d\n", leader, st.Term)
+	fmt.Println(faultToleranceLine(admin.FaultTolerance(st)))
+	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT")
+	fmt.Fprintln(tw, "NODE\tSITE\tROLE\tSTATE\tHEALTHY\tAPPLIED\tCOMMIT\tLAG\tLAST CONTACT\tLAST CHECK")
 	var leaderCommit uint64
 	for _, n := range st.Nodes {
 		if n.State == "leader" {
@@ -282,7 +385,14 @@ func printStatus(st *adminpb.ClusterStatusResponse) {
 		if n.State == "unreachable" && n.Gossip != "" {
 			contact += " (gossip: " + n.Gossip + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact)
+		check := "-"
+		if n.CheckIndex > 0 {
+			check = fmt.Sprintf("@%d %s", n.CheckIndex, n.CheckVerdict)
+		}
+		if n.Quarantine != "" {
+			check = "QUARANTINED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\t%s\n", n.Id, n.Site, n.Role, n.State, n.Healthy, n.AppliedIndex, n.CommitIndex, lag, contact, check)
 	}
 	tw.Flush()
 	for _, w := range st.Warnings {

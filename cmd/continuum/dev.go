@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
@@ -125,10 +127,17 @@ func runDev(args []string) error {
 				"--cluster-key-file", identity.GossipKeyFile(tlsDir),
 				"--tls-cert", cert, "--tls-key", key, "--smtps", n.SMTPS, "--imaps", n.IMAPS)
 		}
-		if i == 0 {
-			args = append(args, "--bootstrap")
-		} else {
-			args = append(args, "--join", addr(0, offGossip))
+		// Every node joins every other and they form the cluster together,
+		// all voters at once: never a two-voter window.
+		var join []string
+		for j := 0; j < *nodes; j++ {
+			if j != i {
+				join = append(join, addr(j, offGossip))
+			}
+		}
+		args = append(args, "--bootstrap-expect", strconv.Itoa(*nodes))
+		if len(join) > 0 {
+			args = append(args, "--join", strings.Join(join, ","))
 		}
 		logf, err := os.OpenFile(filepath.Join(absDir, n.ID+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
@@ -167,7 +176,7 @@ func runDev(args []string) error {
 	} else {
 		adminAddr = addr(0, offAdmin)
 	}
-	password, err := devSetup(ctx, absDir, adminAddr, creds)
+	password, err := devSetup(ctx, absDir, adminAddr, creds, *nodes)
 	if err != nil {
 		stopAll(procs)
 		wg.Wait()
@@ -201,9 +210,13 @@ func runDev(args []string) error {
 	return nil
 }
 
-// devSetup waits for a leader, then creates the dev domain and user. The
-// password is kept in the directory so a restarted dev cluster reuses it.
-func devSetup(ctx context.Context, dir, server string, creds adminCreds) (string, error) {
+// devSetup waits for a leader, creates the dev domain and user, then waits
+// until the cluster is ready and fault tolerant: every node a voter, in
+// contact with the leader and applied up to the leader's state
+// (admin.FullyReady), so that cluster.json, written after it, means a kill
+// of any one node is survived. The password is kept in the directory so a
+// restarted dev cluster reuses it.
+func devSetup(ctx context.Context, dir, server string, creds adminCreds, nodes int) (string, error) {
 	pwFile := filepath.Join(dir, "demo-password")
 	password := ""
 	if b, err := os.ReadFile(pwFile); err == nil {
@@ -261,6 +274,18 @@ func devSetup(ctx context.Context, dir, server string, creds adminCreds) (string
 	if err := try(func(ctx context.Context) error {
 		_, err := client.UserAdd(ctx, &adminpb.UserAddRequest{Email: devUserEmail, Password: password})
 		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := try(func(ctx context.Context) error {
+		st, err := client.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
+		if err != nil {
+			return err
+		}
+		if ok, why := admin.FullyReady(st, nodes); !ok {
+			return errors.New("not ready and fault tolerant yet: " + why)
+		}
+		return nil
 	}); err != nil {
 		return "", err
 	}

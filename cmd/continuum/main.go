@@ -24,6 +24,7 @@ func init() {
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
 		{"tls", "tls ca --dir D | cert (--node ID [--hosts H,...] | --admin NAME) --dir D | gossip-key --dir D", "the cluster CA, node and admin certificates, the gossip key", runTLS},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
+		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }

@@ -42,6 +42,9 @@ type Cluster interface {
 	RemoveServer(ctx context.Context, id string) error
 	// OpenBackup takes a consistent view of the state database.
 	OpenBackup() (Backup, error)
+	// ProposeCheck commits a consistency check entry (forwarded to the
+	// leader) and returns its log index and ID.
+	ProposeCheck(ctx context.Context, by string) (index, id uint64, err error)
 }
 
 // Backup is a consistent view of a node's state being backed up.
@@ -217,6 +220,18 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 			ns.Site, ns.State = in.Site, in.State
 			ns.AppliedIndex, ns.CommitIndex = in.AppliedIndex, in.CommitIndex
 			ns.LastContactMs, ns.GrpcAddr = in.LastContactMs, in.GrpcAddr
+			ns.Quarantine = in.Quarantine
+			ns.ScrubDoneUnixMs, ns.ScrubError = in.ScrubDoneUnixMs, in.ScrubError
+			if len(in.Checks) > 0 {
+				c := in.Checks[0]
+				ns.CheckIndex, ns.CheckDigest, ns.CheckVerdict = c.Index, c.Digest, c.Verdict
+				if c.Verdict == "disagrees" || c.Verdict == "no majority" {
+					out.Warnings = append(out.Warnings, fmt.Sprintf("consistency check at index %d: %s %s", c.Index, in.Id, c.Verdict))
+				}
+			}
+			if in.Quarantine != "" {
+				out.Warnings = append(out.Warnings, fmt.Sprintf("%s is quarantined: %s", in.Id, in.Quarantine))
+			}
 			lagOK := leaderCommit == 0 || in.AppliedIndex+1000 >= leaderCommit
 			contactOK := in.State == "leader" || (in.LeaderId != "" && in.LastContactMs >= 0 && in.LastContactMs < 10_000)
 			ns.Healthy = lagOK && contactOK && out.Leader != ""
@@ -408,4 +423,64 @@ func (c *chunkWriter) flush() error {
 	err := c.send(msg)
 	c.buf = make([]byte, 0, backupChunkBytes)
 	return err
+}
+
+// Check proposes a consistency check and collects every member's digest of
+// its state at that index: each replica computes it in the background and
+// judges itself (node/integrity.go); this call only watches and reports.
+func (s *Service) Check(ctx context.Context, req *adminpb.CheckRequest) (*adminpb.CheckResponse, error) {
+	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	index, id, err := s.cluster.ProposeCheck(ctx, "admin")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &adminpb.CheckResponse{Index: index, Id: id}
+	for {
+		servers, err := s.cluster.Servers()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		out.Nodes = out.Nodes[:0]
+		done := true
+		for _, sv := range servers {
+			cn := &adminpb.CheckNode{Id: sv.ID, Verdict: "unreachable"}
+			ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+			info, err := s.cluster.Info(ictx, sv.ID)
+			icancel()
+			if err == nil {
+				cn.Verdict = "pending"
+				for _, c := range info.Checks {
+					if c.Index == index {
+						cn.Digest, cn.Error, cn.Verdict = c.Digest, c.Error, c.Verdict
+					}
+				}
+			}
+			if cn.Verdict == "pending" || cn.Verdict == "unreachable" {
+				done = false
+			}
+			out.Nodes = append(out.Nodes, cn)
+		}
+		sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].Id < out.Nodes[j].Id })
+		if done || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	out.Consistent = len(out.Nodes) > 0
+	for _, n := range out.Nodes {
+		if n.Digest == "" || n.Digest != out.Nodes[0].Digest {
+			out.Consistent = false
+		}
+	}
+	out.TookMs = time.Since(start).Milliseconds()
+	return out, nil
 }

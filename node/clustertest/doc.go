@@ -20,6 +20,10 @@
 // instead (faultdelay, node/consensus/delay_fault.go): every Raft write
 // reaches its peer 40–80 ms later, in order (TestFaultWANLatency).
 //
+// F15 (fresh cluster, leader killed the moment it says it is ready) runs
+// `continuum dev` itself, on loopback, as a user does (fresh_test.go):
+// CONTINUUM_F15_RUNS fresh clusters (3 by default, 50 in make test-faults).
+//
 // F11 (snapshot catch-up), F12 (IDLE), F14 (damaged data directory) and
 // F7 (IMAP readers) live in snapshot_test.go, imap_test.go and
 // corrupt_test.go; per-UID linearizability of IMAP flag operations

@@ -53,6 +53,15 @@ type Config struct {
 	// Bootstrap makes this node form a new one-node cluster when its data
 	// directory is empty. Exactly one node of a new cluster bootstraps.
 	Bootstrap bool `toml:"bootstrap"`
+	// BootstrapExpect, when positive, forms a new cluster with this many
+	// voters at once (like Consul's bootstrap_expect): a node with an empty
+	// data directory waits until it sees, through gossip, exactly this many
+	// nodes started with the same value, and all of them bootstrap one
+	// identical configuration holding every one of them as a voter. A node
+	// that finds an existing cluster instead joins it as a non-voter. Give
+	// every one of the first N nodes the same N and a Join list; never
+	// together with Bootstrap.
+	BootstrapExpect int `toml:"bootstrap-expect"`
 	// Join lists gossip addresses of existing members to join through.
 	Join []string `toml:"join"`
 
@@ -95,8 +104,14 @@ type Config struct {
 	MaxMessageBytes int64 `toml:"max-message-bytes"`
 	// MaxRecipients is the number of RCPT TO accepted per transaction.
 	MaxRecipients int `toml:"max-recipients"`
-	// MaxConnsPerIP caps concurrent SMTP/LMTP connections from one address.
+	// MaxConnsPerIP caps concurrent SMTP connections from one address.
 	MaxConnsPerIP int `toml:"max-conns-per-ip"`
+	// LMTPMaxConnsPerIP caps concurrent LMTP connections from one address;
+	// 0 (the default) means no cap: LMTP comes from the operator's own MTAs,
+	// which open many sessions from one address.
+	LMTPMaxConnsPerIP int `toml:"lmtp-max-conns-per-ip"`
+	// LMTPMaxConns caps concurrent LMTP connections in total (1024).
+	LMTPMaxConns int `toml:"lmtp-max-conns"`
 	// ProtocolTimeout is the idle read/write timeout of SMTP and LMTP.
 	ProtocolTimeout Duration `toml:"protocol-timeout"`
 	// ApplyTimeout bounds how long a write waits for commit before the
@@ -120,6 +135,20 @@ type Config struct {
 	// only while at least three voters and a healthy quorum remain. 0 = off:
 	// voters are removed only by `continuum cluster remove`.
 	AutopilotDeadAfter Duration `toml:"autopilot-dead-after"`
+
+	// ScrubRate bounds how fast the background scrub reads the node's
+	// sstables (bytes/s); ScrubInterval is the pause between two passes.
+	// Every stored bit is checked within (state size + log size) /
+	// ScrubRate + ScrubInterval of being damaged (node/doc.go).
+	ScrubRate     int64    `toml:"scrub-rate"`
+	ScrubInterval Duration `toml:"scrub-interval"`
+	// CheckInterval is how often the leader proposes a replicated
+	// consistency check (every replica digests its state at one log index
+	// and the odd one out is quarantined); 0 = only on demand (`continuum
+	// cluster check`). CheckRate bounds how fast each replica reads its
+	// state for the digest (bytes/s).
+	CheckInterval Duration `toml:"consistency-check-interval"`
+	CheckRate     int64    `toml:"consistency-check-rate"`
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
@@ -152,8 +181,13 @@ func Defaults() Config {
 		MaxMessageBytes: 50 << 20,
 		MaxRecipients:   100,
 		MaxConnsPerIP:   50,
+		LMTPMaxConns:    1024,
 		ProtocolTimeout: Duration{5 * time.Minute},
 		ApplyTimeout:    Duration{10 * time.Second},
+		ScrubRate:       32 << 20,
+		ScrubInterval:   Duration{6 * time.Hour},
+		CheckInterval:   Duration{time.Hour},
+		CheckRate:       64 << 20,
 		LogLevel:        "info",
 	}
 }
@@ -193,6 +227,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RaftAddr, "raft", c.RaftAddr, "Raft listen address")
 	fs.StringVar(&c.GossipAddr, "gossip", c.GossipAddr, "gossip (memberlist) listen address")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "form a new cluster if the data directory is empty")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form a new cluster once this many nodes started with the same value see each other, all of them voters (0: off)")
 	fs.Func("join", "gossip addresses of members to join, comma-separated", func(s string) error {
 		c.Join = nil
 		for _, a := range strings.Split(s, ",") {
@@ -214,7 +249,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key (PEM)")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "concurrent SMTP/LMTP connections per client address")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "concurrent SMTP connections per client address")
+	fs.IntVar(&c.LMTPMaxConnsPerIP, "lmtp-max-conns-per-ip", c.LMTPMaxConnsPerIP, "concurrent LMTP connections per client address (0: no cap)")
+	fs.IntVar(&c.LMTPMaxConns, "lmtp-max-conns", c.LMTPMaxConns, "concurrent LMTP connections in total")
 	fs.DurationVar(&c.ProtocolTimeout.Duration, "protocol-timeout", c.ProtocolTimeout.Duration, "SMTP/LMTP idle timeout")
 	fs.DurationVar(&c.ApplyTimeout.Duration, "apply-timeout", c.ApplyTimeout.Duration, "how long a write waits for commit")
 	fs.DurationVar(&c.LeaderlessAfter.Duration, "leaderless-after", c.LeaderlessAfter.Duration, "time without a leader before the node is cut off (0: 2 × election timeout)")
@@ -222,6 +259,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", c.RaftTrailingLogs, "log entries kept after a snapshot (0: 10240)")
 	fs.DurationVar(&c.RaftSnapshotInterval.Duration, "raft-snapshot-interval", c.RaftSnapshotInterval.Duration, "how often to check the snapshot threshold (0: 2m)")
 	fs.DurationVar(&c.AutopilotDeadAfter.Duration, "autopilot-dead-after", c.AutopilotDeadAfter.Duration, "remove a voter dead this long, if safe (0: off)")
+	fs.Int64Var(&c.ScrubRate, "scrub-rate", c.ScrubRate, "background scrub read rate, bytes/s")
+	fs.DurationVar(&c.ScrubInterval.Duration, "scrub-interval", c.ScrubInterval.Duration, "pause between two scrub passes")
+	fs.DurationVar(&c.CheckInterval.Duration, "consistency-check-interval", c.CheckInterval.Duration, "how often the leader runs a replicated consistency check (0: on demand only)")
+	fs.Int64Var(&c.CheckRate, "consistency-check-rate", c.CheckRate, "consistency digest read rate, bytes/s")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -306,6 +347,21 @@ func (c *Config) Validate() error {
 	if c.MaxConnsPerIP < 1 {
 		bad("max-conns-per-ip %d: want at least 1", c.MaxConnsPerIP)
 	}
+	if c.LMTPMaxConnsPerIP < 0 {
+		bad("lmtp-max-conns-per-ip %d: want 0 (no cap) or more", c.LMTPMaxConnsPerIP)
+	}
+	if c.LMTPMaxConns < 1 {
+		bad("lmtp-max-conns %d: want at least 1", c.LMTPMaxConns)
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 9 {
+		bad("bootstrap-expect %d: want 0 (off) or 1 to 9", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 0 && c.Bootstrap {
+		bad("bootstrap and bootstrap-expect exclude each other")
+	}
+	if c.BootstrapExpect > 0 && c.Role != "voter" {
+		bad("bootstrap-expect needs role voter")
+	}
 	if c.ProtocolTimeout.Duration <= 0 || c.ApplyTimeout.Duration <= 0 {
 		bad("protocol-timeout and apply-timeout must be positive")
 	}
@@ -314,6 +370,15 @@ func (c *Config) Validate() error {
 	}
 	if c.AutopilotDeadAfter.Duration < 0 {
 		bad("autopilot-dead-after %v: want 0 (off) or a positive duration", c.AutopilotDeadAfter.Duration)
+	}
+	if c.ScrubRate < 1<<20 || c.CheckRate < 1<<20 {
+		bad("scrub-rate %d and consistency-check-rate %d: want at least 1 MiB/s each", c.ScrubRate, c.CheckRate)
+	}
+	if c.ScrubInterval.Duration < time.Second {
+		bad("scrub-interval %v: want at least 1s", c.ScrubInterval.Duration)
+	}
+	if c.CheckInterval.Duration < 0 {
+		bad("consistency-check-interval %v: want 0 (on demand only) or positive", c.CheckInterval.Duration)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

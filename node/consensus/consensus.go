@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/node/logbridge"
 	"github.com/continuum-mail/continuum/storage/raftlog"
+	"github.com/continuum-mail/continuum/storage/scrub"
 )
 
 // Errors a proposer maps to protocol replies. ErrNotLeader and ErrNoLeader
@@ -82,6 +85,9 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	// NoSync disables fsync of the Raft log: benchmarks of CPU paths only.
 	NoSync bool
+	// OnLogCorruption is called once when the Raft log's database finds a
+	// damaged block while open (storage/raftlog Options.OnCorruption).
+	OnLogCorruption func(error)
 }
 
 // Node owns one *raft.Raft and its stores.
@@ -128,13 +134,13 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
-	logs, err := raftlog.Open(filepath.Join(cfg.Dir, "raft-log"), raftlog.Options{Logger: cfg.Logger, NoSync: cfg.NoSync})
+	logs, err := raftlog.Open(filepath.Join(cfg.Dir, "raft-log"), raftlog.Options{Logger: cfg.Logger, NoSync: cfg.NoSync, OnCorruption: cfg.OnLogCorruption})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open log: %w", err)
 	}
 	if err := logs.Verify(); err != nil {
 		logs.Close()
-		return nil, fmt.Errorf("consensus: the raft log in %s is damaged (%w); wipe the data directory and let the node rejoin", cfg.Dir, err)
+		return nil, fmt.Errorf("consensus: the raft log in %s is damaged (%w); run `continuum node rebuild --data %s` and start the node again to rebuild it from the others", cfg.Dir, err, cfg.Dir)
 	}
 	n.logs = logs
 	hl := logbridge.HCLog(cfg.Logger, "raft")
@@ -239,8 +245,9 @@ func Open(cfg Config) (*Node, error) {
 		return ok
 	})
 	r.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeader()
+	go n.watchLogSize(raft.ReloadableConfig{TrailingLogs: rc.TrailingLogs, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout})
 	return n, nil
 }
 
@@ -301,6 +308,30 @@ func (n *Node) Admit() {
 	if n.stream.held.CompareAndSwap(true, false) {
 		n.log.Info("admitted by the leader; raft transport open")
 	}
+}
+
+// Peer is a voter of a first configuration: its ID and Raft address.
+type Peer struct{ ID, Addr string }
+
+// BootstrapWith forms a new cluster whose first configuration holds every
+// peer as a voter, and opens the transport (--bootstrap-expect). Every
+// node of the new cluster calls it with the same peers, in any order:
+// hashicorp/raft accepts the same configuration bootstrapped on each
+// server, and any of them can then be elected. A node that has Raft state
+// already is left as it is (raft.ErrCantBootstrap is not an error here).
+func (n *Node) BootstrapWith(peers []Peer) error {
+	peers = slices.Clone(peers)
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
+	conf := raft.Configuration{}
+	for _, p := range peers {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("consensus: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "voters", len(peers), "configuration", fmt.Sprint(peers))
+	n.Admit()
+	return nil
 }
 
 // Raft returns the underlying *raft.Raft for membership and status code in
@@ -551,4 +582,10 @@ func (n *Node) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// ScrubLog reads and checks every block of the Raft log's tables at no more
+// than bytesPerSec (storage/scrub).
+func (n *Node) ScrubLog(ctx context.Context, bytesPerSec int64) (scrub.Stats, error) {
+	return n.logs.Scrub(ctx, bytesPerSec)
 }

@@ -11,7 +11,9 @@
 // A node that starts with no Raft state and does not bootstrap holds its
 // transport closed until the leader admits it (Fresh, Admit): a wiped voter
 // must not come back as that voter with an empty log. Seed prepares a data
-// directory restored from a backup. DESIGN.md explains both.
+// directory restored from a backup. A new cluster forms with all its first
+// voters at once (BootstrapWith, for --bootstrap-expect N: every one of the
+// N bootstraps the same configuration). DESIGN.md explains all three.
 //
 // Goroutines: Open starts one observer goroutine (leader changes, for the
 // cut-off rule); Close stops it and raft's own goroutines.

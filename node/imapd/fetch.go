@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -27,7 +28,15 @@ type fetched struct {
 	msg    *storagepb.Message
 	data   []byte
 	parsed *storagepb.ParsedMessage
+	// open, set instead of data for a message over mail.ChunkBytes,
+	// streams its bytes: BODY[section] of a large message is read chunk
+	// by chunk and decompressed as it is written to the client.
+	open func() (io.ReadCloser, error)
 }
+
+// streamAbove is the message size above which FETCH streams the body
+// instead of reading it into memory under the batch's snapshot.
+const streamAbove = mail.ChunkBytes
 
 // Batch bounds: a FETCH reads this many messages (or bytes of message
 // data) under one snapshot, then writes them with no snapshot held.
@@ -134,13 +143,19 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return errBatchFull
 			}
 			var err error
-			if withData {
+			if withData && f.msg.Size > streamAbove {
+				sha := f.msg.Blob
+				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
+				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
+					return err
+				}
+			} else if withData {
 				if f.data, err = snap.Blob(f.msg.Blob); err != nil {
 					return err
 				}
 				nbytes += len(f.data)
 			}
-			if withParsed {
+			if withParsed && f.parsed == nil {
 				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
 					return err
 				}
@@ -212,9 +227,28 @@ func writeFetch(w *imapserver.FetchWriter, f fetched, o *imap.FetchOptions, flag
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure(f.parsed.GetRoot(), 0))
 	}
-	for _, sec := range o.BodySection {
-		b := partial(bodySection(f.data, f.parsed, sec), sec.Partial)
-		if err := writeLiteral(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+	if f.open != nil && len(o.BodySection) > 0 {
+		if err := streamBodySections(rw, f, o.BodySection); err != nil {
+			return err
+		}
+	} else {
+		for _, sec := range o.BodySection {
+			b := partial(bodySection(f.data, f.parsed, sec), sec.Partial)
+			if err := writeLiteral(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+				return err
+			}
+		}
+	}
+	if f.open != nil && (len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0) {
+		// BINARY of a large message decodes a part in memory: read the
+		// message whole (bounded by the message size limit).
+		r, err := f.open()
+		if err != nil {
+			return err
+		}
+		f.data, err = io.ReadAll(r)
+		r.Close()
+		if err != nil {
 			return err
 		}
 	}
@@ -453,4 +487,131 @@ func disposition(p *storagepb.Part) *imap.BodyStructureDisposition {
 		return nil
 	}
 	return &imap.BodyStructureDisposition{Value: p.Disposition, Params: p.DispositionParams}
+}
+
+// streamBodySections writes BODY[section]<partial> items of a large
+// message: each literal's size comes from the parsed offsets, its bytes
+// from a fresh blob stream, so no more than a chunk and the decompressor's
+// window are held whatever the message size.
+func streamBodySections(rw *imapserver.FetchResponseWriter, f fetched, secs []*imap.FetchItemBodySection) error {
+	for _, sec := range secs {
+		start, end, filtered := sectionRange(f.parsed, int64(f.msg.Size), sec)
+		if filtered {
+			// HEADER.FIELDS: a header block is small (mimeparse limits
+			// it); read it and filter as for small messages.
+			h, err := readRange(f, start, end)
+			if err != nil {
+				return err
+			}
+			b := partial(bodySectionOfHeader(h, sec), sec.Partial)
+			if err := writeLiteral(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+				return err
+			}
+			continue
+		}
+		if p := sec.Partial; p != nil {
+			if p.Offset < 0 || p.Offset >= end-start {
+				start = end
+			} else {
+				start += p.Offset
+				if p.Size >= 0 && p.Size < end-start {
+					end = start + p.Size
+				}
+			}
+		}
+		w := rw.WriteBodySection(sec, end-start)
+		if end == start {
+			if err := w.Close(); err != nil {
+				return err
+			}
+			continue
+		}
+		r, err := f.open()
+		if err != nil {
+			w.Close()
+			return err
+		}
+		_, err = io.CopyN(io.Discard, r, start)
+		if err == nil {
+			_, err = io.CopyN(w, r, end-start)
+		}
+		r.Close()
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			// The literal's size is already on the wire: the connection
+			// cannot continue in step.
+			return err
+		}
+	}
+	return nil
+}
+
+func readRange(f fetched, start, end int64) ([]byte, error) {
+	r, err := f.open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if _, err := io.CopyN(io.Discard, r, start); err != nil {
+		return nil, err
+	}
+	b := make([]byte, end-start)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+// sectionRange is bodySection's offsets: the byte range of BODY[section]
+// in a message of size bytes, and whether it is a header block to filter
+// (HEADER.FIELDS[.NOT]). An empty section is start == end.
+func sectionRange(parsed *storagepb.ParsedMessage, size int64, sec *imap.FetchItemBodySection) (start, end int64, filtered bool) {
+	root := parsed.GetRoot()
+	if root == nil {
+		return 0, 0, false
+	}
+	valid := func(a, b uint64) bool { return a <= b && b <= uint64(size) }
+	msg := root
+	if len(sec.Part) > 0 {
+		p, err := mimeparse.SectionOfSize(uint64(size), parsed, sec.Part)
+		if err != nil {
+			return 0, 0, false
+		}
+		switch sec.Specifier {
+		case imap.PartSpecifierNone:
+			if !valid(p.BodyStart, p.BodyEnd) {
+				return 0, 0, false
+			}
+			return int64(p.BodyStart), int64(p.BodyEnd), false
+		case imap.PartSpecifierMIME:
+			if !valid(p.HeaderStart, p.HeaderEnd) {
+				return 0, 0, false
+			}
+			return int64(p.HeaderStart), int64(p.HeaderEnd), false
+		}
+		if !(p.Type == "message" && (p.Subtype == "rfc822" || p.Subtype == "global")) || len(p.Children) != 1 || p.Children[0] == nil {
+			return 0, 0, false
+		}
+		msg = p.Children[0]
+	} else if sec.Specifier == imap.PartSpecifierNone {
+		return 0, size, false
+	}
+	if !(valid(msg.HeaderStart, msg.HeaderEnd) && valid(msg.BodyStart, msg.BodyEnd)) {
+		return 0, 0, false
+	}
+	switch sec.Specifier {
+	case imap.PartSpecifierText:
+		return int64(msg.BodyStart), int64(msg.BodyEnd), false
+	case imap.PartSpecifierHeader:
+		return int64(msg.HeaderStart), int64(msg.HeaderEnd), len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0
+	}
+	return 0, 0, false
+}
+
+// bodySectionOfHeader applies HEADER.FIELDS[.NOT] to a header block.
+func bodySectionOfHeader(h []byte, sec *imap.FetchItemBodySection) []byte {
+	if len(sec.HeaderFields) > 0 {
+		return filterHeader(h, sec.HeaderFields, true)
+	}
+	return filterHeader(h, sec.HeaderFieldsNot, false)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
+	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
 )
@@ -404,15 +405,30 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() > s.mail.MaxMessageBytes() {
 		return nil, reply(mail.ErrTooBig)
 	}
-	data := make([]byte, r.Size())
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, err
-	}
 	flags := make([]string, len(options.Flags))
 	for i, f := range options.Flags {
 		flags[i] = string(f)
 	}
-	res, err := s.mail.Append(s.ctx(), s.user.ID, mb.Id, flags, options.Time, data)
+	var res *commandpb.Result
+	if r.Size() > mail.ChunkBytes {
+		// A large literal goes to a spool file as it arrives, not to
+		// memory (node/mail proposes it in chunks).
+		sp, serr := mail.NewSpool("")
+		if serr != nil {
+			return nil, reply(serr)
+		}
+		defer sp.Close()
+		if _, err := io.Copy(sp, io.LimitReader(r, r.Size())); err != nil {
+			return nil, err
+		}
+		res, err = s.mail.AppendSpool(s.ctx(), s.user.ID, mb.Id, flags, options.Time, sp)
+	} else {
+		data := make([]byte, r.Size())
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, err
+		}
+		res, err = s.mail.Append(s.ctx(), s.user.ID, mb.Id, flags, options.Time, data)
+	}
 	if err != nil {
 		return nil, reply(err)
 	}

@@ -123,28 +123,94 @@ func (s *Service) Users() ([]*storagepb.User, error) {
 	return out, err
 }
 
-// Authenticate checks a password against the local replica. A wrong
-// password and an unknown user give the same error.
+// Authenticate checks a password against the credentials the cluster has
+// committed, so a login at any node sees a user added, a password changed
+// or a user disabled a moment ago at another (read-your-writes across
+// nodes, TESTPLAN F19). A wrong password and an unknown user give the same
+// error.
+//
+// The check is made on the local replica first. A failed check (unknown
+// user, wrong password, disabled user) is retried once after a read-index
+// wait (Sync) before it counts as a failure, as an unknown recipient is in
+// ResolveRecipient: a lagging replica must not refuse a credential the
+// cluster has. A successful check is confirmed the same way: after the
+// read-index wait the stored credential is read again, and checked again
+// only if it changed, so an old password stops working everywhere once
+// `user passwd` has returned. A node that is cut off (no leader for longer
+// than the bound), or whose read-index wait fails, answers from the last
+// credentials it applied: its sessions are read-only anyway
+// (ARCHITECTURE.md §1), and refusing every login there would take reads
+// away too.
 func (s *Service) Authenticate(ctx context.Context, email, password string) (*User, error) {
 	e, err := CanonicalEmail(email)
 	if err != nil {
+		CheckPassword(dummyHash, password)
 		return nil, ErrAuthFailed
 	}
+	u, cred, ok := s.checkLocal(e, password)
+	if s.CutOff() {
+		return authResult(u, ok)
+	}
+	if err := s.Sync(ctx); err != nil {
+		s.log.Debug("login checked against local credentials: no read-index", "err", err)
+		return authResult(u, ok)
+	}
+	if ok {
+		// Committed credentials may have changed since the first read.
+		if now, _ := s.credential(e); now == cred {
+			return u, nil
+		}
+	}
+	u, _, ok = s.checkLocal(e, password)
+	return authResult(u, ok)
+}
+
+func authResult(u *User, ok bool) (*User, error) {
+	if !ok {
+		return nil, ErrAuthFailed
+	}
+	return u, nil
+}
+
+// credential is what a password check depends on, compared to tell whether
+// a stored credential changed between two reads.
+type credential struct {
+	id       uint64
+	hash     string
+	disabled bool
+}
+
+func (s *Service) credential(email string) (credential, bool) {
 	var u *storagepb.User
-	err = s.read(func(r storage.Reader) (err error) {
-		u, err = r.UserByEmail(e)
+	err := s.read(func(r storage.Reader) (err error) {
+		u, err = r.UserByEmail(email)
+		return err
+	})
+	if err != nil {
+		return credential{}, false
+	}
+	return credential{id: u.Id, hash: string(u.PasswordHash), disabled: u.Disabled}, true
+}
+
+// checkLocal checks a password against the local replica and returns the
+// credential it checked against.
+func (s *Service) checkLocal(email, password string) (*User, credential, bool) {
+	var u *storagepb.User
+	err := s.read(func(r storage.Reader) (err error) {
+		u, err = r.UserByEmail(email)
 		return err
 	})
 	if err != nil || u.Disabled {
 		// Spend the same time as a real check, so timing does not reveal
 		// which addresses exist.
 		CheckPassword(dummyHash, password)
-		return nil, ErrAuthFailed
+		return nil, credential{}, false
 	}
+	cred := credential{id: u.Id, hash: string(u.PasswordHash), disabled: u.Disabled}
 	if !CheckPassword(u.PasswordHash, password) {
-		return nil, ErrAuthFailed
+		return nil, cred, false
 	}
-	return &User{ID: u.Id, Email: u.Email}, nil
+	return &User{ID: u.Id, Email: u.Email}, cred, true
 }
 
 var dummyHash, _ = HashPassword("not-a-real-password")

@@ -54,12 +54,23 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	var blob *commandpb.Blob
+	if len(stored) <= ChunkBytes {
+		blob = newBlob(stored, parsed)
+	} else if blob, err = s.upload(ctx, stored, parsed); err != nil {
+		return nil, err
+	}
+	return s.deliverBlob(ctx, env, blob, func(rcpt string) []byte { return DedupeKey(rcpt, env.From, received) })
+}
+
+// deliverBlob proposes the Deliver of a blob (inline, or uploaded already).
+func (s *Service) deliverBlob(ctx context.Context, env Envelope, blob *commandpb.Blob, dedupeKey func(rcpt string) []byte) ([]Delivery, error) {
 	d := &commandpb.Deliver{
-		Blob:             newBlob(stored, parsed),
+		Blob:             blob,
 		InternalDateUnix: time.Now().Unix(),
 	}
 	for _, rcpt := range env.To {
-		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: DedupeKey(rcpt, env.From, received)})
+		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: dedupeKey(rcpt)})
 	}
 	if plantedDrop() { // a test-only fault (build tag faultdrop): the checkers must catch it
 		return fakeDeliveries(env), nil

@@ -8,6 +8,27 @@
 // local state database through a consistent snapshot, after Sync when the
 // caller needs to see everything committed cluster-wide (read-index).
 //
+// Authenticate sees committed credentials: a failed check is retried once
+// after a read-index wait, and a successful one is confirmed by one, so a
+// login at any node right after `user add`, `user passwd` or `user del` at
+// another sees the change. A node that is cut off from the leader answers
+// from the last credentials it applied (its sessions are read-only then).
+//
+// # Large messages and memory
+//
+// A message over ChunkBytes (1 MiB) never sits in the heap whole: SMTP,
+// LMTP and IMAP APPEND write it to a Spool (an unlinked temporary file) as
+// it arrives; DeliverSpool/AppendSpool map the file read-only (page cache,
+// not heap), parse and hash it, and compress it as a stream (zstd, 1 MiB
+// window) into BlobChunk proposals of 1 MiB, at most chunkWindow (4) in
+// flight; a follower forwards each chunk to the leader as its own Forward
+// call. Then the small Deliver or Append naming the upload commits, and
+// only then does the sender get 250 / OK. Per message in flight on the
+// proposer: about 1 MiB of session buffer, the encoder (a few MiB), 4 ×
+// 1 MiB chunks plus their marshalled copies (≈ 12 MiB), plus the mapped
+// spool pages, which the kernel may drop. FETCH of a large message streams
+// (OpenBlob): one stored chunk and the decoder's window at a time.
+//
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //

@@ -64,6 +64,10 @@ func codeError(r *commandpb.Result) error {
 		base = ErrNotEmpty
 	case commandpb.Code_CODE_MODIFIED:
 		base = ErrModified
+	case commandpb.Code_CODE_INCOMPLETE:
+		// A chunked upload that expired before its message was proposed
+		// (or lost chunks to an ambiguous outcome): a retry sends it again.
+		base = ErrUnknownOutcome
 	default:
 		base = ErrInvalid
 	}

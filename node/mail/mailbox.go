@@ -61,12 +61,23 @@ func (s *Service) Append(ctx context.Context, userID, mailboxID uint64, flags []
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	var blob *commandpb.Blob
+	if len(data) <= ChunkBytes {
+		blob = newBlob(data, parsed)
+	} else if blob, err = s.upload(ctx, data, parsed); err != nil {
+		return nil, err
+	}
+	return s.appendBlob(ctx, userID, mailboxID, flags, date, blob)
+}
+
+// appendBlob proposes the Append of a blob (inline, or uploaded already).
+func (s *Service) appendBlob(ctx context.Context, userID, mailboxID uint64, flags []string, date time.Time, blob *commandpb.Blob) (*commandpb.Result, error) {
 	if date.IsZero() {
 		date = time.Now()
 	}
 	return s.result(ctx, &commandpb.Command{Op: &commandpb.Command_Append{Append: &commandpb.Append{
 		UserId: userID, MailboxId: mailboxID, Flags: flags, InternalDateUnix: date.Unix(),
-		Blob: newBlob(data, parsed),
+		Blob: blob,
 	}}})
 }
 

@@ -26,6 +26,9 @@ type Meta struct {
 	LMTP string `json:"lmtp,omitempty"`
 	IMAP string `json:"imap,omitempty"`
 	HTTP string `json:"http,omitempty"`
+	// Expect is the node's --bootstrap-expect (0: none): nodes that share
+	// it and see each other form the first configuration together.
+	Expect int `json:"expect,omitempty"`
 }
 
 // Member is a node as gossip sees it.

@@ -54,6 +54,10 @@ type Options struct {
 	NoSync            bool
 	// Protocols starts SMTP, LMTP and IMAP listeners on every node.
 	Protocols bool
+	// BootstrapExpect starts every node at once with --bootstrap-expect
+	// Nodes and a join list of all the others, instead of node 0
+	// bootstrapping alone and the others joining it.
+	BootstrapExpect bool
 	// Configure, when set, edits each node's configuration before start.
 	Configure func(i int, c *config.Config)
 	// Insecure runs the cluster with insecure-dev: no TLS material, no
@@ -120,9 +124,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	for i := 0; i < opts.Nodes; i++ {
 		cfg := c.newConfig(i, string(rune('a'+i)))
-		if i == 0 {
+		switch {
+		case opts.BootstrapExpect:
+			cfg.BootstrapExpect = opts.Nodes
+		case i == 0:
 			cfg.Bootstrap = true
-		} else {
+		default:
 			cfg.Join = []string{c.Cfgs[0].GossipAddr}
 		}
 		if opts.Configure != nil {
@@ -134,10 +141,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.disks = append(c.disks, &diskFault{})
 		c.started = append(c.started, false)
 	}
+	if opts.BootstrapExpect {
+		for i := range c.Cfgs {
+			for j := range c.Cfgs {
+				if j != i {
+					c.Cfgs[i].Join = append(c.Cfgs[i].Join, c.Cfgs[j].GossipAddr)
+				}
+			}
+		}
+	}
 	t.Cleanup(c.Close)
 	for i := range c.Cfgs {
 		c.StartNode(i)
-		if i == 0 {
+		if i == 0 && !opts.BootstrapExpect {
 			c.WaitLeader(10 * time.Second)
 		}
 	}

@@ -46,12 +46,26 @@
 // one goroutine per connection (and one per BDAT transaction). Close stops
 // the listener, closes every connection and cancels in-flight deliveries.
 //
-// # Known gap in go-smtp v0.25.1
+// # Reading DATA before go-smtp does
 //
-// go-smtp's DATA reader drops the two bytes "." CR at the start of a line
-// when they are not followed by LF (net/textproto keeps the CR). The message
-// boundary is unaffected (go-smtp ends DATA only at CRLF.CRLF), but such a
-// bare CR never reaches this package and the message is stored without
-// those two bytes. FuzzDataReader documents the exception; the fix belongs
-// upstream (data.go, stateDotCR).
+// go-smtp v0.25.1's DATA reader returns only when the caller's buffer is
+// full or the message has ended, misreads "\r\r" (so after "hi\r.\r" it
+// never sees the "\r\n.\r\n" that follows and the session hangs until the
+// timeout), and drops a line-start ".\r" not followed by LF, bare CR and
+// all. So the raw stream is checked first (dataread.go, rawGuard): the
+// bytes in go-smtp's buffer are peeked at and scanned with the framing of
+// RFC 5321 §4.5.2, and go-smtp is asked only for bytes already scanned. A
+// bare CR or LF is answered with 521 5.5.2 as soon as it arrives (within
+// the time it takes to write one reply), over plain connections and after
+// STARTTLS alike. The buffer is reached by reflection on go-smtp's
+// unexported dataReader; TestSMTP/BareLineEndingAnsweredAtOnce fails if an
+// upgrade moves it. The fix belongs upstream too (data.go, stateCR and
+// stateDotCR).
+//
+// # LMTP limits
+//
+// LMTP comes from the operator's own MTAs, so it has its own limits
+// (node/config lmtp-max-conns-per-ip, no cap by default, and
+// lmtp-max-conns, 1024 in total: 421 4.3.2 over it); SMTP keeps
+// max-conns-per-ip (421 4.7.0).
 package smtpd

@@ -74,7 +74,7 @@ func startFixture(t *testing.T) *fixture {
 	for _, u := range []struct {
 		name  string
 		quota uint64
-	}{{"user", 0}, {"bob", 0}, {"carol", 0}, {"full", 2000}, {"dedupe", 0}, {"py", 0}, {"swaks", 0}, {"lmtp1", 0}, {"lmtp2", 0}} {
+	}{{"user", 0}, {"bob", 0}, {"carol", 0}, {"full", 2000}, {"dedupe", 0}, {"py", 0}, {"swaks", 0}, {"lmtp1", 0}, {"lmtp2", 0}, {"lmtpmany", 0}} {
 		retry("add user "+u.name, func(m *mail.Service) error {
 			_, err := m.AddUser(ctx, u.name+"@example.test", "secret-password", u.quota)
 			return err

@@ -16,7 +16,8 @@ import (
 //
 //   - the node is cut off (no leader for longer than the bound): 421 4.3.2,
 //     so the MTA tries the next MX now rather than after a timeout;
-//   - the client address already holds MaxConnsPerIP connections: 421 4.7.0.
+//   - the client address already holds MaxConnsPerIP connections: 421 4.7.0;
+//   - the listener already holds MaxConns connections: 421 4.3.2.
 //
 // Both are answered on the accept goroutine: a fresh socket's send buffer
 // takes a one-line reply without blocking, and a write deadline bounds it.
@@ -26,6 +27,7 @@ type listener struct {
 
 	mu    sync.Mutex
 	perIP map[string]int
+	total int
 }
 
 func newListener(l net.Listener, srv *Server) *listener {
@@ -44,12 +46,18 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c)
 		l.mu.Lock()
-		if l.perIP[ip] >= l.srv.cfg.MaxConnsPerIP {
+		if max := l.srv.cfg.MaxConns; max > 0 && l.total >= max {
+			l.mu.Unlock()
+			l.srv.refuse(c, errServerBusy)
+			continue
+		}
+		if max := l.srv.cfg.MaxConnsPerIP; max > 0 && l.perIP[ip] >= max {
 			l.mu.Unlock()
 			l.srv.refuse(c, errTooManyConns)
 			continue
 		}
 		l.perIP[ip]++
+		l.total++
 		l.mu.Unlock()
 		return &conn{Conn: c, l: l, ip: ip}, nil
 	}
@@ -58,6 +66,7 @@ func (l *listener) Accept() (net.Conn, error) {
 func (l *listener) release(ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.total--
 	if l.perIP[ip]--; l.perIP[ip] <= 0 {
 		delete(l.perIP, ip)
 	}
@@ -151,7 +160,7 @@ func (s *Server) refuse(c net.Conn, err error) {
 	r := reply(err).reply
 	raw.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(raw, "%d %d.%d.%d %s %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], s.cfg.Hostname, r.Message)
-	if tc, ok := raw.(interface{ CloseWrite() error }); ok && err != errCutOff && err != errTooManyConns && err != errTimeout {
+	if tc, ok := raw.(interface{ CloseWrite() error }); ok && err != errCutOff && err != errTooManyConns && err != errServerBusy && err != errTimeout {
 		tc.CloseWrite()
 		raw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.Copy(io.Discard, io.LimitReader(raw, 64<<10))

@@ -35,6 +35,8 @@ func refusedReason(err error) string {
 		return "cut_off"
 	case errTooManyConns:
 		return "conn_limit"
+	case errServerBusy:
+		return "conn_limit_total"
 	case errPregreet:
 		return "pregreet"
 	case errHTTP:

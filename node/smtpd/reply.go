@@ -14,6 +14,7 @@ import (
 var (
 	errCutOff         = errors.New("smtpd: node cut off from the cluster")
 	errTooManyConns   = errors.New("smtpd: too many connections from this address")
+	errServerBusy     = errors.New("smtpd: too many connections in total")
 	errPregreet       = errors.New("smtpd: client talked before the greeting")
 	errHTTP           = errors.New("smtpd: HTTP request on an SMTP port")
 	errBareLineEnding = errors.New("smtpd: bare CR or LF in message data")
@@ -43,6 +44,7 @@ var replies = []replyEntry{
 	// Connection level (listener.go).
 	{errCutOff, code(421, 4, 3, 2, "cluster unavailable, try another MX"), true},
 	{errTooManyConns, code(421, 4, 7, 0, "too many connections from your address"), true},
+	{errServerBusy, code(421, 4, 3, 2, "too many connections, try again later"), true},
 	{errPregreet, code(554, 5, 5, 1, "protocol error: you talked before the greeting"), true},
 	{errHTTP, code(554, 5, 5, 1, "this is an SMTP server, not HTTP"), true},
 	{errTimeout, code(421, 4, 4, 2, "timeout, closing connection"), true},

@@ -19,6 +19,7 @@ import (
 type Mail interface {
 	ResolveRecipient(ctx context.Context, addr string) ([]string, error)
 	Deliver(ctx context.Context, env mail.Envelope, stored, received []byte) ([]mail.Delivery, error)
+	DeliverSpool(ctx context.Context, env mail.Envelope, stored *mail.Spool, received [32]byte) ([]mail.Delivery, error)
 	CutOff() bool
 }
 
@@ -39,8 +40,12 @@ type Config struct {
 	MaxMessageBytes int64
 	// MaxRecipients is the number of RCPT TO per transaction (100).
 	MaxRecipients int
-	// MaxConnsPerIP caps concurrent connections per client address (50).
+	// MaxConnsPerIP caps concurrent connections per client address. 0
+	// takes the default: 50 for SMTP, no cap for LMTP (its clients are the
+	// operator's own MTAs, many sessions from one address). Negative: no cap.
 	MaxConnsPerIP int
+	// MaxConns caps concurrent connections in total; 0 or negative: no cap.
+	MaxConns int
 	// Timeout bounds each command read, each reply write and each whole
 	// DATA transfer (5 minutes).
 	Timeout time.Duration
@@ -62,7 +67,7 @@ func (c *Config) defaults() {
 	if c.MaxRecipients <= 0 {
 		c.MaxRecipients = 100
 	}
-	if c.MaxConnsPerIP <= 0 {
+	if c.MaxConnsPerIP == 0 && !c.LMTP {
 		c.MaxConnsPerIP = 50
 	}
 	if c.Timeout <= 0 {

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -121,11 +122,36 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 // deliver reads the message and makes one mail.Deliver for all recipients.
 // It returns one error (nil: stored) per accepted RCPT, in order.
 func (s *session) deliver(r io.Reader) ([]error, error) {
-	sr := &strictReader{r: r}
+	sr := &strictReader{r: guardData(r)}
+	lr := io.LimitReader(sr, s.srv.cfg.MaxMessageBytes+1)
+	// Up to mail.ChunkBytes in memory; a bigger message goes to a spool
+	// file as it arrives, so a session never holds more than that.
 	var buf bytes.Buffer
 	buf.Grow(64 << 10)
-	if _, err := buf.ReadFrom(io.LimitReader(sr, s.srv.cfg.MaxMessageBytes+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(lr, mail.ChunkBytes+1)); err != nil {
 		return nil, err
+	}
+	var sp *mail.Spool
+	var received [sha256.Size]byte
+	if buf.Len() > mail.ChunkBytes {
+		var err error
+		if sp, err = mail.NewSpool(""); err != nil {
+			return nil, err
+		}
+		defer sp.Close()
+		h := sha256.New()
+		prefix := s.tracePrefix()
+		sp.Write(prefix)
+		w := io.MultiWriter(sp, h)
+		w.Write(buf.Bytes())
+		buf = bytes.Buffer{}
+		if _, err := io.Copy(w, lr); err != nil {
+			return nil, err
+		}
+		if sp.Size()-int64(len(prefix)) > s.srv.cfg.MaxMessageBytes {
+			return nil, mail.ErrTooBig
+		}
+		h.Sum(received[:0])
 	}
 	if int64(buf.Len()) > s.srv.cfg.MaxMessageBytes {
 		return nil, mail.ErrTooBig
@@ -146,8 +172,14 @@ func (s *session) deliver(r io.Reader) ([]error, error) {
 			}
 		}
 	}
-	stored := s.trace(body)
-	ds, err := s.srv.mail.Deliver(s.srv.ctx, mail.Envelope{From: s.from, To: users}, stored, body)
+	env := mail.Envelope{From: s.from, To: users}
+	var ds []mail.Delivery
+	var err error
+	if sp != nil {
+		ds, err = s.srv.mail.DeliverSpool(s.srv.ctx, env, sp, received)
+	} else {
+		ds, err = s.srv.mail.Deliver(s.srv.ctx, env, s.trace(body), body)
+	}
 	if err != nil {
 		return nil, err
 	}

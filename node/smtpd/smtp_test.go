@@ -1,12 +1,16 @@
 package smtpd_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -132,6 +136,63 @@ func TestSMTP(t *testing.T) {
 			cl.expectClosed()
 			nothingStored(t, user, u, idx)
 		})
+	})
+
+	// Issue 9: every bare CR or LF in DATA is answered with 5xx within a
+	// second of arriving, whatever follows it or does not: the sender
+	// writes the bytes up to and just past the bare line ending, then
+	// (where a part 2 is given) the rest a moment later, and does not
+	// close. Nothing from the session is stored. Over SMTP, LMTP and after
+	// STARTTLS (the check must work above TLS too).
+	t.Run("BareLineEndingAnsweredAtOnce", func(t *testing.T) {
+		for _, tc := range []struct{ name, part1, part2 string }{
+			{"CR.CR then CRLF.CRLF (issue 9)", "X-Test-Id: v2\r\n\r\nhi\r.\r", "\r\n.\r\n"},
+			{"LF.LF, nothing after", "X-Test-Id: v3\r\n\r\nhi\n.\n", ""},
+			{"line-start .CR then a letter", "X-Test-Id: v4\r\n\r\nhi\r\n.\rX", ""},
+			{"CRLF.LF, nothing after", "X-Test-Id: v5\r\n\r\nhi\r\n.\n", ""},
+			{"bare CR mid-line, line unfinished", "X-Test-Id: v6\r\n\r\nbo\rdy", ""},
+			{"bare LF in a header", "X-Test-Id: v7\nSubject: x", ""},
+			{"CR CR LF", "X-Test-Id: v8\r\n\r\nhi\r\r\n", "\r\n.\r\n"},
+			{"LF.CRLF", "X-Test-Id: v9\r\n\r\nhi\n.\r\n", ""},
+		} {
+			for _, proto := range []string{"smtp", "lmtp", "smtp+starttls"} {
+				t.Run(proto+"/"+tc.name, func(t *testing.T) {
+					idx := lastIndex()
+					u := count(t, c.Nodes[fol], user)
+					var cl *client
+					if proto == "lmtp" {
+						cl = greet(t, lmtpAddr)
+						cl.cmd("LHLO client.test", 250, "")
+						cl.cmd("MAIL FROM:<sender@remote.test>", 250, "")
+						cl.cmd("RCPT TO:<user@example.test>", 250, "")
+					} else {
+						cl = greet(t, smtpAddr)
+						if proto == "smtp+starttls" {
+							cl.cmd("EHLO client.test", 250, "")
+							cl.cmd("STARTTLS", 220, "")
+							cl.startTLS()
+						}
+						cl.mailTo("sender@remote.test", "user@example.test")
+					}
+					cl.cmd("DATA", 354, "")
+					start := time.Now()
+					cl.send(tc.part1)
+					if tc.part2 != "" {
+						time.Sleep(50 * time.Millisecond)
+						cl.send(tc.part2)
+					}
+					cl.conn.SetReadDeadline(time.Now().Add(time.Second))
+					code, lines, err := cl.reply()
+					took := time.Since(start)
+					if err != nil || code < 500 || code > 599 {
+						t.Fatalf("after %v: reply %d %q, err %v; want 5xx within 1 s", took.Round(time.Millisecond), code, lines, err)
+					}
+					t.Logf("%d %s after %v", code, lines[len(lines)-1], took.Round(time.Millisecond))
+					cl.expectClosed()
+					nothingStored(t, user, u, idx)
+				})
+			}
+		}
 	})
 
 	// TESTPLAN §4: STARTTLS with a pipelined command: the buffered command
@@ -420,6 +481,76 @@ func TestSMTP(t *testing.T) {
 		f.waitCount(t, l1, 2)
 		f.waitCount(t, l2, 2)
 		f.waitCount(t, full, 0)
+	})
+
+	// Issue 9: LMTP has its own limits, no per-address cap by default (the
+	// fixture caps SMTP at 20 per address): 256 concurrent sessions from
+	// one address are all greeted 220, and all deliver.
+	t.Run("LMTP256FromOneAddress", func(t *testing.T) {
+		const sessions = 256
+		many := f.users["lmtpmany"]
+		start := time.Now()
+		var greeted, delivered atomic.Int32
+		var all, ready sync.WaitGroup
+		ready.Add(sessions)
+		release := make(chan struct{})
+		errs := make(chan error, sessions)
+		for i := range sessions {
+			all.Add(1)
+			go func() {
+				defer all.Done()
+				conn, err := net.DialTimeout("tcp", lmtpAddr, 10*time.Second)
+				if err != nil {
+					ready.Done()
+					errs <- err
+					return
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(60 * time.Second))
+				cl := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+				code, lines, err := cl.reply()
+				if code == 220 {
+					greeted.Add(1)
+				}
+				ready.Done()
+				if err != nil || code != 220 {
+					errs <- fmt.Errorf("session %d greeted %d %q: %v", i, code, lines, err)
+					return
+				}
+				<-release // every session is open before any delivers
+				for _, step := range []struct {
+					send string
+					want int
+				}{
+					{"LHLO client.test\r\n", 250}, {"MAIL FROM:<s@remote.test>\r\n", 250},
+					{"RCPT TO:<lmtpmany@example.test>\r\n", 250}, {"DATA\r\n", 354},
+					{message(fmt.Sprintf("lmtp256-%d", i), 2000) + ".\r\n", 250},
+				} {
+					if _, err := io.WriteString(conn, step.send); err != nil {
+						errs <- fmt.Errorf("session %d: %v", i, err)
+						return
+					}
+					if code, lines, err := cl.reply(); err != nil || code != step.want {
+						errs <- fmt.Errorf("session %d: %q: %d %q %v", i, strings.Fields(step.send)[0], code, lines, err)
+						return
+					}
+				}
+				delivered.Add(1)
+				io.WriteString(conn, "QUIT\r\n")
+			}()
+		}
+		ready.Wait()
+		close(release)
+		all.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		t.Logf("%d concurrent LMTP sessions from one address: %d greeted 220, %d delivered, in %v", sessions, greeted.Load(), delivered.Load(), time.Since(start).Round(time.Millisecond))
+		if greeted.Load() != sessions || delivered.Load() != sessions {
+			t.Fatalf("greeted %d, delivered %d, want %d each", greeted.Load(), delivered.Load(), sessions)
+		}
+		f.waitCount(t, many, sessions)
 	})
 
 	// SMTP with one recipient over quota and one not: not 250 (the full one

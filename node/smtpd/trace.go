@@ -12,6 +12,15 @@ import (
 // and address only (no reverse DNS lookup is made) and is folded so no line
 // passes 998 octets.
 func (s *session) trace(body []byte) []byte {
+	prefix := s.tracePrefix()
+	out := make([]byte, 0, len(prefix)+len(body))
+	out = append(out, prefix...)
+	return append(out, body...)
+}
+
+// tracePrefix returns the Return-Path and Received fields for this
+// transaction.
+func (s *session) tracePrefix() []byte {
 	c := s.conn
 	with := "ESMTP"
 	if s.srv.cfg.LMTP {
@@ -47,9 +56,7 @@ func (s *session) trace(body []byte) []byte {
 	b.WriteString(";\r\n\t")
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
-	out := make([]byte, 0, b.Len()+len(body))
-	out = append(out, b.String()...)
-	return append(out, body...)
+	return []byte(b.String())
 }
 
 // headerSafe keeps a client-supplied token from breaking the header: no

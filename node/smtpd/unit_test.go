@@ -33,6 +33,19 @@ func (m *fakeMail) Deliver(_ context.Context, env mail.Envelope, stored, receive
 	return make([]mail.Delivery, len(env.To)), nil
 }
 
+func (m *fakeMail) DeliverSpool(_ context.Context, env mail.Envelope, sp *mail.Spool, _ [32]byte) ([]mail.Delivery, error) {
+	stored, err := io.ReadAll(sp.Reader())
+	if err != nil {
+		return nil, err
+	}
+	// The fake records the body as received: drop the trace headers.
+	_, body, _ := bytes.Cut(stored, []byte(" +0000\r\n"))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.delivered = append(m.delivered, body)
+	return make([]mail.Delivery, len(env.To)), nil
+}
+
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // addrConn makes a connection look like it comes from elsewhere.
@@ -104,10 +117,9 @@ func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 //     by ".\r\n", it appears in the raw stream right after a DATA command,
 //     so no message boundary appears that was not CRLF.CRLF.
 //
-// The second check is skipped for streams using BDAT (length-framed), and
-// for streams with a line starting ".\r" not followed by LF: go-smtp
-// v0.25.1 drops those two bytes (see doc.go), so the stored body is not a
-// substring of the stream although its boundary was still CRLF.CRLF.
+// The second check is skipped for streams using BDAT (length-framed). A
+// line starting ".\r" not followed by LF, whose two bytes go-smtp v0.25.1
+// drops, is refused by the raw check (rawGuard) before that matters.
 func FuzzDataReader(f *testing.F) {
 	for _, s := range []string{
 		"Subject: a\r\n\r\nbody\r\n",
@@ -126,7 +138,7 @@ func FuzzDataReader(f *testing.F) {
 	h := newHarness(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		stream, delivered := h.run(t, payload)
-		checkBoundary := !bytes.Contains(bytes.ToUpper(stream), []byte("BDAT")) && !hasDotCRElision(stream)
+		checkBoundary := !bytes.Contains(bytes.ToUpper(stream), []byte("BDAT"))
 		for _, b := range delivered {
 			for i, c := range b {
 				if c == 0 || c == '\n' && (i == 0 || b[i-1] != '\r') || c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
@@ -243,17 +255,6 @@ func endsAtCRLFDotCRLF(stream, body []byte) bool {
 			got = append(got, bytes.TrimPrefix(l, []byte("."))...)
 		}
 		if bytes.Equal(got, body) {
-			return true
-		}
-	}
-	return false
-}
-
-// hasDotCRElision reports a line starting ".\r" + not LF (go-smtp drops
-// the ".\r").
-func hasDotCRElision(stream []byte) bool {
-	for i := 0; i+2 < len(stream); i++ {
-		if stream[i] == '\n' && stream[i+1] == '.' && stream[i+2] == '\r' && (i+3 == len(stream) || stream[i+3] != '\n') {
 			return true
 		}
 	}

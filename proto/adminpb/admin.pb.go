@@ -24,6 +24,194 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeoutMs     int64                  `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // 0: 5 minutes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckRequest) Reset() {
+	*x = CheckRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckRequest) ProtoMessage() {}
+
+func (x *CheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
+func (*CheckRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CheckRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type CheckNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"` // empty: none (yet)
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Verdict       string                 `protobuf:"bytes,4,opt,name=verdict,proto3" json:"verdict,omitempty"` // agrees, disagrees, pending, unreachable, no majority
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckNode) Reset() {
+	*x = CheckNode{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckNode) ProtoMessage() {}
+
+func (x *CheckNode) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckNode.ProtoReflect.Descriptor instead.
+func (*CheckNode) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CheckNode) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CheckNode) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CheckNode) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+type CheckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	Nodes         []*CheckNode           `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Consistent    bool                   `protobuf:"varint,4,opt,name=consistent,proto3" json:"consistent,omitempty"` // every member answered with the same digest
+	TookMs        int64                  `protobuf:"varint,5,opt,name=took_ms,json=tookMs,proto3" json:"took_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResponse) Reset() {
+	*x = CheckResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResponse) ProtoMessage() {}
+
+func (x *CheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
+func (*CheckResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CheckResponse) GetNodes() []*CheckNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *CheckResponse) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+func (x *CheckResponse) GetTookMs() int64 {
+	if x != nil {
+		return x.TookMs
+	}
+	return 0
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -32,7 +220,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +232,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +245,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
 }
 
 type NodeStatus struct {
@@ -73,13 +261,21 @@ type NodeStatus struct {
 	RaftAddr      string                 `protobuf:"bytes,9,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	GrpcAddr      string                 `protobuf:"bytes,10,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
 	Gossip        string                 `protobuf:"bytes,11,opt,name=gossip,proto3" json:"gossip,omitempty"` // alive, dead, unknown: the gossip pool's view
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Integrity, numbers from 30 on: why the node is quarantined (empty:
+	// it is not), its latest consistency check and scrub.
+	Quarantine      string `protobuf:"bytes,30,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
+	CheckIndex      uint64 `protobuf:"varint,31,opt,name=check_index,json=checkIndex,proto3" json:"check_index,omitempty"`
+	CheckDigest     string `protobuf:"bytes,32,opt,name=check_digest,json=checkDigest,proto3" json:"check_digest,omitempty"`
+	CheckVerdict    string `protobuf:"bytes,33,opt,name=check_verdict,json=checkVerdict,proto3" json:"check_verdict,omitempty"`
+	ScrubDoneUnixMs int64  `protobuf:"varint,34,opt,name=scrub_done_unix_ms,json=scrubDoneUnixMs,proto3" json:"scrub_done_unix_ms,omitempty"`
+	ScrubError      string `protobuf:"bytes,35,opt,name=scrub_error,json=scrubError,proto3" json:"scrub_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +287,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +300,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -184,6 +380,48 @@ func (x *NodeStatus) GetGossip() string {
 	return ""
 }
 
+func (x *NodeStatus) GetQuarantine() string {
+	if x != nil {
+		return x.Quarantine
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetCheckIndex() uint64 {
+	if x != nil {
+		return x.CheckIndex
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetCheckDigest() string {
+	if x != nil {
+		return x.CheckDigest
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetCheckVerdict() string {
+	if x != nil {
+		return x.CheckVerdict
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetScrubDoneUnixMs() int64 {
+	if x != nil {
+		return x.ScrubDoneUnixMs
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetScrubError() string {
+	if x != nil {
+		return x.ScrubError
+	}
+	return ""
+}
+
 type ClusterStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
@@ -196,7 +434,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +446,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +459,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -262,7 +500,7 @@ type DomainAddRequest struct {
 
 func (x *DomainAddRequest) Reset() {
 	*x = DomainAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +512,7 @@ func (x *DomainAddRequest) String() string {
 func (*DomainAddRequest) ProtoMessage() {}
 
 func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +525,7 @@ func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddRequest.ProtoReflect.Descriptor instead.
 func (*DomainAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DomainAddRequest) GetName() string {
@@ -312,7 +550,7 @@ type DomainAddResponse struct {
 
 func (x *DomainAddResponse) Reset() {
 	*x = DomainAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +562,7 @@ func (x *DomainAddResponse) String() string {
 func (*DomainAddResponse) ProtoMessage() {}
 
 func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +575,7 @@ func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddResponse.ProtoReflect.Descriptor instead.
 func (*DomainAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type DomainListRequest struct {
@@ -348,7 +586,7 @@ type DomainListRequest struct {
 
 func (x *DomainListRequest) Reset() {
 	*x = DomainListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +598,7 @@ func (x *DomainListRequest) String() string {
 func (*DomainListRequest) ProtoMessage() {}
 
 func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +611,7 @@ func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListRequest.ProtoReflect.Descriptor instead.
 func (*DomainListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type DomainListResponse struct {
@@ -385,7 +623,7 @@ type DomainListResponse struct {
 
 func (x *DomainListResponse) Reset() {
 	*x = DomainListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +635,7 @@ func (x *DomainListResponse) String() string {
 func (*DomainListResponse) ProtoMessage() {}
 
 func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +648,7 @@ func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListResponse.ProtoReflect.Descriptor instead.
 func (*DomainListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DomainListResponse) GetNames() []string {
@@ -431,7 +669,7 @@ type UserAddRequest struct {
 
 func (x *UserAddRequest) Reset() {
 	*x = UserAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +681,7 @@ func (x *UserAddRequest) String() string {
 func (*UserAddRequest) ProtoMessage() {}
 
 func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +694,7 @@ func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddRequest.ProtoReflect.Descriptor instead.
 func (*UserAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserAddRequest) GetEmail() string {
@@ -489,7 +727,7 @@ type UserAddResponse struct {
 
 func (x *UserAddResponse) Reset() {
 	*x = UserAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +739,7 @@ func (x *UserAddResponse) String() string {
 func (*UserAddResponse) ProtoMessage() {}
 
 func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +752,7 @@ func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddResponse.ProtoReflect.Descriptor instead.
 func (*UserAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UserAddResponse) GetId() uint64 {
@@ -532,7 +770,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +782,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +795,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type User struct {
@@ -572,7 +810,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +822,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +835,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *User) GetId() uint64 {
@@ -637,7 +875,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +887,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +900,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -682,7 +920,7 @@ type UserPasswdRequest struct {
 
 func (x *UserPasswdRequest) Reset() {
 	*x = UserPasswdRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +932,7 @@ func (x *UserPasswdRequest) String() string {
 func (*UserPasswdRequest) ProtoMessage() {}
 
 func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +945,7 @@ func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdRequest.ProtoReflect.Descriptor instead.
 func (*UserPasswdRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UserPasswdRequest) GetEmail() string {
@@ -732,7 +970,7 @@ type UserPasswdResponse struct {
 
 func (x *UserPasswdResponse) Reset() {
 	*x = UserPasswdResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +982,7 @@ func (x *UserPasswdResponse) String() string {
 func (*UserPasswdResponse) ProtoMessage() {}
 
 func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +995,7 @@ func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdResponse.ProtoReflect.Descriptor instead.
 func (*UserPasswdResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type UserDelRequest struct {
@@ -769,7 +1007,7 @@ type UserDelRequest struct {
 
 func (x *UserDelRequest) Reset() {
 	*x = UserDelRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1019,7 @@ func (x *UserDelRequest) String() string {
 func (*UserDelRequest) ProtoMessage() {}
 
 func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1032,7 @@ func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelRequest.ProtoReflect.Descriptor instead.
 func (*UserDelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UserDelRequest) GetEmail() string {
@@ -812,7 +1050,7 @@ type UserDelResponse struct {
 
 func (x *UserDelResponse) Reset() {
 	*x = UserDelResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1062,7 @@ func (x *UserDelResponse) String() string {
 func (*UserDelResponse) ProtoMessage() {}
 
 func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1075,7 @@ func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelResponse.ProtoReflect.Descriptor instead.
 func (*UserDelResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type AliasSetRequest struct {
@@ -850,7 +1088,7 @@ type AliasSetRequest struct {
 
 func (x *AliasSetRequest) Reset() {
 	*x = AliasSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1100,7 @@ func (x *AliasSetRequest) String() string {
 func (*AliasSetRequest) ProtoMessage() {}
 
 func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1113,7 @@ func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetRequest.ProtoReflect.Descriptor instead.
 func (*AliasSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AliasSetRequest) GetEmail() string {
@@ -900,7 +1138,7 @@ type AliasSetResponse struct {
 
 func (x *AliasSetResponse) Reset() {
 	*x = AliasSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1150,7 @@ func (x *AliasSetResponse) String() string {
 func (*AliasSetResponse) ProtoMessage() {}
 
 func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1163,7 @@ func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetResponse.ProtoReflect.Descriptor instead.
 func (*AliasSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type TransferLeaderRequest struct {
@@ -938,7 +1176,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1188,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1201,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferLeaderRequest) GetTo() string {
@@ -989,7 +1227,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1239,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1252,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -1034,7 +1272,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1284,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1297,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -1084,7 +1322,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1334,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1347,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type BackupRequest struct {
@@ -1124,7 +1362,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1374,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1387,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BackupRequest) GetAllowStale() bool {
@@ -1175,7 +1413,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1425,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1438,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -1249,8 +1487,24 @@ var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xb6\x02\n" +
+	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"-\n" +
+	"\fCheckRequest\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"c\n" +
+	"\tCheckNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
+	"\averdict\x18\x04 \x01(\tR\averdict\"\xa3\x01\n" +
+	"\rCheckResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x123\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1d.continuum.admin.v1.CheckNodeR\x05nodes\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x04 \x01(\bR\n" +
+	"consistent\x12\x17\n" +
+	"\atook_ms\x18\x05 \x01(\x03R\x06tookMs\"\x16\n" +
+	"\x14ClusterStatusRequest\"\x8d\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1264,7 +1518,17 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\traft_addr\x18\t \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\n" +
 	" \x01(\tR\bgrpcAddr\x12\x16\n" +
-	"\x06gossip\x18\v \x01(\tR\x06gossip\"\x95\x01\n" +
+	"\x06gossip\x18\v \x01(\tR\x06gossip\x12\x1e\n" +
+	"\n" +
+	"quarantine\x18\x1e \x01(\tR\n" +
+	"quarantine\x12\x1f\n" +
+	"\vcheck_index\x18\x1f \x01(\x04R\n" +
+	"checkIndex\x12!\n" +
+	"\fcheck_digest\x18  \x01(\tR\vcheckDigest\x12#\n" +
+	"\rcheck_verdict\x18! \x01(\tR\fcheckVerdict\x12+\n" +
+	"\x12scrub_done_unix_ms\x18\" \x01(\x03R\x0fscrubDoneUnixMs\x12\x1f\n" +
+	"\vscrub_error\x18# \x01(\tR\n" +
+	"scrubError\"\x95\x01\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x124\n" +
@@ -1323,7 +1587,7 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xed\a\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xbb\b\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -1338,7 +1602,8 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12).continuum.admin.v1.TransferLeaderRequest\x1a*.continuum.admin.v1.TransferLeaderResponse\x12[\n" +
 	"\n" +
 	"RemoveNode\x12%.continuum.admin.v1.RemoveNodeRequest\x1a&.continuum.admin.v1.RemoveNodeResponse\x12N\n" +
-	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01\x12L\n" +
+	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -1352,63 +1617,69 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*ClusterStatusRequest)(nil),   // 0: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),             // 1: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),  // 2: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),       // 3: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),      // 4: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),      // 5: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),     // 6: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),         // 7: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),        // 8: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),        // 9: continuum.admin.v1.UserListRequest
-	(*User)(nil),                   // 10: continuum.admin.v1.User
-	(*UserListResponse)(nil),       // 11: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),      // 12: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),     // 13: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),         // 14: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),        // 15: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),        // 16: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),       // 17: continuum.admin.v1.AliasSetResponse
-	(*TransferLeaderRequest)(nil),  // 18: continuum.admin.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 19: continuum.admin.v1.TransferLeaderResponse
-	(*RemoveNodeRequest)(nil),      // 20: continuum.admin.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 21: continuum.admin.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 22: continuum.admin.v1.BackupRequest
-	(*BackupChunk)(nil),            // 23: continuum.admin.v1.BackupChunk
+	(*CheckRequest)(nil),           // 0: continuum.admin.v1.CheckRequest
+	(*CheckNode)(nil),              // 1: continuum.admin.v1.CheckNode
+	(*CheckResponse)(nil),          // 2: continuum.admin.v1.CheckResponse
+	(*ClusterStatusRequest)(nil),   // 3: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 4: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 5: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 6: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 7: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 8: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 9: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 10: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 11: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 12: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 13: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 14: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 15: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 16: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 17: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 18: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 19: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 20: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 21: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 22: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 23: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 24: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 25: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 26: continuum.admin.v1.BackupChunk
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
-	1,  // 0: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
-	10, // 1: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	0,  // 2: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	3,  // 3: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	5,  // 4: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	7,  // 5: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	9,  // 6: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	12, // 7: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	14, // 8: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	16, // 9: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	18, // 10: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	20, // 11: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	22, // 12: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	2,  // 13: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	4,  // 14: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	6,  // 15: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	8,  // 16: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	11, // 17: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	13, // 18: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	15, // 19: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	17, // 20: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	19, // 21: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	21, // 22: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	23, // 23: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	13, // [13:24] is the sub-list for method output_type
-	2,  // [2:13] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	1,  // 0: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
+	4,  // 1: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
+	13, // 2: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
+	3,  // 3: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	6,  // 4: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	8,  // 5: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	10, // 6: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	12, // 7: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	15, // 8: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	17, // 9: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	19, // 10: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	21, // 11: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	23, // 12: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	25, // 13: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	0,  // 14: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	5,  // 15: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	7,  // 16: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	9,  // 17: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	11, // 18: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	14, // 19: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	16, // 20: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	18, // 21: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	20, // 22: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	22, // 23: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	24, // 24: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	26, // 25: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	2,  // 26: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	15, // [15:27] is the sub-list for method output_type
+	3,  // [3:15] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_proto_adminpb_admin_proto_init() }
@@ -1422,7 +1693,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

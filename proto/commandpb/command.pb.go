@@ -92,6 +92,7 @@ const (
 	Code_CODE_INVALID    Code = 4
 	Code_CODE_NOT_EMPTY  Code = 5
 	Code_CODE_MODIFIED   Code = 6 // CONDSTORE: some messages changed since unchanged_since
+	Code_CODE_INCOMPLETE Code = 7 // a chunked blob's upload is missing chunks (or expired): retry
 )
 
 // Enum value maps for Code.
@@ -104,6 +105,7 @@ var (
 		4: "CODE_INVALID",
 		5: "CODE_NOT_EMPTY",
 		6: "CODE_MODIFIED",
+		7: "CODE_INCOMPLETE",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":         0,
@@ -113,6 +115,7 @@ var (
 		"CODE_INVALID":    4,
 		"CODE_NOT_EMPTY":  5,
 		"CODE_MODIFIED":   6,
+		"CODE_INCOMPLETE": 7,
 	}
 )
 
@@ -168,6 +171,8 @@ type Command struct {
 	//	*Command_Copy
 	//	*Command_Move
 	//	*Command_Expunge
+	//	*Command_BlobChunk
+	//	*Command_ConsistencyCheck
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -377,6 +382,24 @@ func (x *Command) GetExpunge() *Expunge {
 	return nil
 }
 
+func (x *Command) GetBlobChunk() *BlobChunk {
+	if x != nil {
+		if x, ok := x.Op.(*Command_BlobChunk); ok {
+			return x.BlobChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetConsistencyCheck() *ConsistencyCheck {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ConsistencyCheck); ok {
+			return x.ConsistencyCheck
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -449,6 +472,15 @@ type Command_Expunge struct {
 	Expunge *Expunge `protobuf:"bytes,26,opt,name=expunge,proto3,oneof"`
 }
 
+type Command_BlobChunk struct {
+	BlobChunk *BlobChunk `protobuf:"bytes,27,opt,name=blob_chunk,json=blobChunk,proto3,oneof"`
+}
+
+type Command_ConsistencyCheck struct {
+	// Numbers 28-39 are left for the message operations.
+	ConsistencyCheck *ConsistencyCheck `protobuf:"bytes,40,opt,name=consistency_check,json=consistencyCheck,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -483,6 +515,68 @@ func (*Command_Move) isCommand_Op() {}
 
 func (*Command_Expunge) isCommand_Op() {}
 
+func (*Command_BlobChunk) isCommand_Op() {}
+
+func (*Command_ConsistencyCheck) isCommand_Op() {}
+
+// ConsistencyCheck makes every replica digest its state as of this entry's
+// index (raftfsm commits the batch right after it) and report the digest;
+// it changes nothing but the log time. Proposed skippable, so a node that
+// predates it skips it.
+type ConsistencyCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the check in logs and status (the proposer's choice).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// requested_by is "schedule" or the admin who asked.
+	RequestedBy   string `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyCheck) Reset() {
+	*x = ConsistencyCheck{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyCheck) ProtoMessage() {}
+
+func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyCheck.ProtoReflect.Descriptor instead.
+func (*ConsistencyCheck) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConsistencyCheck) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ConsistencyCheck) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 type DomainAdd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -493,7 +587,7 @@ type DomainAdd struct {
 
 func (x *DomainAdd) Reset() {
 	*x = DomainAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +599,7 @@ func (x *DomainAdd) String() string {
 func (*DomainAdd) ProtoMessage() {}
 
 func (x *DomainAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +612,7 @@ func (x *DomainAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAdd.ProtoReflect.Descriptor instead.
 func (*DomainAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DomainAdd) GetName() string {
@@ -544,7 +638,7 @@ type DomainDel struct {
 
 func (x *DomainDel) Reset() {
 	*x = DomainDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +650,7 @@ func (x *DomainDel) String() string {
 func (*DomainDel) ProtoMessage() {}
 
 func (x *DomainDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +663,7 @@ func (x *DomainDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainDel.ProtoReflect.Descriptor instead.
 func (*DomainDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DomainDel) GetName() string {
@@ -590,7 +684,7 @@ type UserAdd struct {
 
 func (x *UserAdd) Reset() {
 	*x = UserAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +696,7 @@ func (x *UserAdd) String() string {
 func (*UserAdd) ProtoMessage() {}
 
 func (x *UserAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +709,7 @@ func (x *UserAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdd.ProtoReflect.Descriptor instead.
 func (*UserAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UserAdd) GetEmail() string {
@@ -649,7 +743,7 @@ type UserPasswd struct {
 
 func (x *UserPasswd) Reset() {
 	*x = UserPasswd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +755,7 @@ func (x *UserPasswd) String() string {
 func (*UserPasswd) ProtoMessage() {}
 
 func (x *UserPasswd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +768,7 @@ func (x *UserPasswd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswd.ProtoReflect.Descriptor instead.
 func (*UserPasswd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UserPasswd) GetEmail() string {
@@ -700,7 +794,7 @@ type UserDel struct {
 
 func (x *UserDel) Reset() {
 	*x = UserDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +806,7 @@ func (x *UserDel) String() string {
 func (*UserDel) ProtoMessage() {}
 
 func (x *UserDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +819,7 @@ func (x *UserDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDel.ProtoReflect.Descriptor instead.
 func (*UserDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UserDel) GetEmail() string {
@@ -746,7 +840,7 @@ type AliasSet struct {
 
 func (x *AliasSet) Reset() {
 	*x = AliasSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +852,7 @@ func (x *AliasSet) String() string {
 func (*AliasSet) ProtoMessage() {}
 
 func (x *AliasSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +865,7 @@ func (x *AliasSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSet.ProtoReflect.Descriptor instead.
 func (*AliasSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AliasSet) GetEmail() string {
@@ -798,7 +892,7 @@ type QuotaSet struct {
 
 func (x *QuotaSet) Reset() {
 	*x = QuotaSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +904,7 @@ func (x *QuotaSet) String() string {
 func (*QuotaSet) ProtoMessage() {}
 
 func (x *QuotaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +917,7 @@ func (x *QuotaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotaSet.ProtoReflect.Descriptor instead.
 func (*QuotaSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QuotaSet) GetEmail() string {
@@ -851,7 +945,7 @@ type MailboxCreate struct {
 
 func (x *MailboxCreate) Reset() {
 	*x = MailboxCreate{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +957,7 @@ func (x *MailboxCreate) String() string {
 func (*MailboxCreate) ProtoMessage() {}
 
 func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +970,7 @@ func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreate.ProtoReflect.Descriptor instead.
 func (*MailboxCreate) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MailboxCreate) GetUserId() uint64 {
@@ -911,7 +1005,7 @@ type MailboxRename struct {
 
 func (x *MailboxRename) Reset() {
 	*x = MailboxRename{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1017,7 @@ func (x *MailboxRename) String() string {
 func (*MailboxRename) ProtoMessage() {}
 
 func (x *MailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1030,7 @@ func (x *MailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxRename.ProtoReflect.Descriptor instead.
 func (*MailboxRename) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MailboxRename) GetUserId() uint64 {
@@ -970,7 +1064,7 @@ type MailboxDelete struct {
 
 func (x *MailboxDelete) Reset() {
 	*x = MailboxDelete{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1076,7 @@ func (x *MailboxDelete) String() string {
 func (*MailboxDelete) ProtoMessage() {}
 
 func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1089,7 @@ func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDelete.ProtoReflect.Descriptor instead.
 func (*MailboxDelete) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MailboxDelete) GetUserId() uint64 {
@@ -1023,7 +1117,7 @@ type MailboxSubscribe struct {
 
 func (x *MailboxSubscribe) Reset() {
 	*x = MailboxSubscribe{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1129,7 @@ func (x *MailboxSubscribe) String() string {
 func (*MailboxSubscribe) ProtoMessage() {}
 
 func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1142,7 @@ func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSubscribe.ProtoReflect.Descriptor instead.
 func (*MailboxSubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MailboxSubscribe) GetUserId() uint64 {
@@ -1082,15 +1176,24 @@ type Blob struct {
 	// zstd is the message compressed once by the proposer, stored by every
 	// node exactly as logged: the log is smaller, no node compresses again,
 	// and the stored bytes do not depend on each node's zstd library.
-	Zstd          []byte `protobuf:"bytes,4,opt,name=zstd,proto3" json:"zstd,omitempty"`
-	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"` // uncompressed length, with zstd
+	Zstd []byte `protobuf:"bytes,4,opt,name=zstd,proto3" json:"zstd,omitempty"`
+	Size uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"` // uncompressed length, with zstd or upload_id
+	// A large message's zstd frame is not in this command: it was proposed
+	// before it as BlobChunk entries of upload_id (seq 0 … chunks-1), so no
+	// log entry exceeds the chunk bound. chunk_sha256[i] is the SHA-256 of
+	// chunk i as the proposer sent it; the state machine checks every chunk
+	// is there and matches before the message becomes visible. data and zstd
+	// are empty then.
+	UploadId      []byte   `protobuf:"bytes,6,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Chunks        uint32   `protobuf:"varint,7,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	ChunkSha256   [][]byte `protobuf:"bytes,8,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1205,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1218,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Blob) GetSha256() []byte {
@@ -1153,6 +1256,90 @@ func (x *Blob) GetSize() uint64 {
 	return 0
 }
 
+func (x *Blob) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *Blob) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *Blob) GetChunkSha256() [][]byte {
+	if x != nil {
+		return x.ChunkSha256
+	}
+	return nil
+}
+
+// BlobChunk is one piece (at most 1 MiB) of the zstd frame of a large
+// message, stored under its upload until the Deliver or Append that names
+// the upload adopts it, or until log time passes the upload's expiry.
+type BlobChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      []byte                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"` // 16 random bytes, chosen by the proposer
+	Seq           uint32                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`                          // 0, 1, …; chunks may commit in any order
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobChunk) Reset() {
+	*x = BlobChunk{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobChunk) ProtoMessage() {}
+
+func (x *BlobChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
+func (*BlobChunk) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BlobChunk) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *BlobChunk) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *BlobChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type Recipient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Email         string                 `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`                          // a user's canonical address, aliases already resolved
@@ -1165,7 +1352,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1364,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1377,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Recipient) GetEmail() string {
@@ -1233,7 +1420,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1432,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1445,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Deliver) GetBlob() *Blob {
@@ -1296,7 +1483,7 @@ type Append struct {
 
 func (x *Append) Reset() {
 	*x = Append{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1495,7 @@ func (x *Append) String() string {
 func (*Append) ProtoMessage() {}
 
 func (x *Append) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1508,7 @@ func (x *Append) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Append.ProtoReflect.Descriptor instead.
 func (*Append) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Append) GetUserId() uint64 {
@@ -1369,7 +1556,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1568,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1581,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -1425,7 +1612,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1624,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1637,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -1507,7 +1694,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1706,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1719,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -1575,7 +1762,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1774,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1787,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -1644,7 +1831,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1843,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1856,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -1705,7 +1892,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1904,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1917,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -1781,7 +1968,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1980,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1993,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Result) GetCode() Code {
@@ -1883,7 +2070,8 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xaa\t\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xc3\n" +
+	"\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -1908,8 +2096,14 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"storeFlags\x120\n" +
 	"\x04copy\x18\x18 \x01(\v2\x1a.continuum.command.v1.CopyH\x00R\x04copy\x120\n" +
 	"\x04move\x18\x19 \x01(\v2\x1a.continuum.command.v1.MoveH\x00R\x04move\x129\n" +
-	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpungeB\x04\n" +
-	"\x02op\"<\n" +
+	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpunge\x12@\n" +
+	"\n" +
+	"blob_chunk\x18\x1b \x01(\v2\x1f.continuum.command.v1.BlobChunkH\x00R\tblobChunk\x12U\n" +
+	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheckB\x04\n" +
+	"\x02op\"E\n" +
+	"\x10ConsistencyCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\"<\n" +
 	"\tDomainAdd\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tcatch_all\x18\x02 \x01(\tR\bcatchAll\"\x1f\n" +
@@ -1950,13 +2144,20 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"subscribed\x18\x03 \x01(\bR\n" +
-	"subscribed\"\x97\x01\n" +
+	"subscribed\"\xef\x01\n" +
 	"\x04Blob\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12;\n" +
 	"\x06parsed\x18\x03 \x01(\v2#.continuum.storage.v1.ParsedMessageR\x06parsed\x12\x12\n" +
 	"\x04zstd\x18\x04 \x01(\fR\x04zstd\x12\x12\n" +
-	"\x04size\x18\x05 \x01(\x04R\x04size\"p\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tupload_id\x18\x06 \x01(\fR\buploadId\x12\x16\n" +
+	"\x06chunks\x18\a \x01(\rR\x06chunks\x12!\n" +
+	"\fchunk_sha256\x18\b \x03(\fR\vchunkSha256\"N\n" +
+	"\tBlobChunk\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\fR\buploadId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\rR\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"p\n" +
 	"\tRecipient\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x18\n" +
 	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x1d\n" +
@@ -2030,7 +2231,7 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x13FLAG_OP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFLAG_OP_ADD\x10\x01\x12\x12\n" +
 	"\x0eFLAG_OP_REMOVE\x10\x02\x12\x13\n" +
-	"\x0fFLAG_OP_REPLACE\x10\x03*\x86\x01\n" +
+	"\x0fFLAG_OP_REPLACE\x10\x03*\x9b\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x0f\n" +
 	"\vCODE_EXISTS\x10\x01\x12\x12\n" +
@@ -2038,7 +2239,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x0fCODE_OVER_QUOTA\x10\x03\x12\x10\n" +
 	"\fCODE_INVALID\x10\x04\x12\x12\n" +
 	"\x0eCODE_NOT_EMPTY\x10\x05\x12\x11\n" +
-	"\rCODE_MODIFIED\x10\x06B5Z3github.com/continuum-mail/continuum/proto/commandpbb\x06proto3"
+	"\rCODE_MODIFIED\x10\x06\x12\x13\n" +
+	"\x0fCODE_INCOMPLETE\x10\aB5Z3github.com/continuum-mail/continuum/proto/commandpbb\x06proto3"
 
 var (
 	file_proto_commandpb_command_proto_rawDescOnce sync.Once
@@ -2053,70 +2255,74 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
 	(*Command)(nil),                 // 2: continuum.command.v1.Command
-	(*DomainAdd)(nil),               // 3: continuum.command.v1.DomainAdd
-	(*DomainDel)(nil),               // 4: continuum.command.v1.DomainDel
-	(*UserAdd)(nil),                 // 5: continuum.command.v1.UserAdd
-	(*UserPasswd)(nil),              // 6: continuum.command.v1.UserPasswd
-	(*UserDel)(nil),                 // 7: continuum.command.v1.UserDel
-	(*AliasSet)(nil),                // 8: continuum.command.v1.AliasSet
-	(*QuotaSet)(nil),                // 9: continuum.command.v1.QuotaSet
-	(*MailboxCreate)(nil),           // 10: continuum.command.v1.MailboxCreate
-	(*MailboxRename)(nil),           // 11: continuum.command.v1.MailboxRename
-	(*MailboxDelete)(nil),           // 12: continuum.command.v1.MailboxDelete
-	(*MailboxSubscribe)(nil),        // 13: continuum.command.v1.MailboxSubscribe
-	(*Blob)(nil),                    // 14: continuum.command.v1.Blob
-	(*Recipient)(nil),               // 15: continuum.command.v1.Recipient
-	(*Deliver)(nil),                 // 16: continuum.command.v1.Deliver
-	(*Append)(nil),                  // 17: continuum.command.v1.Append
-	(*UIDRange)(nil),                // 18: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 19: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 20: continuum.command.v1.Copy
-	(*Move)(nil),                    // 21: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 22: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 23: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 24: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 25: continuum.storage.v1.ParsedMessage
+	(*ConsistencyCheck)(nil),        // 3: continuum.command.v1.ConsistencyCheck
+	(*DomainAdd)(nil),               // 4: continuum.command.v1.DomainAdd
+	(*DomainDel)(nil),               // 5: continuum.command.v1.DomainDel
+	(*UserAdd)(nil),                 // 6: continuum.command.v1.UserAdd
+	(*UserPasswd)(nil),              // 7: continuum.command.v1.UserPasswd
+	(*UserDel)(nil),                 // 8: continuum.command.v1.UserDel
+	(*AliasSet)(nil),                // 9: continuum.command.v1.AliasSet
+	(*QuotaSet)(nil),                // 10: continuum.command.v1.QuotaSet
+	(*MailboxCreate)(nil),           // 11: continuum.command.v1.MailboxCreate
+	(*MailboxRename)(nil),           // 12: continuum.command.v1.MailboxRename
+	(*MailboxDelete)(nil),           // 13: continuum.command.v1.MailboxDelete
+	(*MailboxSubscribe)(nil),        // 14: continuum.command.v1.MailboxSubscribe
+	(*Blob)(nil),                    // 15: continuum.command.v1.Blob
+	(*BlobChunk)(nil),               // 16: continuum.command.v1.BlobChunk
+	(*Recipient)(nil),               // 17: continuum.command.v1.Recipient
+	(*Deliver)(nil),                 // 18: continuum.command.v1.Deliver
+	(*Append)(nil),                  // 19: continuum.command.v1.Append
+	(*UIDRange)(nil),                // 20: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 21: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 22: continuum.command.v1.Copy
+	(*Move)(nil),                    // 23: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 24: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 25: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 26: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 27: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
-	3,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
-	4,  // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
-	5,  // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
-	6,  // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
-	7,  // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
-	8,  // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
-	9,  // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
-	10, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
-	11, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
-	12, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
-	13, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
-	16, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
-	17, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	19, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	20, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	21, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	22, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
-	25, // 17: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	14, // 18: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	15, // 19: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	14, // 20: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	18, // 21: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 22: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	18, // 23: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	18, // 24: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	18, // 25: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 26: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 27: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	23, // 28: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	4,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
+	5,  // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
+	6,  // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
+	7,  // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
+	8,  // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
+	9,  // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
+	10, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
+	11, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
+	12, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
+	13, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
+	14, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
+	18, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
+	19, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
+	21, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	22, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	23, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	24, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	16, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
+	3,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
+	27, // 19: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	15, // 20: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	17, // 21: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	15, // 22: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	20, // 23: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 24: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	20, // 25: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	20, // 26: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	20, // 27: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 28: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 29: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	25, // 30: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -2142,6 +2348,8 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_Copy)(nil),
 		(*Command_Move)(nil),
 		(*Command_Expunge)(nil),
+		(*Command_BlobChunk)(nil),
+		(*Command_ConsistencyCheck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2149,7 +2357,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -362,8 +362,18 @@ type InfoResponse struct {
 	HttpAddr      string                 `protobuf:"bytes,14,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
 	RaftAddr      string                 `protobuf:"bytes,15,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	Role          string                 `protobuf:"bytes,16,opt,name=role,proto3" json:"role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Integrity (node/integrity.go): numbers from 30 on.
+	// checks: this node's digests at the latest consistency checks, newest
+	// first.
+	Checks []*CheckDigest `protobuf:"bytes,30,rep,name=checks,proto3" json:"checks,omitempty"`
+	// quarantine: why this node stopped serving, empty while it serves.
+	Quarantine string `protobuf:"bytes,31,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
+	// The last finished scrub pass (unix ms, 0: none yet) and its result.
+	ScrubDoneUnixMs int64  `protobuf:"varint,32,opt,name=scrub_done_unix_ms,json=scrubDoneUnixMs,proto3" json:"scrub_done_unix_ms,omitempty"`
+	ScrubBytes      int64  `protobuf:"varint,33,opt,name=scrub_bytes,json=scrubBytes,proto3" json:"scrub_bytes,omitempty"`
+	ScrubError      string `protobuf:"bytes,34,opt,name=scrub_error,json=scrubError,proto3" json:"scrub_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -508,6 +518,127 @@ func (x *InfoResponse) GetRole() string {
 	return ""
 }
 
+func (x *InfoResponse) GetChecks() []*CheckDigest {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetQuarantine() string {
+	if x != nil {
+		return x.Quarantine
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetScrubDoneUnixMs() int64 {
+	if x != nil {
+		return x.ScrubDoneUnixMs
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetScrubBytes() int64 {
+	if x != nil {
+		return x.ScrubBytes
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetScrubError() string {
+	if x != nil {
+		return x.ScrubError
+	}
+	return ""
+}
+
+// CheckDigest is one replica's digest of its state at a consistency check.
+type CheckDigest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Index      uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // the check entry's log index
+	Id         uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	Digest     string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"` // hex SHA-256 (storage Digest); empty while computing or on error
+	Error      string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	DoneUnixMs int64                  `protobuf:"varint,5,opt,name=done_unix_ms,json=doneUnixMs,proto3" json:"done_unix_ms,omitempty"`
+	// verdict: "pending", "agrees", "disagrees" (quarantined), "no majority".
+	Verdict       string `protobuf:"bytes,6,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckDigest) Reset() {
+	*x = CheckDigest{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDigest) ProtoMessage() {}
+
+func (x *CheckDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDigest.ProtoReflect.Descriptor instead.
+func (*CheckDigest) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CheckDigest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckDigest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CheckDigest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CheckDigest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CheckDigest) GetDoneUnixMs() int64 {
+	if x != nil {
+		return x.DoneUnixMs
+	}
+	return 0
+}
+
+func (x *CheckDigest) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
 var File_proto_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_proto_peerpb_peer_proto_rawDesc = "" +
@@ -527,7 +658,7 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x14\n" +
 	"\x05fresh\x18\x04 \x01(\bR\x05fresh\"\x0e\n" +
 	"\fJoinResponse\"\r\n" +
-	"\vInfoRequest\"\xca\x03\n" +
+	"\vInfoRequest\"\x91\x05\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
@@ -546,7 +677,24 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\timap_addr\x18\r \x01(\tR\bimapAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x0e \x01(\tR\bhttpAddr\x12\x1b\n" +
 	"\traft_addr\x18\x0f \x01(\tR\braftAddr\x12\x12\n" +
-	"\x04role\x18\x10 \x01(\tR\x04role2\xc2\x02\n" +
+	"\x04role\x18\x10 \x01(\tR\x04role\x126\n" +
+	"\x06checks\x18\x1e \x03(\v2\x1e.continuum.peer.v1.CheckDigestR\x06checks\x12\x1e\n" +
+	"\n" +
+	"quarantine\x18\x1f \x01(\tR\n" +
+	"quarantine\x12+\n" +
+	"\x12scrub_done_unix_ms\x18  \x01(\x03R\x0fscrubDoneUnixMs\x12\x1f\n" +
+	"\vscrub_bytes\x18! \x01(\x03R\n" +
+	"scrubBytes\x12\x1f\n" +
+	"\vscrub_error\x18\" \x01(\tR\n" +
+	"scrubError\"\x9d\x01\n" +
+	"\vCheckDigest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12 \n" +
+	"\fdone_unix_ms\x18\x05 \x01(\x03R\n" +
+	"doneUnixMs\x12\x18\n" +
+	"\averdict\x18\x06 \x01(\tR\averdict2\xc2\x02\n" +
 	"\x04Peer\x12P\n" +
 	"\aForward\x12!.continuum.peer.v1.ForwardRequest\x1a\".continuum.peer.v1.ForwardResponse\x12V\n" +
 	"\tReadIndex\x12#.continuum.peer.v1.ReadIndexRequest\x1a$.continuum.peer.v1.ReadIndexResponse\x12G\n" +
@@ -565,7 +713,7 @@ func file_proto_peerpb_peer_proto_rawDescGZIP() []byte {
 	return file_proto_peerpb_peer_proto_rawDescData
 }
 
-var file_proto_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_proto_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_proto_peerpb_peer_proto_goTypes = []any{
 	(*ForwardRequest)(nil),    // 0: continuum.peer.v1.ForwardRequest
 	(*ForwardResponse)(nil),   // 1: continuum.peer.v1.ForwardResponse
@@ -575,21 +723,23 @@ var file_proto_peerpb_peer_proto_goTypes = []any{
 	(*JoinResponse)(nil),      // 5: continuum.peer.v1.JoinResponse
 	(*InfoRequest)(nil),       // 6: continuum.peer.v1.InfoRequest
 	(*InfoResponse)(nil),      // 7: continuum.peer.v1.InfoResponse
+	(*CheckDigest)(nil),       // 8: continuum.peer.v1.CheckDigest
 }
 var file_proto_peerpb_peer_proto_depIdxs = []int32{
-	0, // 0: continuum.peer.v1.Peer.Forward:input_type -> continuum.peer.v1.ForwardRequest
-	2, // 1: continuum.peer.v1.Peer.ReadIndex:input_type -> continuum.peer.v1.ReadIndexRequest
-	4, // 2: continuum.peer.v1.Peer.Join:input_type -> continuum.peer.v1.JoinRequest
-	6, // 3: continuum.peer.v1.Peer.Info:input_type -> continuum.peer.v1.InfoRequest
-	1, // 4: continuum.peer.v1.Peer.Forward:output_type -> continuum.peer.v1.ForwardResponse
-	3, // 5: continuum.peer.v1.Peer.ReadIndex:output_type -> continuum.peer.v1.ReadIndexResponse
-	5, // 6: continuum.peer.v1.Peer.Join:output_type -> continuum.peer.v1.JoinResponse
-	7, // 7: continuum.peer.v1.Peer.Info:output_type -> continuum.peer.v1.InfoResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	8, // 0: continuum.peer.v1.InfoResponse.checks:type_name -> continuum.peer.v1.CheckDigest
+	0, // 1: continuum.peer.v1.Peer.Forward:input_type -> continuum.peer.v1.ForwardRequest
+	2, // 2: continuum.peer.v1.Peer.ReadIndex:input_type -> continuum.peer.v1.ReadIndexRequest
+	4, // 3: continuum.peer.v1.Peer.Join:input_type -> continuum.peer.v1.JoinRequest
+	6, // 4: continuum.peer.v1.Peer.Info:input_type -> continuum.peer.v1.InfoRequest
+	1, // 5: continuum.peer.v1.Peer.Forward:output_type -> continuum.peer.v1.ForwardResponse
+	3, // 6: continuum.peer.v1.Peer.ReadIndex:output_type -> continuum.peer.v1.ReadIndexResponse
+	5, // 7: continuum.peer.v1.Peer.Join:output_type -> continuum.peer.v1.JoinResponse
+	7, // 8: continuum.peer.v1.Peer.Info:output_type -> continuum.peer.v1.InfoResponse
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_proto_peerpb_peer_proto_init() }
@@ -603,7 +753,7 @@ func file_proto_peerpb_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_peerpb_peer_proto_rawDesc), len(file_proto_peerpb_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1066,6 +1066,131 @@ func (x *ParsedMessage) GetRoot() *Part {
 	return nil
 }
 
+// Upload is the value of upload/<id>: a large message's chunks received so
+// far (chunk/<id>/<seq>), not yet adopted by a Deliver or Append.
+type Upload struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ExpiresUnixNano int64                  `protobuf:"varint,1,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"` // log time after which apply deletes it
+	ChunkSha256     [][]byte               `protobuf:"bytes,2,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`                // by seq; empty: not received yet
+	Bytes           uint64                 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`                                              // sum of the received chunks' lengths
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Upload) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *Upload) GetChunkSha256() [][]byte {
+	if x != nil {
+		return x.ChunkSha256
+	}
+	return nil
+}
+
+func (x *Upload) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// ChunkedBlob is the value of blob-chunks/<sha256>: a blob whose zstd frame
+// is the concatenation of chunk/<upload_id>/0 … chunks-1, adopted from an
+// upload without copying.
+type ChunkedBlob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      []byte                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Chunks        uint32                 `protobuf:"varint,2,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	StoredBytes   uint64                 `protobuf:"varint,3,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"` // compressed length
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkedBlob) Reset() {
+	*x = ChunkedBlob{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkedBlob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkedBlob) ProtoMessage() {}
+
+func (x *ChunkedBlob) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkedBlob.ProtoReflect.Descriptor instead.
+func (*ChunkedBlob) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ChunkedBlob) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *ChunkedBlob) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *ChunkedBlob) GetStoredBytes() uint64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
 var File_proto_storagepb_storage_proto protoreflect.FileDescriptor
 
 const file_proto_storagepb_storage_proto_rawDesc = "" +
@@ -1174,7 +1299,15 @@ const file_proto_storagepb_storage_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
 	"\rParsedMessage\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1e.continuum.storage.v1.EnvelopeR\benvelope\x12.\n" +
-	"\x04root\x18\x02 \x01(\v2\x1a.continuum.storage.v1.PartR\x04rootB5Z3github.com/continuum-mail/continuum/proto/storagepbb\x06proto3"
+	"\x04root\x18\x02 \x01(\v2\x1a.continuum.storage.v1.PartR\x04root\"m\n" +
+	"\x06Upload\x12*\n" +
+	"\x11expires_unix_nano\x18\x01 \x01(\x03R\x0fexpiresUnixNano\x12!\n" +
+	"\fchunk_sha256\x18\x02 \x03(\fR\vchunkSha256\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\"e\n" +
+	"\vChunkedBlob\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\fR\buploadId\x12\x16\n" +
+	"\x06chunks\x18\x02 \x01(\rR\x06chunks\x12!\n" +
+	"\fstored_bytes\x18\x03 \x01(\x04R\vstoredBytesB5Z3github.com/continuum-mail/continuum/proto/storagepbb\x06proto3"
 
 var (
 	file_proto_storagepb_storage_proto_rawDescOnce sync.Once
@@ -1188,7 +1321,7 @@ func file_proto_storagepb_storage_proto_rawDescGZIP() []byte {
 	return file_proto_storagepb_storage_proto_rawDescData
 }
 
-var file_proto_storagepb_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_proto_storagepb_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_proto_storagepb_storage_proto_goTypes = []any{
 	(*Domain)(nil),        // 0: continuum.storage.v1.Domain
 	(*User)(nil),          // 1: continuum.storage.v1.User
@@ -1202,8 +1335,10 @@ var file_proto_storagepb_storage_proto_goTypes = []any{
 	(*Envelope)(nil),      // 9: continuum.storage.v1.Envelope
 	(*Part)(nil),          // 10: continuum.storage.v1.Part
 	(*ParsedMessage)(nil), // 11: continuum.storage.v1.ParsedMessage
-	nil,                   // 12: continuum.storage.v1.Part.ParamsEntry
-	nil,                   // 13: continuum.storage.v1.Part.DispositionParamsEntry
+	(*Upload)(nil),        // 12: continuum.storage.v1.Upload
+	(*ChunkedBlob)(nil),   // 13: continuum.storage.v1.ChunkedBlob
+	nil,                   // 14: continuum.storage.v1.Part.ParamsEntry
+	nil,                   // 15: continuum.storage.v1.Part.DispositionParamsEntry
 }
 var file_proto_storagepb_storage_proto_depIdxs = []int32{
 	8,  // 0: continuum.storage.v1.Envelope.from:type_name -> continuum.storage.v1.Address
@@ -1212,8 +1347,8 @@ var file_proto_storagepb_storage_proto_depIdxs = []int32{
 	8,  // 3: continuum.storage.v1.Envelope.to:type_name -> continuum.storage.v1.Address
 	8,  // 4: continuum.storage.v1.Envelope.cc:type_name -> continuum.storage.v1.Address
 	8,  // 5: continuum.storage.v1.Envelope.bcc:type_name -> continuum.storage.v1.Address
-	12, // 6: continuum.storage.v1.Part.params:type_name -> continuum.storage.v1.Part.ParamsEntry
-	13, // 7: continuum.storage.v1.Part.disposition_params:type_name -> continuum.storage.v1.Part.DispositionParamsEntry
+	14, // 6: continuum.storage.v1.Part.params:type_name -> continuum.storage.v1.Part.ParamsEntry
+	15, // 7: continuum.storage.v1.Part.disposition_params:type_name -> continuum.storage.v1.Part.DispositionParamsEntry
 	10, // 8: continuum.storage.v1.Part.children:type_name -> continuum.storage.v1.Part
 	9,  // 9: continuum.storage.v1.Part.envelope:type_name -> continuum.storage.v1.Envelope
 	9,  // 10: continuum.storage.v1.ParsedMessage.envelope:type_name -> continuum.storage.v1.Envelope
@@ -1236,7 +1371,7 @@ func file_proto_storagepb_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_storagepb_storage_proto_rawDesc), len(file_proto_storagepb_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

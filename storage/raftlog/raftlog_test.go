@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -436,6 +437,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
+	unseal(t, dir)
 	s = openStore(t, dir, Options{})
 	if err := s.Verify(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Verify of a log with a hole = %v; want ErrCorrupt", err)
@@ -487,6 +489,7 @@ func TestCorruptValue(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
+			unseal(t, dir)
 
 			s = openStore(t, dir, Options{})
 			wantIndexes(t, s, 1, 10)
@@ -812,4 +815,36 @@ func BenchmarkStoreLogs(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
+}
+
+// unseal checks that the seal of the last clean Close refuses the damaged
+// log, then removes the seal, as after a crash (no seal), so the test can
+// check what Verify and GetLog make of the damage.
+func unseal(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := Open(dir, Options{Logger: quiet}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a log damaged since its clean Close = %v; want ErrCorrupt (the seal)", err)
+	}
+	if err := os.Remove(filepath.Join(dir, sealFile)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSealAfterCleanClose: a clean Close seals, the next Open checks and
+// removes the seal, and a clean reopen passes.
+func TestSealAfterCleanClose(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	if err := s.StoreLogs(mkLogs(1, 30, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(dir, sealFile)); err != nil {
+		t.Fatalf("no seal after a clean Close: %v", err)
+	}
+	s = openStore(t, dir, Options{})
+	if _, err := os.Stat(filepath.Join(dir, sealFile)); !os.IsNotExist(err) {
+		t.Fatalf("seal still there after Open: %v", err)
+	}
+	wantIndexes(t, s, 1, 30)
 }

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"github.com/continuum-mail/continuum/storage/scrub"
 )
 
 var (
@@ -52,6 +55,11 @@ type Options struct {
 	// slog.New(slog.DiscardHandler) for silence.
 	Logger *slog.Logger
 
+	// OnCorruption is called, once, when Pebble finds a damaged block of
+	// the log while it is open (a read, a compaction, Scrub). It must not
+	// block. The read fails; nothing damaged is returned. nil: only logged.
+	OnCorruption func(error)
+
 	// NoSync commits writes without fsync. A crash may then lose
 	// acknowledged entries and votes, which breaks Raft's safety: use it
 	// only in tests and benchmarks.
@@ -79,6 +87,30 @@ type Store struct {
 	first, last atomic.Uint64
 
 	closed atomic.Bool
+
+	dir         string
+	fs          vfs.FS
+	logger      *slog.Logger
+	damagedOnce sync.Once
+	damaged     atomic.Bool
+}
+
+// Scrub reads and checks every block of the log's live sstables at no more
+// than bytesPerSec (0: no limit); see storage/scrub. A damaged table is an
+// error wrapping ErrCorrupt and scrub.ErrDamaged.
+func (s *Store) Scrub(ctx context.Context, bytesPerSec int64) (scrub.Stats, error) {
+	if s.closed.Load() {
+		return scrub.Stats{}, ErrClosed
+	}
+	paths, err := scrub.List(s.db, s.fs, s.dir)
+	if err != nil {
+		return scrub.Stats{}, err
+	}
+	st, err := scrub.Tables(ctx, s.fs, paths, bytesPerSec)
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return st, err
 }
 
 // Open opens or creates the store in dir.
@@ -92,15 +124,33 @@ func Open(dir string, opts Options) (*Store, error) {
 		Logger:             pebbleLogger{logger.With("component", "raftlog")},
 		FS:                 opts.FS,
 	}
+	log := logger.With("component", "raftlog")
+	s := &Store{wo: pebble.Sync, dir: dir, fs: opts.FS, logger: log}
+	if s.fs == nil {
+		s.fs = vfs.Default
+	}
+	po.EventListener = scrub.Listener(func(err error) {
+		s.damaged.Store(true)
+		s.damagedOnce.Do(func() {
+			log.Error("on-disk corruption in the raft log", "err", err)
+			if opts.OnCorruption != nil {
+				opts.OnCorruption(err)
+			}
+		})
+	})
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, wo: pebble.Sync}
+	s.db = db
 	if opts.NoSync {
 		s.wo = pebble.NoSync
 	}
 	if err := s.loadIndexes(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
+	}
+	if err := s.checkSeal(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 	}
@@ -111,6 +161,13 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
+	}
+	// A log found damaged while open is not sealed: the seal would bless
+	// it. A seal that cannot be written only weakens the next start.
+	if !s.damaged.Load() && s.fs == vfs.Default {
+		if err := s.seal(); err != nil {
+			s.logger.Warn("cannot seal the raft log at shutdown", "err", err)
+		}
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("raftlog: close: %w", err)
@@ -195,3 +252,6 @@ func (s *Store) Verify() error {
 	}
 	return it.Error()
 }
+
+// DiskSpace returns the bytes the log's database uses on disk.
+func (s *Store) DiskSpace() int64 { return int64(s.db.Metrics().DiskSpaceUsage()) }

@@ -26,6 +26,12 @@ var ErrMismatch = errors.New("mimeparse: parsed record does not match message")
 // against it so that a caller slicing data[part.BodyStart:part.BodyEnd]
 // cannot go out of range.
 func Section(data []byte, msg *storagepb.ParsedMessage, path []int) (*storagepb.Part, error) {
+	return SectionOfSize(uint64(len(data)), msg, path)
+}
+
+// SectionOfSize is Section for a message of size bytes that is not in
+// memory (a large message, streamed).
+func SectionOfSize(size uint64, msg *storagepb.ParsedMessage, path []int) (*storagepb.Part, error) {
 	if msg == nil || msg.Root == nil {
 		return nil, fmt.Errorf("%w: no root part", ErrMismatch)
 	}
@@ -60,9 +66,9 @@ func Section(data []byte, msg *storagepb.ParsedMessage, path []int) (*storagepb.
 		}
 	}
 	if !(part.HeaderStart <= part.HeaderEnd && part.HeaderEnd <= part.BodyStart &&
-		part.BodyStart <= part.BodyEnd && part.BodyEnd <= uint64(len(data))) {
+		part.BodyStart <= part.BodyEnd && part.BodyEnd <= size) {
 		return nil, fmt.Errorf("%w: part %v at [%d,%d,%d,%d] in %d bytes", ErrMismatch, path,
-			part.HeaderStart, part.HeaderEnd, part.BodyStart, part.BodyEnd, len(data))
+			part.HeaderStart, part.HeaderEnd, part.BodyStart, part.BodyEnd, size)
 	}
 	return part, nil
 }
