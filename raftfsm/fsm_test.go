@@ -22,6 +22,7 @@ import (
 // so that commands often hit existing rows and often fail.
 type gen struct {
 	r    *rand.Rand
+	a    *rand.Rand // the archive operations' own stream
 	now  int64
 	last uint64 // the user ID last picked
 	// pending are uploads in progress: chunk commands not sent yet, and
@@ -144,8 +145,53 @@ func (g *gen) blob() *commandpb.Blob {
 	return b
 }
 
+// archiveCommand is one of the archive's operations: policies, holds,
+// retention runs, and admin-wrapped commands, each sometimes invalid.
+func (g *gen) archiveCommand() *commandpb.Command {
+	who := func() (domain, user string) {
+		switch g.a.IntN(8) {
+		case 0:
+			return "", ""
+		case 1:
+			return "x.test", g.email()
+		case 2, 3:
+			return g.pick("x.test", "y.test", "nowhere.test"), ""
+		}
+		return "", g.email()
+	}
+	d, u := who()
+	switch g.a.IntN(6) {
+	case 0:
+		days := []uint32{0, 1, 30, 30, 400, maxRetentionDays + 1}[g.a.IntN(6)]
+		return cmd(&commandpb.RetentionSet{Domain: d, User: u, Days: days})
+	case 1:
+		return cmd(&commandpb.HoldPlace{Domain: d, User: u, Reason: []string{"", "matter 1", "matter 2"}[g.a.IntN(3)], PlacedBy: "ops"})
+	case 2:
+		return cmd(&commandpb.HoldRelease{Domain: d, User: u})
+	case 3:
+		return cmd(&commandpb.RetentionRun{Max: []uint32{0, 0, 2, maxRetentionMax + 1}[g.a.IntN(4)]})
+	default:
+		op := &commandpb.AdminCommand{Actor: []string{"local-admin", "cn=ops", ""}[g.a.IntN(3)], Action: "test", Detail: "detail"}
+		switch g.a.IntN(4) {
+		case 0: // an audited read: only the record
+		case 1:
+			op.Command = cmd(&commandpb.AdminCommand{Actor: "x", Action: "nested"})
+		default:
+			op.Command = g.command()
+			op.Command.TimeUnixNano = 0
+		}
+		return cmd(op)
+	}
+}
+
 func (g *gen) command() *commandpb.Command {
 	var c *commandpb.Command
+	if g.a != nil && g.a.IntN(8) == 0 {
+		c = g.archiveCommand()
+		g.now += int64(g.r.IntN(1000)) * 1e6
+		c.TimeUnixNano = g.now
+		return c
+	}
 	switch g.r.IntN(21) {
 	case 0:
 		c = cmd(&commandpb.DomainAdd{Name: g.pick("x.test", "y.test", "X.test", "z.test", "bad..test")})
@@ -223,7 +269,7 @@ func (g *gen) command() *commandpb.Command {
 // entries returns n log entries from a seeded generator, including a few
 // that are not commands or are malformed.
 func entries(seed uint64, n int) []*raft.Log {
-	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), now: 1_700_000_000e9}
+	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), a: rand.New(rand.NewPCG(seed, 8)), now: 1_700_000_000e9}
 	logs := make([]*raft.Log, 0, n)
 	// A world to play in first.
 	setup := []*commandpb.Command{domainAdd("x.test"), domainAdd("y.test"), userAdd("a@x.test", 0), userAdd("b@x.test", 0), userAdd("c@y.test", 5000)}
