@@ -64,7 +64,8 @@ type Node struct {
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
 
-	integ integrity // integrity.go
+	integ   integrity     // integrity.go
+	archive archiveGauges // archive.go
 
 	collector    *nodeCollector
 	imapSessions atomic.Pointer[func() int]
