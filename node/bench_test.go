@@ -16,15 +16,23 @@ import (
 // BenchmarkReplicatedDeliver: 64 concurrent proposers deliver 4 KiB messages
 // through a 3-node cluster over loopback TCP, every entry fsync'd on a
 // quorum. Proposers are spread over all three nodes (followers forward).
-func BenchmarkReplicatedDeliver(b *testing.B) { benchDeliver(b, false) }
+func BenchmarkReplicatedDeliver(b *testing.B) { benchDeliver(b, false, false) }
+
+// BenchmarkJournalCost is BenchmarkReplicatedDeliver with the archive
+// journal on and off, the two alternating within one run (-count N) so
+// that a shared machine's load falls on both alike.
+func BenchmarkJournalCost(b *testing.B) {
+	b.Run("journal=on", func(b *testing.B) { benchDeliver(b, false, false) })
+	b.Run("journal=off", func(b *testing.B) { benchDeliver(b, false, true) })
+}
 
 // BenchmarkReplicatedDeliverDuringCheck is BenchmarkReplicatedDeliver while
 // consistency checks run back to back (each replica digests its whole state
 // at consistency-check-rate): the check's cost on delivery.
-func BenchmarkReplicatedDeliverDuringCheck(b *testing.B) { benchDeliver(b, true) }
+func BenchmarkReplicatedDeliverDuringCheck(b *testing.B) { benchDeliver(b, true, false) }
 
-func benchDeliver(b *testing.B, checks bool) {
-	c := nodetest.Start(b, nodetest.Options{})
+func benchDeliver(b *testing.B, checks, noJournal bool) {
+	c := nodetest.Start(b, nodetest.Options{NoJournal: noJournal})
 	m0 := c.Nodes[0].Mail()
 	ctx := context.Background()
 	if err := m0.AddDomain(ctx, "example.test", ""); err != nil {

@@ -15,8 +15,19 @@ import (
 // BenchmarkApplyDeliver applies raft batches of 256 Deliver commands, each a
 // distinct 4 KiB message for one recipient with a dedupe key, and reports
 // commands per second.
-func BenchmarkApplyDeliver(b *testing.B) {
+func BenchmarkApplyDeliver(b *testing.B) { benchApplyDeliver(b, false) }
+
+// BenchmarkApplyDeliverJournal is BenchmarkApplyDeliver with the archive
+// journal on and off, alternating within one run: the journal's CPU and
+// write cost per delivery, without Raft or fsync around it.
+func BenchmarkApplyDeliverJournal(b *testing.B) {
+	b.Run("journal=on", func(b *testing.B) { benchApplyDeliver(b, false) })
+	b.Run("journal=off", func(b *testing.B) { benchApplyDeliver(b, true) })
+}
+
+func benchApplyDeliver(b *testing.B, noJournal bool) {
 	h := newHarness(b)
+	h.f.opts.NoJournal = noJournal
 	h.setup("a@example.test")
 	const batch = 256
 	body := make([]byte, 4096)

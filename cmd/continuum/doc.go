@@ -1,4 +1,11 @@
 // Command continuum is the one binary of a Continuum cluster: `serve` runs a
 // node, `dev` runs a local cluster, and the admin subcommands talk to any
 // node's gRPC address.
+//
+// The archive commands (archive.go): `retention set|list|run`, `hold
+// place|release|list`, `audit list`, `archive verify [--all | --data DIR]`
+// (--data verifies a stopped node's directory, or a copy, offline),
+// `archive search` and `archive export --format mbox --out PATH`, which
+// writes an mboxrd file and PATH.manifest.json with the SHA-256 of every
+// message (checked against the server's as it arrives) and of the file.
 package main
