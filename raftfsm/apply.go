@@ -45,6 +45,7 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	52: applyRetentionRun,
 	53: applyHoldPlace,
 	54: applyHoldRelease,
+	55: applyVaultRestore,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

@@ -476,7 +476,7 @@ func VerifyJournal(r JournalReader) (JournalReport, error) {
 			return brk(index, "link's content does not match its hash")
 		}
 		for _, ref := range l.GetRefs() {
-			if ref.GetVaulted() || (l.GetKind() != "deliver" && l.GetKind() != "append") {
+			if ref.GetVaulted() || (l.GetKind() != "deliver" && l.GetKind() != "append" && l.GetKind() != "vault-restore") {
 				continue
 			}
 			m, err := r.Message(ref.GetMailboxId(), ref.GetUid())
@@ -521,4 +521,91 @@ func VerifyJournal(r JournalReader) (JournalReport, error) {
 		rep.Reason = fmt.Sprintf("journal head names index %d, the last link is at %d", head, last)
 	}
 	return rep, nil
+}
+
+// applyVaultRestore puts vaulted messages back where the user can see them
+// (see VaultRestore in command.proto). The blob reference moves from the
+// vault row to the new message row; quota applies as to a delivery.
+func applyVaultRestore(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
+	op := c.GetVaultRestore()
+	if (op.GetMailboxId() == 0) != (op.GetUid() == 0) {
+		return invalid("give both mailbox and UID, or neither"), nil
+	}
+	u, res, err := t.mailboxUser(op.GetUserId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	var rows []*storagepb.VaultEntry
+	if op.GetUid() != 0 {
+		e, err := t.b.VaultEntry(u.Id, op.GetMailboxId(), op.GetUid())
+		if ok, err := found(err); err != nil || !ok {
+			return notFound("vaulted message"), err
+		}
+		rows = append(rows, e)
+	} else if rows, err = t.b.Vault(u.Id); err != nil {
+		return nil, err
+	} else if len(rows) == 0 {
+		return notFound("vaulted message"), nil
+	}
+	out := &commandpb.Result{UserId: u.Id}
+	if len(rows) > defaultRetentionMax {
+		rows, out.More = rows[:defaultRetentionMax], true
+	}
+	var size uint64
+	for _, e := range rows {
+		size += e.GetMessage().GetSize()
+	}
+	if overQuota(u, size) {
+		return result(commandpb.Code_CODE_OVER_QUOTA, "over quota"), nil
+	}
+	boxes := map[uint64]*storagepb.Mailbox{}
+	var changed []*storagepb.Mailbox // in first-use order: no map order reaches the batch
+	for _, e := range rows {
+		box := boxes[e.GetMailboxId()]
+		if box == nil {
+			m, err := t.b.Mailbox(u.Id, e.GetMailboxId())
+			if ok, err := found(err); err != nil {
+				return nil, err
+			} else if !ok {
+				if m, err = t.b.MailboxByName(u.Id, "INBOX"); err != nil {
+					return nil, err
+				}
+			}
+			if b := boxes[m.Id]; b != nil {
+				m = b // INBOX already loaded: one record, updated once
+			} else {
+				changed = append(changed, m)
+			}
+			box, boxes[e.GetMailboxId()], boxes[m.Id] = m, m, m
+		}
+		if box.UidNext == ^uint32(0) {
+			return invalid("UIDs exhausted"), nil
+		}
+		old := e.GetMessage()
+		var flags []string
+		for _, f := range old.GetFlags() {
+			if f != `\Deleted` {
+				flags = append(flags, f)
+			}
+		}
+		m := &storagepb.Message{Blob: old.GetBlob(), Flags: flags, InternalDateUnix: old.GetInternalDateUnix(), Size: old.GetSize(), SaveDateUnix: t.now / 1e9}
+		if err := t.addMessage(u, box, m); err != nil {
+			return nil, err
+		}
+		if err := t.b.DeleteVault(e); err != nil {
+			return nil, err
+		}
+		t.ref(box.Id, m.Uid, m.Blob, false)
+		out.Uids = append(out.Uids, m.Uid)
+		out.Count++
+	}
+	for _, box := range changed {
+		if err := t.b.PutMailbox(box); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.b.PutUser(u); err != nil {
+		return nil, err
+	}
+	return out, t.link("vault-restore", u.Id, fmt.Sprintf("restored=%d", out.Count))
 }

@@ -212,6 +212,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_HoldPlace{HoldPlace: o}
 	case *commandpb.HoldRelease:
 		c.Op = &commandpb.Command_HoldRelease{HoldRelease: o}
+	case *commandpb.VaultRestore:
+		c.Op = &commandpb.Command_VaultRestore{VaultRestore: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op))
 	}

@@ -159,3 +159,9 @@ func (b *Batch) SetRaw(key, value []byte) error { return b.set(key, value) }
 
 // GetRaw reads one row's bytes as stored (see SetRaw).
 func (x reader) GetRaw(key []byte) ([]byte, error) { return x.getRaw(key) }
+
+// VaultEntry returns one vault row.
+func (x reader) VaultEntry(userID, mailboxID uint64, uid uint32) (*storagepb.VaultEntry, error) {
+	e := new(storagepb.VaultEntry)
+	return e, x.get(vaultKey(userID, mailboxID, uid), e)
+}

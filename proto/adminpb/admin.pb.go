@@ -24,6 +24,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type VaultRestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailbox       string                 `protobuf:"bytes,2,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // with uid: one message (as archive search shows it); both empty: all
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRestoreRequest) Reset() {
+	*x = VaultRestoreRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRestoreRequest) ProtoMessage() {}
+
+func (x *VaultRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRestoreRequest.ProtoReflect.Descriptor instead.
+func (*VaultRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *VaultRestoreRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *VaultRestoreRequest) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
+	}
+	return ""
+}
+
+func (x *VaultRestoreRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type VaultRestoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Restored      uint64                 `protobuf:"varint,1,opt,name=restored,proto3" json:"restored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRestoreResponse) Reset() {
+	*x = VaultRestoreResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRestoreResponse) ProtoMessage() {}
+
+func (x *VaultRestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRestoreResponse.ProtoReflect.Descriptor instead.
+func (*VaultRestoreResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VaultRestoreResponse) GetRestored() uint64 {
+	if x != nil {
+		return x.Restored
+	}
+	return 0
+}
+
 type RetentionSetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -35,7 +139,7 @@ type RetentionSetRequest struct {
 
 func (x *RetentionSetRequest) Reset() {
 	*x = RetentionSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +151,7 @@ func (x *RetentionSetRequest) String() string {
 func (*RetentionSetRequest) ProtoMessage() {}
 
 func (x *RetentionSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +164,7 @@ func (x *RetentionSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionSetRequest.ProtoReflect.Descriptor instead.
 func (*RetentionSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RetentionSetRequest) GetDomain() string {
@@ -92,7 +196,7 @@ type RetentionSetResponse struct {
 
 func (x *RetentionSetResponse) Reset() {
 	*x = RetentionSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +208,7 @@ func (x *RetentionSetResponse) String() string {
 func (*RetentionSetResponse) ProtoMessage() {}
 
 func (x *RetentionSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +221,7 @@ func (x *RetentionSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionSetResponse.ProtoReflect.Descriptor instead.
 func (*RetentionSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
 }
 
 type RetentionPolicy struct {
@@ -131,7 +235,7 @@ type RetentionPolicy struct {
 
 func (x *RetentionPolicy) Reset() {
 	*x = RetentionPolicy{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +247,7 @@ func (x *RetentionPolicy) String() string {
 func (*RetentionPolicy) ProtoMessage() {}
 
 func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +260,7 @@ func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionPolicy.ProtoReflect.Descriptor instead.
 func (*RetentionPolicy) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RetentionPolicy) GetScope() string {
@@ -188,7 +292,7 @@ type RetentionListRequest struct {
 
 func (x *RetentionListRequest) Reset() {
 	*x = RetentionListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +304,7 @@ func (x *RetentionListRequest) String() string {
 func (*RetentionListRequest) ProtoMessage() {}
 
 func (x *RetentionListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +317,7 @@ func (x *RetentionListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionListRequest.ProtoReflect.Descriptor instead.
 func (*RetentionListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type RetentionListResponse struct {
@@ -230,7 +334,7 @@ type RetentionListResponse struct {
 
 func (x *RetentionListResponse) Reset() {
 	*x = RetentionListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -242,7 +346,7 @@ func (x *RetentionListResponse) String() string {
 func (*RetentionListResponse) ProtoMessage() {}
 
 func (x *RetentionListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -255,7 +359,7 @@ func (x *RetentionListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionListResponse.ProtoReflect.Descriptor instead.
 func (*RetentionListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RetentionListResponse) GetPolicies() []*RetentionPolicy {
@@ -308,7 +412,7 @@ type RetentionRunRequest struct {
 
 func (x *RetentionRunRequest) Reset() {
 	*x = RetentionRunRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +424,7 @@ func (x *RetentionRunRequest) String() string {
 func (*RetentionRunRequest) ProtoMessage() {}
 
 func (x *RetentionRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +437,7 @@ func (x *RetentionRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionRunRequest.ProtoReflect.Descriptor instead.
 func (*RetentionRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type RetentionRunResponse struct {
@@ -346,7 +450,7 @@ type RetentionRunResponse struct {
 
 func (x *RetentionRunResponse) Reset() {
 	*x = RetentionRunResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +462,7 @@ func (x *RetentionRunResponse) String() string {
 func (*RetentionRunResponse) ProtoMessage() {}
 
 func (x *RetentionRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +475,7 @@ func (x *RetentionRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionRunResponse.ProtoReflect.Descriptor instead.
 func (*RetentionRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RetentionRunResponse) GetRemoved() uint64 {
@@ -399,7 +503,7 @@ type HoldPlaceRequest struct {
 
 func (x *HoldPlaceRequest) Reset() {
 	*x = HoldPlaceRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +515,7 @@ func (x *HoldPlaceRequest) String() string {
 func (*HoldPlaceRequest) ProtoMessage() {}
 
 func (x *HoldPlaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +528,7 @@ func (x *HoldPlaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPlaceRequest.ProtoReflect.Descriptor instead.
 func (*HoldPlaceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HoldPlaceRequest) GetDomain() string {
@@ -456,7 +560,7 @@ type HoldPlaceResponse struct {
 
 func (x *HoldPlaceResponse) Reset() {
 	*x = HoldPlaceResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +572,7 @@ func (x *HoldPlaceResponse) String() string {
 func (*HoldPlaceResponse) ProtoMessage() {}
 
 func (x *HoldPlaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +585,7 @@ func (x *HoldPlaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPlaceResponse.ProtoReflect.Descriptor instead.
 func (*HoldPlaceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type HoldReleaseRequest struct {
@@ -494,7 +598,7 @@ type HoldReleaseRequest struct {
 
 func (x *HoldReleaseRequest) Reset() {
 	*x = HoldReleaseRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +610,7 @@ func (x *HoldReleaseRequest) String() string {
 func (*HoldReleaseRequest) ProtoMessage() {}
 
 func (x *HoldReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +623,7 @@ func (x *HoldReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReleaseRequest.ProtoReflect.Descriptor instead.
 func (*HoldReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HoldReleaseRequest) GetDomain() string {
@@ -544,7 +648,7 @@ type HoldReleaseResponse struct {
 
 func (x *HoldReleaseResponse) Reset() {
 	*x = HoldReleaseResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +660,7 @@ func (x *HoldReleaseResponse) String() string {
 func (*HoldReleaseResponse) ProtoMessage() {}
 
 func (x *HoldReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +673,7 @@ func (x *HoldReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReleaseResponse.ProtoReflect.Descriptor instead.
 func (*HoldReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type Hold struct {
@@ -586,7 +690,7 @@ type Hold struct {
 
 func (x *Hold) Reset() {
 	*x = Hold{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +702,7 @@ func (x *Hold) String() string {
 func (*Hold) ProtoMessage() {}
 
 func (x *Hold) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +715,7 @@ func (x *Hold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hold.ProtoReflect.Descriptor instead.
 func (*Hold) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Hold) GetScope() string {
@@ -664,7 +768,7 @@ type HoldListRequest struct {
 
 func (x *HoldListRequest) Reset() {
 	*x = HoldListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +780,7 @@ func (x *HoldListRequest) String() string {
 func (*HoldListRequest) ProtoMessage() {}
 
 func (x *HoldListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +793,7 @@ func (x *HoldListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldListRequest.ProtoReflect.Descriptor instead.
 func (*HoldListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type HoldListResponse struct {
@@ -701,7 +805,7 @@ type HoldListResponse struct {
 
 func (x *HoldListResponse) Reset() {
 	*x = HoldListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +817,7 @@ func (x *HoldListResponse) String() string {
 func (*HoldListResponse) ProtoMessage() {}
 
 func (x *HoldListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +830,7 @@ func (x *HoldListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldListResponse.ProtoReflect.Descriptor instead.
 func (*HoldListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HoldListResponse) GetHolds() []*Hold {
@@ -744,7 +848,7 @@ type ArchiveVerifyRequest struct {
 
 func (x *ArchiveVerifyRequest) Reset() {
 	*x = ArchiveVerifyRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +860,7 @@ func (x *ArchiveVerifyRequest) String() string {
 func (*ArchiveVerifyRequest) ProtoMessage() {}
 
 func (x *ArchiveVerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +873,7 @@ func (x *ArchiveVerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveVerifyRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveVerifyRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type ArchiveVerifyResponse struct {
@@ -788,7 +892,7 @@ type ArchiveVerifyResponse struct {
 
 func (x *ArchiveVerifyResponse) Reset() {
 	*x = ArchiveVerifyResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +904,7 @@ func (x *ArchiveVerifyResponse) String() string {
 func (*ArchiveVerifyResponse) ProtoMessage() {}
 
 func (x *ArchiveVerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +917,7 @@ func (x *ArchiveVerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveVerifyResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveVerifyResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ArchiveVerifyResponse) GetNodeId() string {
@@ -886,7 +990,7 @@ type ArchiveSearchRequest struct {
 
 func (x *ArchiveSearchRequest) Reset() {
 	*x = ArchiveSearchRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1002,7 @@ func (x *ArchiveSearchRequest) String() string {
 func (*ArchiveSearchRequest) ProtoMessage() {}
 
 func (x *ArchiveSearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1015,7 @@ func (x *ArchiveSearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveSearchRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveSearchRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ArchiveSearchRequest) GetQuery() string {
@@ -975,7 +1079,7 @@ type ArchiveHit struct {
 
 func (x *ArchiveHit) Reset() {
 	*x = ArchiveHit{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1091,7 @@ func (x *ArchiveHit) String() string {
 func (*ArchiveHit) ProtoMessage() {}
 
 func (x *ArchiveHit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1104,7 @@ func (x *ArchiveHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveHit.ProtoReflect.Descriptor instead.
 func (*ArchiveHit) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ArchiveHit) GetUser() string {
@@ -1092,7 +1196,7 @@ type ArchiveSearchResponse struct {
 
 func (x *ArchiveSearchResponse) Reset() {
 	*x = ArchiveSearchResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1208,7 @@ func (x *ArchiveSearchResponse) String() string {
 func (*ArchiveSearchResponse) ProtoMessage() {}
 
 func (x *ArchiveSearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1221,7 @@ func (x *ArchiveSearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveSearchResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveSearchResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ArchiveSearchResponse) GetHits() []*ArchiveHit {
@@ -1162,7 +1266,7 @@ type ArchiveExportChunk struct {
 
 func (x *ArchiveExportChunk) Reset() {
 	*x = ArchiveExportChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1278,7 @@ func (x *ArchiveExportChunk) String() string {
 func (*ArchiveExportChunk) ProtoMessage() {}
 
 func (x *ArchiveExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1291,7 @@ func (x *ArchiveExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveExportChunk.ProtoReflect.Descriptor instead.
 func (*ArchiveExportChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ArchiveExportChunk) GetHit() *ArchiveHit {
@@ -1227,7 +1331,7 @@ type AuditListRequest struct {
 
 func (x *AuditListRequest) Reset() {
 	*x = AuditListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1343,7 @@ func (x *AuditListRequest) String() string {
 func (*AuditListRequest) ProtoMessage() {}
 
 func (x *AuditListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1356,7 @@ func (x *AuditListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditListRequest.ProtoReflect.Descriptor instead.
 func (*AuditListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuditListRequest) GetLimit() uint32 {
@@ -1276,7 +1380,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1392,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1405,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1355,7 +1459,7 @@ type AuditListResponse struct {
 
 func (x *AuditListResponse) Reset() {
 	*x = AuditListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1471,7 @@ func (x *AuditListResponse) String() string {
 func (*AuditListResponse) ProtoMessage() {}
 
 func (x *AuditListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1484,7 @@ func (x *AuditListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditListResponse.ProtoReflect.Descriptor instead.
 func (*AuditListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AuditListResponse) GetEntries() []*AuditEntry {
@@ -1399,7 +1503,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1515,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1528,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CheckRequest) GetTimeoutMs() int64 {
@@ -1446,7 +1550,7 @@ type CheckNode struct {
 
 func (x *CheckNode) Reset() {
 	*x = CheckNode{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1562,7 @@ func (x *CheckNode) String() string {
 func (*CheckNode) ProtoMessage() {}
 
 func (x *CheckNode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1575,7 @@ func (x *CheckNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNode.ProtoReflect.Descriptor instead.
 func (*CheckNode) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CheckNode) GetId() string {
@@ -1515,7 +1619,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1631,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1644,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckResponse) GetIndex() uint64 {
@@ -1586,7 +1690,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1702,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1715,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
 }
 
 type NodeStatus struct {
@@ -1641,7 +1745,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1757,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1770,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -1800,7 +1904,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1916,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1929,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -1866,7 +1970,7 @@ type DomainAddRequest struct {
 
 func (x *DomainAddRequest) Reset() {
 	*x = DomainAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1982,7 @@ func (x *DomainAddRequest) String() string {
 func (*DomainAddRequest) ProtoMessage() {}
 
 func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1995,7 @@ func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddRequest.ProtoReflect.Descriptor instead.
 func (*DomainAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{29}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DomainAddRequest) GetName() string {
@@ -1916,7 +2020,7 @@ type DomainAddResponse struct {
 
 func (x *DomainAddResponse) Reset() {
 	*x = DomainAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2032,7 @@ func (x *DomainAddResponse) String() string {
 func (*DomainAddResponse) ProtoMessage() {}
 
 func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2045,7 @@ func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddResponse.ProtoReflect.Descriptor instead.
 func (*DomainAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{30}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type DomainListRequest struct {
@@ -1952,7 +2056,7 @@ type DomainListRequest struct {
 
 func (x *DomainListRequest) Reset() {
 	*x = DomainListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2068,7 @@ func (x *DomainListRequest) String() string {
 func (*DomainListRequest) ProtoMessage() {}
 
 func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2081,7 @@ func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListRequest.ProtoReflect.Descriptor instead.
 func (*DomainListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{31}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{33}
 }
 
 type DomainListResponse struct {
@@ -1989,7 +2093,7 @@ type DomainListResponse struct {
 
 func (x *DomainListResponse) Reset() {
 	*x = DomainListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2105,7 @@ func (x *DomainListResponse) String() string {
 func (*DomainListResponse) ProtoMessage() {}
 
 func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2118,7 @@ func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListResponse.ProtoReflect.Descriptor instead.
 func (*DomainListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{32}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DomainListResponse) GetNames() []string {
@@ -2035,7 +2139,7 @@ type UserAddRequest struct {
 
 func (x *UserAddRequest) Reset() {
 	*x = UserAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2151,7 @@ func (x *UserAddRequest) String() string {
 func (*UserAddRequest) ProtoMessage() {}
 
 func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2164,7 @@ func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddRequest.ProtoReflect.Descriptor instead.
 func (*UserAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{33}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UserAddRequest) GetEmail() string {
@@ -2093,7 +2197,7 @@ type UserAddResponse struct {
 
 func (x *UserAddResponse) Reset() {
 	*x = UserAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2209,7 @@ func (x *UserAddResponse) String() string {
 func (*UserAddResponse) ProtoMessage() {}
 
 func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2222,7 @@ func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddResponse.ProtoReflect.Descriptor instead.
 func (*UserAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{34}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UserAddResponse) GetId() uint64 {
@@ -2136,7 +2240,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2252,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2265,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{35}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{37}
 }
 
 type User struct {
@@ -2176,7 +2280,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2292,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2305,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{36}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *User) GetId() uint64 {
@@ -2241,7 +2345,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2357,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2370,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{37}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2286,7 +2390,7 @@ type UserPasswdRequest struct {
 
 func (x *UserPasswdRequest) Reset() {
 	*x = UserPasswdRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2402,7 @@ func (x *UserPasswdRequest) String() string {
 func (*UserPasswdRequest) ProtoMessage() {}
 
 func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2415,7 @@ func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdRequest.ProtoReflect.Descriptor instead.
 func (*UserPasswdRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{38}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UserPasswdRequest) GetEmail() string {
@@ -2336,7 +2440,7 @@ type UserPasswdResponse struct {
 
 func (x *UserPasswdResponse) Reset() {
 	*x = UserPasswdResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2452,7 @@ func (x *UserPasswdResponse) String() string {
 func (*UserPasswdResponse) ProtoMessage() {}
 
 func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2465,7 @@ func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdResponse.ProtoReflect.Descriptor instead.
 func (*UserPasswdResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{39}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{41}
 }
 
 type UserDelRequest struct {
@@ -2373,7 +2477,7 @@ type UserDelRequest struct {
 
 func (x *UserDelRequest) Reset() {
 	*x = UserDelRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2489,7 @@ func (x *UserDelRequest) String() string {
 func (*UserDelRequest) ProtoMessage() {}
 
 func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2502,7 @@ func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelRequest.ProtoReflect.Descriptor instead.
 func (*UserDelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{40}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UserDelRequest) GetEmail() string {
@@ -2416,7 +2520,7 @@ type UserDelResponse struct {
 
 func (x *UserDelResponse) Reset() {
 	*x = UserDelResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2532,7 @@ func (x *UserDelResponse) String() string {
 func (*UserDelResponse) ProtoMessage() {}
 
 func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2545,7 @@ func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelResponse.ProtoReflect.Descriptor instead.
 func (*UserDelResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{41}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{43}
 }
 
 type AliasSetRequest struct {
@@ -2454,7 +2558,7 @@ type AliasSetRequest struct {
 
 func (x *AliasSetRequest) Reset() {
 	*x = AliasSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2570,7 @@ func (x *AliasSetRequest) String() string {
 func (*AliasSetRequest) ProtoMessage() {}
 
 func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2583,7 @@ func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetRequest.ProtoReflect.Descriptor instead.
 func (*AliasSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{42}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AliasSetRequest) GetEmail() string {
@@ -2504,7 +2608,7 @@ type AliasSetResponse struct {
 
 func (x *AliasSetResponse) Reset() {
 	*x = AliasSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2620,7 @@ func (x *AliasSetResponse) String() string {
 func (*AliasSetResponse) ProtoMessage() {}
 
 func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2633,7 @@ func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetResponse.ProtoReflect.Descriptor instead.
 func (*AliasSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{43}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{45}
 }
 
 type TransferLeaderRequest struct {
@@ -2542,7 +2646,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2658,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2671,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{44}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TransferLeaderRequest) GetTo() string {
@@ -2593,7 +2697,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2709,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2722,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{45}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -2638,7 +2742,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2754,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2767,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{46}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2688,7 +2792,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2804,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2817,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{47}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{49}
 }
 
 type BackupRequest struct {
@@ -2728,7 +2832,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2844,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2857,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{48}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BackupRequest) GetAllowStale() bool {
@@ -2779,7 +2883,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +2895,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +2908,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{49}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -2854,6 +2958,12 @@ var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"U\n" +
+	"\x13VaultRestoreRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\"2\n" +
+	"\x14VaultRestoreResponse\x12\x1a\n" +
+	"\brestored\x18\x01 \x01(\x04R\brestored\"U\n" +
 	"\x13RetentionSetRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
@@ -3052,7 +3162,7 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\x83\x10\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xe6\x10\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -3078,7 +3188,8 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\rArchiveVerify\x12(.continuum.admin.v1.ArchiveVerifyRequest\x1a).continuum.admin.v1.ArchiveVerifyResponse\x12d\n" +
 	"\rArchiveSearch\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a).continuum.admin.v1.ArchiveSearchResponse\x12c\n" +
 	"\rArchiveExport\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a&.continuum.admin.v1.ArchiveExportChunk0\x01\x12X\n" +
-	"\tAuditList\x12$.continuum.admin.v1.AuditListRequest\x1a%.continuum.admin.v1.AuditListResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\tAuditList\x12$.continuum.admin.v1.AuditListRequest\x1a%.continuum.admin.v1.AuditListResponse\x12a\n" +
+	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -3092,114 +3203,118 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*RetentionSetRequest)(nil),    // 0: continuum.admin.v1.RetentionSetRequest
-	(*RetentionSetResponse)(nil),   // 1: continuum.admin.v1.RetentionSetResponse
-	(*RetentionPolicy)(nil),        // 2: continuum.admin.v1.RetentionPolicy
-	(*RetentionListRequest)(nil),   // 3: continuum.admin.v1.RetentionListRequest
-	(*RetentionListResponse)(nil),  // 4: continuum.admin.v1.RetentionListResponse
-	(*RetentionRunRequest)(nil),    // 5: continuum.admin.v1.RetentionRunRequest
-	(*RetentionRunResponse)(nil),   // 6: continuum.admin.v1.RetentionRunResponse
-	(*HoldPlaceRequest)(nil),       // 7: continuum.admin.v1.HoldPlaceRequest
-	(*HoldPlaceResponse)(nil),      // 8: continuum.admin.v1.HoldPlaceResponse
-	(*HoldReleaseRequest)(nil),     // 9: continuum.admin.v1.HoldReleaseRequest
-	(*HoldReleaseResponse)(nil),    // 10: continuum.admin.v1.HoldReleaseResponse
-	(*Hold)(nil),                   // 11: continuum.admin.v1.Hold
-	(*HoldListRequest)(nil),        // 12: continuum.admin.v1.HoldListRequest
-	(*HoldListResponse)(nil),       // 13: continuum.admin.v1.HoldListResponse
-	(*ArchiveVerifyRequest)(nil),   // 14: continuum.admin.v1.ArchiveVerifyRequest
-	(*ArchiveVerifyResponse)(nil),  // 15: continuum.admin.v1.ArchiveVerifyResponse
-	(*ArchiveSearchRequest)(nil),   // 16: continuum.admin.v1.ArchiveSearchRequest
-	(*ArchiveHit)(nil),             // 17: continuum.admin.v1.ArchiveHit
-	(*ArchiveSearchResponse)(nil),  // 18: continuum.admin.v1.ArchiveSearchResponse
-	(*ArchiveExportChunk)(nil),     // 19: continuum.admin.v1.ArchiveExportChunk
-	(*AuditListRequest)(nil),       // 20: continuum.admin.v1.AuditListRequest
-	(*AuditEntry)(nil),             // 21: continuum.admin.v1.AuditEntry
-	(*AuditListResponse)(nil),      // 22: continuum.admin.v1.AuditListResponse
-	(*CheckRequest)(nil),           // 23: continuum.admin.v1.CheckRequest
-	(*CheckNode)(nil),              // 24: continuum.admin.v1.CheckNode
-	(*CheckResponse)(nil),          // 25: continuum.admin.v1.CheckResponse
-	(*ClusterStatusRequest)(nil),   // 26: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),             // 27: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),  // 28: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),       // 29: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),      // 30: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),      // 31: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),     // 32: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),         // 33: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),        // 34: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),        // 35: continuum.admin.v1.UserListRequest
-	(*User)(nil),                   // 36: continuum.admin.v1.User
-	(*UserListResponse)(nil),       // 37: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),      // 38: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),     // 39: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),         // 40: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),        // 41: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),        // 42: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),       // 43: continuum.admin.v1.AliasSetResponse
-	(*TransferLeaderRequest)(nil),  // 44: continuum.admin.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 45: continuum.admin.v1.TransferLeaderResponse
-	(*RemoveNodeRequest)(nil),      // 46: continuum.admin.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 47: continuum.admin.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 48: continuum.admin.v1.BackupRequest
-	(*BackupChunk)(nil),            // 49: continuum.admin.v1.BackupChunk
+	(*VaultRestoreRequest)(nil),    // 0: continuum.admin.v1.VaultRestoreRequest
+	(*VaultRestoreResponse)(nil),   // 1: continuum.admin.v1.VaultRestoreResponse
+	(*RetentionSetRequest)(nil),    // 2: continuum.admin.v1.RetentionSetRequest
+	(*RetentionSetResponse)(nil),   // 3: continuum.admin.v1.RetentionSetResponse
+	(*RetentionPolicy)(nil),        // 4: continuum.admin.v1.RetentionPolicy
+	(*RetentionListRequest)(nil),   // 5: continuum.admin.v1.RetentionListRequest
+	(*RetentionListResponse)(nil),  // 6: continuum.admin.v1.RetentionListResponse
+	(*RetentionRunRequest)(nil),    // 7: continuum.admin.v1.RetentionRunRequest
+	(*RetentionRunResponse)(nil),   // 8: continuum.admin.v1.RetentionRunResponse
+	(*HoldPlaceRequest)(nil),       // 9: continuum.admin.v1.HoldPlaceRequest
+	(*HoldPlaceResponse)(nil),      // 10: continuum.admin.v1.HoldPlaceResponse
+	(*HoldReleaseRequest)(nil),     // 11: continuum.admin.v1.HoldReleaseRequest
+	(*HoldReleaseResponse)(nil),    // 12: continuum.admin.v1.HoldReleaseResponse
+	(*Hold)(nil),                   // 13: continuum.admin.v1.Hold
+	(*HoldListRequest)(nil),        // 14: continuum.admin.v1.HoldListRequest
+	(*HoldListResponse)(nil),       // 15: continuum.admin.v1.HoldListResponse
+	(*ArchiveVerifyRequest)(nil),   // 16: continuum.admin.v1.ArchiveVerifyRequest
+	(*ArchiveVerifyResponse)(nil),  // 17: continuum.admin.v1.ArchiveVerifyResponse
+	(*ArchiveSearchRequest)(nil),   // 18: continuum.admin.v1.ArchiveSearchRequest
+	(*ArchiveHit)(nil),             // 19: continuum.admin.v1.ArchiveHit
+	(*ArchiveSearchResponse)(nil),  // 20: continuum.admin.v1.ArchiveSearchResponse
+	(*ArchiveExportChunk)(nil),     // 21: continuum.admin.v1.ArchiveExportChunk
+	(*AuditListRequest)(nil),       // 22: continuum.admin.v1.AuditListRequest
+	(*AuditEntry)(nil),             // 23: continuum.admin.v1.AuditEntry
+	(*AuditListResponse)(nil),      // 24: continuum.admin.v1.AuditListResponse
+	(*CheckRequest)(nil),           // 25: continuum.admin.v1.CheckRequest
+	(*CheckNode)(nil),              // 26: continuum.admin.v1.CheckNode
+	(*CheckResponse)(nil),          // 27: continuum.admin.v1.CheckResponse
+	(*ClusterStatusRequest)(nil),   // 28: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 29: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 30: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 31: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 32: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 33: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 34: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 35: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 36: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 37: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 38: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 39: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 40: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 41: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 42: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 43: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 44: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 45: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 46: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 47: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 48: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 49: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 50: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 51: continuum.admin.v1.BackupChunk
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
-	2,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
-	11, // 1: continuum.admin.v1.HoldListResponse.holds:type_name -> continuum.admin.v1.Hold
-	17, // 2: continuum.admin.v1.ArchiveSearchResponse.hits:type_name -> continuum.admin.v1.ArchiveHit
-	17, // 3: continuum.admin.v1.ArchiveExportChunk.hit:type_name -> continuum.admin.v1.ArchiveHit
-	21, // 4: continuum.admin.v1.AuditListResponse.entries:type_name -> continuum.admin.v1.AuditEntry
-	24, // 5: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
-	27, // 6: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
-	36, // 7: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	26, // 8: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	29, // 9: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	31, // 10: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	33, // 11: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	35, // 12: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	38, // 13: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	40, // 14: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	42, // 15: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	44, // 16: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	46, // 17: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	48, // 18: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	23, // 19: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	0,  // 20: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
-	3,  // 21: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
-	5,  // 22: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
-	7,  // 23: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
-	9,  // 24: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
-	12, // 25: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
-	14, // 26: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
-	16, // 27: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	16, // 28: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	20, // 29: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
-	28, // 30: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	30, // 31: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	32, // 32: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	34, // 33: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	37, // 34: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	39, // 35: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	41, // 36: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	43, // 37: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	45, // 38: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	47, // 39: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	49, // 40: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	25, // 41: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	1,  // 42: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
-	4,  // 43: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
-	6,  // 44: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
-	8,  // 45: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
-	10, // 46: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
-	13, // 47: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
-	15, // 48: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
-	18, // 49: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
-	19, // 50: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
-	22, // 51: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
-	30, // [30:52] is the sub-list for method output_type
-	8,  // [8:30] is the sub-list for method input_type
+	4,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
+	13, // 1: continuum.admin.v1.HoldListResponse.holds:type_name -> continuum.admin.v1.Hold
+	19, // 2: continuum.admin.v1.ArchiveSearchResponse.hits:type_name -> continuum.admin.v1.ArchiveHit
+	19, // 3: continuum.admin.v1.ArchiveExportChunk.hit:type_name -> continuum.admin.v1.ArchiveHit
+	23, // 4: continuum.admin.v1.AuditListResponse.entries:type_name -> continuum.admin.v1.AuditEntry
+	26, // 5: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
+	29, // 6: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
+	38, // 7: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
+	28, // 8: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	31, // 9: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	33, // 10: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	35, // 11: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	37, // 12: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	40, // 13: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	42, // 14: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	44, // 15: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	46, // 16: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	48, // 17: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	50, // 18: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	25, // 19: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	2,  // 20: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
+	5,  // 21: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
+	7,  // 22: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
+	9,  // 23: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
+	11, // 24: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
+	14, // 25: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
+	16, // 26: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
+	18, // 27: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	18, // 28: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	22, // 29: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
+	0,  // 30: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
+	30, // 31: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	32, // 32: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	34, // 33: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	36, // 34: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	39, // 35: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	41, // 36: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	43, // 37: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	45, // 38: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	47, // 39: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	49, // 40: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	51, // 41: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	27, // 42: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	3,  // 43: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
+	6,  // 44: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
+	8,  // 45: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
+	10, // 46: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
+	12, // 47: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
+	15, // 48: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
+	17, // 49: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
+	20, // 50: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
+	21, // 51: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
+	24, // 52: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
+	1,  // 53: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
+	31, // [31:54] is the sub-list for method output_type
+	8,  // [8:31] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -3216,7 +3331,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	Admin_ArchiveSearch_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveSearch"
 	Admin_ArchiveExport_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveExport"
 	Admin_AuditList_FullMethodName      = "/continuum.admin.v1.Admin/AuditList"
+	Admin_VaultRestore_FullMethodName   = "/continuum.admin.v1.Admin/VaultRestore"
 )
 
 // AdminClient is the client API for Admin service.
@@ -86,6 +87,8 @@ type AdminClient interface {
 	// ArchiveExport streams the messages a search finds.
 	ArchiveExport(ctx context.Context, in *ArchiveSearchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveExportChunk], error)
 	AuditList(ctx context.Context, in *AuditListRequest, opts ...grpc.CallOption) (*AuditListResponse, error)
+	// VaultRestore puts a user's vaulted messages back into their mailboxes.
+	VaultRestore(ctx context.Context, in *VaultRestoreRequest, opts ...grpc.CallOption) (*VaultRestoreResponse, error)
 }
 
 type adminClient struct {
@@ -334,6 +337,16 @@ func (c *adminClient) AuditList(ctx context.Context, in *AuditListRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) VaultRestore(ctx context.Context, in *VaultRestoreRequest, opts ...grpc.CallOption) (*VaultRestoreResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VaultRestoreResponse)
+	err := c.cc.Invoke(ctx, Admin_VaultRestore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -374,6 +387,8 @@ type AdminServer interface {
 	// ArchiveExport streams the messages a search finds.
 	ArchiveExport(*ArchiveSearchRequest, grpc.ServerStreamingServer[ArchiveExportChunk]) error
 	AuditList(context.Context, *AuditListRequest) (*AuditListResponse, error)
+	// VaultRestore puts a user's vaulted messages back into their mailboxes.
+	VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -449,6 +464,9 @@ func (UnimplementedAdminServer) ArchiveExport(*ArchiveSearchRequest, grpc.Server
 }
 func (UnimplementedAdminServer) AuditList(context.Context, *AuditListRequest) (*AuditListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuditList not implemented")
+}
+func (UnimplementedAdminServer) VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VaultRestore not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -853,6 +871,24 @@ func _Admin_AuditList_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_VaultRestore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VaultRestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).VaultRestore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_VaultRestore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).VaultRestore(ctx, req.(*VaultRestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -939,6 +975,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditList",
 			Handler:    _Admin_AuditList_Handler,
+		},
+		{
+			MethodName: "VaultRestore",
+			Handler:    _Admin_VaultRestore_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
