@@ -213,6 +213,18 @@ func TestArchiveRetentionHoldSearchVerify(t *testing.T) {
 		expectIDs(t, fmt.Sprintf("node %d carol vault after release", i), vaulted, "carol-10")
 	}
 
+	// An administrator restores carol's vault: carol-10 is back in INBOX
+	// on every node, with a new UID.
+	if rr, err := adm.VaultRestore(ctx, &adminpb.VaultRestoreRequest{User: "carol@example.test"}); err != nil || rr.Restored != 1 {
+		t.Fatalf("vault restore: %v %v", rr, err)
+	}
+	c.WaitConverged(30 * time.Second)
+	for i, node := range c.Nodes {
+		live, vaulted := inboxIDs(t, node, ids["carol"])
+		expectIDs(t, fmt.Sprintf("node %d carol INBOX after restore", i), live, "carol-10")
+		expectIDs(t, fmt.Sprintf("node %d carol vault after restore", i), vaulted)
+	}
+
 	// The journal verifies on all three nodes.
 	for i := range c.Nodes {
 		r, err := adminClient(t, c.Cfgs[i].GRPCAddr).ArchiveVerify(ctx, &adminpb.ArchiveVerifyRequest{})

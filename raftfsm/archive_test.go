@@ -268,3 +268,41 @@ func mustUnmarshal(t *testing.T, b []byte, m proto.Message) {
 		t.Fatal(err)
 	}
 }
+
+func TestVaultRestore(t *testing.T) {
+	h := newHarness(t)
+	ids := h.setup("a@example.test")
+	inbox := h.mailbox(ids[0], "INBOX").Id
+	work := h.must(commandpb.Code_CODE_OK, cmd(&commandpb.MailboxCreate{UserId: ids[0], Name: "Work"})).MailboxId
+	h.must(commandpb.Code_CODE_OK, cmd(&commandpb.HoldPlace{User: "a@example.test", Reason: "m"}))
+	u1 := h.appendAged(ids[0], inbox, "in inbox", 1, `\Deleted`, `\Seen`)
+	h.appendAged(ids[0], work, "in work", 1)
+	h.must(commandpb.Code_CODE_OK, cmd(&commandpb.Expunge{UserId: ids[0], MailboxId: inbox}))
+	h.must(commandpb.Code_CODE_OK, cmd(&commandpb.MailboxDelete{UserId: ids[0], Name: "Work"}))
+	if len(h.vault(ids[0])) != 2 || len(h.messages(inbox)) != 0 {
+		t.Fatal("setup: both messages should be in the vault")
+	}
+	h.must(commandpb.Code_CODE_INVALID, cmd(&commandpb.VaultRestore{UserId: ids[0], Uid: 1}))
+	h.must(commandpb.Code_CODE_NOT_FOUND, cmd(&commandpb.VaultRestore{UserId: ids[0], MailboxId: inbox, Uid: u1 + 9}))
+	res := h.must(commandpb.Code_CODE_OK, cmd(&commandpb.VaultRestore{UserId: ids[0], MailboxId: inbox, Uid: u1}))
+	if res.Count != 1 || len(h.vault(ids[0])) != 1 {
+		t.Fatalf("restore one: %v", res)
+	}
+	// The Work message's mailbox is gone: it lands in INBOX.
+	res = h.must(commandpb.Code_CODE_OK, cmd(&commandpb.VaultRestore{UserId: ids[0]}))
+	msgs := h.messages(inbox)
+	if res.Count != 1 || len(msgs) != 2 || len(h.vault(ids[0])) != 0 {
+		t.Fatalf("restore all: %v, INBOX %d", res, len(msgs))
+	}
+	if hasFlag(msgs[0].Flags, `\Deleted`) || !hasFlag(msgs[0].Flags, `\Seen`) {
+		t.Fatalf("restored flags %v: \\Deleted must go, the rest stay", msgs[0].Flags)
+	}
+	box := h.mailbox(ids[0], "INBOX")
+	if box.Messages != 2 || box.Unseen != 1 || h.user("a@example.test").UsedBytes != box.Size {
+		t.Fatalf("counts after restore: %+v, used %d", box, h.user("a@example.test").UsedBytes)
+	}
+	h.must(commandpb.Code_CODE_NOT_FOUND, cmd(&commandpb.VaultRestore{UserId: ids[0]}))
+	if r := h.verify(); !r.OK() || r.BlobsChecked != 2 {
+		t.Fatalf("journal after restore: %+v", r)
+	}
+}

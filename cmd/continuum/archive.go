@@ -244,7 +244,7 @@ func runAudit(args []string) error {
 }
 
 func runArchive(args []string) error {
-	const usage = "continuum archive verify [--all | --data DIR] | search --query Q [--user U] [--from DATE --to DATE] [--include-held] [--json] | export --query Q --format mbox --out PATH"
+	const usage = "continuum archive verify [--all | --data DIR] | restore --user U [--mailbox M --uid N] | search --query Q [--user U] [--from DATE --to DATE] [--include-held] [--json] | export --query Q --format mbox --out PATH"
 	if len(args) == 0 {
 		return errors.New("usage: " + usage)
 	}
@@ -340,6 +340,27 @@ func runArchive(args []string) error {
 			return errors.New("--out PATH is required")
 		}
 		return exportMbox(ctx, c, req, *out, *a.server)
+	case "restore":
+		user := a.fs.String("user", "", "the user whose vaulted (expunged but kept) messages to restore; required")
+		mbox := a.fs.String("mailbox", "", "with --uid: one message, as archive search --include-held shows it")
+		uid := a.fs.Uint("uid", 0, "with --mailbox: the message's UID")
+		if _, err := a.parse(args[1:]); err != nil {
+			return err
+		}
+		if *user == "" {
+			return errors.New("--user U is required")
+		}
+		c, ctx, done, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := c.VaultRestore(ctx, &adminpb.VaultRestoreRequest{User: *user, Mailbox: *mbox, Uid: uint32(*uid)})
+		if err != nil {
+			return rpcError(err, *a.server)
+		}
+		fmt.Printf("%d messages restored to %s's mailboxes (new UIDs; INBOX where the mailbox is gone)\n", res.Restored, *user)
+		return nil
 	}
 	return fmt.Errorf("unknown archive subcommand %q", args[0])
 }

@@ -24,7 +24,7 @@ func init() {
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
 		{"retention", "retention set (--domain D | --user U) --days N | list [--json] | run", "retention policies and expiry", runRetention},
 		{"hold", "hold place (--domain D | --user U) --reason TEXT | release (--domain D | --user U) | list [--json]", "legal holds", runHold},
-		{"archive", "archive verify [--all | --data DIR] | search --query Q [--user U] [--from DATE --to DATE] [--include-held] [--json] | export --query Q --format mbox --out PATH", "the tamper-evident journal and eDiscovery", runArchive},
+		{"archive", "archive verify [--all | --data DIR] | restore --user U [--mailbox M --uid N] | search --query Q [--user U] [--from DATE --to DATE] [--include-held] [--json] | export --query Q --format mbox --out PATH", "the tamper-evident journal and eDiscovery", runArchive},
 		{"audit", "audit list [--json] [--limit N]", "who did what to the archive and the accounts", runAudit},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},

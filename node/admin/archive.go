@@ -222,3 +222,11 @@ func (s *Service) AuditList(ctx context.Context, req *adminpb.AuditListRequest) 
 	}
 	return out, nil
 }
+
+func (s *Service) VaultRestore(ctx context.Context, req *adminpb.VaultRestoreRequest) (*adminpb.VaultRestoreResponse, error) {
+	n, err := s.mail.RestoreVault(audit(ctx), req.User, req.Mailbox, req.Uid)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &adminpb.VaultRestoreResponse{Restored: n}, nil
+}

@@ -91,6 +91,8 @@ func describe(c *commandpb.Command) (action, detail string) {
 		return "hold place", scope(op.HoldPlace.GetDomain(), op.HoldPlace.GetUser()) + " reason=" + op.HoldPlace.GetReason()
 	case *commandpb.Command_HoldRelease:
 		return "hold release", scope(op.HoldRelease.GetDomain(), op.HoldRelease.GetUser())
+	case *commandpb.Command_VaultRestore:
+		return "vault restore", fmt.Sprintf("user=%d mailbox=%d uid=%d", op.VaultRestore.GetUserId(), op.VaultRestore.GetMailboxId(), op.VaultRestore.GetUid())
 	}
 	return string(c.ProtoReflect().WhichOneof(c.ProtoReflect().Descriptor().Oneofs().ByName("op")).Name()), ""
 }
@@ -471,4 +473,63 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// RestoreVault puts a user's vaulted messages back: one, named by its
+// mailbox's name then and its UID (as Search shows it), or, with neither,
+// all of them. It returns how many were restored.
+func (s *Service) RestoreVault(ctx context.Context, user, mailbox string, uid uint32) (uint64, error) {
+	e, err := CanonicalEmail(user)
+	if err != nil {
+		return 0, err
+	}
+	if (mailbox == "") != (uid == 0) {
+		return 0, fmt.Errorf("%w: give both --mailbox and --uid, or neither", ErrInvalid)
+	}
+	if err := s.Sync(ctx); err != nil {
+		return 0, err
+	}
+	op := &commandpb.VaultRestore{}
+	snap := s.db.Snapshot()
+	u, err := snap.UserByEmail(e)
+	if err == nil {
+		op.UserId = u.Id
+		if uid != 0 {
+			var vault []*storagepb.VaultEntry
+			vault, err = snap.Vault(u.Id)
+			for _, v := range vault {
+				if v.Mailbox == mailbox && v.GetMessage().GetUid() == uid {
+					op.MailboxId, op.Uid = v.MailboxId, uid
+				}
+			}
+			if err == nil && op.Uid == 0 {
+				err = fmt.Errorf("%w: no vaulted message %s/%d of %s", ErrNotFound, mailbox, uid, e)
+			}
+		}
+	}
+	snap.Close()
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, fmt.Errorf("%w: user %s", ErrNotFound, e)
+	} else if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for i := 0; i < maxRetentionEntries; i++ {
+		res, err := s.propose(ctx, &commandpb.Command{Op: &commandpb.Command_VaultRestore{VaultRestore: op}})
+		if err != nil {
+			return total, err
+		}
+		if err := codeError(res); err != nil {
+			if total > 0 && errors.Is(err, ErrNotFound) {
+				break
+			}
+			return total, err
+		}
+		total += res.GetCount()
+		if !res.GetMore() {
+			break
+		}
+		ctx = WithActor(ctx, "")
+	}
+	return total, nil
 }
