@@ -208,7 +208,9 @@ func applyHoldRelease(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 // user not under hold, live messages and vault rows whose INTERNALDATE is
 // past the effective policy, and vault rows of users with no policy (kept
 // only by a hold that has since been released). Users without a policy
-// lose nothing live.
+// lose nothing live. One entry removes at most max messages and scans
+// about retentionScanBudget rows (whole users at a time); where it stops
+// is meta/retention-cursor, and Result.more asks for the next entry.
 func applyRetentionRun(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	limit := c.GetRetentionRun().GetMax()
 	if limit > maxRetentionMax {
@@ -217,14 +219,23 @@ func applyRetentionRun(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if limit == 0 {
 		limit = defaultRetentionMax
 	}
+	cursor, err := t.b.Counter(storage.MetaRetentionCursor)
+	if err != nil {
+		return nil, err
+	}
 	users, err := t.b.Users()
 	if err != nil {
 		return nil, err
 	}
 	out := &commandpb.Result{}
+	var scanned uint64
+	next := uint64(0) // where the next entry starts; 0: the run is complete
 	for _, u := range users {
-		if out.Count >= uint64(limit) {
-			out.More = true
+		if u.Id < cursor {
+			continue
+		}
+		if out.Count >= uint64(limit) || scanned >= retentionScanBudget {
+			next = u.Id
 			break
 		}
 		k, err := t.rule(u.Email)
@@ -234,14 +245,21 @@ func applyRetentionRun(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 		if k.held {
 			continue
 		}
-		n, more, err := t.expireUser(u, k.days, uint64(limit)-out.Count)
+		n, seen, more, err := t.expireUser(u, k.days, uint64(limit)-out.Count)
 		if err != nil {
 			return nil, err
 		}
 		out.Count += n
+		scanned += seen
 		if more {
-			out.More = true
+			next = u.Id
 			break
+		}
+	}
+	out.More = next != 0
+	if next != cursor {
+		if err := t.b.SetRetentionCursor(next); err != nil {
+			return nil, err
 		}
 	}
 	if out.Count == 0 {
@@ -250,42 +268,49 @@ func applyRetentionRun(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	return out, t.link("retention", 0, fmt.Sprintf("removed=%d", out.Count))
 }
 
+// retentionScanBudget is about how many message and vault rows one
+// RetentionRun entry reads, so that its apply stays short however large
+// the store.
+const retentionScanBudget = 50000
+
 // expireUser removes up to limit of the user's expired messages and vault
-// rows; more reports that the limit stopped it.
-func (t *tx) expireUser(u *storagepb.User, days uint32, limit uint64) (n uint64, more bool, err error) {
+// rows; seen counts the rows it read; more reports that the limit stopped it.
+func (t *tx) expireUser(u *storagepb.User, days uint32, limit uint64) (n, seen uint64, more bool, err error) {
 	vault, err := t.b.Vault(u.Id)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
+	seen = uint64(len(vault))
 	for _, e := range vault {
 		if days != 0 && !expired(e.GetMessage().GetInternalDateUnix(), days, t.now) {
 			continue
 		}
 		if n == limit {
-			return n, true, nil
+			return n, seen, true, nil
 		}
 		if err := t.purgeVault(e); err != nil {
-			return 0, false, err
+			return 0, 0, false, err
 		}
 		n++
 	}
 	if days == 0 {
-		return n, false, nil
+		return n, seen, false, nil
 	}
 	boxes, err := t.b.Mailboxes(u.Id)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	changed := false
 	for _, box := range boxes {
 		var due []*storagepb.Message
 		if err := t.b.Messages(box.Id, 1, 0, func(m *storagepb.Message) error {
+			seen++
 			if expired(m.InternalDateUnix, days, t.now) {
 				due = append(due, m)
 			}
 			return nil
 		}); err != nil {
-			return 0, false, err
+			return 0, 0, false, err
 		}
 		for i, m := range due {
 			if n == limit {
@@ -295,14 +320,14 @@ func (t *tx) expireUser(u *storagepb.User, days uint32, limit uint64) (n uint64,
 			}
 			t.ref(box.Id, m.Uid, m.Blob, false)
 			if err := t.removeMessage(u, box, m); err != nil {
-				return 0, false, err
+				return 0, 0, false, err
 			}
 			n++
 		}
 		if len(due) > 0 {
 			changed = true
 			if err := t.b.PutMailbox(box); err != nil {
-				return 0, false, err
+				return 0, 0, false, err
 			}
 		}
 		if more {
@@ -311,10 +336,10 @@ func (t *tx) expireUser(u *storagepb.User, days uint32, limit uint64) (n uint64,
 	}
 	if changed {
 		if err := t.b.PutUser(u); err != nil {
-			return 0, false, err
+			return 0, 0, false, err
 		}
 	}
-	return n, more, nil
+	return n, seen, more, nil
 }
 
 // dropVault destroys every vault row of a user being deleted.

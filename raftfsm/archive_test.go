@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -304,5 +305,38 @@ func TestVaultRestore(t *testing.T) {
 	h.must(commandpb.Code_CODE_NOT_FOUND, cmd(&commandpb.VaultRestore{UserId: ids[0]}))
 	if r := h.verify(); !r.OK() || r.BlobsChecked != 2 {
 		t.Fatalf("journal after restore: %+v", r)
+	}
+}
+
+// TestRetentionRunContinues: a run bigger than one entry continues where
+// the last entry stopped (meta/retention-cursor) and ends with more false.
+func TestRetentionRunContinues(t *testing.T) {
+	h := newHarness(t)
+	ids := h.setup("a@example.test", "b@example.test", "c@example.test")
+	for _, id := range ids {
+		box := h.mailbox(id, "INBOX").Id
+		h.appendAged(id, box, fmt.Sprint("old", id, "a"), 100)
+		h.appendAged(id, box, fmt.Sprint("old", id, "b"), 100)
+	}
+	h.must(commandpb.Code_CODE_OK, cmd(&commandpb.RetentionSet{Domain: "example.test", Days: 30}))
+	var counts []string
+	for i := 0; i < 10; i++ {
+		res := h.must(commandpb.Code_CODE_OK, cmd(&commandpb.RetentionRun{Max: 1}))
+		counts = append(counts, fmt.Sprintf("%d/%v", res.Count, res.More))
+		if !res.More {
+			break
+		}
+	}
+	if got := strings.Join(counts, " "); got != "1/true 1/true 1/true 1/true 1/true 1/false" {
+		t.Fatalf("entries: %s", got)
+	}
+	for _, id := range ids {
+		if n := len(h.messages(h.mailbox(id, "INBOX").Id)); n != 0 {
+			t.Fatalf("user %d keeps %d expired messages", id, n)
+		}
+	}
+	s := h.snap()
+	if c, _ := s.Counter(storage.MetaRetentionCursor); c != 0 {
+		t.Fatalf("cursor left at %d after a complete run", c)
 	}
 }

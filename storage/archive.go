@@ -165,3 +165,16 @@ func (x reader) VaultEntry(userID, mailboxID uint64, uid uint32) (*storagepb.Vau
 	e := new(storagepb.VaultEntry)
 	return e, x.get(vaultKey(userID, mailboxID, uid), e)
 }
+
+// MetaRetentionCursor is the user ID the next RetentionRun entry starts
+// at (absent: the first user): a run too big for one entry continues in
+// the next one where it stopped.
+const MetaRetentionCursor = "retention-cursor"
+
+// SetRetentionCursor records where the next run starts; 0 deletes it.
+func (b *Batch) SetRetentionCursor(userID uint64) error {
+	if userID == 0 {
+		return b.del(metaKey(MetaRetentionCursor))
+	}
+	return b.putUint64(metaKey(MetaRetentionCursor), userID)
+}

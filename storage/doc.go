@@ -42,6 +42,7 @@
 //	0x16    audit          <index u64>                            storagepb.AuditEntry
 //	0x17    journal        <index u64>                            storagepb.JournalLink
 //	0x01    meta           "journal-head"                         index u64 | SHA-256 of the last link
+//	0x01    meta           "retention-cursor"                     u64: user ID the next RetentionRun starts at
 //
 // A scope is "domain:NAME" or "user:EMAIL" (DomainScope, UserScope). A
 // vault row holds a reference to its blob like a msg/ row, so single
