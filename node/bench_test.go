@@ -25,6 +25,14 @@ func BenchmarkReplicatedDeliver(b *testing.B) {
 	b.Run("plaintext", func(b *testing.B) { benchDeliver(b, nodetest.Options{Insecure: true}, false) })
 }
 
+// BenchmarkJournalCost is BenchmarkReplicatedDeliver with the archive
+// journal on and off, the two alternating within one run (-count N) so
+// that a shared machine's load falls on both alike.
+func BenchmarkJournalCost(b *testing.B) {
+	b.Run("journal=on", func(b *testing.B) { benchDeliver(b, nodetest.Options{}, false) })
+	b.Run("journal=off", func(b *testing.B) { benchDeliver(b, nodetest.Options{NoJournal: true}, false) })
+}
+
 // BenchmarkReplicatedDeliverDuringCheck is BenchmarkReplicatedDeliver while
 // consistency checks run back to back (each replica digests its whole state
 // at consistency-check-rate): the check's cost on delivery.

@@ -48,6 +48,9 @@ type Options struct {
 	TrailingLogs      uint64
 	// NoSync turns off fsync everywhere: CPU benchmarks only.
 	NoSync bool
+	// NoJournal turns the archive journal off (raftfsm Options.NoJournal):
+	// only for the benchmark that measures its cost, on every node alike.
+	NoJournal bool
 }
 
 // Node is one running cluster member.
@@ -74,7 +77,8 @@ type Node struct {
 	// clientTLS serves STARTTLS, smtps and imaps (protocolTLS).
 	clientTLS *tls.Config
 
-	integ integrity // integrity.go
+	integ   integrity     // integrity.go
+	archive archiveGauges // archive.go
 
 	collector    *nodeCollector
 	flow         *httpapi.Flow // the console's per-minute mail flow
@@ -148,7 +152,8 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 			default:
 			}
 		},
-		OnCheck: n.onCheck,
+		OnCheck:   n.onCheck,
+		NoJournal: opts.NoJournal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: state machine: %w", err)

@@ -104,6 +104,14 @@ func applyDeliver(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 			return nil, err
 		}
 		res.Deliveries = append(res.Deliveries, d)
+		if d.Code == commandpb.Code_CODE_OK && !d.Duplicate {
+			t.ref(d.MailboxId, d.Uid, op.GetBlob().GetSha256(), false)
+		}
+	}
+	if len(t.refs) > 0 {
+		if err := t.link("deliver", 0, ""); err != nil {
+			return nil, err
+		}
 	}
 	return res, t.finishUpload()
 }
@@ -220,7 +228,10 @@ func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	m, code, err := t.storeMessage(u, box, op.GetBlob(), flags, op.GetInternalDateUnix())
 	if err == nil && code == commandpb.Code_CODE_OK {
 		// A failed APPEND leaves no trace; its upload expires.
-		err = t.finishUpload()
+		t.ref(box.Id, m.Uid, m.Blob, false)
+		if err = t.link("append", u.Id, ""); err == nil {
+			err = t.finishUpload()
+		}
 	}
 	switch {
 	case err != nil:
@@ -420,12 +431,18 @@ func applyExpunge(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if res != nil || err != nil {
 		return res, err
 	}
+	// A held user's messages, and those its retention policy still
+	// covers, go to the vault instead of being destroyed.
+	k, err := t.rule(u.Email)
+	if err != nil {
+		return nil, err
+	}
 	out := &commandpb.Result{UserId: u.Id, MailboxId: box.Id, UidValidity: box.UidValidity}
 	for _, m := range msgs {
 		if !hasFlag(m.Flags, `\Deleted`) {
 			continue
 		}
-		if err := t.removeMessage(u, box, m); err != nil {
+		if err := t.discard(u, box, m, k); err != nil {
 			return nil, err
 		}
 		out.Uids = append(out.Uids, m.Uid)
@@ -435,6 +452,9 @@ func applyExpunge(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 			return nil, err
 		}
 		if err := t.b.PutUser(u); err != nil {
+			return nil, err
+		}
+		if err := t.link("expunge", u.Id, ""); err != nil {
 			return nil, err
 		}
 	}

@@ -149,6 +149,10 @@ type Config struct {
 	// state for the digest (bytes/s).
 	CheckInterval Duration `toml:"consistency-check-interval"`
 	CheckRate     int64    `toml:"consistency-check-rate"`
+	// RetentionInterval is how often the leader proposes a retention run
+	// (expiry judged on each message's INTERNALDATE against log time);
+	// 0 = only on demand (`continuum retention run`).
+	RetentionInterval Duration `toml:"retention-interval"`
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
@@ -189,6 +193,9 @@ func Defaults() Config {
 		CheckInterval:   Duration{time.Hour},
 		CheckRate:       64 << 20,
 		LogLevel:        "info",
+		// Hourly: a policy is in days, so an hour late is within its
+		// grain, and one run is a scan of message rows, not blobs.
+		RetentionInterval: Duration{time.Hour},
 	}
 }
 
@@ -263,6 +270,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ScrubInterval.Duration, "scrub-interval", c.ScrubInterval.Duration, "pause between two scrub passes")
 	fs.DurationVar(&c.CheckInterval.Duration, "consistency-check-interval", c.CheckInterval.Duration, "how often the leader runs a replicated consistency check (0: on demand only)")
 	fs.Int64Var(&c.CheckRate, "consistency-check-rate", c.CheckRate, "consistency digest read rate, bytes/s")
+	fs.DurationVar(&c.RetentionInterval.Duration, "retention-interval", c.RetentionInterval.Duration, "how often the leader runs retention (0: on demand only)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -376,6 +384,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ScrubInterval.Duration < time.Second {
 		bad("scrub-interval %v: want at least 1s", c.ScrubInterval.Duration)
+	}
+	if c.RetentionInterval.Duration < 0 {
+		bad("retention-interval %v: want 0 (on demand only) or positive", c.RetentionInterval.Duration)
 	}
 	if c.CheckInterval.Duration < 0 {
 		bad("consistency-check-interval %v: want 0 (on demand only) or positive", c.CheckInterval.Duration)

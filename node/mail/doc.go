@@ -29,6 +29,15 @@
 // spool pages, which the kernel may drop. FETCH of a large message streams
 // (OpenBlob): one stored chunk and the decoder's window at a time.
 //
+// The compliance archive (archive.go): SetRetention, RunRetention,
+// PlaceHold, ReleaseHold build its commands; Summary, Search, AuditEntries
+// and VerifyJournal read the local replica. A context marked WithActor (the
+// admin service marks every request with the caller's identity) wraps every
+// command proposed under it in an AdminCommand, so the audit record commits
+// with the change itself; Audit records a read (search, export) before it
+// runs, and a read whose record cannot commit does not run. Search is a
+// scan of every message's header and decoded text parts, not an index.
+//
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //

@@ -52,6 +52,8 @@ type Options struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	NoSync            bool
+	// NoJournal turns the archive journal off on every node (benchmarks).
+	NoJournal bool
 	// Protocols starts SMTP, LMTP and IMAP listeners on every node.
 	Protocols bool
 	// BootstrapExpect starts every node at once with --bootstrap-expect
@@ -247,6 +249,7 @@ func (c *Cluster) StartNode(i int) {
 			SnapshotThreshold: c.opts.SnapshotThreshold,
 			TrailingLogs:      c.opts.TrailingLogs,
 			NoSync:            c.opts.NoSync,
+			NoJournal:         c.opts.NoJournal,
 		})
 		// A port taken between FreeAddr and the bind (another process on
 		// the machine) is not the node's fault: a node that never ran
