@@ -22,6 +22,7 @@ func init() {
 		{"domain", "domain add NAME [--catch-all LOCAL] | list", "manage local domains", runDomain},
 		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
+		{"health", "health [--http ADDR] [--live]", "probe a node's /readyz (or /healthz): exit 0 when it answers 200 (container health checks)", runHealth},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
