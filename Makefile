@@ -47,9 +47,10 @@ proto: ## regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, pr
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/continuum-mail/continuum \
 	  proto/storagepb/storage.proto proto/commandpb/command.proto proto/peerpb/peer.proto proto/adminpb/admin.proto
 
-lint: ## gofmt, go vet, and the project's lint tests
+lint: ## gofmt, go vet, and the layering test (node/layering_test.go)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run 'TestLayering' ./node/
 
 image: ## the container image continuum:dev, FROM scratch around a static binary
 	rm -rf bin/image && mkdir -p bin/image/rootfs/data bin/image/rootfs/tmp

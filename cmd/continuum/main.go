@@ -23,6 +23,7 @@ func init() {
 		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
 		{"health", "health [--http ADDR] [--live]", "probe a node's /readyz (or /healthz): exit 0 when it answers 200 (container health checks)", runHealth},
+		{"tls", "tls ca --dir D | cert (--node ID [--hosts H,...] | --admin NAME) --dir D | gossip-key --dir D | init --dir D --nodes ID@HOST,... --admin NAME", "the cluster CA, node and admin certificates, the gossip key", runTLS},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
@@ -34,7 +35,7 @@ func usage() {
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n             %s\n", c.name, c.help, c.usage)
 	}
-	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's gRPC address); the default is $CONTINUUM_SERVER, else the dev cluster's first node.")
+	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's admin address) and an admin certificate (--ca/--cert/--key or CONTINUUM_CA/CONTINUUM_CERT/CONTINUUM_KEY); the defaults come from $CONTINUUM_SERVER, else the dev cluster in ./.dev.")
 }
 
 func main() {

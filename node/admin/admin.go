@@ -77,9 +77,15 @@ type Service struct {
 
 // Register adds the Admin service to gs.
 func Register(gs *grpc.Server, m *mail.Service, c Cluster) *Service {
-	s := &Service{mail: m, cluster: c}
+	s := New(m, c)
 	adminpb.RegisterAdminServer(gs, s)
 	return s
+}
+
+// New returns the service without serving it: the node's console calls
+// ClusterStatus in process.
+func New(m *mail.Service, c Cluster) *Service {
+	return &Service{mail: m, cluster: c}
 }
 
 // toStatus is the one table from mail errors to gRPC codes.
@@ -243,7 +249,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Id < nodes[j].Id })
 	out.Nodes = nodes
-	out.Warnings = PlacementWarnings(voters, sites)
+	// Placement first, then what the nodes reported above (quarantines,
+	// disagreeing checks): appended, not replaced.
+	out.Warnings = append(PlacementWarnings(voters, sites), out.Warnings...)
 	if out.Leader == "" {
 		out.Warnings = append(out.Warnings, "no leader: the cluster cannot accept writes")
 	}
