@@ -53,7 +53,7 @@ lint: ## gofmt, go vet, and the layering test (node/layering_test.go)
 	$(GO) test -count=1 -run 'TestLayering' ./node/
 
 image: ## the container image continuum:dev, FROM scratch around a static binary
-	rm -rf bin/image && mkdir -p bin/image/rootfs/data bin/image/rootfs/tmp
+	rm -rf bin/image && mkdir -p bin/image/rootfs/data bin/image/rootfs/tmp bin/image/rootfs/tls
 	chmod 1777 bin/image/rootfs/tmp
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/image/continuum ./cmd/continuum
 	cp deploy/docker/Dockerfile bin/image/

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -161,6 +162,14 @@ func TestManifests(t *testing.T) {
 	}
 	if got := fs.Lookup("bootstrap-expect"); got == nil || got.Value.String() != strconv.Itoa(replicas) {
 		t.Errorf("bootstrap-expect %v, want the replica count %d", got, replicas)
+	}
+	if cfg.ClusterCA == "" || cfg.NodeCert != "/tls/node-continuum-0.pem" || cfg.ClusterKeyFile == "" || cfg.InsecureDev {
+		t.Errorf("TLS material: ca %q, cert %q, gossip key %q, insecure %v; want each pod's own certificate and the gossip key file",
+			cfg.ClusterCA, cfg.NodeCert, cfg.ClusterKeyFile, cfg.InsecureDev)
+	}
+	inits := list(sts.get("spec", "template", "spec", "initContainers"))
+	if len(inits) != 1 || !strings.Contains(fmt.Sprint(object(inits[0].(map[string]any)).get("args")), "install") {
+		t.Errorf("init containers %v: want the tls install step (Secret modes are group-readable under fsGroup)", inits)
 	}
 	if cfg.ID != "continuum-0" || cfg.Site == "" || len(cfg.Join) != replicas {
 		t.Errorf("id %q, site %q, %d join addresses; want the pod name, a site, every replica", cfg.ID, cfg.Site, len(cfg.Join))
