@@ -11,7 +11,7 @@ import (
 // the last failure has passed.
 //
 // An attempt counts as a failure from the moment it starts (begin), before
-// its password check, and only a success takes it back: so parallel
+// its password check, and only a success forgets it: so parallel
 // guesses from one address are throttled like sequential ones instead of
 // all passing the check while none has failed yet. State is this node's
 // only: sharing it across nodes (so a guesser cannot rotate between sites)
@@ -106,17 +106,14 @@ func (t *authThrottle) failed(addr string, now time.Time) time.Duration {
 	return min(d, t.maxDelay)
 }
 
-// succeeded takes back the attempt begin counted. It does not forgive the
-// address's other failures: knowing one password (one's own) must not
-// reset the count of guesses at another account.
+// succeeded forgets addr's failures, including the attempt begin counted:
+// a user behind the address has shown the password (as before; a guesser
+// who knows one password can thus reset the count, which per-account
+// counting would close).
 func (t *authThrottle) succeeded(addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f := t.fails[addr]; f != nil {
-		if f.n--; f.n <= 0 {
-			delete(t.fails, addr)
-		}
-	}
+	delete(t.fails, addr)
 }
 
 func (t *authThrottle) expireLocked(now time.Time) {
