@@ -13,6 +13,10 @@
 // login at any node right after `user add`, `user passwd` or `user del` at
 // another sees the change. A node that is cut off from the leader answers
 // from the last credentials it applied (its sessions are read-only then).
+// A node that is not cut off but cannot get a read-index (an election, a
+// slow quorum) answers ErrUnavailable (IMAP NO [UNAVAILABLE]): it neither
+// accepts credentials that may have been changed elsewhere nor refuses ones
+// that may have just been added.
 //
 // # Large messages and memory
 //
