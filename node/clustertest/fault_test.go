@@ -114,6 +114,9 @@ func runScenario(t *testing.T, sc scenario) *Figures {
 	wo := sc.workload
 	wo.Seed = seed
 	w := c.StartWorkload(wo)
+	// A scenario that fails half-way (t.Fatal) must not leave its senders
+	// running into the next test's cluster, which reuses the subnet.
+	t.Cleanup(func() { w.Stop() })
 	var figures *Figures
 	var ops []*Op
 	t.Cleanup(func() {

@@ -106,10 +106,11 @@ type WorkloadOptions struct {
 
 // Workload is MTA-like senders speaking SMTP to random nodes.
 type Workload struct {
-	c    *Cluster
-	opts WorkloadOptions
-	stop chan struct{}
-	wg   sync.WaitGroup
+	c        *Cluster
+	opts     WorkloadOptions
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu  sync.Mutex
 	ops []*Op
@@ -146,7 +147,7 @@ func (c *Cluster) StartWorkload(opts WorkloadOptions) *Workload {
 // Stop asks the senders to start no new message and waits for every
 // message in flight to finish its retries (bounded by MaxOpTime).
 func (w *Workload) Stop() []*Op {
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()

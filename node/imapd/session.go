@@ -87,6 +87,7 @@ func (s *session) Login(username, password string) error {
 	select {
 	case s.srv.authSlots <- struct{}{}:
 	case <-s.ctx().Done():
+		s.srv.throttle.abandoned(s.remote)
 		return reply(mail.ErrUnavailable)
 	}
 	u, err := s.mail.Authenticate(s.ctx(), username, password)
@@ -95,6 +96,8 @@ func (s *session) Login(username, password string) error {
 		if errors.Is(err, mail.ErrAuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote)
 			s.wait(s.srv.throttle.delay(s.remote))
+		} else {
+			s.srv.throttle.abandoned(s.remote)
 		}
 		return reply(err)
 	}

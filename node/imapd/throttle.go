@@ -106,6 +106,18 @@ func (t *authThrottle) failed(addr string, now time.Time) time.Duration {
 	return min(d, t.maxDelay)
 }
 
+// abandoned takes back the attempt begin counted when its outcome was
+// neither success nor a wrong password (the cluster could not confirm the
+// credentials: NO [UNAVAILABLE]): a burst of reconnects during an election
+// must not lock an address out.
+func (t *authThrottle) abandoned(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.fails[addr]; f != nil && f.n > 0 {
+		f.n--
+	}
+}
+
 // succeeded forgets addr's failures, including the attempt begin counted:
 // a user behind the address has shown the password (as before; a guesser
 // who knows one password can thus reset the count, which per-account

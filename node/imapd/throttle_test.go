@@ -50,3 +50,26 @@ func TestParallelAttemptsAreCountedBeforeTheCheck(t *testing.T) {
 		t.Fatal("still refused after the window")
 	}
 }
+
+// TestThrottleAbandonedAttemptsDoNotCount: attempts the cluster could not
+// judge (NO [UNAVAILABLE], during an election) are taken back, so a burst
+// of reconnects from one address is not locked out; wrong passwords still
+// are.
+func TestThrottleAbandonedAttemptsDoNotCount(t *testing.T) {
+	th := newAuthThrottle(time.Millisecond, 10*time.Millisecond, 3, time.Minute)
+	now := time.Now()
+	for i := 0; i < 10; i++ {
+		if !th.begin("10.0.0.1", now) {
+			t.Fatalf("attempt %d refused although every earlier one was abandoned", i+1)
+		}
+		th.abandoned("10.0.0.1")
+	}
+	for i := 0; i < 3; i++ {
+		if !th.begin("10.0.0.1", now) {
+			t.Fatalf("wrong password %d refused before the limit", i+1)
+		}
+	}
+	if th.begin("10.0.0.1", now) {
+		t.Fatal("a 4th attempt after 3 wrong passwords was let through")
+	}
+}
