@@ -40,6 +40,7 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	26: applyExpunge,
 	27: applyBlobChunk,
 	40: applyConsistencyCheck,
+	60: applyAppendBatch,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

@@ -173,6 +173,7 @@ type Command struct {
 	//	*Command_Expunge
 	//	*Command_BlobChunk
 	//	*Command_ConsistencyCheck
+	//	*Command_AppendBatch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -400,6 +401,15 @@ func (x *Command) GetConsistencyCheck() *ConsistencyCheck {
 	return nil
 }
 
+func (x *Command) GetAppendBatch() *AppendBatch {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendBatch); ok {
+			return x.AppendBatch
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -481,6 +491,11 @@ type Command_ConsistencyCheck struct {
 	ConsistencyCheck *ConsistencyCheck `protobuf:"bytes,40,opt,name=consistency_check,json=consistencyCheck,proto3,oneof"`
 }
 
+type Command_AppendBatch struct {
+	// Numbers 50-59 are taken by other work in progress.
+	AppendBatch *AppendBatch `protobuf:"bytes,60,opt,name=append_batch,json=appendBatch,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -518,6 +533,8 @@ func (*Command_Expunge) isCommand_Op() {}
 func (*Command_BlobChunk) isCommand_Op() {}
 
 func (*Command_ConsistencyCheck) isCommand_Op() {}
+
+func (*Command_AppendBatch) isCommand_Op() {}
 
 // ConsistencyCheck makes every replica digest its state as of this entry's
 // index (raftfsm commits the batch right after it) and report the digest;
@@ -1546,6 +1563,147 @@ func (x *Append) GetInternalDateUnix() int64 {
 	return 0
 }
 
+// AppendBatch stores many messages into one mailbox of one user in one log
+// entry (continuum import): the proposer batches them so that an import
+// commits hundreds of messages per Raft round trip and per fsync. Each item
+// succeeds or fails on its own (Result.deliveries, one per item, in order);
+// the command fails as a whole only when the user or mailbox is missing or
+// the batch itself is malformed. Not skippable: it changes state, so a node
+// that predates it must stop rather than diverge (upgrade every node before
+// importing).
+type AppendBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MailboxId     uint64                 `protobuf:"varint,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Items         []*AppendItem          `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatch) Reset() {
+	*x = AppendBatch{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatch) ProtoMessage() {}
+
+func (x *AppendBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
+func (*AppendBatch) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AppendBatch) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *AppendBatch) GetMailboxId() uint64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *AppendBatch) GetItems() []*AppendItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type AppendItem struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Blob             *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	// dedupe_key, when set, makes the item idempotent for a short while (log
+	// time): while the message first stored under the key still exists in
+	// the mailbox, the item stores nothing and reports that message's UID
+	// with duplicate set. An import resumed after an interruption can then
+	// not store twice a message whose batch was still in flight.
+	DedupeKey     []byte `protobuf:"bytes,4,opt,name=dedupe_key,json=dedupeKey,proto3" json:"dedupe_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendItem) Reset() {
+	*x = AppendItem{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendItem) ProtoMessage() {}
+
+func (x *AppendItem) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendItem.ProtoReflect.Descriptor instead.
+func (*AppendItem) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AppendItem) GetBlob() *Blob {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+func (x *AppendItem) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *AppendItem) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *AppendItem) GetDedupeKey() []byte {
+	if x != nil {
+		return x.DedupeKey
+	}
+	return nil
+}
+
 type UIDRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -1556,7 +1714,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1726,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1739,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -1612,7 +1770,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1782,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1795,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -1694,7 +1852,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1864,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1877,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -1762,7 +1920,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1932,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1945,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -1831,7 +1989,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2001,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2014,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -1892,7 +2050,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2062,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2075,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -1968,7 +2126,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2138,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2151,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Result) GetCode() Code {
@@ -2070,8 +2228,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xc3\n" +
-	"\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x8b\v\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2099,7 +2256,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpunge\x12@\n" +
 	"\n" +
 	"blob_chunk\x18\x1b \x01(\v2\x1f.continuum.command.v1.BlobChunkH\x00R\tblobChunk\x12U\n" +
-	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheckB\x04\n" +
+	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheck\x12F\n" +
+	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatchB\x04\n" +
 	"\x02op\"E\n" +
 	"\x10ConsistencyCheck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
@@ -2176,7 +2334,19 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x12.\n" +
 	"\x04blob\x18\x03 \x01(\v2\x1a.continuum.command.v1.BlobR\x04blob\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12,\n" +
-	"\x12internal_date_unix\x18\x05 \x01(\x03R\x10internalDateUnix\"4\n" +
+	"\x12internal_date_unix\x18\x05 \x01(\x03R\x10internalDateUnix\"}\n" +
+	"\vAppendBatch\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x126\n" +
+	"\x05items\x18\x03 \x03(\v2 .continuum.command.v1.AppendItemR\x05items\"\x9f\x01\n" +
+	"\n" +
+	"AppendItem\x12.\n" +
+	"\x04blob\x18\x01 \x01(\v2\x1a.continuum.command.v1.BlobR\x04blob\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x1d\n" +
+	"\n" +
+	"dedupe_key\x18\x04 \x01(\fR\tdedupeKey\"4\n" +
 	"\bUIDRange\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\rR\x05start\x12\x12\n" +
 	"\x04stop\x18\x02 \x01(\rR\x04stop\"\xe5\x01\n" +
@@ -2255,7 +2425,7 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
@@ -2277,14 +2447,16 @@ var file_proto_commandpb_command_proto_goTypes = []any{
 	(*Recipient)(nil),               // 17: continuum.command.v1.Recipient
 	(*Deliver)(nil),                 // 18: continuum.command.v1.Deliver
 	(*Append)(nil),                  // 19: continuum.command.v1.Append
-	(*UIDRange)(nil),                // 20: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 21: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 22: continuum.command.v1.Copy
-	(*Move)(nil),                    // 23: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 24: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 25: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 26: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 27: continuum.storage.v1.ParsedMessage
+	(*AppendBatch)(nil),             // 20: continuum.command.v1.AppendBatch
+	(*AppendItem)(nil),              // 21: continuum.command.v1.AppendItem
+	(*UIDRange)(nil),                // 22: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 23: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 24: continuum.command.v1.Copy
+	(*Move)(nil),                    // 25: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 26: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 27: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 28: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 29: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
 	4,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
@@ -2300,29 +2472,32 @@ var file_proto_commandpb_command_proto_depIdxs = []int32{
 	14, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
 	18, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
 	19, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	21, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	22, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	23, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	24, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	23, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	24, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	25, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	26, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
 	16, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
 	3,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
-	27, // 19: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	15, // 20: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	17, // 21: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	15, // 22: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	20, // 23: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 24: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	20, // 25: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	20, // 26: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	20, // 27: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 28: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 29: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	25, // 30: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	20, // 19: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
+	29, // 20: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	15, // 21: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	17, // 22: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	15, // 23: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	21, // 24: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	15, // 25: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	22, // 26: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 27: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	22, // 28: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	22, // 29: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	22, // 30: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 31: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 32: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	27, // 33: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -2350,6 +2525,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_Expunge)(nil),
 		(*Command_BlobChunk)(nil),
 		(*Command_ConsistencyCheck)(nil),
+		(*Command_AppendBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2357,7 +2533,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
