@@ -24,6 +24,825 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ImportRequest: the first carries start; then a mailbox, its messages,
+// the next mailbox, and so on. The client half-closes the stream when done
+// and reads replies until the node closes its side.
+type ImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ImportRequest_Start
+	//	*ImportRequest_Mailbox
+	//	*ImportRequest_Message
+	Item          isImportRequest_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ImportRequest) GetItem() isImportRequest_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetStart() *ImportStart {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMailbox() *ImportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMessage() *ImportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isImportRequest_Item interface {
+	isImportRequest_Item()
+}
+
+type ImportRequest_Start struct {
+	Start *ImportStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ImportRequest_Mailbox struct {
+	Mailbox *ImportMailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
+}
+
+type ImportRequest_Message struct {
+	Message *ImportMessage `protobuf:"bytes,3,opt,name=message,proto3,oneof"`
+}
+
+func (*ImportRequest_Start) isImportRequest_Item() {}
+
+func (*ImportRequest_Mailbox) isImportRequest_Item() {}
+
+func (*ImportRequest_Message) isImportRequest_Item() {}
+
+type ImportStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportStart) Reset() {
+	*x = ImportStart{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStart) ProtoMessage() {}
+
+func (x *ImportStart) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStart.ProtoReflect.Descriptor instead.
+func (*ImportStart) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ImportStart) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// ImportMailbox opens (creating when missing, with its parents) the mailbox
+// the following messages go to. name is "/"-separated, UTF-8.
+type ImportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"` // "\\Sent", … or empty; only applied on create
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailbox) Reset() {
+	*x = ImportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailbox) ProtoMessage() {}
+
+func (x *ImportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailbox.ProtoReflect.Descriptor instead.
+func (*ImportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ImportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+// ImportMessage is one message, or one piece of one: a message over 1 MiB
+// is sent in pieces of at most 1 MiB, the first with the metadata, every
+// one but the last with more set.
+type ImportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Seq              uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                                                     // the client's number, increasing; echoed in failures
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`                                                  // system flags and keywords, as IMAP names them
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"` // 0: now
+	Data             []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`
+	SourceId         string                 `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"` // where it came from ("INBOX uid 17", a file name): for the report
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ImportMessage) Reset() {
+	*x = ImportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMessage) ProtoMessage() {}
+
+func (x *ImportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMessage.ProtoReflect.Descriptor instead.
+func (*ImportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImportMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ImportMessage) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+type ImportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// done_seq: every message up to this seq is settled (copied, skipped or
+	// failed), the counts below are this reply's share.
+	DoneSeq       uint64              `protobuf:"varint,1,opt,name=done_seq,json=doneSeq,proto3" json:"done_seq,omitempty"`
+	Copied        uint32              `protobuf:"varint,2,opt,name=copied,proto3" json:"copied,omitempty"`
+	Skipped       uint32              `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"` // already in the mailbox
+	Bytes         uint64              `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`     // of the copied messages
+	Failures      []*ImportFailure    `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	Mailbox       *ImportMailboxReady `protobuf:"bytes,6,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportReply) Reset() {
+	*x = ImportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportReply) ProtoMessage() {}
+
+func (x *ImportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportReply.ProtoReflect.Descriptor instead.
+func (*ImportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ImportReply) GetDoneSeq() uint64 {
+	if x != nil {
+		return x.DoneSeq
+	}
+	return 0
+}
+
+func (x *ImportReply) GetCopied() uint32 {
+	if x != nil {
+		return x.Copied
+	}
+	return 0
+}
+
+func (x *ImportReply) GetSkipped() uint32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ImportReply) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ImportReply) GetFailures() []*ImportFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+func (x *ImportReply) GetMailbox() *ImportMailboxReady {
+	if x != nil {
+		return x.Mailbox
+	}
+	return nil
+}
+
+type ImportFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	SourceId      string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportFailure) Reset() {
+	*x = ImportFailure{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportFailure) ProtoMessage() {}
+
+func (x *ImportFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportFailure.ProtoReflect.Descriptor instead.
+func (*ImportFailure) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportFailure) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportFailure) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *ImportFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ImportMailboxReady struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Existing      uint32                 `protobuf:"varint,3,opt,name=existing,proto3" json:"existing,omitempty"` // messages it held before this run
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailboxReady) Reset() {
+	*x = ImportMailboxReady{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailboxReady) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailboxReady) ProtoMessage() {}
+
+func (x *ImportMailboxReady) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailboxReady.ProtoReflect.Descriptor instead.
+func (*ImportMailboxReady) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportMailboxReady) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailboxReady) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *ImportMailboxReady) GetExisting() uint32 {
+	if x != nil {
+		return x.Existing
+	}
+	return 0
+}
+
+type ExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailboxes     []string               `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`                   // empty: all of them
+	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"` // only messages with INTERNALDATE at or after; 0: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExportRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetMailboxes() []string {
+	if x != nil {
+		return x.Mailboxes
+	}
+	return nil
+}
+
+func (x *ExportRequest) GetSinceUnix() int64 {
+	if x != nil {
+		return x.SinceUnix
+	}
+	return 0
+}
+
+type ExportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ExportReply_Mailbox
+	//	*ExportReply_Message
+	Item          isExportReply_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReply) Reset() {
+	*x = ExportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReply) ProtoMessage() {}
+
+func (x *ExportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReply.ProtoReflect.Descriptor instead.
+func (*ExportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ExportReply) GetItem() isExportReply_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMailbox() *ExportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMessage() *ExportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isExportReply_Item interface {
+	isExportReply_Item()
+}
+
+type ExportReply_Mailbox struct {
+	Mailbox *ExportMailbox `protobuf:"bytes,1,opt,name=mailbox,proto3,oneof"`
+}
+
+type ExportReply_Message struct {
+	Message *ExportMessage `protobuf:"bytes,2,opt,name=message,proto3,oneof"`
+}
+
+func (*ExportReply_Mailbox) isExportReply_Item() {}
+
+func (*ExportReply_Message) isExportReply_Item() {}
+
+type ExportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"`
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	Messages      uint32                 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"` // in the mailbox (before --since)
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	UidValidity   uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportMailbox) Reset() {
+	*x = ExportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMailbox) ProtoMessage() {}
+
+func (x *ExportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMailbox.ProtoReflect.Descriptor instead.
+func (*ExportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+func (x *ExportMailbox) GetMessages() uint32 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+// ExportMessage is a message, or a piece of one (as ImportMessage).
+type ExportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Uid              uint32                 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	Size             uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Data             []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExportMessage) Reset() {
+	*x = ExportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMessage) ProtoMessage() {}
+
+func (x *ExportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMessage.ProtoReflect.Descriptor instead.
+func (*ExportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExportMessage) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type CheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TimeoutMs     int64                  `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // 0: 5 minutes
@@ -33,7 +852,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +864,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +877,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckRequest) GetTimeoutMs() int64 {
@@ -80,7 +899,7 @@ type CheckNode struct {
 
 func (x *CheckNode) Reset() {
 	*x = CheckNode{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +911,7 @@ func (x *CheckNode) String() string {
 func (*CheckNode) ProtoMessage() {}
 
 func (x *CheckNode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +924,7 @@ func (x *CheckNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNode.ProtoReflect.Descriptor instead.
 func (*CheckNode) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CheckNode) GetId() string {
@@ -149,7 +968,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +980,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +993,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckResponse) GetIndex() uint64 {
@@ -220,7 +1039,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +1051,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +1064,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type NodeStatus struct {
@@ -275,7 +1094,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +1106,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +1119,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -434,7 +1253,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +1265,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +1278,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -500,7 +1319,7 @@ type DomainAddRequest struct {
 
 func (x *DomainAddRequest) Reset() {
 	*x = DomainAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +1331,7 @@ func (x *DomainAddRequest) String() string {
 func (*DomainAddRequest) ProtoMessage() {}
 
 func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +1344,7 @@ func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddRequest.ProtoReflect.Descriptor instead.
 func (*DomainAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DomainAddRequest) GetName() string {
@@ -550,7 +1369,7 @@ type DomainAddResponse struct {
 
 func (x *DomainAddResponse) Reset() {
 	*x = DomainAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +1381,7 @@ func (x *DomainAddResponse) String() string {
 func (*DomainAddResponse) ProtoMessage() {}
 
 func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +1394,7 @@ func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddResponse.ProtoReflect.Descriptor instead.
 func (*DomainAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type DomainListRequest struct {
@@ -586,7 +1405,7 @@ type DomainListRequest struct {
 
 func (x *DomainListRequest) Reset() {
 	*x = DomainListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +1417,7 @@ func (x *DomainListRequest) String() string {
 func (*DomainListRequest) ProtoMessage() {}
 
 func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +1430,7 @@ func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListRequest.ProtoReflect.Descriptor instead.
 func (*DomainListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
 }
 
 type DomainListResponse struct {
@@ -623,7 +1442,7 @@ type DomainListResponse struct {
 
 func (x *DomainListResponse) Reset() {
 	*x = DomainListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +1454,7 @@ func (x *DomainListResponse) String() string {
 func (*DomainListResponse) ProtoMessage() {}
 
 func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +1467,7 @@ func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListResponse.ProtoReflect.Descriptor instead.
 func (*DomainListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DomainListResponse) GetNames() []string {
@@ -669,7 +1488,7 @@ type UserAddRequest struct {
 
 func (x *UserAddRequest) Reset() {
 	*x = UserAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +1500,7 @@ func (x *UserAddRequest) String() string {
 func (*UserAddRequest) ProtoMessage() {}
 
 func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +1513,7 @@ func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddRequest.ProtoReflect.Descriptor instead.
 func (*UserAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UserAddRequest) GetEmail() string {
@@ -727,7 +1546,7 @@ type UserAddResponse struct {
 
 func (x *UserAddResponse) Reset() {
 	*x = UserAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1558,7 @@ func (x *UserAddResponse) String() string {
 func (*UserAddResponse) ProtoMessage() {}
 
 func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1571,7 @@ func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddResponse.ProtoReflect.Descriptor instead.
 func (*UserAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UserAddResponse) GetId() uint64 {
@@ -770,7 +1589,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1601,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1614,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type User struct {
@@ -810,7 +1629,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1641,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1654,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *User) GetId() uint64 {
@@ -875,7 +1694,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1706,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1719,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -920,7 +1739,7 @@ type UserPasswdRequest struct {
 
 func (x *UserPasswdRequest) Reset() {
 	*x = UserPasswdRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1751,7 @@ func (x *UserPasswdRequest) String() string {
 func (*UserPasswdRequest) ProtoMessage() {}
 
 func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1764,7 @@ func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdRequest.ProtoReflect.Descriptor instead.
 func (*UserPasswdRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UserPasswdRequest) GetEmail() string {
@@ -970,7 +1789,7 @@ type UserPasswdResponse struct {
 
 func (x *UserPasswdResponse) Reset() {
 	*x = UserPasswdResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1801,7 @@ func (x *UserPasswdResponse) String() string {
 func (*UserPasswdResponse) ProtoMessage() {}
 
 func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1814,7 @@ func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdResponse.ProtoReflect.Descriptor instead.
 func (*UserPasswdResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
 }
 
 type UserDelRequest struct {
@@ -1007,7 +1826,7 @@ type UserDelRequest struct {
 
 func (x *UserDelRequest) Reset() {
 	*x = UserDelRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1838,7 @@ func (x *UserDelRequest) String() string {
 func (*UserDelRequest) ProtoMessage() {}
 
 func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1851,7 @@ func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelRequest.ProtoReflect.Descriptor instead.
 func (*UserDelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UserDelRequest) GetEmail() string {
@@ -1050,7 +1869,7 @@ type UserDelResponse struct {
 
 func (x *UserDelResponse) Reset() {
 	*x = UserDelResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1881,7 @@ func (x *UserDelResponse) String() string {
 func (*UserDelResponse) ProtoMessage() {}
 
 func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1894,7 @@ func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelResponse.ProtoReflect.Descriptor instead.
 func (*UserDelResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{29}
 }
 
 type AliasSetRequest struct {
@@ -1088,7 +1907,7 @@ type AliasSetRequest struct {
 
 func (x *AliasSetRequest) Reset() {
 	*x = AliasSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1919,7 @@ func (x *AliasSetRequest) String() string {
 func (*AliasSetRequest) ProtoMessage() {}
 
 func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1932,7 @@ func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetRequest.ProtoReflect.Descriptor instead.
 func (*AliasSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AliasSetRequest) GetEmail() string {
@@ -1138,7 +1957,7 @@ type AliasSetResponse struct {
 
 func (x *AliasSetResponse) Reset() {
 	*x = AliasSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1969,7 @@ func (x *AliasSetResponse) String() string {
 func (*AliasSetResponse) ProtoMessage() {}
 
 func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1982,7 @@ func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetResponse.ProtoReflect.Descriptor instead.
 func (*AliasSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type TransferLeaderRequest struct {
@@ -1176,7 +1995,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +2007,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +2020,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TransferLeaderRequest) GetTo() string {
@@ -1227,7 +2046,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +2058,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +2071,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -1272,7 +2091,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +2103,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +2116,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -1322,7 +2141,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +2153,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +2166,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{35}
 }
 
 type BackupRequest struct {
@@ -1362,7 +2181,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +2193,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +2206,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BackupRequest) GetAllowStale() bool {
@@ -1413,7 +2232,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +2244,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +2257,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -1487,7 +2306,70 @@ var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"-\n" +
+	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"\xce\x01\n" +
+	"\rImportRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
+	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"9\n" +
+	"\vImportStart\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"d\n" +
+	"\rImportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\"\xaa\x01\n" +
+	"\rImportMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x05 \x01(\bR\x04more\x12\x1b\n" +
+	"\tsource_id\x18\x06 \x01(\tR\bsourceId\"\xf1\x01\n" +
+	"\vImportReply\x12\x19\n" +
+	"\bdone_seq\x18\x01 \x01(\x04R\adoneSeq\x12\x16\n" +
+	"\x06copied\x18\x02 \x01(\rR\x06copied\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\rR\askipped\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12=\n" +
+	"\bfailures\x18\x05 \x03(\v2!.continuum.admin.v1.ImportFailureR\bfailures\x12@\n" +
+	"\amailbox\x18\x06 \x01(\v2&.continuum.admin.v1.ImportMailboxReadyR\amailbox\"V\n" +
+	"\rImportFailure\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
+	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"^\n" +
+	"\x12ImportMailboxReady\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1a\n" +
+	"\bexisting\x18\x03 \x01(\rR\bexisting\"`\n" +
+	"\rExportRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1c\n" +
+	"\tmailboxes\x18\x02 \x03(\tR\tmailboxes\x12\x1d\n" +
+	"\n" +
+	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\"\x93\x01\n" +
+	"\vExportReply\x12=\n" +
+	"\amailbox\x18\x01 \x01(\v2!.continuum.admin.v1.ExportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x02 \x01(\v2!.continuum.admin.v1.ExportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"\xb9\x01\n" +
+	"\rExportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\rR\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12!\n" +
+	"\fuid_validity\x18\x06 \x01(\rR\vuidValidity\"\xa1\x01\n" +
+	"\rExportMessage\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x06 \x01(\bR\x04more\"-\n" +
 	"\fCheckRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"c\n" +
@@ -1587,7 +2469,7 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xbb\b\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xdd\t\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -1603,7 +2485,9 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12%.continuum.admin.v1.RemoveNodeRequest\x1a&.continuum.admin.v1.RemoveNodeResponse\x12N\n" +
 	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01\x12L\n" +
-	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponse\x12P\n" +
+	"\x06Import\x12!.continuum.admin.v1.ImportRequest\x1a\x1f.continuum.admin.v1.ImportReply(\x010\x01\x12N\n" +
+	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -1617,69 +2501,91 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*CheckRequest)(nil),           // 0: continuum.admin.v1.CheckRequest
-	(*CheckNode)(nil),              // 1: continuum.admin.v1.CheckNode
-	(*CheckResponse)(nil),          // 2: continuum.admin.v1.CheckResponse
-	(*ClusterStatusRequest)(nil),   // 3: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),             // 4: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),  // 5: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),       // 6: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),      // 7: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),      // 8: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),     // 9: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),         // 10: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),        // 11: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),        // 12: continuum.admin.v1.UserListRequest
-	(*User)(nil),                   // 13: continuum.admin.v1.User
-	(*UserListResponse)(nil),       // 14: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),      // 15: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),     // 16: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),         // 17: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),        // 18: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),        // 19: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),       // 20: continuum.admin.v1.AliasSetResponse
-	(*TransferLeaderRequest)(nil),  // 21: continuum.admin.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 22: continuum.admin.v1.TransferLeaderResponse
-	(*RemoveNodeRequest)(nil),      // 23: continuum.admin.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 24: continuum.admin.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 25: continuum.admin.v1.BackupRequest
-	(*BackupChunk)(nil),            // 26: continuum.admin.v1.BackupChunk
+	(*ImportRequest)(nil),          // 0: continuum.admin.v1.ImportRequest
+	(*ImportStart)(nil),            // 1: continuum.admin.v1.ImportStart
+	(*ImportMailbox)(nil),          // 2: continuum.admin.v1.ImportMailbox
+	(*ImportMessage)(nil),          // 3: continuum.admin.v1.ImportMessage
+	(*ImportReply)(nil),            // 4: continuum.admin.v1.ImportReply
+	(*ImportFailure)(nil),          // 5: continuum.admin.v1.ImportFailure
+	(*ImportMailboxReady)(nil),     // 6: continuum.admin.v1.ImportMailboxReady
+	(*ExportRequest)(nil),          // 7: continuum.admin.v1.ExportRequest
+	(*ExportReply)(nil),            // 8: continuum.admin.v1.ExportReply
+	(*ExportMailbox)(nil),          // 9: continuum.admin.v1.ExportMailbox
+	(*ExportMessage)(nil),          // 10: continuum.admin.v1.ExportMessage
+	(*CheckRequest)(nil),           // 11: continuum.admin.v1.CheckRequest
+	(*CheckNode)(nil),              // 12: continuum.admin.v1.CheckNode
+	(*CheckResponse)(nil),          // 13: continuum.admin.v1.CheckResponse
+	(*ClusterStatusRequest)(nil),   // 14: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 15: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 16: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 17: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 18: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 19: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 20: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 21: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 22: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 23: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 24: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 25: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 26: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 27: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 28: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 29: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 30: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 31: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 32: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 33: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 34: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 35: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 36: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 37: continuum.admin.v1.BackupChunk
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
-	1,  // 0: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
-	4,  // 1: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
-	13, // 2: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	3,  // 3: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	6,  // 4: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	8,  // 5: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	10, // 6: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	12, // 7: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	15, // 8: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	17, // 9: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	19, // 10: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	21, // 11: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	23, // 12: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	25, // 13: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	0,  // 14: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	5,  // 15: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	7,  // 16: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	9,  // 17: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	11, // 18: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	14, // 19: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	16, // 20: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	18, // 21: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	20, // 22: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	22, // 23: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	24, // 24: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	26, // 25: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	2,  // 26: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 0: continuum.admin.v1.ImportRequest.start:type_name -> continuum.admin.v1.ImportStart
+	2,  // 1: continuum.admin.v1.ImportRequest.mailbox:type_name -> continuum.admin.v1.ImportMailbox
+	3,  // 2: continuum.admin.v1.ImportRequest.message:type_name -> continuum.admin.v1.ImportMessage
+	5,  // 3: continuum.admin.v1.ImportReply.failures:type_name -> continuum.admin.v1.ImportFailure
+	6,  // 4: continuum.admin.v1.ImportReply.mailbox:type_name -> continuum.admin.v1.ImportMailboxReady
+	9,  // 5: continuum.admin.v1.ExportReply.mailbox:type_name -> continuum.admin.v1.ExportMailbox
+	10, // 6: continuum.admin.v1.ExportReply.message:type_name -> continuum.admin.v1.ExportMessage
+	12, // 7: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
+	15, // 8: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
+	24, // 9: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
+	14, // 10: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	17, // 11: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	19, // 12: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	21, // 13: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	23, // 14: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	26, // 15: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	28, // 16: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	30, // 17: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	32, // 18: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	34, // 19: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	36, // 20: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	11, // 21: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	0,  // 22: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
+	7,  // 23: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
+	16, // 24: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	18, // 25: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	20, // 26: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	22, // 27: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	25, // 28: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	27, // 29: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	29, // 30: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	31, // 31: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	33, // 32: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	35, // 33: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	37, // 34: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	13, // 35: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	4,  // 36: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
+	8,  // 37: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
+	24, // [24:38] is the sub-list for method output_type
+	10, // [10:24] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_proto_adminpb_admin_proto_init() }
@@ -1687,13 +2593,22 @@ func file_proto_adminpb_admin_proto_init() {
 	if File_proto_adminpb_admin_proto != nil {
 		return
 	}
+	file_proto_adminpb_admin_proto_msgTypes[0].OneofWrappers = []any{
+		(*ImportRequest_Start)(nil),
+		(*ImportRequest_Mailbox)(nil),
+		(*ImportRequest_Message)(nil),
+	}
+	file_proto_adminpb_admin_proto_msgTypes[8].OneofWrappers = []any{
+		(*ExportReply_Mailbox)(nil),
+		(*ExportReply_Message)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
