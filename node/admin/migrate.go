@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -138,6 +139,12 @@ type importer struct {
 
 	batch      *importStep
 	batchStart time.Time
+	// lastCommit is closed when the last proposed batch has committed
+	// (or failed).
+	lastCommit chan struct{}
+	// broken is set once a batch failed for good: no later batch
+	// commits, so what was stored is a prefix of the stream.
+	broken atomic.Bool
 
 	// Totals, written by sendLoop, read after it returned.
 	copied, skipped, failed int
@@ -358,6 +365,8 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
+	prev, mine := im.lastCommit, make(chan struct{})
+	im.lastCommit = mine
 	go func() {
 		defer close(st.done)
 		defer func() {
@@ -367,22 +376,34 @@ func (im *importer) propose(st *importStep) error {
 				}
 			}
 		}()
+		// Batches are prepared (parsed, compressed, large ones uploaded)
+		// in parallel, and committed one after the other, so the UIDs keep
+		// the source's order and an interrupted import leaves a prefix.
+		defer close(mine)
 		var res []mail.ImportResult
-		var err error
-		backoff := 100 * time.Millisecond
-		for attempt := 0; ; attempt++ {
-			res, err = im.mail.ImportBatch(im.ctx, im.user, st.box, st.items)
-			if err == nil || !mail.IsTemporary(err) || attempt == importRetries || im.ctx.Err() != nil {
-				break
-			}
-			im.log.Info("import batch failed, retrying", "messages", len(st.items), "attempt", attempt+1, "err", err)
+		var prep *mail.PreparedImport
+		err := im.retry(st, func() (err error) {
+			prep, err = im.mail.PrepareImport(im.ctx, im.user, st.box, st.items)
+			return err
+		})
+		if prev != nil {
 			select {
-			case <-time.After(backoff):
+			case <-prev:
 			case <-im.ctx.Done():
+				err = im.ctx.Err()
 			}
-			backoff *= 2
+		}
+		if err == nil && im.broken.Load() {
+			err = errors.New("an earlier batch failed")
+		}
+		if err == nil {
+			err = im.retry(st, func() (err error) {
+				res, err = im.mail.CommitImport(im.ctx, prep)
+				return err
+			})
 		}
 		if err != nil {
+			im.broken.Store(true)
 			st.err = fmt.Errorf("batch of %d messages: %w", len(st.items), err)
 			return
 		}
@@ -414,6 +435,24 @@ func (im *importer) enqueue(st *importStep) error {
 		return nil
 	case <-im.ctx.Done():
 		return im.ctx.Err()
+	}
+}
+
+// retry runs fn until it succeeds, fails for good, or importRetries
+// temporary failures (leader change, timeout) have passed.
+func (im *importer) retry(st *importStep, fn func() error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !mail.IsTemporary(err) || attempt == importRetries || im.ctx.Err() != nil {
+			return err
+		}
+		im.log.Info("import batch failed, retrying", "messages", len(st.items), "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-im.ctx.Done():
+		}
+		backoff *= 2
 	}
 }
 

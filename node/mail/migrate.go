@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
@@ -58,48 +59,71 @@ func ImportDedupeKey(mailboxID uint64, sum [sha256.Size]byte, n int) []byte {
 	return h.Sum(nil)
 }
 
-// ImportBatch stores items in one of a user's mailboxes with one AppendBatch
-// (a message over ChunkBytes is uploaded in chunks first and must be the
-// only item). It returns one result per item, in order, once the batch is
-// committed and applied on the leader. A message that does not parse fails
-// alone; an error is returned only when nothing of the batch is known to
-// be stored (temporary errors: retry the batch, its dedupe keys make that
-// safe).
+// ImportBatch stores items in one of a user's mailboxes with one AppendBatch:
+// PrepareImport then CommitImport.
 func (s *Service) ImportBatch(ctx context.Context, userID, mailboxID uint64, items []ImportItem) ([]ImportResult, error) {
-	out := make([]ImportResult, len(items))
-	op := &commandpb.AppendBatch{UserId: userID, MailboxId: mailboxID}
-	var idx []int // op.Items[k] is items[idx[k]]
+	p, err := s.PrepareImport(ctx, userID, mailboxID, items)
+	if err != nil {
+		return nil, err
+	}
+	return s.CommitImport(ctx, p)
+}
+
+// PreparedImport is a batch parsed, compressed (and, for a message over
+// ChunkBytes, uploaded in chunks), ready to commit.
+type PreparedImport struct {
+	op  *commandpb.AppendBatch
+	idx []int // op.Items[k] is item idx[k]
+	out []ImportResult
+}
+
+// PrepareImport does the work of a batch that can run in parallel with
+// other batches: parse, hash, compress, upload large messages. A message
+// that does not parse fails alone (its result's Err); the error is
+// temporary when a chunk upload failed.
+func (s *Service) PrepareImport(ctx context.Context, userID, mailboxID uint64, items []ImportItem) (*PreparedImport, error) {
+	p := &PreparedImport{op: &commandpb.AppendBatch{UserId: userID, MailboxId: mailboxID}, out: make([]ImportResult, len(items))}
 	for i, it := range items {
 		blob, err := s.importBlob(ctx, it)
 		if err != nil {
 			if IsTemporary(err) {
 				return nil, err
 			}
-			out[i].Err = err
+			p.out[i].Err = err
 			continue
 		}
 		date := it.Date
 		if date.IsZero() {
 			date = time.Now()
 		}
-		op.Items = append(op.Items, &commandpb.AppendItem{Blob: blob, Flags: it.Flags, InternalDateUnix: date.Unix(), DedupeKey: it.DedupeKey})
-		idx = append(idx, i)
+		p.op.Items = append(p.op.Items, &commandpb.AppendItem{Blob: blob, Flags: it.Flags, InternalDateUnix: date.Unix(), DedupeKey: it.DedupeKey})
+		p.idx = append(p.idx, i)
 	}
-	if len(op.Items) == 0 {
+	return p, nil
+}
+
+// CommitImport proposes a prepared batch and returns one result per item,
+// in order, once it is committed and applied on the leader. An error means
+// nothing of the batch is known to be stored: retry it (its dedupe keys
+// make that safe). Commits of one mailbox made one after the other keep
+// the source's order in the UIDs.
+func (s *Service) CommitImport(ctx context.Context, p *PreparedImport) ([]ImportResult, error) {
+	out := slices.Clone(p.out)
+	if len(p.op.Items) == 0 {
 		return out, nil
 	}
-	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_AppendBatch{AppendBatch: op}}, false)
+	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_AppendBatch{AppendBatch: p.op}}, false)
 	if err != nil {
 		return nil, err
 	}
 	if err := codeError(res); err != nil {
 		return nil, err
 	}
-	if len(res.Deliveries) != len(op.Items) {
-		return nil, fmt.Errorf("%w: %d results for %d messages", ErrUnknownOutcome, len(res.Deliveries), len(op.Items))
+	if len(res.Deliveries) != len(p.op.Items) {
+		return nil, fmt.Errorf("%w: %d results for %d messages", ErrUnknownOutcome, len(res.Deliveries), len(p.op.Items))
 	}
 	for k, d := range res.Deliveries {
-		r := &out[idx[k]]
+		r := &out[p.idx[k]]
 		r.UID, r.Duplicate = d.Uid, d.Duplicate
 		if d.Code != commandpb.Code_CODE_OK {
 			r.Err = codeError(&commandpb.Result{Code: d.Code, Message: "message refused"})
