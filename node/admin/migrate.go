@@ -54,7 +54,7 @@ func (s *Service) Import(stream grpc.BidiStreamingServer[adminpb.ImportRequest, 
 	if start == nil {
 		return status.Error(codes.InvalidArgument, "admin: import: the first message must be start")
 	}
-	if err := s.mail.Sync(ctx); err != nil {
+	if err := retryTemporary(ctx, func() error { return s.mail.Sync(ctx) }); err != nil {
 		return toStatus(err)
 	}
 	u, err := s.mail.UserByEmail(start.User)
@@ -226,14 +226,14 @@ func canonicalMailbox(name string) string {
 func (im *importer) open(m *adminpb.ImportMailbox) error {
 	name := canonicalMailbox(m.Name)
 	created := false
-	err := im.mail.CreateMailbox(im.ctx, im.user, name, m.SpecialUse)
+	err := retryTemporary(im.ctx, func() error { return im.mail.CreateMailbox(im.ctx, im.user, name, m.SpecialUse) })
 	switch {
 	case err == nil:
 		created = true
 	case errors.Is(err, mail.ErrExists):
 	case errors.Is(err, mail.ErrInvalid) && m.SpecialUse != "":
 		// An unknown special use must not cost the mail: create it plain.
-		if err := im.mail.CreateMailbox(im.ctx, im.user, name, ""); err != nil && !errors.Is(err, mail.ErrExists) {
+		if err := retryTemporary(im.ctx, func() error { return im.mail.CreateMailbox(im.ctx, im.user, name, "") }); err != nil && !errors.Is(err, mail.ErrExists) {
 			return fmt.Errorf("create mailbox %q: %w", name, err)
 		}
 		created = true
@@ -241,11 +241,11 @@ func (im *importer) open(m *adminpb.ImportMailbox) error {
 		return fmt.Errorf("create mailbox %q: %w", name, err)
 	}
 	if m.Subscribed {
-		if err := im.mail.SetSubscribed(im.ctx, im.user, name, true); err != nil {
+		if err := retryTemporary(im.ctx, func() error { return im.mail.SetSubscribed(im.ctx, im.user, name, true) }); err != nil {
 			return fmt.Errorf("subscribe %q: %w", name, err)
 		}
 	}
-	if err := im.mail.Sync(im.ctx); err != nil {
+	if err := retryTemporary(im.ctx, func() error { return im.mail.Sync(im.ctx) }); err != nil {
 		return err
 	}
 	box, err := im.mail.Mailbox(im.user, name)
@@ -441,16 +441,28 @@ func (im *importer) enqueue(st *importStep) error {
 // retry runs fn until it succeeds, fails for good, or importRetries
 // temporary failures (leader change, timeout) have passed.
 func (im *importer) retry(st *importStep, fn func() error) error {
+	return retryTemporary(im.ctx, func() error {
+		err := fn()
+		if err != nil && mail.IsTemporary(err) {
+			im.log.Info("import batch failed, retrying", "messages", len(st.items), "err", err)
+		}
+		return err
+	})
+}
+
+// retryTemporary runs fn again after a temporary failure (no leader, an
+// election, a timeout), with a growing pause, up to importRetries times:
+// about 6 s in all, longer than an election.
+func retryTemporary(ctx context.Context, fn func() error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := fn()
-		if err == nil || !mail.IsTemporary(err) || attempt == importRetries || im.ctx.Err() != nil {
+		if err == nil || !mail.IsTemporary(err) || attempt == importRetries || ctx.Err() != nil {
 			return err
 		}
-		im.log.Info("import batch failed, retrying", "messages", len(st.items), "attempt", attempt+1, "err", err)
 		select {
 		case <-time.After(backoff):
-		case <-im.ctx.Done():
+		case <-ctx.Done():
 		}
 		backoff *= 2
 	}

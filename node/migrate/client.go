@@ -248,7 +248,7 @@ func Export(ctx context.Context, c adminpb.AdminClient, user string, opts Export
 		case *adminpb.ExportReply_Mailbox:
 			mb := x.Mailbox
 			sum.Mailboxes++
-			if err := sink.Mailbox(Mailbox{Name: mb.Name, SpecialUse: mb.SpecialUse, Subscribed: mb.Subscribed, Messages: int(mb.Messages), Bytes: int64(mb.Bytes)}); err != nil {
+			if err := sink.Mailbox(Mailbox{Name: mb.Name, SpecialUse: mb.SpecialUse, Subscribed: mb.Subscribed, Messages: int(mb.Messages), Bytes: int64(mb.Bytes), UIDValidity: mb.UidValidity}); err != nil {
 				return sum, err
 			}
 		case *adminpb.ExportReply_Message:

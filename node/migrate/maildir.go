@@ -47,6 +47,7 @@ type MaildirSink struct {
 	dir  string
 	box  Mailbox
 	kw   []string // keyword index of the open folder
+	uids []string // base names of the open folder's files, in order
 	n    int
 	host string
 	// DroppedKeywords counts keywords beyond the 26 a folder can name.
@@ -61,10 +62,10 @@ func NewMaildirSink(root string) (*MaildirSink, error) {
 }
 
 func (s *MaildirSink) Mailbox(mb Mailbox) error {
-	if err := s.flushKeywords(); err != nil {
+	if err := s.flushFolder(); err != nil {
 		return err
 	}
-	s.box, s.kw = mb, nil
+	s.box, s.kw, s.uids = mb, nil, nil
 	s.dir = filepath.Join(s.root, maildirFolder(mb.Name))
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, sub), 0o700); err != nil {
@@ -118,21 +119,35 @@ func (s *MaildirSink) Message(m *Message) error {
 	if err := os.Chtimes(tmp, date, date); err != nil {
 		return err
 	}
+	s.uids = append(s.uids, base)
 	return os.Rename(tmp, filepath.Join(s.dir, "cur", base+":2,"+string(letters)))
 }
 
-func (s *MaildirSink) flushKeywords() error {
-	if s.dir == "" || len(s.kw) == 0 {
+// flushFolder writes the open folder's dovecot-keywords and its
+// dovecot-uidlist (version 3), which keeps the messages' order: the file
+// dates are the INTERNALDATEs, which need not follow it.
+func (s *MaildirSink) flushFolder() error {
+	if s.dir == "" {
 		return nil
 	}
-	var b strings.Builder
-	for i, k := range s.kw {
-		fmt.Fprintf(&b, "%d %s\n", i, k)
+	if len(s.kw) > 0 {
+		var b strings.Builder
+		for i, k := range s.kw {
+			fmt.Fprintf(&b, "%d %s\n", i, k)
+		}
+		if err := os.WriteFile(filepath.Join(s.dir, "dovecot-keywords"), []byte(b.String()), 0o600); err != nil {
+			return err
+		}
 	}
-	return os.WriteFile(filepath.Join(s.dir, "dovecot-keywords"), []byte(b.String()), 0o600)
+	var b strings.Builder
+	fmt.Fprintf(&b, "3 V%d N%d\n", max(s.box.UIDValidity, 1), len(s.uids)+1)
+	for i, u := range s.uids {
+		fmt.Fprintf(&b, "%d :%s\n", i+1, u)
+	}
+	return os.WriteFile(filepath.Join(s.dir, "dovecot-uidlist"), []byte(b.String()), 0o600)
 }
 
-func (s *MaildirSink) Close() error { return s.flushKeywords() }
+func (s *MaildirSink) Close() error { return s.flushFolder() }
 
 // MaildirSource reads a Maildir++ tree.
 type MaildirSource struct {

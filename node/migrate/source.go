@@ -18,6 +18,8 @@ type Mailbox struct {
 	// unknown before reading it.
 	Messages int
 	Bytes    int64
+	// UIDValidity is the exporting mailbox's (0 when unknown).
+	UIDValidity uint32
 }
 
 // Message is one message: its bytes exactly as they are to be stored, its
