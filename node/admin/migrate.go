@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,7 +26,7 @@ import (
 // batch is parsed and compressed, few enough that the memory an import
 // holds stays a few MiB (window × ImportBatchBytes, plus one spooled large
 // message per step).
-const importWindow = 4
+const importWindow = 8
 
 // importLinger is how long a partial batch waits for more messages before
 // it is proposed anyway (a slow source, such as a remote IMAP server).
@@ -139,12 +138,6 @@ type importer struct {
 
 	batch      *importStep
 	batchStart time.Time
-	// lastCommit is closed when the last proposed batch has committed
-	// (or failed).
-	lastCommit chan struct{}
-	// broken is set once a batch failed for good: no later batch
-	// commits, so what was stored is a prefix of the stream.
-	broken atomic.Bool
 
 	// Totals, written by sendLoop, read after it returned.
 	copied, skipped, failed int
@@ -365,8 +358,6 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
-	prev, mine := im.lastCommit, make(chan struct{})
-	im.lastCommit = mine
 	go func() {
 		defer close(st.done)
 		defer func() {
@@ -376,34 +367,27 @@ func (im *importer) propose(st *importStep) error {
 				}
 			}
 		}()
-		// Batches are prepared (parsed, compressed, large ones uploaded)
-		// in parallel, and committed one after the other, so the UIDs keep
-		// the source's order and an interrupted import leaves a prefix.
-		defer close(mine)
+		// Up to importWindow batches are prepared (parsed, compressed,
+		// large ones uploaded) and committed at once: Raft then carries
+		// several entries per round trip and fsync. Batches may commit
+		// out of order (UIDs then follow the commit order, not quite the
+		// source's); within a batch the order is kept.
 		var res []mail.ImportResult
 		var prep *mail.PreparedImport
 		err := im.retry(st, func() (err error) {
 			prep, err = im.mail.PrepareImport(im.ctx, im.user, st.box, st.items)
 			return err
 		})
-		if prev != nil {
-			select {
-			case <-prev:
-			case <-im.ctx.Done():
-				err = im.ctx.Err()
-			}
-		}
-		if err == nil && im.broken.Load() {
-			err = errors.New("an earlier batch failed")
-		}
+		attempts := 0
 		if err == nil {
 			err = im.retry(st, func() (err error) {
+				attempts++
 				res, err = im.mail.CommitImport(im.ctx, prep)
 				return err
 			})
 		}
+		retried := attempts > 1
 		if err != nil {
-			im.broken.Store(true)
 			st.err = fmt.Errorf("batch of %d messages: %w", len(st.items), err)
 			return
 		}
@@ -411,9 +395,11 @@ func (im *importer) propose(st *importStep) error {
 			switch {
 			case r.Err != nil:
 				st.reply.Failures = append(st.reply.Failures, &adminpb.ImportFailure{Seq: st.seqs[i], SourceId: st.sources[i], Reason: failureReason(r.Err)})
-			case r.Duplicate:
+			case r.Duplicate && !retried:
+				// Stored by an earlier, interrupted run whose batch was
+				// still in flight when this one took the inventory.
 				st.reply.Skipped++
-			default:
+			default: // stored now, or by this batch's own earlier attempt
 				st.reply.Copied++
 				if st.items[i].Spool != nil {
 					st.reply.Bytes += uint64(st.items[i].Spool.Size())

@@ -363,3 +363,30 @@ func (c *cancelAfter) Note(string, ...any) {}
 func (c *cancelAfter) Done()               {}
 
 var _ = slices.Contains[[]string]
+
+// TestImportSpeed measures an import of 10 KiB messages into a 3-node
+// cluster (through a follower, fsync on): CONTINUUM_MIGRATE_SPEED=N
+// messages, or 10,000 in make test-migrate. Skipped in make test.
+func TestImportSpeed(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CONTINUUM_MIGRATE_SPEED"))
+	if n == 0 {
+		if os.Getenv("CONTINUUM_MIGRATE_FULL") == "" {
+			t.Skip("set CONTINUUM_MIGRATE_SPEED=N or CONTINUUM_MIGRATE_FULL=1")
+		}
+		n = 10000
+	}
+	tc := startCluster(t, "a@example.test")
+	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
+	file := t.TempDir() + "/speed.mbox"
+	sink, _ := NewMboxSink(file, true)
+	f.write(t, sink)
+	src, _ := NewMboxSource(file, "")
+	sum, err := Import(tc.Ctx(30*time.Minute), tc.follower(), "a@example.test", "mbox", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSummary(t, fmt.Sprintf("speed: %d messages of 10 KiB", n), sum)
+	if sum.Copied != n {
+		t.Fatalf("copied %d of %d", sum.Copied, n)
+	}
+}
