@@ -29,6 +29,15 @@
 // spool pages, which the kernel may drop. FETCH of a large message streams
 // (OpenBlob): one stored chunk and the decoder's window at a time.
 //
+// # Import
+//
+// ImportBatch (PrepareImport + CommitImport) stores many messages of one
+// mailbox in one AppendBatch entry (continuum import, through node/admin):
+// up to ImportBatchMessages or about 1 MiB of messages per entry, each item
+// with its own outcome; a message over ChunkBytes goes through the chunked
+// upload above first. Inventory counts the digests a mailbox holds, so an
+// import can skip what is there already.
+//
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //
