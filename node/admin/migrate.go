@@ -26,7 +26,7 @@ import (
 // batch is parsed and compressed, few enough that the memory an import
 // holds stays a few MiB (window × ImportBatchBytes, plus one spooled large
 // message per step).
-const importWindow = 8
+const importWindow = 4
 
 // importLinger is how long a partial batch waits for more messages before
 // it is proposed anyway (a slow source, such as a remote IMAP server).
@@ -61,7 +61,7 @@ func (s *Service) Import(stream grpc.BidiStreamingServer[adminpb.ImportRequest, 
 		return toStatus(fmt.Errorf("import into %s: %w", start.User, err))
 	}
 	im := &importer{
-		mail: s.mail, ctx: ctx, user: u.Id,
+		mail: s.mail, ctx: ctx, user: u.Id, keepOrder: start.KeepOrder,
 		steps: make(chan *importStep, importWindow),
 		log:   s.log().With("user", u.Email, "source", start.Source),
 	}
@@ -138,6 +138,10 @@ type importer struct {
 
 	batch      *importStep
 	batchStart time.Time
+	// keepOrder commits one batch after the other; lastCommit is closed
+	// when the batch proposed last has committed or failed.
+	keepOrder  bool
+	lastCommit chan struct{}
 
 	// Totals, written by sendLoop, read after it returned.
 	copied, skipped, failed int
@@ -358,8 +362,16 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
+	var prev, mine chan struct{}
+	if im.keepOrder {
+		prev, mine = im.lastCommit, make(chan struct{})
+		im.lastCommit = mine
+	}
 	go func() {
 		defer close(st.done)
+		if mine != nil {
+			defer close(mine)
+		}
 		defer func() {
 			for _, it := range st.items {
 				if it.Spool != nil {
@@ -368,16 +380,23 @@ func (im *importer) propose(st *importStep) error {
 			}
 		}()
 		// Up to importWindow batches are prepared (parsed, compressed,
-		// large ones uploaded) and committed at once: Raft then carries
-		// several entries per round trip and fsync. Batches may commit
-		// out of order (UIDs then follow the commit order, not quite the
-		// source's); within a batch the order is kept.
+		// large ones uploaded) at once, and, unless keepOrder, committed
+		// at once: Raft then carries several entries per round trip and
+		// fsync, and batches may commit out of order (UIDs follow the
+		// commit order; within a batch the source's).
 		var res []mail.ImportResult
 		var prep *mail.PreparedImport
 		err := im.retry(st, func() (err error) {
 			prep, err = im.mail.PrepareImport(im.ctx, im.user, st.box, st.items)
 			return err
 		})
+		if err == nil && prev != nil {
+			select {
+			case <-prev:
+			case <-im.ctx.Done():
+				err = im.ctx.Err()
+			}
+		}
 		attempts := 0
 		if err == nil {
 			err = im.retry(st, func() (err error) {

@@ -66,11 +66,22 @@ func (nopProgress) Add(int, int64)      {}
 func (nopProgress) Note(string, ...any) {}
 func (nopProgress) Done()               {}
 
+// ImportOptions tune an import.
+type ImportOptions struct {
+	// SourceName names the source in the node's log.
+	SourceName string
+	// KeepOrder commits one batch at a time, so UIDs follow the source's
+	// order exactly (slower); otherwise only within each batch.
+	KeepOrder bool
+	Progress  Progress
+}
+
 // Import copies every mailbox and message of src into user's account
 // through the Admin Import stream. Messages the account holds already are
 // skipped (the node compares digests), so running it again after an
 // interruption copies only what is missing.
-func Import(ctx context.Context, c adminpb.AdminClient, user, sourceName string, src Source, p Progress) (*Summary, error) {
+func Import(ctx context.Context, c adminpb.AdminClient, user string, src Source, opts ImportOptions) (*Summary, error) {
+	p := opts.Progress
 	if p == nil {
 		p = nopProgress{}
 	}
@@ -102,7 +113,7 @@ func Import(ctx context.Context, c adminpb.AdminClient, user, sourceName string,
 		}
 		return boxes[i-1].Name
 	}
-	if err := stream.Send(&adminpb.ImportRequest{Item: &adminpb.ImportRequest_Start{Start: &adminpb.ImportStart{User: user, Source: sourceName}}}); err != nil {
+	if err := stream.Send(&adminpb.ImportRequest{Item: &adminpb.ImportRequest_Start{Start: &adminpb.ImportStart{User: user, Source: opts.SourceName, KeepOrder: opts.KeepOrder}}}); err != nil {
 		return nil, streamErr(stream, err)
 	}
 	recvDone := make(chan error, 1)

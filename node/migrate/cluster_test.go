@@ -232,6 +232,20 @@ func (tc *testCluster) checkEveryNode(t *testing.T, user string, f *fixture) {
 	}
 }
 
+// checkOrder checks that UIDs follow the source's order (--keep-order).
+func (tc *testCluster) checkOrder(t *testing.T, user string, f *fixture) {
+	t.Helper()
+	got := tc.stored(t, 0, user)
+	for _, b := range f.boxes {
+		w := want(f.msgs[b])
+		for k := range w {
+			if got[b][k] != w[k] {
+				t.Fatalf("%s %s: message %d out of the source's order: %v, want %v", user, b, k+1, got[b][k], w[k])
+			}
+		}
+	}
+}
+
 // logSummary records a run's figures in the test log.
 func logSummary(t *testing.T, what string, s *Summary) {
 	t.Logf("%s: %d copied, %d skipped, %d failed, %.1f MB in %v: %.0f msg/s, %.1f MB/s", what, s.Copied, s.Skipped, s.Failed,
@@ -264,7 +278,7 @@ func TestMboxImportExportImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := Import(ctx, tc.follower(), "a@example.test", "mbox", src, nil)
+	sum, err := Import(ctx, tc.follower(), "a@example.test", src, ImportOptions{SourceName: "mbox"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +290,7 @@ func TestMboxImportExportImport(t *testing.T) {
 
 	// Again: nothing to copy.
 	src, _ = NewMboxSource(in, "")
-	sum, err = Import(ctx, tc.follower(), "a@example.test", "mbox", src, nil)
+	sum, err = Import(ctx, tc.follower(), "a@example.test", src, ImportOptions{SourceName: "mbox"})
 	if err != nil || sum.Copied != 0 || sum.Skipped != n {
 		t.Fatalf("second import: %+v, %v; want 0 copied, %d skipped", sum, err, n)
 	}
@@ -310,12 +324,16 @@ func TestMboxImportExportImport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum, err = Import(ctx, tc.clients[2], to, format, src, nil)
+		// The mbox pass keeps the order: UIDs as in the source.
+		sum, err = Import(ctx, tc.clients[2], to, src, ImportOptions{SourceName: format, KeepOrder: format == "mbox"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		logSummary(t, format+" re-import", sum)
 		tc.checkEveryNode(t, to, f)
+		if format == "mbox" {
+			tc.checkOrder(t, to, f)
+		}
 	}
 
 	// --since and --mailbox select.
@@ -351,7 +369,7 @@ func TestImportLargeMessage(t *testing.T) {
 	sink, _ := NewMaildirSink(dir)
 	f.write(t, sink)
 	src, _ := NewMaildirSource(dir)
-	sum, err := Import(tc.Ctx(2*time.Minute), tc.follower(), "a@example.test", "maildir", src, nil)
+	sum, err := Import(tc.Ctx(2*time.Minute), tc.follower(), "a@example.test", src, ImportOptions{SourceName: "maildir"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +412,7 @@ func TestImportSpeed(t *testing.T) {
 	sink, _ := NewMboxSink(file, true)
 	f.write(t, sink)
 	src, _ := NewMboxSource(file, "")
-	sum, err := Import(tc.Ctx(30*time.Minute), tc.follower(), "a@example.test", "mbox", src, nil)
+	sum, err := Import(tc.Ctx(30*time.Minute), tc.follower(), "a@example.test", src, ImportOptions{SourceName: "mbox"})
 	if err != nil {
 		t.Fatal(err)
 	}

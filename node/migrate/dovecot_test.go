@@ -229,7 +229,7 @@ func TestDovecotImport(t *testing.T) {
 	// Interrupted halfway, as by Ctrl-C.
 	ictx, cancel := context.WithCancel(ctx)
 	src := open()
-	sum, err := Import(ictx, tc.follower(), "alice@example.test", "imap://"+d.addr, src, &cancelAfter{n: n / 2, cancel: cancel})
+	sum, err := Import(ictx, tc.follower(), "alice@example.test", src, ImportOptions{Progress: &cancelAfter{n: n / 2, cancel: cancel}})
 	src.Close()
 	cancel()
 	if err == nil {
@@ -247,7 +247,7 @@ func TestDovecotImport(t *testing.T) {
 	}
 
 	src = open()
-	sum, err = Import(ctx, tc.clients[0], "alice@example.test", "imap://"+d.addr, src, nil)
+	sum, err = Import(ctx, tc.clients[0], "alice@example.test", src, ImportOptions{})
 	src.Close()
 	if err != nil {
 		t.Fatal(err)

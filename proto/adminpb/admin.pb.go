@@ -126,9 +126,13 @@ func (*ImportRequest_Mailbox) isImportRequest_Item() {}
 func (*ImportRequest_Message) isImportRequest_Item() {}
 
 type ImportStart struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
+	// keep_order commits one batch at a time, so UIDs follow the source's
+	// order exactly; otherwise a few batches commit at once (faster), and
+	// UIDs follow the source's order within each batch only.
+	KeepOrder     bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,6 +179,13 @@ func (x *ImportStart) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *ImportStart) GetKeepOrder() bool {
+	if x != nil {
+		return x.KeepOrder
+	}
+	return false
 }
 
 // ImportMailbox opens (creating when missing, with its parents) the mailbox
@@ -2311,10 +2322,12 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
 	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
 	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
-	"\x04item\"9\n" +
+	"\x04item\"X\n" +
 	"\vImportStart\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"d\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
+	"\n" +
+	"keep_order\x18\x03 \x01(\bR\tkeepOrder\"d\n" +
 	"\rImportMailbox\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vspecial_use\x18\x02 \x01(\tR\n" +
