@@ -131,7 +131,7 @@ func TestMboxSingleFile(t *testing.T) {
 // the flags in Status/X-Status, Dovecot's X-UID and X-IMAPbase.
 func TestMboxForeign(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "inbox")
-	os.WriteFile(f, []byte("From bob@x.test Sat Jan  3 01:05:34 2004\nX-IMAPbase: 1 2\nSubject: one\nStatus: RO\nX-Status: F\nX-UID: 1\n\nhello\n>From me\n\nFrom a@b Mon Feb 14 10:00:00 2005\nSubject: two\n\nbye\n"), 0o600)
+	os.WriteFile(f, []byte("From bob@x.test Sat Jan  3 01:05:34 2004\nX-IMAPbase: 1 2\nSubject: one\nStatus: RO\nX-Status: F\nX-UID: 1\n\nhello\n>From me\n\nFrom a@b Mon Feb 14 10:00:00 2005\nSubject: two\n\nbye\n\nFrom the start: an unquoted body line\n"), 0o600)
 	s, err := NewMboxSource(f, "")
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestMboxForeign(t *testing.T) {
 	if !slices.Equal(sortedFlags(got[0].Flags), []string{`\flagged`, `\seen`}) || got[0].Date.Unix() != 1073091934 {
 		t.Errorf("flags %q, date %v", got[0].Flags, got[0].Date)
 	}
-	if string(got[1].Data) != "Subject: two\r\n\r\nbye\r\n" || len(got[1].Flags) != 0 {
+	if string(got[1].Data) != "Subject: two\r\n\r\nbye\r\n\r\nFrom the start: an unquoted body line\r\n" || len(got[1].Flags) != 0 {
 		t.Errorf("second: %q %q", got[1].Data, got[1].Flags)
 	}
 }

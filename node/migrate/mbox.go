@@ -214,20 +214,45 @@ func countMbox(file string) (int, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 256<<10)
-	n, atStart := 0, true
+	n, blank := 0, true
 	for {
-		line, err := r.ReadSlice('\n')
-		if atStart && bytes.HasPrefix(line, []byte("From ")) {
+		line, err := r.ReadBytes('\n')
+		if blank && isFromLine(line) {
 			n++
 		}
-		atStart = err != bufio.ErrBufferFull
+		blank = len(bytes.TrimRight(line, "\r\n")) == 0
 		if err == io.EOF {
 			return n, nil
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		if err != nil {
 			return 0, err
 		}
 	}
+}
+
+// isFromLine tells a message's "From " line from a body line that starts
+// with "From " but was not quoted (mboxo writers, hand-made files): it
+// must follow a blank line (checked by the caller) and carry a date, as
+// mutt's reader checks too.
+func isFromLine(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("From ")) {
+		return false
+	}
+	return !fromLineDate(string(line)).IsZero()
+}
+
+func fromLineDate(line string) time.Time {
+	f := strings.Fields(strings.TrimSpace(line))
+	if len(f) < 7 {
+		return time.Time{}
+	}
+	s := strings.Join(f[2:7], " ")
+	for _, layout := range []string{"Mon Jan 2 15:04:05 2006", asctime} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 func (s *MboxSource) Messages(ctx context.Context, mb Mailbox, fn func(*Message) error, skip func(id, reason string)) error {
@@ -253,6 +278,7 @@ func readMbox(ctx context.Context, r io.Reader, name string, fn func(*Message) e
 		lineNo  int
 		started bool
 		tooBig  bool
+		blank   = true // the previous line was empty (or there was none)
 	)
 	emit := func() error {
 		if !started {
@@ -284,7 +310,9 @@ func readMbox(ctx context.Context, r io.Reader, name string, fn func(*Message) e
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			lineNo++
-			if bytes.HasPrefix(line, []byte("From ")) {
+			wasBlank := blank
+			blank = len(bytes.TrimRight(line, "\r\n")) == 0
+			if wasBlank && isFromLine(line) {
 				if err := emit(); err != nil {
 					return err
 				}
@@ -314,14 +342,8 @@ func readMbox(ctx context.Context, r io.Reader, name string, fn func(*Message) e
 
 // mboxDate is the date of the "From " line, or else the Date field.
 func mboxDate(fromLine string, data []byte) time.Time {
-	f := strings.Fields(strings.TrimSpace(fromLine))
-	if len(f) >= 7 {
-		s := strings.Join(f[2:7], " ")
-		for _, layout := range []string{"Mon Jan 2 15:04:05 2006", asctime} {
-			if t, err := time.Parse(layout, s); err == nil {
-				return t
-			}
-		}
+	if t := fromLineDate(fromLine); !t.IsZero() {
+		return t
 	}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		if t, err := msg.Header.Date(); err == nil {
