@@ -408,18 +408,23 @@ func TestImportSpeed(t *testing.T) {
 		}
 		n = 10000
 	}
-	tc := startCluster(t, "a@example.test")
+	tc := startCluster(t, "a@example.test", "b@example.test")
 	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
 	file := t.TempDir() + "/speed.mbox"
 	sink, _ := NewMboxSink(file, true)
 	f.write(t, sink)
-	src, _ := NewMboxSource(file, "")
-	sum, err := Import(tc.Ctx(30*time.Minute), tc.follower(), "a@example.test", src, ImportOptions{SourceName: "mbox"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logSummary(t, fmt.Sprintf("speed: %d messages of 10 KiB", n), sum)
-	if sum.Copied != n {
-		t.Fatalf("copied %d of %d", sum.Copied, n)
+	for _, mode := range []struct {
+		user      string
+		keepOrder bool
+	}{{"a@example.test", true}, {"b@example.test", false}} {
+		src, _ := NewMboxSource(file, "")
+		sum, err := Import(tc.Ctx(30*time.Minute), tc.follower(), mode.user, src, ImportOptions{SourceName: "mbox", KeepOrder: mode.keepOrder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logSummary(t, fmt.Sprintf("speed: %d messages of 10 KiB, keep order %v", n, mode.keepOrder), sum)
+		if sum.Copied != n {
+			t.Fatalf("copied %d of %d", sum.Copied, n)
+		}
 	}
 }
