@@ -248,6 +248,20 @@ func (tc *testCluster) checkOrder(t *testing.T, user, from string, f *fixture) {
 	}
 }
 
+// checkOrderWith checks that user's UIDs follow the fixture's order.
+func (tc *testCluster) checkOrderWith(t *testing.T, user string, f *fixture) {
+	t.Helper()
+	got := tc.stored(t, 0, user)
+	for _, b := range f.boxes {
+		w := want(f.msgs[b])
+		for k := range w {
+			if got[b][k] != w[k] {
+				t.Fatalf("%s %s: message %d out of the source's order: %v, want %v", user, b, k+1, got[b][k], w[k])
+			}
+		}
+	}
+}
+
 // logSummary records a run's figures in the test log.
 func logSummary(t *testing.T, what string, s *Summary) {
 	t.Logf("%s: %d copied, %d skipped, %d failed, %.1f MB in %v: %.0f msg/s, %.1f MB/s", what, s.Copied, s.Skipped, s.Failed,

@@ -216,7 +216,7 @@ func TestDovecotImport(t *testing.T) {
 	d.fill(t, f)
 	t.Logf("filled dovecot with %d messages in %v", n, time.Since(start).Round(time.Millisecond))
 
-	tc := startCluster(t, "alice@example.test")
+	tc := startCluster(t, "alice@example.test", "files@example.test")
 	open := func() Source {
 		src, err := NewIMAPSource(IMAPOptions{Addr: d.addr, Login: d.user, Password: d.password})
 		if err != nil {
@@ -257,6 +257,21 @@ func TestDovecotImport(t *testing.T) {
 		t.Fatalf("resumed: %d copied + %d skipped, want %d in all with at least %d skipped", sum.Copied, sum.Skipped, n, stored)
 	}
 	tc.checkEveryNode(t, "alice@example.test", f)
+
+	// Dovecot's own Maildir (LF line ends, its dovecot-keywords and
+	// dovecot-uidlist, mtimes as INTERNALDATE) imported as files gives
+	// the same account.
+	md, err := NewMaildirSource(filepath.Join(d.dir, "home/alice/Maildir"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = Import(ctx, tc.clients[1], "files@example.test", md, ImportOptions{SourceName: "dovecot maildir", KeepOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSummary(t, "dovecot's Maildir", sum)
+	tc.checkEveryNode(t, "files@example.test", f)
+	tc.checkOrderWith(t, "files@example.test", f)
 
 	// Hierarchy and special use came along.
 	for i := range tc.Nodes {
