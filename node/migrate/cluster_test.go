@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/nodetest"
 	"github.com/continuum-mail/continuum/proto/adminpb"
@@ -391,6 +393,35 @@ func TestImportLargeMessage(t *testing.T) {
 	}
 	logSummary(t, "large", sum)
 	tc.checkEveryNode(t, "a@example.test", f)
+
+	// Refusals are reported per message, with the reason; the rest goes in.
+	ctx := tc.Ctx(time.Minute)
+	if err := tc.Nodes[tc.Leader()].Mail().SetQuota(ctx, "a@example.test", 3<<20+40<<10); err != nil {
+		t.Fatal(err)
+	}
+	more := &fixture{boxes: []string{"Quota"}, msgs: map[string][]*Message{}}
+	for i := range 10 {
+		d := time.Date(2003, 1, 1, 0, 0, i, 0, time.UTC)
+		more.msgs["Quota"] = append(more.msgs["Quota"], &Message{Data: realisticMessage(r, fmt.Sprint("q", i), 10<<10, d), Date: d})
+	}
+	dir2 := t.TempDir()
+	sink, _ = NewMaildirSink(dir2)
+	more.write(t, sink)
+	src, _ = NewMaildirSource(dir2)
+	sum, err = Import(ctx, tc.follower(), "a@example.test", src, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Copied == 0 || sum.Failed == 0 || sum.Copied+sum.Failed != 10 || sum.Failures[0].Reason != "over quota" || sum.Failures[0].Mailbox != "Quota" {
+		t.Fatalf("over quota: %+v", sum)
+	}
+	t.Logf("quota: %d copied, %d failed (%s: %s)", sum.Copied, sum.Failed, sum.Failures[0].SourceID, sum.Failures[0].Reason)
+
+	// An unknown user is an error before anything is sent.
+	src, _ = NewMaildirSource(dir2)
+	if _, err := Import(ctx, tc.follower(), "nobody@example.test", src, ImportOptions{}); status.Code(err) != codes.NotFound {
+		t.Fatalf("import for an unknown user: %v, want NotFound", err)
+	}
 }
 
 // cancelAfter is a Progress that cancels the import once n messages are
