@@ -2,7 +2,15 @@ package migrate
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,9 +37,39 @@ import (
 type dovecot struct {
 	addr, user, password string
 	dir                  string
+	// With TLS: the implicit-TLS address, and a client configuration that
+	// trusts the instance's self-signed certificate.
+	tlsAddr string
+	tls     *tls.Config
 }
 
-func startDovecot(t *testing.T) *dovecot {
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+func startDovecot(t *testing.T) *dovecot { return startDovecotTLS(t, false) }
+
+func startDovecotTLS(t *testing.T, withTLS bool) *dovecot {
 	t.Helper()
 	bin, err := exec.LookPath("dovecot")
 	if err != nil {
@@ -69,13 +107,21 @@ func startDovecot(t *testing.T) *dovecot {
 	addr := nodetest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	d := &dovecot{addr: addr, user: "alice@example.test", password: "dovecot-secret", dir: dir}
+	sslConf, imapsPort := "ssl = no", "0"
+	if withTLS {
+		certPath, keyPath, pool := selfSigned(t, dir)
+		d.tlsAddr = nodetest.FreeAddr(t)
+		_, imapsPort, _ = net.SplitHostPort(d.tlsAddr)
+		d.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+		sslConf = fmt.Sprintf("ssl = yes\nssl_cert = <%s\nssl_key = <%s", certPath, keyPath)
+	}
 	os.WriteFile(filepath.Join(dir, "passwd"), []byte(fmt.Sprintf("%s:{PLAIN}%s:%d:%d::%s::\n", d.user, d.password, uid, gid, filepath.Join(dir, "home/alice"))), 0o644)
 	conf := fmt.Sprintf(`protocols = imap
 listen = %[2]s
 base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
-ssl = no
+%[8]s
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = %[4]s
@@ -108,14 +154,15 @@ service imap-login {
     port = %[3]s
   }
   inet_listener imaps {
-    port = 0
+    address = %[2]s
+    port = %[9]s
   }
   chroot =
 }
 service anvil {
   chroot =
 }
-`, dir, host, port, u.Username, g.Name, uid, gid)
+`, dir, host, port, u.Username, g.Name, uid, gid, sslConf, imapsPort)
 	confPath := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(confPath, []byte(conf), 0o644)
 	cmd := exec.Command(bin, "-F", "-c", confPath)
@@ -294,6 +341,40 @@ func TestDovecotImport(t *testing.T) {
 		}
 		if sent != `\Sent` {
 			t.Errorf("node %d: Sent has special use %q, want \\Sent", i, sent)
+		}
+	}
+}
+
+// TestDovecotTLS: the source over implicit TLS and over STARTTLS, checking
+// the server's certificate, lists the account's mailboxes and reads its
+// messages.
+func TestDovecotTLS(t *testing.T) {
+	d := startDovecotTLS(t, true)
+	f := newFixture(5, []string{"INBOX", "Sent"}, 6, 2<<10)
+	d.fill(t, f)
+	for _, mode := range []struct{ name, addr string }{{"tls", d.tlsAddr}, {"starttls", d.addr}} {
+		src, err := NewIMAPSource(IMAPOptions{Addr: mode.addr, Login: d.user, Password: d.password, TLS: mode.name, TLSConfig: d.tls})
+		if err != nil {
+			t.Fatalf("%s: %v", mode.name, err)
+		}
+		boxes, err := src.Mailboxes(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mb := range boxes {
+			err := src.Messages(context.Background(), mb, func(m *Message) error { n++; return nil }, func(id, r string) { t.Error(id, r) })
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		src.Close()
+		if n != 6 || len(boxes) != 2 || boxes[1].SpecialUse != `\Sent` {
+			t.Fatalf("%s: %d messages in %v", mode.name, n, boxes)
+		}
+		// A certificate nobody vouches for is refused.
+		if _, err := NewIMAPSource(IMAPOptions{Addr: mode.addr, Login: d.user, Password: d.password, TLS: mode.name, TLSConfig: &tls.Config{ServerName: "127.0.0.1"}}); err == nil {
+			t.Fatalf("%s: an untrusted certificate was accepted", mode.name)
 		}
 	}
 }
