@@ -132,7 +132,10 @@ type ImportStart struct {
 	// keep_order commits one batch at a time, so UIDs follow the source's
 	// order exactly; otherwise a few batches commit at once (faster), and
 	// UIDs follow the source's order within each batch only.
-	KeepOrder     bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
+	KeepOrder bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
+	// forwarded is set by a follower that passed the stream on to the
+	// leader; a forwarded stream is never forwarded again.
+	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +187,13 @@ func (x *ImportStart) GetSource() string {
 func (x *ImportStart) GetKeepOrder() bool {
 	if x != nil {
 		return x.KeepOrder
+	}
+	return false
+}
+
+func (x *ImportStart) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
 	}
 	return false
 }
@@ -2322,12 +2332,13 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
 	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
 	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
-	"\x04item\"X\n" +
+	"\x04item\"v\n" +
 	"\vImportStart\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
-	"keep_order\x18\x03 \x01(\bR\tkeepOrder\"d\n" +
+	"keep_order\x18\x03 \x01(\bR\tkeepOrder\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"d\n" +
 	"\rImportMailbox\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vspecial_use\x18\x02 \x01(\tR\n" +
