@@ -5,7 +5,10 @@
 //
 // # Import and Export (continuum import / export)
 //
-// Import is one bidirectional stream per run. The handler reads requests on
+// Import is one bidirectional stream per run. A follower passes the whole
+// stream on to the leader (proxyImport), so batches are proposed where they
+// commit; without a reachable leader it handles the stream itself. The
+// handler reads requests on
 // one goroutine, builds steps on the handler's goroutine (a mailbox opened,
 // or a batch of messages), and answers the steps in order from a third;
 // each batch is prepared (parsed, hashed, compressed; a message over 1 MiB
