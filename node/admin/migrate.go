@@ -584,7 +584,7 @@ func failureReason(err error) string {
 // most exportPieceBytes (large messages are read a stored chunk at a time).
 func (s *Service) Export(req *adminpb.ExportRequest, stream grpc.ServerStreamingServer[adminpb.ExportReply]) error {
 	ctx := stream.Context()
-	if err := s.mail.Sync(ctx); err != nil {
+	if err := retryTemporary(ctx, func() error { return s.mail.Sync(ctx) }); err != nil {
 		return toStatus(err)
 	}
 	u, err := s.mail.UserByEmail(req.User)
