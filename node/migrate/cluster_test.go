@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -462,12 +463,36 @@ func TestImportSpeed(t *testing.T) {
 		user      string
 		keepOrder bool
 	}{{"a@example.test", true}, {"b@example.test", false}} {
+		// The heap of the whole process (3 nodes and the client): what an
+		// import adds must not grow with the number of messages.
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base, peak := ms.HeapInuse, ms.HeapInuse
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+		}()
 		src, _ := NewMboxSource(file, "")
 		sum, err := Import(tc.Ctx(30*time.Minute), tc.speedClient(), mode.user, src, ImportOptions{SourceName: "mbox", KeepOrder: mode.keepOrder})
 		if err != nil {
 			t.Fatal(err)
 		}
+		close(stop)
+		<-sampled
 		logSummary(t, fmt.Sprintf("speed: %d messages of 10 KiB, keep order %v", n, mode.keepOrder), sum)
+		t.Logf("heap in use: %d MiB before, peak %d MiB during (+%d MiB), whole process", base>>20, peak>>20, (peak-base)>>20)
 		if sum.Copied != n {
 			t.Fatalf("copied %d of %d", sum.Copied, n)
 		}
