@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race test-faults test-large test-migrate bench fuzz proto lint clean image
+.PHONY: help build run test test-race test-faults test-large test-migrate bench fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,9 +50,20 @@ proto: ## regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, pr
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/continuum-mail/continuum \
 	  proto/storagepb/storage.proto proto/commandpb/command.proto proto/peerpb/peer.proto proto/adminpb/admin.proto
 
-lint: ## gofmt, go vet, and the project's lint tests
+lint: ## gofmt, go vet, and the layering test (node/layering_test.go)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run 'TestLayering' ./node/
+
+image: ## the container image continuum:dev, FROM scratch around a static binary
+	rm -rf bin/image && mkdir -p bin/image/rootfs/data bin/image/rootfs/tmp bin/image/rootfs/tls
+	chmod 1777 bin/image/rootfs/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/image/continuum ./cmd/continuum
+	cp deploy/docker/Dockerfile bin/image/
+	docker build -q -t continuum:dev bin/image
+
+test-docker: image ## the 3-site compose cluster on Docker: WAN cut, catch-up, rolling restart
+	CONTINUUM_DOCKER=1 $(GO) test -count=1 -timeout 20m -v ./deploy/...
 
 clean: ## remove build output and the dev cluster's data
 	rm -rf bin .dev

@@ -39,7 +39,10 @@ func TestBootstrapExpectFormsAllVoters(t *testing.T) {
 
 	i := c.AddNode("d", func(cfg *config.Config) { cfg.BootstrapExpect = 3 })
 	c.WaitVoters(4, 30*time.Second)
-	if got := c.Nodes[i].Raft().LastIndex(); got < 6 {
-		t.Fatalf("late node: last index %d, want the cluster's log (added, promoted)", got)
-	}
+	// The leader may list it as a voter before its first AppendEntries has
+	// arrived (promotion allows 64 entries of lag; over mTLS the first
+	// connection takes a handshake): poll, with a deadline.
+	c.Eventually(10*time.Second, "the late node to hold the cluster's log (added, promoted)", func() bool {
+		return c.Nodes[i].Raft().LastIndex() >= 6
+	})
 }

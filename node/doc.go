@@ -4,6 +4,13 @@
 // It holds no business logic: that lives in node/mail, the protocols in
 // node/smtpd and node/imapd, Raft in node/consensus.
 //
+// Listeners: the peer gRPC port (node to node: mutual TLS with node
+// certificates; also the two admin calls a node forwards to the leader,
+// from members only), the admin API on its own listener (admin
+// certificates), Raft (node/consensus), gossip, HTTP, and SMTP/LMTP/IMAP
+// with STARTTLS plus implicit-TLS smtps/imaps (secure.go, protocols.go).
+// Without TLS material a node runs only with insecure-dev.
+//
 // The join loop also forms a new cluster for --bootstrap-expect N
 // (bootstrapExpect): once gossip shows the N first nodes and none of them
 // has a cluster running yet, each bootstraps the same N-voter configuration.

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"os"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
@@ -23,3 +26,9 @@ func testID(b []byte) string {
 }
 
 var osRemoveAll = os.RemoveAll
+
+type commandpbUIDRange = commandpb.UIDRange
+
+func protoMarshal(m proto.Message) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}

@@ -138,9 +138,10 @@ func writeFileSynced(path string, body []byte) error {
 
 // startIntegrity starts the scrub and the check schedule.
 func (n *Node) startIntegrity() {
-	n.integ.wg.Add(2)
+	n.integ.wg.Add(3)
 	go n.scrubLoop()
 	go n.checkLoop()
+	go n.retentionLoop()
 }
 
 // stopIntegrity waits for the integrity goroutines; n.ctx is cancelled.

@@ -45,6 +45,8 @@ type nodeCollector struct {
 	n *Node
 
 	applied, commit, lag, term, isLeader, leaderless, leaderChanges, imapSessions, storeSize *prometheus.Desc
+
+	held, vaulted, due, nextExpiry, holds, policies *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -63,11 +65,18 @@ func newNodeCollector(n *Node) *nodeCollector {
 		leaderChanges: d("raft_leader_changes_total", "Leader changes observed by this node."),
 		imapSessions:  d("imap_sessions", "Open IMAP sessions."),
 		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots).", "store"),
+		held:          d("archive_held_messages", "Messages (live and vaulted) of users under legal hold."),
+		vaulted:       d("archive_vaulted_messages", "Expunged messages kept by hold or retention."),
+		due:           d("retention_due_messages", "Messages the next retention run would remove."),
+		nextExpiry:    d("retention_next_expiry_timestamp_seconds", "Earliest moment a kept message falls due (0: none)."),
+		holds:         d("archive_holds", "Legal holds in place."),
+		policies:      d("retention_policies", "Retention policies set."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize} {
+	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize,
+		c.held, c.vaulted, c.due, c.nextExpiry, c.holds, c.policies} {
 		ch <- d
 	}
 }
@@ -96,6 +105,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.imapSessions, float64(sessions))
 	for _, store := range []string{"state", "raft-log", "snapshots"} {
 		g(c.storeSize, float64(dirSize(filepath.Join(n.cfg.DataDir, store))), store)
+	}
+	if sum, err := n.archiveSummary(); err == nil {
+		g(c.held, float64(sum.Held))
+		g(c.vaulted, float64(sum.Vaulted))
+		g(c.due, float64(sum.Due))
+		g(c.nextExpiry, nextExpiry(sum))
+		g(c.holds, float64(len(sum.Holds)))
+		g(c.policies, float64(len(sum.Policies)))
 	}
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,12 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/config"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/httpapi"
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/peer"
@@ -45,6 +48,9 @@ type Options struct {
 	TrailingLogs      uint64
 	// NoSync turns off fsync everywhere: CPU benchmarks only.
 	NoSync bool
+	// NoJournal turns the archive journal off (raftfsm Options.NoJournal):
+	// only for the benchmark that measures its cost, on every node alike.
+	NoJournal bool
 }
 
 // Node is one running cluster member.
@@ -59,14 +65,24 @@ type Node struct {
 	mail   *mail.Service
 	grpc   *grpc.Server
 	grpcLn net.Listener
-	http   *http.Server
-	httpLn net.Listener
+	// admin serves the admin API on its own listener (admin certificates).
+	admin   *grpc.Server
+	adminLn net.Listener
+	// identity is the node's TLS material; nil with insecure-dev.
+	identity *identity.Material
+	http     *http.Server
+	httpLn   net.Listener
 
 	servers []server // protocol listeners (SMTP, LMTP, IMAP)
+	// clientTLS serves STARTTLS, smtps and imaps (protocolTLS).
+	clientTLS *tls.Config
 
-	integ integrity // integrity.go
+	integ   integrity     // integrity.go
+	archive archiveGauges // archive.go
 
 	collector    *nodeCollector
+	flow         *httpapi.Flow // the console's per-minute mail flow
+	console      consoleState  // console.go
 	imapSessions atomic.Pointer[func() int]
 	// draining is set when Close begins: /readyz turns unready first.
 	draining atomic.Bool
@@ -98,7 +114,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// n is never reassigned: the closures and goroutines started below
 	// capture it, and a failed start must still be able to close it.
-	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, ctx: ctx, cancel: cancel, fatal: make(chan error, 1), flow: httpapi.NewFlow(nil)}
 	started := false
 	defer func() {
 		if !started {
@@ -136,10 +152,19 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 			default:
 			}
 		},
-		OnCheck: n.onCheck,
+		OnCheck:   n.onCheck,
+		NoJournal: opts.NoJournal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: state machine: %w", err)
+	}
+
+	if cfg.Secure() {
+		if n.identity, err = loadIdentity(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("INSECURE: no TLS material (insecure-dev): Raft, peer and admin traffic is plaintext and unauthenticated")
 	}
 
 	n.raft, err = consensus.Open(consensus.Config{
@@ -151,6 +176,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		Voter:             cfg.Role == "voter",
 		FSM:               n.fsm,
 		Logger:            log,
+		Identity:          n.identity,
 		Dial:              opts.RaftDial,
 		WrapListener:      opts.RaftWrapListener,
 		WrapLogStore:      opts.RaftWrapLogStore,
@@ -187,7 +213,11 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if cutOff <= 0 {
 		cutOff = 2 * n.raft.Profile().Election
 	}
-	n.router = peer.NewRouter(n.raft, n.resolveGRPC, nil, cutOff)
+	var peerCreds credentials.TransportCredentials
+	if n.identity != nil {
+		peerCreds = credentials.NewTLS(n.identity.ClientConfig(nil))
+	}
+	n.router = peer.NewRouter(n.raft, n.resolveGRPC, peerCreds, cutOff)
 	n.mail = mail.New(n.db, n.router, consensus.NewWaiter(n.raft, n.fsm), n.raft, mail.Options{
 		Logger:          log,
 		ApplyTimeout:    cfg.ApplyTimeout.Duration,
@@ -196,19 +226,15 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	})
 	feed.Store(n.mail.Feed())
 
-	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(peer.MaxMessageBytes), grpc.MaxSendMsgSize(peer.MaxMessageBytes))
-	peer.NewServer(n.grpc, n.raft, n.Info, log)
-	admin.Register(n.grpc, n.mail, (*clusterView)(n))
-	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("node: grpc listen: %w", err)
+	if err := n.startGRPC(); err != nil {
+		return nil, err
 	}
-	n.goServe("grpc", func() error { return n.grpc.Serve(n.grpcLn) })
 
 	if cfg.HTTPAddr != "" {
 		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("node: http listen: %w", err)
 		}
-		n.http = &http.Server{Handler: httpapi.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+		n.http = &http.Server{Handler: httpapi.NewHandler(n, n.consoleOptions()), ReadHeaderTimeout: 10 * time.Second}
 		n.goServe("http", func() error { return n.http.Serve(n.httpLn) })
 	}
 
@@ -218,6 +244,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		n.log.Warn("node metrics not registered", "err", err)
 		n.collector = nil
 	}
+	n.registerClusterMetrics()
 
 	if err := n.startProtocols(); err != nil {
 		return nil, err
@@ -641,13 +668,16 @@ func (n *Node) Close() error {
 		if n.http != nil {
 			n.http.Close()
 		}
-		if n.grpc != nil {
+		for _, gs := range []*grpc.Server{n.admin, n.grpc} {
+			if gs == nil {
+				continue
+			}
 			done := make(chan struct{})
-			go func() { n.grpc.GracefulStop(); close(done) }()
+			go func() { gs.GracefulStop(); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(shutdownGrace):
-				n.grpc.Stop()
+				gs.Stop()
 				<-done
 			}
 		}
@@ -661,6 +691,7 @@ func (n *Node) Close() error {
 		if n.collector != nil {
 			prometheus.DefaultRegisterer.Unregister(n.collector)
 		}
+		n.unregisterClusterMetrics()
 		if n.db != nil {
 			if cerr := n.db.Close(); err == nil {
 				err = cerr

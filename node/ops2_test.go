@@ -13,6 +13,7 @@ import (
 
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/config"
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/nodetest"
 	"github.com/continuum-mail/continuum/proto/adminpb"
@@ -111,7 +112,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	}
 	ld.mu.Unlock()
 	f := (l + 1) % 3
-	stream, err := adminClient(t, src.Cfgs[f].GRPCAddr).Backup(src.Ctx(60*time.Second), &adminpb.BackupRequest{})
+	stream, err := src.Admin(f).Backup(src.Ctx(60*time.Second), &adminpb.BackupRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,13 +269,20 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 // key (or with another key) cannot join the gossip pool; membership seen by
 // the cluster stays unchanged.
 func TestGossipNeedsTheClusterKey(t *testing.T) {
-	const key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
-	c := nodetest.Start(t, nodetest.Options{Configure: func(i int, cfg *config.Config) { cfg.ClusterKey = key }})
+	// nodetest gives every cluster its own gossip key file.
+	c := nodetest.Start(t, nodetest.Options{})
 	if got := len(c.Nodes[0].Members()); got != 3 {
 		t.Fatalf("keyed cluster sees %d members, want 3", got)
 	}
-	for _, k := range []string{"", "QUJDREVGR0hJSktMTU5PUA=="} {
-		i := c.AddNode("x", func(cfg *config.Config) { cfg.ClusterKey = k })
+	otherKey := filepath.Join(t.TempDir(), "other.key")
+	if err := identity.WriteGossipKey(otherKey); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"", otherKey} {
+		i := c.AddNode("x", func(cfg *config.Config) {
+			// No key at all is allowed only in insecure-dev.
+			cfg.ClusterKeyFile, cfg.InsecureDev = k, k == ""
+		})
 		// Give gossip time to fail: poll that it never succeeds for a
 		// few probe intervals.
 		deadline := time.Now().Add(1500 * time.Millisecond)

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/mail"
@@ -164,16 +161,6 @@ func checkNoneLost(t *testing.T, c *nodetest.Cluster, userID uint64, acked map[s
 	}
 }
 
-func adminClient(t *testing.T, addr string) adminpb.AdminClient {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return adminpb.NewAdminClient(conn)
-}
-
 // voters returns the leader's view of the voters' IDs.
 func voters(c *nodetest.Cluster) map[string]bool {
 	out := map[string]bool{}
@@ -225,7 +212,7 @@ func TestTransferLeaderAndStatus(t *testing.T) {
 	c := nodetest.Start(t, nodetest.Options{})
 	l := c.WaitLeader(10 * time.Second)
 	f, target := (l+1)%3, (l+2)%3
-	cl := adminClient(t, c.Cfgs[f].GRPCAddr)
+	cl := c.Admin(f)
 	ctx := c.Ctx(30 * time.Second)
 
 	res, err := cl.TransferLeader(ctx, &adminpb.TransferLeaderRequest{To: c.Cfgs[target].ID})
@@ -251,7 +238,7 @@ func TestTransferLeaderAndStatus(t *testing.T) {
 	down := (c.WaitLeader(10*time.Second) + 1) % 3
 	c.StopNode(down)
 	asker := (down + 1) % 3
-	cl = adminClient(t, c.Cfgs[asker].GRPCAddr)
+	cl = c.Admin(asker)
 	c.Eventually(15*time.Second, "status shows the stopped node dead in gossip", func() bool {
 		st, err := cl.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
 		if err != nil {
@@ -286,7 +273,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	l := c.WaitLeader(10 * time.Second)
 	victim := (l + 1) % 4
 	asker := (l + 2) % 4
-	if _, err := adminClient(t, c.Cfgs[asker].GRPCAddr).RemoveNode(c.Ctx(30*time.Second), &adminpb.RemoveNodeRequest{Id: c.Cfgs[victim].ID}); err != nil {
+	if _, err := c.Admin(asker).RemoveNode(c.Ctx(30*time.Second), &adminpb.RemoveNodeRequest{Id: c.Cfgs[victim].ID}); err != nil {
 		t.Fatalf("remove %s: %v", c.Cfgs[victim].ID, err)
 	}
 	c.WaitVoters(3, 10*time.Second)
@@ -298,7 +285,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	// over first, then the new leader removes it.
 	l = c.WaitLeader(10 * time.Second)
 	oldLeader := c.Cfgs[l].ID
-	if _, err := adminClient(t, c.Cfgs[l].GRPCAddr).RemoveNode(c.Ctx(30*time.Second), &adminpb.RemoveNodeRequest{Id: oldLeader}); err != nil {
+	if _, err := c.Admin(l).RemoveNode(c.Ctx(30*time.Second), &adminpb.RemoveNodeRequest{Id: oldLeader}); err != nil {
 		t.Fatalf("remove the leader %s: %v", oldLeader, err)
 	}
 	c.Eventually(10*time.Second, "the old leader out of the configuration", func() bool {
@@ -315,7 +302,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	if !voters(c)[c.Cfgs[n4].ID] {
 		t.Errorf("the node added at site d is not a voter: %v", voters(c))
 	}
-	st, err := adminClient(t, c.Cfgs[n4].GRPCAddr).ClusterStatus(c.Ctx(10*time.Second), &adminpb.ClusterStatusRequest{})
+	st, err := c.Admin(n4).ClusterStatus(c.Ctx(10*time.Second), &adminpb.ClusterStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

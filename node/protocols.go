@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/node/smtpd"
 )
 
@@ -17,9 +18,9 @@ func (n *Node) startProtocols() error {
 		return err
 	}
 	for _, p := range []struct {
-		name, addr string
-		lmtp       bool
-	}{{"smtp", n.cfg.SMTPAddr, false}, {"lmtp", n.cfg.LMTPAddr, true}} {
+		name, addr    string
+		lmtp, implTLS bool
+	}{{"smtp", n.cfg.SMTPAddr, false, false}, {"lmtp", n.cfg.LMTPAddr, true, false}, {"smtps", n.cfg.SMTPSAddr, false, true}} {
 		if p.addr == "" {
 			continue
 		}
@@ -36,12 +37,14 @@ func (n *Node) startProtocols() error {
 			Hostname:        n.cfg.Hostname,
 			LMTP:            p.lmtp,
 			TLS:             tlsConfig,
+			ImplicitTLS:     p.implTLS,
 			MaxMessageBytes: n.cfg.MaxMessageBytes,
 			MaxRecipients:   n.cfg.MaxRecipients,
 			MaxConnsPerIP:   perIP,
 			MaxConns:        total,
 			Timeout:         n.cfg.ProtocolTimeout.Duration,
 			Logger:          n.log,
+			Flow:            n.flow,
 		})
 		if err := n.serveProtocol(p.name, p.addr, srv); err != nil {
 			return err
@@ -64,15 +67,20 @@ func (n *Node) serveProtocol(name, addr string, srv server) error {
 	return nil
 }
 
-// protocolTLS loads the certificate for STARTTLS (SMTP, LMTP, IMAP); nil
-// when none is configured.
+// protocolTLS is the TLS configuration of STARTTLS, smtps and imaps; nil
+// when no certificate is configured. The certificate is read from its
+// files again whenever they change, so a renewed one is served from the
+// next connection on without a restart.
 func (n *Node) protocolTLS() (*tls.Config, error) {
 	if n.cfg.TLSCert == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(n.cfg.TLSCert, n.cfg.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("node: tls certificate: %w", err)
+	if n.clientTLS == nil {
+		r, err := identity.NewReloader(n.cfg.TLSCert, n.cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("node: tls certificate: %w", err)
+		}
+		n.clientTLS = &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return n.clientTLS, nil
 }

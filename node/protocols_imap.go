@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/continuum-mail/continuum/node/imapd"
 )
@@ -17,12 +18,26 @@ func (n *Node) startIMAP() error {
 	}
 	srv, err := imapd.New(imapd.Options{
 		Mail:      n.mail,
+		Flow:      n.flow,
 		Logger:    n.log,
 		TLSConfig: tlsConfig,
 		Dev:       n.cfg.Dev,
+		// The same per-address cap as SMTP's.
+		MaxConnsPerIP: n.cfg.MaxConnsPerIP,
 	})
 	if err != nil {
 		return fmt.Errorf("node: imap: %w", err)
 	}
-	return n.serveProtocol("imap", n.cfg.IMAPAddr, srv)
+	if err := n.serveProtocol("imap", n.cfg.IMAPAddr, srv); err != nil {
+		return err
+	}
+	if n.cfg.IMAPSAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.IMAPSAddr)
+	if err != nil {
+		return fmt.Errorf("node: imaps listen: %w", err)
+	}
+	n.goServe("imaps", func() error { return srv.ServeTLS(ln) })
+	return nil
 }

@@ -153,21 +153,36 @@ func applyQuotaSet(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	return &commandpb.Result{UserId: u.Id}, t.b.PutUser(u)
 }
 
+// applyUserDel deletes an account with all its mail, its vault included;
+// a user under legal hold (its own or its domain's) is refused.
 func applyUserDel(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	u, res, err := t.userByEmail(c.GetUserDel().GetEmail())
 	if res != nil || err != nil {
 		return res, err
+	}
+	k, err := t.rule(u.Email)
+	if err != nil {
+		return nil, err
+	}
+	if k.held {
+		return result(commandpb.Code_CODE_HELD, "user "+u.Email+" is under legal hold ("+k.hold+"): release the hold first"), nil
 	}
 	boxes, err := t.b.Mailboxes(u.Id)
 	if err != nil {
 		return nil, err
 	}
 	for _, box := range boxes {
-		if err := t.dropMailbox(u, box); err != nil {
+		if err := t.dropMailbox(u, box, keepRule{}); err != nil {
 			return nil, err
 		}
 	}
-	return &commandpb.Result{UserId: u.Id}, t.b.DeleteUser(u)
+	if err := t.dropVault(u); err != nil {
+		return nil, err
+	}
+	if err := t.b.DeleteUser(u); err != nil {
+		return nil, err
+	}
+	return &commandpb.Result{UserId: u.Id}, t.link("user-del", u.Id, u.Email)
 }
 
 func applyAliasSet(t *tx, c *commandpb.Command) (*commandpb.Result, error) {

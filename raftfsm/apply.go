@@ -40,6 +40,12 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	26: applyExpunge,
 	27: applyBlobChunk,
 	40: applyConsistencyCheck,
+	// 50 (AdminCommand) is added by init: it dispatches through this map.
+	51: applyRetentionSet,
+	52: applyRetentionRun,
+	53: applyHoldPlace,
+	54: applyHoldRelease,
+	55: applyVaultRestore,
 	60: applyAppendBatch,
 }
 
@@ -52,6 +58,7 @@ func applyConsistencyCheck(*tx, *commandpb.Command) (*commandpb.Result, error) {
 var opOneof = (&commandpb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
 
 func init() {
+	handlers[fieldAdmin] = applyAdmin
 	// Every case of the oneof has a handler: a new operation without one
 	// would otherwise be silently unknown to its own binary.
 	fields := opOneof.Fields()
@@ -73,6 +80,11 @@ type tx struct {
 	// message adopts it (openUpload, finishUpload).
 	upload   *storagepb.Upload
 	uploadID []byte
+
+	// journal is off only in benchmarks (Options.NoJournal); refs are the
+	// messages of the command's journal link, collected as it applies.
+	journal bool
+	refs    []*storagepb.JournalRef
 }
 
 // ApplyCommand applies one decoded command into b as the entry at index. It
@@ -80,6 +92,10 @@ type tx struct {
 // error is a storage failure (or a command with no operation); domain
 // failures are Result codes.
 func ApplyCommand(b *storage.Batch, index uint64, c *commandpb.Command) (*commandpb.Result, []Event, error) {
+	return applyCommand(b, index, c, true)
+}
+
+func applyCommand(b *storage.Batch, index uint64, c *commandpb.Command, journal bool) (*commandpb.Result, []Event, error) {
 	fd := c.ProtoReflect().WhichOneof(opOneof)
 	if fd == nil {
 		return nil, nil, ErrUnknownOp
@@ -98,7 +114,7 @@ func ApplyCommand(b *storage.Batch, index uint64, c *commandpb.Command) (*comman
 	if _, err := b.ExpireUploads(now, expireUploadsPerCommand); err != nil {
 		return nil, nil, err
 	}
-	t := &tx{b: b, index: index, now: now}
+	t := &tx{b: b, index: index, now: now, journal: journal}
 	res, err := h(t, c)
 	if err != nil {
 		return nil, nil, err
@@ -250,8 +266,9 @@ func (t *tx) removeMessage(u *storagepb.User, box *storagepb.Mailbox, m *storage
 }
 
 // dropMailbox deletes a mailbox with all its messages, releasing their
-// blobs; u.UsedBytes is updated (written by the caller).
-func (t *tx) dropMailbox(u *storagepb.User, box *storagepb.Mailbox) error {
+// blobs, except those rule k keeps: those go to the vault, still
+// referenced; u.UsedBytes is updated (written by the caller).
+func (t *tx) dropMailbox(u *storagepb.User, box *storagepb.Mailbox, k keepRule) error {
 	var msgs []*storagepb.Message
 	if err := t.b.Messages(box.Id, 1, 0, func(m *storagepb.Message) error {
 		msgs = append(msgs, m)
@@ -263,7 +280,14 @@ func (t *tx) dropMailbox(u *storagepb.User, box *storagepb.Mailbox) error {
 		if err := t.b.DeleteMessage(box.Id, m, 0); err != nil {
 			return err
 		}
-		if _, err := t.b.ReleaseBlob(m.Blob); err != nil {
+		keep := k.keeps(m.InternalDateUnix, t.now)
+		t.ref(box.Id, m.Uid, m.Blob, keep)
+		if keep {
+			if err := t.b.PutVault(&storagepb.VaultEntry{UserId: u.Id, MailboxId: box.Id, Mailbox: box.Name, Message: m,
+				VaultedUnixNano: t.now, VaultedIndex: t.index, Held: k.held}); err != nil {
+				return err
+			}
+		} else if _, err := t.b.ReleaseBlob(m.Blob); err != nil {
 			return err
 		}
 		u.UsedBytes -= min(u.UsedBytes, m.Size)

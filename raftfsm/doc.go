@@ -33,6 +33,15 @@
 // Domain failures (exists, not found, over quota, invalid, not empty,
 // modified) are Result codes returned to the proposer, never errors.
 //
+// # The compliance archive
+//
+// Retention policies, legal holds, the vault of expunged-but-kept
+// messages, the audit log and the hash-chained journal are state like any
+// other, written by operations 50-55 (archive.go) and judged on log time
+// only. VerifyJournal recomputes the chain over any storage view; a node,
+// the CLI on a stopped node's directory, or a test can call it. DESIGN.md
+// ("Archive") has the rules.
+//
 // # Goroutines
 //
 // raft calls ApplyBatch, Snapshot and Restore from its FSM goroutine; Persist

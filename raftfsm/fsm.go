@@ -80,6 +80,10 @@ type Options struct {
 	// replica. It must not block: take a view (storage.DB.
 	// BackgroundSnapshot) and digest it elsewhere.
 	OnCheck func(index uint64, c *commandpb.ConsistencyCheck)
+	// NoJournal turns the archive journal off, for benchmarks that measure
+	// its cost. Every replica must agree on it, or their digests differ;
+	// nodes never set it.
+	NoJournal bool
 }
 
 // Response is what the raft ApplyFuture of every log entry holds.
@@ -243,7 +247,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			out[i] = &Response{Err: f.fatal}
 			continue
 		}
-		res, ev, err := ApplyCommand(b, l.Index, c)
+		res, ev, err := applyCommand(b, l.Index, c, !f.opts.NoJournal)
 		if err != nil {
 			// A storage error leaves this entry's writes half done in the
 			// batch: commit nothing of it.

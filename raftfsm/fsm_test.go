@@ -21,9 +21,11 @@ import (
 // gen produces a random but reproducible command stream over a small world,
 // so that commands often hit existing rows and often fail.
 type gen struct {
-	r    *rand.Rand
-	now  int64
-	last uint64 // the user ID last picked
+	r     *rand.Rand
+	a     *rand.Rand // the archive operations' own stream
+	queue []*commandpb.Command
+	now   int64
+	last  uint64 // the user ID last picked
 	// pending are uploads in progress: chunk commands not sent yet, and
 	// the blob that will name them.
 	pending []*pendingUpload
@@ -168,6 +170,87 @@ func (g *gen) blob() *commandpb.Blob {
 	return b
 }
 
+// archiveCommand is one of the archive's operations: policies, holds,
+// retention runs, vault restores and admin-wrapped commands, each sometimes
+// invalid. It draws only from g.a, so the stream of the other operations
+// (from g.r) is the one it was before the archive existed. Now and then it
+// queues a scenario that makes the rarer successes happen: a hold, a
+// delivery flagged \Deleted, its expunge into the hold vault, a restore
+// from the vault, the release.
+func (g *gen) archiveCommand() *commandpb.Command {
+	if len(g.queue) > 0 {
+		c := g.queue[0]
+		g.queue = g.queue[1:]
+		return c
+	}
+	pick := func(s ...string) string { return s[g.a.IntN(len(s))] }
+	email := func() string {
+		return pick("a", "b", "c", "d", "A", "post") + "@" + pick("x.test", "y.test", "X.TEST", "nowhere.test")
+	}
+	id := func() uint64 { return uint64(g.a.IntN(5)) }
+	if g.a.IntN(10) == 0 {
+		b := blob(fmt.Sprint("vault", g.a.IntN(5)))
+		g.queue = append(g.queue,
+			deliver(b, &commandpb.Recipient{Email: "a@x.test", Flags: []string{`\Deleted`}}),
+			cmd(&commandpb.Expunge{UserId: 1, MailboxId: 1}),
+			cmd(&commandpb.VaultRestore{UserId: 1}),
+			cmd(&commandpb.HoldRelease{User: "a@x.test"}),
+			cmd(&commandpb.RetentionSet{User: "a@x.test", Days: 30}),
+			cmd(&commandpb.RetentionRun{}),
+			cmd(&commandpb.RetentionSet{User: "a@x.test", Days: 0}),
+			// and one refusal of each
+			cmd(&commandpb.RetentionRun{Max: maxRetentionMax + 1}),
+			cmd(&commandpb.RetentionSet{Domain: "x.test", User: "a@x.test", Days: 3}),
+			cmd(&commandpb.HoldPlace{User: "a@x.test"}),
+			cmd(&commandpb.HoldRelease{User: "a@x.test"}),
+			cmd(&commandpb.VaultRestore{UserId: 1, Uid: 1}),
+			cmd(&commandpb.AdminCommand{Action: "no actor"}))
+		return cmd(&commandpb.HoldPlace{User: "a@x.test", Reason: "scenario"})
+	}
+	d, u := "", email()
+	switch g.a.IntN(8) {
+	case 0:
+		u = ""
+	case 1:
+		d = "x.test"
+	case 2, 3:
+		d, u = pick("x.test", "y.test", "nowhere.test"), ""
+	}
+	switch g.a.IntN(7) {
+	case 0:
+		days := []uint32{0, 1, 30, 30, 400, maxRetentionDays + 1}[g.a.IntN(6)]
+		return cmd(&commandpb.RetentionSet{Domain: d, User: u, Days: days})
+	case 1:
+		return cmd(&commandpb.HoldPlace{Domain: d, User: u, Reason: pick("", "matter 1", "matter 2"), PlacedBy: "ops"})
+	case 2:
+		return cmd(&commandpb.HoldRelease{Domain: d, User: u})
+	case 3:
+		return cmd(&commandpb.RetentionRun{Max: []uint32{0, 0, 2, maxRetentionMax + 1}[g.a.IntN(4)]})
+	case 4:
+		switch g.a.IntN(3) {
+		case 0:
+			return cmd(&commandpb.VaultRestore{UserId: id(), MailboxId: uint64(g.a.IntN(30)), Uid: uint32(1 + g.a.IntN(4))})
+		case 1:
+			return cmd(&commandpb.VaultRestore{UserId: id(), Uid: 1})
+		}
+		return cmd(&commandpb.VaultRestore{UserId: id()})
+	default:
+		op := &commandpb.AdminCommand{Actor: pick("local-admin", "cn=ops", ""), Action: "test", Detail: "detail"}
+		switch g.a.IntN(5) {
+		case 0: // an audited read: only the record
+		case 1:
+			op.Command = cmd(&commandpb.AdminCommand{Actor: "x", Action: "nested"})
+		case 2:
+			op.Command = userAdd(email(), 0)
+		case 3:
+			op.Command = cmd(&commandpb.UserDel{Email: email()})
+		default:
+			op.Command = cmd(&commandpb.AliasSet{Email: email(), Targets: []string{email()}})
+		}
+		return cmd(op)
+	}
+}
+
 func (g *gen) command() *commandpb.Command {
 	var c *commandpb.Command
 	if g.batches != nil && g.batches.IntN(12) == 0 {
@@ -257,7 +340,7 @@ func (g *gen) command() *commandpb.Command {
 // entries returns n log entries from a seeded generator, including a few
 // that are not commands or are malformed.
 func entries(seed uint64, n int) []*raft.Log {
-	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), now: 1_700_000_000e9, batches: rand.New(rand.NewPCG(seed, 60))}
+	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), a: rand.New(rand.NewPCG(seed, 8)), now: 1_700_000_000e9, batches: rand.New(rand.NewPCG(seed, 60))}
 	logs := make([]*raft.Log, 0, n)
 	// A world to play in first.
 	setup := []*commandpb.Command{domainAdd("x.test"), domainAdd("y.test"), userAdd("a@x.test", 0), userAdd("b@x.test", 0), userAdd("c@y.test", 5000)}
@@ -267,6 +350,12 @@ func entries(seed uint64, n int) []*raft.Log {
 		case i <= len(setup):
 			setup[i-1].TimeUnixNano = g.now
 			l.Data, _ = Encode(setup[i-1])
+		case g.a.IntN(8) == 0:
+			// An archive entry, at the last entry's time; drawn from g.a
+			// only, so the other entries are the ones they always were.
+			c := g.archiveCommand()
+			c.TimeUnixNano = g.now
+			l.Data, _ = Encode(c)
 		case g.r.IntN(200) == 0:
 			l.Type = raft.LogConfiguration
 			l.Data = []byte{1, 2, 3}

@@ -204,6 +204,18 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_Expunge{Expunge: o}
 	case *commandpb.ConsistencyCheck:
 		c.Op = &commandpb.Command_ConsistencyCheck{ConsistencyCheck: o}
+	case *commandpb.AdminCommand:
+		c.Op = &commandpb.Command_AdminCommand{AdminCommand: o}
+	case *commandpb.RetentionSet:
+		c.Op = &commandpb.Command_RetentionSet{RetentionSet: o}
+	case *commandpb.RetentionRun:
+		c.Op = &commandpb.Command_RetentionRun{RetentionRun: o}
+	case *commandpb.HoldPlace:
+		c.Op = &commandpb.Command_HoldPlace{HoldPlace: o}
+	case *commandpb.HoldRelease:
+		c.Op = &commandpb.Command_HoldRelease{HoldRelease: o}
+	case *commandpb.VaultRestore:
+		c.Op = &commandpb.Command_VaultRestore{VaultRestore: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op))
 	}

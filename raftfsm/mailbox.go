@@ -216,10 +216,22 @@ func applyMailboxDelete(t *tx, c *commandpb.Command) (*commandpb.Result, error) 
 	if ok, err := found(err); err != nil || !ok {
 		return notFound("mailbox"), err
 	}
-	if err := t.dropMailbox(u, box); err != nil {
+	k, err := t.rule(u.Email)
+	if err != nil {
 		return nil, err
 	}
-	return &commandpb.Result{UserId: u.Id, MailboxId: box.Id}, t.b.PutUser(u)
+	if err := t.dropMailbox(u, box, k); err != nil {
+		return nil, err
+	}
+	if err := t.b.PutUser(u); err != nil {
+		return nil, err
+	}
+	if len(t.refs) > 0 {
+		if err := t.link("mailbox-delete", u.Id, box.Name); err != nil {
+			return nil, err
+		}
+	}
+	return &commandpb.Result{UserId: u.Id, MailboxId: box.Id}, nil
 }
 
 // applyMailboxSubscribe implements SUBSCRIBE and UNSUBSCRIBE (RFC 9051

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"fmt"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -32,6 +34,30 @@ func Compress(data []byte) []byte { return compress(data) }
 
 // Decompress reverses Compress, bounded to 1 GiB.
 func Decompress(frame []byte) ([]byte, error) { return decompress(frame) }
+
+// DecompressSized decompresses a frame that must hold exactly size bytes,
+// refusing it as soon as it would hold more (the allocation is bounded by
+// size, not by what the frame claims).
+func DecompressSized(frame []byte, size uint64) ([]byte, error) {
+	if size > maxBlobSize {
+		return nil, fmt.Errorf("storage: blob of %d bytes is over the limit", size)
+	}
+	var h zstd.Header
+	if err := h.Decode(frame); err != nil {
+		return nil, fmt.Errorf("storage: zstd frame: %w", err)
+	}
+	if h.HasFCS && h.FrameContentSize != size {
+		return nil, fmt.Errorf("storage: zstd frame holds %d bytes, want %d", h.FrameContentSize, size)
+	}
+	out, err := zdec.DecodeAll(frame, make([]byte, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(out)) != size {
+		return nil, fmt.Errorf("storage: zstd frame holds %d bytes, want %d", len(out), size)
+	}
+	return out, nil
+}
 
 func compress(data []byte) []byte {
 	return zenc.EncodeAll(data, make([]byte, 0, len(data)/2+64))

@@ -36,6 +36,17 @@
 //	0x11    upload-exp     <expires i64, sign bit flipped><upload> empty
 //	0x12    blob-chunks    <sha256>                               storagepb.ChunkedBlob: blob stored as chunks
 //	0x01    meta           "open-uploads"                         u64: number of open uploads (absent = 0)
+//	0x13    retention      <scope>                                storagepb.RetentionPolicy
+//	0x14    hold           <scope>                                storagepb.Hold
+//	0x15    vault          <userID u64><mailboxID u64><uid u32>   storagepb.VaultEntry (expunged, kept)
+//	0x16    audit          <index u64>                            storagepb.AuditEntry
+//	0x17    journal        <index u64>                            storagepb.JournalLink
+//	0x01    meta           "journal-head"                         index u64 | SHA-256 of the last link
+//	0x01    meta           "retention-cursor"                     u64: user ID the next RetentionRun starts at
+//
+// A scope is "domain:NAME" or "user:EMAIL" (DomainScope, UserScope). A
+// vault row holds a reference to its blob like a msg/ row, so single
+// instance storage and ReleaseBlob work unchanged (archive.go).
 //
 // A blob is stored either inline (blob/<sha>: one zstd frame) or, for a
 // message over 1 MiB, as chunks: blob-chunks/<sha> names the upload whose

@@ -31,8 +31,13 @@ const (
 	FamilyUpload        Family = 0x10
 	FamilyUploadExp     Family = 0x11
 	FamilyBlobChunks    Family = 0x12
+	FamilyRetention     Family = 0x13
+	FamilyHold          Family = 0x14
+	FamilyVault         Family = 0x15
+	FamilyAudit         Family = 0x16
+	FamilyJournal       Family = 0x17
 
-	familyEnd Family = 0x13 // first byte above every family: the upper bound of a full scan
+	familyEnd Family = 0x18 // first byte above every family: the upper bound of a full scan
 )
 
 var familyNames = map[Family]string{
@@ -43,6 +48,8 @@ var familyNames = map[Family]string{
 	FamilyDedupe: "dedupe", FamilyDedupeExp: "dedupe-exp",
 	FamilyChunk: "chunk", FamilyUpload: "upload", FamilyUploadExp: "upload-exp",
 	FamilyBlobChunks: "blob-chunks",
+	FamilyRetention:  "retention", FamilyHold: "hold", FamilyVault: "vault",
+	FamilyAudit: "audit", FamilyJournal: "journal",
 }
 
 func (f Family) String() string {
@@ -59,6 +66,8 @@ const (
 	MetaNextMailboxID   = "next-mailbox-id"
 	MetaNextUIDValidity = "next-uidvalidity"
 	MetaLogTime         = "log-time"
+	// MetaJournalHead is the journal's last link: index u64 | SHA-256.
+	MetaJournalHead = "journal-head"
 )
 
 // SHA256Size is the length of a blob's identifier.
@@ -88,6 +97,7 @@ type Key struct {
 	Hash      []byte // blob SHA-256 (32 bytes) or dedupe key (1..MaxKeySize/2 bytes)
 	Upload    []byte // chunk, upload, upload-exp: the upload ID (16 bytes)
 	Seq       uint32 // chunk: the chunk's sequence number
+	Index     uint64 // audit, journal: the Raft index of the entry
 }
 
 // Encode returns the key's bytes. It panics on a Key that ParseKey could not
@@ -96,9 +106,15 @@ type Key struct {
 func (k Key) Encode() []byte {
 	b := []byte{byte(k.Family)}
 	switch k.Family {
-	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias:
+	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias, FamilyRetention, FamilyHold:
 		mustName(k.Name)
 		b = append(b, k.Name...)
+	case FamilyVault:
+		b = binary.BigEndian.AppendUint64(b, k.UserID)
+		b = binary.BigEndian.AppendUint64(b, k.MailboxID)
+		b = binary.BigEndian.AppendUint32(b, k.UID)
+	case FamilyAudit, FamilyJournal:
+		b = binary.BigEndian.AppendUint64(b, k.Index)
 	case FamilyUser:
 		b = binary.BigEndian.AppendUint64(b, k.UserID)
 	case FamilyMailbox:
@@ -177,8 +193,20 @@ func ParseKey(b []byte) (Key, error) {
 		return nil
 	}
 	switch k.Family {
-	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias:
+	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias, FamilyRetention, FamilyHold:
 		k.Name = string(rest)
+	case FamilyVault:
+		if err := fixed(20); err != nil {
+			return Key{}, err
+		}
+		k.UserID = binary.BigEndian.Uint64(rest)
+		k.MailboxID = binary.BigEndian.Uint64(rest[8:])
+		k.UID = binary.BigEndian.Uint32(rest[16:])
+	case FamilyAudit, FamilyJournal:
+		if err := fixed(8); err != nil {
+			return Key{}, err
+		}
+		k.Index = binary.BigEndian.Uint64(rest)
 	case FamilyUser:
 		if err := fixed(8); err != nil {
 			return Key{}, err

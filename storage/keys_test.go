@@ -31,6 +31,11 @@ func sampleKeys() []Key {
 		{Family: FamilyUpload, Upload: sha[:UploadIDSize]},
 		{Family: FamilyUploadExp, Expires: 1 << 61, Upload: sha[:UploadIDSize]},
 		{Family: FamilyBlobChunks, Hash: sha},
+		{Family: FamilyRetention, Name: "domain:example.test"},
+		{Family: FamilyHold, Name: "user:a@example.test"},
+		{Family: FamilyVault, UserID: 3, MailboxID: 17, UID: 9},
+		{Family: FamilyAudit, Index: 1 << 40},
+		{Family: FamilyJournal, Index: 12},
 	}
 }
 
@@ -78,6 +83,10 @@ func compareTuple(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.MailboxID, b.MailboxID), cmp.Compare(a.ModSeq, b.ModSeq))
 	case FamilyUser:
 		return cmp.Compare(a.UserID, b.UserID)
+	case FamilyVault:
+		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.MailboxID, b.MailboxID), cmp.Compare(a.UID, b.UID))
+	case FamilyAudit, FamilyJournal:
+		return cmp.Compare(a.Index, b.Index)
 	case FamilyDedupeExp:
 		return cmp.Or(cmp.Compare(a.Expires, b.Expires), bytes.Compare(a.Hash, b.Hash))
 	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyDedupe:
@@ -90,7 +99,7 @@ func compareTuple(a, b Key) int {
 func randomKey(r *rand.Rand) Key {
 	fams := []Family{FamilyMeta, FamilyDomain, FamilyUser, FamilyUserByEmail, FamilyAlias, FamilyMailbox,
 		FamilyMailboxByName, FamilyMessage, FamilyModSeq, FamilyBlob, FamilyBlobRef, FamilyParsed,
-		FamilyDedupe, FamilyDedupeExp}
+		FamilyDedupe, FamilyDedupeExp, FamilyRetention, FamilyHold, FamilyVault, FamilyAudit, FamilyJournal}
 	// Small ranges so that ties in leading fields are frequent.
 	u64 := func() uint64 {
 		if r.IntN(4) == 0 {
@@ -109,8 +118,12 @@ func randomKey(r *rand.Rand) Key {
 	}
 	k := Key{Family: fams[r.IntN(len(fams))]}
 	switch k.Family {
-	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias:
+	case FamilyMeta, FamilyDomain, FamilyUserByEmail, FamilyAlias, FamilyRetention, FamilyHold:
 		k.Name = str()
+	case FamilyVault:
+		k.UserID, k.MailboxID, k.UID = u64(), u64(), uint32(u64())
+	case FamilyAudit, FamilyJournal:
+		k.Index = u64()
 	case FamilyUser:
 		k.UserID = u64()
 	case FamilyMailbox:

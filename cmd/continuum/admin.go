@@ -14,30 +14,76 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/admin"
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
+// devClusterFile is the dev cluster's description in ./.dev, if any.
+func devClusterFile() (devCluster, bool) {
+	var c devCluster
+	b, err := os.ReadFile(".dev/cluster.json")
+	if err != nil || json.Unmarshal(b, &c) != nil || len(c.Nodes) == 0 {
+		return devCluster{}, false
+	}
+	return c, true
+}
+
 // defaultServer is $CONTINUUM_SERVER, else the first node of a dev cluster
-// in ./.dev, else the dev cluster's default address.
+// in ./.dev, else the default admin address.
 func defaultServer() string {
 	if s := os.Getenv("CONTINUUM_SERVER"); s != "" {
 		return s
 	}
-	if b, err := os.ReadFile(".dev/cluster.json"); err == nil {
-		var c devCluster
-		if json.Unmarshal(b, &c) == nil && len(c.Nodes) > 0 {
-			return c.Nodes[0].GRPC
+	if c, ok := devClusterFile(); ok {
+		if c.Nodes[0].Admin != "" {
+			return c.Nodes[0].Admin
 		}
+		return c.Nodes[0].GRPC
 	}
-	return "127.0.0.1:7090"
+	return "127.0.0.1:7093"
 }
 
-func dialAdmin(server string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// adminCreds are the files of an admin client certificate.
+type adminCreds struct {
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// defaultCreds are $CONTINUUM_CA, $CONTINUUM_CERT and $CONTINUUM_KEY, else
+// the dev cluster's admin credentials.
+func defaultCreds() adminCreds {
+	env := adminCreds{CA: os.Getenv("CONTINUUM_CA"), Cert: os.Getenv("CONTINUUM_CERT"), Key: os.Getenv("CONTINUUM_KEY")}
+	if env != (adminCreds{}) {
+		return env
+	}
+	if c, ok := devClusterFile(); ok && c.Admin != nil {
+		return *c.Admin
+	}
+	return adminCreds{}
+}
+
+// dialAdmin connects to a node's admin listener with an admin certificate;
+// with no credentials at all, in plaintext (a cluster run with
+// --insecure-dev).
+func dialAdmin(server string, creds adminCreds) (*grpc.ClientConn, error) {
+	if creds == (adminCreds{}) {
+		return grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if creds.CA == "" || creds.Cert == "" || creds.Key == "" {
+		return nil, errors.New("admin credentials: give --ca, --cert and --key together (or CONTINUUM_CA, CONTINUUM_CERT, CONTINUUM_KEY)")
+	}
+	m, err := identity.Load(creds.CA, creds.Cert, creds.Key)
+	if err != nil {
+		return nil, fmt.Errorf("admin credentials: %w", err)
+	}
+	return grpc.NewClient(server, grpc.WithTransportCredentials(credentials.NewTLS(m.ClientConfig(nil))))
 }
 
 // adminFlags parses the flags every admin subcommand shares.
@@ -45,15 +91,21 @@ type adminFlags struct {
 	fs      *flag.FlagSet
 	server  *string
 	timeout *time.Duration
+	creds   adminCreds
 }
 
 func newAdminFlags(name string) *adminFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return &adminFlags{
+	a := &adminFlags{
 		fs:      fs,
-		server:  fs.String("server", defaultServer(), "a node's gRPC address"),
+		server:  fs.String("server", defaultServer(), "a node's admin address"),
 		timeout: fs.Duration("timeout", 15*time.Second, "how long to wait for an answer"),
 	}
+	d := defaultCreds()
+	fs.StringVar(&a.creds.CA, "ca", d.CA, "cluster CA certificate (default $CONTINUUM_CA, or the dev cluster's)")
+	fs.StringVar(&a.creds.Cert, "cert", d.Cert, "admin client certificate (default $CONTINUUM_CERT, or the dev cluster's)")
+	fs.StringVar(&a.creds.Key, "key", d.Key, "admin client key (default $CONTINUUM_KEY, or the dev cluster's)")
+	return a
 }
 
 // parse accepts flags before and after positional arguments.
@@ -72,7 +124,7 @@ func (a *adminFlags) parse(args []string) ([]string, error) {
 }
 
 func (a *adminFlags) client() (adminpb.AdminClient, context.Context, func(), error) {
-	conn, err := dialAdmin(*a.server)
+	conn, err := dialAdmin(*a.server, a.creds)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -86,7 +138,11 @@ func rpcError(err error, server string) error {
 		return nil
 	}
 	if st, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s (%s, server %s)", st.Message(), st.Code(), server)
+		hint := ""
+		if st.Code() == codes.Unavailable {
+			hint = "; is it a node's admin address (not its peer gRPC port), and are the admin credentials right (--ca/--cert/--key, CONTINUUM_CA/CONTINUUM_CERT/CONTINUUM_KEY, or .dev/cluster.json)?"
+		}
+		return fmt.Errorf("%s (%s, server %s)%s", st.Message(), st.Code(), server, hint)
 	}
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/admin"
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
@@ -33,8 +34,11 @@ type devNode struct {
 	SMTP   string `json:"smtp"`
 	LMTP   string `json:"lmtp"`
 	IMAP   string `json:"imap"`
+	SMTPS  string `json:"smtps,omitempty"`
+	IMAPS  string `json:"imaps,omitempty"`
 	HTTP   string `json:"http"`
 	GRPC   string `json:"grpc"`
+	Admin  string `json:"admin,omitempty"`
 	Raft   string `json:"raft"`
 	Gossip string `json:"gossip"`
 }
@@ -48,6 +52,9 @@ type devCluster struct {
 	Nodes  []devNode `json:"nodes"`
 	Users  []devUser `json:"users"`
 	Domain string    `json:"domain"`
+	// Admin is the admin client certificate the CLI uses (absent when the
+	// cluster runs with --insecure-dev).
+	Admin *adminCreds `json:"admin,omitempty"`
 }
 
 const devDomain, devUserEmail = "example.test", "demo@example.test"
@@ -61,13 +68,17 @@ const (
 	offGRPC   = 90
 	offRaft   = 91
 	offGossip = 92
+	offAdmin  = 93
+	offSMTPS  = 65 // as in 465
+	offIMAPS  = 94
 )
 
 func runDev(args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	dir := fs.String("dir", ".dev", "directory for node data, logs and cluster.json")
 	nodes := fs.Int("nodes", 3, "number of nodes, one site each")
-	base := fs.Int("base-port", 7000, "first port; node i uses base+100×i+{25 smtp, 24 lmtp, 43 imap, 80 http, 90 grpc, 91 raft, 92 gossip}")
+	base := fs.Int("base-port", 7000, "first port; node i uses base+100×i+{25 smtp, 24 lmtp, 43 imap, 65 smtps, 94 imaps, 80 http, 90 grpc, 91 raft, 92 gossip, 93 admin}")
+	insecureDev := fs.Bool("insecure-dev", false, "INSECURE: no TLS between nodes, no admin certificate, no gossip key, no smtps/imaps")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +99,14 @@ func runDev(args []string) error {
 
 	addr := func(i, off int) string { return "127.0.0.1:" + strconv.Itoa(*base+100*i+off) }
 	cluster := devCluster{Domain: devDomain}
+	tlsDir := filepath.Join(absDir, "tls")
+	if !*insecureDev {
+		creds, err := devTLS(tlsDir, *nodes)
+		if err != nil {
+			return err
+		}
+		cluster.Admin = &creds
+	}
 	var procs []*exec.Cmd
 	for i := 0; i < *nodes; i++ {
 		n := devNode{
@@ -97,7 +116,17 @@ func runDev(args []string) error {
 		}
 		args := []string{"serve", "--dev", "--id", n.ID, "--site", n.Site, "--data", filepath.Join(absDir, n.ID),
 			"--smtp", n.SMTP, "--lmtp", n.LMTP, "--imap", n.IMAP, "--http", n.HTTP,
-			"--grpc", n.GRPC, "--raft", n.Raft, "--gossip", n.Gossip, "--raft-profile", "local", "--hostname", n.ID + ".example.test"}
+			"--grpc", n.GRPC, "--raft", n.Raft, "--gossip", n.Gossip, "--admin", addr(i, offAdmin),
+			"--raft-profile", "local", "--hostname", n.ID + ".example.test"}
+		if *insecureDev {
+			args = append(args, "--insecure-dev")
+		} else {
+			n.SMTPS, n.IMAPS, n.Admin = addr(i, offSMTPS), addr(i, offIMAPS), addr(i, offAdmin)
+			cert, key := identity.NodeFiles(tlsDir, n.ID)
+			args = append(args, "--cluster-ca", cluster.Admin.CA, "--node-cert", cert, "--node-key", key,
+				"--cluster-key-file", identity.GossipKeyFile(tlsDir),
+				"--tls-cert", cert, "--tls-key", key, "--smtps", n.SMTPS, "--imaps", n.IMAPS)
+		}
 		// Every node joins every other and they form the cluster together,
 		// all voters at once: never a two-voter window.
 		var join []string
@@ -141,7 +170,13 @@ func runDev(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	password, err := devSetup(ctx, absDir, cluster.Nodes[0].GRPC, *nodes)
+	adminAddr, creds := cluster.Nodes[0].GRPC, adminCreds{}
+	if cluster.Admin != nil {
+		adminAddr, creds = cluster.Nodes[0].Admin, *cluster.Admin
+	} else {
+		adminAddr = addr(0, offAdmin)
+	}
+	password, err := devSetup(ctx, absDir, adminAddr, creds, *nodes)
 	if err != nil {
 		stopAll(procs)
 		wg.Wait()
@@ -155,13 +190,19 @@ func runDev(args []string) error {
 	}
 
 	fmt.Printf("Continuum dev cluster: %d nodes, data and logs in %s\n\n", *nodes, absDir)
-	fmt.Printf("%-4s %-4s %-7s %-16s %-16s %-16s %-16s %-16s\n", "node", "site", "pid", "smtp", "lmtp", "imap", "http", "grpc")
+	fmt.Printf("%-4s %-4s %-7s %-16s %-16s %-16s %-16s %-16s %-16s %-16s %-16s\n", "node", "site", "pid", "smtp", "smtps", "lmtp", "imap", "imaps", "http", "grpc", "admin")
 	for _, n := range cluster.Nodes {
-		fmt.Printf("%-4s %-4s %-7d %-16s %-16s %-16s %-16s %-16s\n", n.ID, n.Site, n.PID, n.SMTP, n.LMTP, n.IMAP, n.HTTP, n.GRPC)
+		fmt.Printf("%-4s %-4s %-7d %-16s %-16s %-16s %-16s %-16s %-16s %-16s %-16s\n", n.ID, n.Site, n.PID, n.SMTP, dash(n.SMTPS), n.LMTP, n.IMAP, dash(n.IMAPS), n.HTTP, n.GRPC, dash(n.Admin))
 	}
 	fmt.Printf("\nDomain %s; user %s, password %s\n", devDomain, devUserEmail, password)
-	fmt.Printf("Try: bin/continuum cluster status --server %s\n", cluster.Nodes[0].GRPC)
+	if cluster.Admin != nil {
+		fmt.Printf("TLS: cluster CA %s (trust it for STARTTLS, smtps and imaps); admin certificate %s\n", cluster.Admin.CA, cluster.Admin.Cert)
+	} else {
+		fmt.Println("INSECURE: --insecure-dev: no TLS between nodes, admin API unauthenticated")
+	}
+	fmt.Printf("Try: bin/continuum cluster status --server %s\n", adminAddr)
 	fmt.Printf("Cluster description: %s\nCtrl-C stops every node.\n", filepath.Join(absDir, "cluster.json"))
+	fmt.Printf("Console: http://%s/ (every node's HTTP address serves one)\n", cluster.Nodes[0].HTTP)
 
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "dev: stopping nodes")
@@ -176,7 +217,7 @@ func runDev(args []string) error {
 // (admin.FullyReady), so that cluster.json, written after it, means a kill
 // of any one node is survived. The password is kept in the directory so a
 // restarted dev cluster reuses it.
-func devSetup(ctx context.Context, dir, server string, nodes int) (string, error) {
+func devSetup(ctx context.Context, dir, server string, creds adminCreds, nodes int) (string, error) {
 	pwFile := filepath.Join(dir, "demo-password")
 	password := ""
 	if b, err := os.ReadFile(pwFile); err == nil {
@@ -189,7 +230,7 @@ func devSetup(ctx context.Context, dir, server string, nodes int) (string, error
 			return "", err
 		}
 	}
-	conn, err := dialAdmin(server)
+	conn, err := dialAdmin(server, creds)
 	if err != nil {
 		return "", err
 	}
@@ -250,6 +291,41 @@ func devSetup(ctx context.Context, dir, server string, nodes int) (string, error
 		return "", err
 	}
 	return password, nil
+}
+
+// devTLS makes (or reuses) the dev cluster's CA and gossip key in dir and
+// issues fresh node certificates (loopback and nX.example.test) and the
+// admin certificate "dev"; it returns the admin credentials.
+func devTLS(dir string, nodes int) (adminCreds, error) {
+	ca, _ := identity.CAFiles(dir)
+	if _, err := os.Stat(ca); err != nil {
+		if err := identity.CreateCA(dir); err != nil {
+			return adminCreds{}, err
+		}
+	}
+	if _, err := os.Stat(identity.GossipKeyFile(dir)); err != nil {
+		if err := identity.WriteGossipKey(identity.GossipKeyFile(dir)); err != nil {
+			return adminCreds{}, err
+		}
+	}
+	for i := 0; i < nodes; i++ {
+		id := fmt.Sprintf("n%d", i+1)
+		if _, _, err := identity.IssueNode(dir, id, []string{"localhost", id + ".example.test", "127.0.0.1", "::1"}); err != nil {
+			return adminCreds{}, err
+		}
+	}
+	cert, key, err := identity.IssueAdmin(dir, "dev")
+	if err != nil {
+		return adminCreds{}, err
+	}
+	return adminCreds{CA: ca, Cert: cert, Key: key}, nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // stopAll asks every node to stop, and kills those still running after

@@ -32,7 +32,7 @@ func freeBase(t *testing.T) int {
 		base := 20000 + rand.IntN(400)*100
 		ok := true
 		for i := 0; i < 3 && ok; i++ {
-			for _, off := range []int{offLMTP, offSMTP, offIMAP, offHTTP, offGRPC, offRaft, offGossip} {
+			for _, off := range []int{offLMTP, offSMTP, offIMAP, offHTTP, offGRPC, offRaft, offGossip, offAdmin, offSMTPS, offIMAPS} {
 				ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+100*i+off))
 				if err != nil {
 					ok = false
@@ -91,14 +91,25 @@ func TestDevClusterEndToEnd(t *testing.T) {
 		t.Fatalf("cluster.json = %+v", cluster)
 	}
 	for _, n := range cluster.Nodes {
-		if n.ID == "" || n.Site == "" || n.PID == 0 || n.SMTP == "" || n.IMAP == "" || n.GRPC == "" || n.Raft == "" || n.Gossip == "" || n.HTTP == "" || n.LMTP == "" {
+		if n.ID == "" || n.Site == "" || n.PID == 0 || n.SMTP == "" || n.IMAP == "" || n.GRPC == "" || n.Raft == "" || n.Gossip == "" || n.HTTP == "" || n.LMTP == "" ||
+			n.Admin == "" || n.SMTPS == "" || n.IMAPS == "" {
 			t.Fatalf("cluster.json node incomplete: %+v", n)
 		}
+	}
+	if cluster.Admin == nil || cluster.Admin.CA == "" || cluster.Admin.Cert == "" || cluster.Admin.Key == "" {
+		t.Fatalf("cluster.json has no admin credentials: %+v", cluster.Admin)
+	}
+	// The CLI takes its credentials from the environment (in ./.dev it
+	// would find them in cluster.json).
+	cli := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "CONTINUUM_CA="+cluster.Admin.CA, "CONTINUUM_CERT="+cluster.Admin.Cert, "CONTINUUM_KEY="+cluster.Admin.Key)
+		return cmd
 	}
 
 	status := func(server string) (statusJSON, error) {
 		var st statusJSON
-		b, err := exec.Command(bin, "cluster", "status", "--json", "--server", server).Output()
+		b, err := cli("cluster", "status", "--json", "--server", server).Output()
 		if err != nil {
 			return st, err
 		}
@@ -107,7 +118,7 @@ func TestDevClusterEndToEnd(t *testing.T) {
 	var st statusJSON
 	poll(t, 30*time.Second, "three healthy nodes", func() bool {
 		var err error
-		st, err = status(cluster.Nodes[1].GRPC)
+		st, err = status(cluster.Nodes[1].Admin)
 		if err != nil || st.Leader == "" || len(st.Nodes) != 3 {
 			return false
 		}
@@ -120,9 +131,16 @@ func TestDevClusterEndToEnd(t *testing.T) {
 	})
 
 	// The demo user can be listed from any node.
-	b, err := exec.Command(bin, "user", "list", "--server", cluster.Nodes[2].GRPC).CombinedOutput()
+	b, err := cli("user", "list", "--server", cluster.Nodes[2].Admin).CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "demo@example.test") {
 		t.Fatalf("user list: %v\n%s", err, b)
+	}
+	// Not without the admin certificate, and not on the peer port.
+	if b, err := exec.Command(bin, "user", "list", "--server", cluster.Nodes[2].Admin).CombinedOutput(); err == nil {
+		t.Fatalf("user list without credentials succeeded:\n%s", b)
+	}
+	if b, err := cli("user", "list", "--server", cluster.Nodes[2].GRPC).CombinedOutput(); err == nil {
+		t.Fatalf("user list on the peer gRPC port succeeded:\n%s", b)
 	}
 
 	// Kill the leader's process: dev does not restart it, the others go on.
@@ -142,16 +160,16 @@ func TestDevClusterEndToEnd(t *testing.T) {
 		}
 	}
 	poll(t, 30*time.Second, "a new leader", func() bool {
-		st, err := status(survivor.GRPC)
+		st, err := status(survivor.Admin)
 		return err == nil && st.Leader != "" && st.Leader != leader.ID
 	})
-	add := exec.Command(bin, "user", "add", "carol@example.test", "--password-stdin", "--server", survivor.GRPC)
+	add := cli("user", "add", "carol@example.test", "--password-stdin", "--server", survivor.Admin)
 	add.Stdin = strings.NewReader("a-long-password\n")
 	if b, err := add.CombinedOutput(); err != nil {
 		t.Fatalf("user add after failover: %v\n%s", err, b)
 	}
 	// Bad input is refused with a clear message and a non-zero exit.
-	bad := exec.Command(bin, "domain", "add", "not a domain", "--server", survivor.GRPC)
+	bad := cli("domain", "add", "not a domain", "--server", survivor.Admin)
 	if b, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(b), "not a valid host name") {
 		t.Fatalf("domain add with a bad name: err=%v output=%s", err, b)
 	}

@@ -22,6 +22,12 @@ func init() {
 		{"domain", "domain add NAME [--catch-all LOCAL] | list", "manage local domains", runDomain},
 		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
+		{"health", "health [--http ADDR] [--live]", "probe a node's /readyz (or /healthz): exit 0 when it answers 200 (container health checks)", runHealth},
+		{"tls", "tls ca --dir D | cert (--node ID [--hosts H,...] | --admin NAME) --dir D | gossip-key --dir D | init --dir D --nodes ID@HOST,... [--admin NAME] | install --from SRC --dir D", "the cluster CA, node and admin certificates, the gossip key", runTLS},
+		{"retention", "retention set (--domain D | --user U) --days N | list [--json] | run", "retention policies and expiry", runRetention},
+		{"hold", "hold place (--domain D | --user U) --reason TEXT | release (--domain D | --user U) | list [--json]", "legal holds", runHold},
+		{"archive", "archive verify [--all | --data DIR] | restore --user U [--mailbox M --uid N] | search --query Q [--user U] [--from DATE --to DATE] [--include-held] [--json] | export --query Q --format mbox --out PATH", "the tamper-evident journal and eDiscovery", runArchive},
+		{"audit", "audit list [--json] [--limit N]", "who did what to the archive and the accounts", runAudit},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
 		{"import", "import USER --format mbox|maildir --in PATH | --from imap://HOST:PORT --login L --password-stdin [--tls|--starttls] [--mailbox M]", "copy mail into a user's account (resumable: what is there is skipped)", runImport},
@@ -35,7 +41,7 @@ func usage() {
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n             %s\n", c.name, c.help, c.usage)
 	}
-	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's gRPC address); the default is $CONTINUUM_SERVER, else the dev cluster's first node.")
+	fmt.Fprintln(os.Stderr, "\nAdmin commands take --server HOST:PORT (a node's admin address) and an admin certificate (--ca/--cert/--key or CONTINUUM_CA/CONTINUUM_CERT/CONTINUUM_KEY); the defaults come from $CONTINUUM_SERVER, else the dev cluster in ./.dev.")
 }
 
 func main() {

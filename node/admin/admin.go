@@ -77,9 +77,15 @@ type Service struct {
 
 // Register adds the Admin service to gs.
 func Register(gs *grpc.Server, m *mail.Service, c Cluster) *Service {
-	s := &Service{mail: m, cluster: c}
+	s := New(m, c)
 	adminpb.RegisterAdminServer(gs, s)
 	return s
+}
+
+// New returns the service without serving it: the node's console calls
+// ClusterStatus in process.
+func New(m *mail.Service, c Cluster) *Service {
+	return &Service{mail: m, cluster: c}
 }
 
 // toStatus is the one table from mail errors to gRPC codes.
@@ -95,7 +101,7 @@ func toStatus(err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, mail.ErrNotFound), errors.Is(err, mail.ErrNoSuchUser):
 		code = codes.NotFound
-	case errors.Is(err, mail.ErrNotEmpty):
+	case errors.Is(err, mail.ErrNotEmpty), errors.Is(err, mail.ErrHeld):
 		code = codes.FailedPrecondition
 	case errors.Is(err, mail.ErrUnavailable):
 		code = codes.Unavailable
@@ -115,7 +121,7 @@ func toStatus(err error) error {
 }
 
 func (s *Service) DomainAdd(ctx context.Context, req *adminpb.DomainAddRequest) (*adminpb.DomainAddResponse, error) {
-	return &adminpb.DomainAddResponse{}, toStatus(s.mail.AddDomain(ctx, req.Name, req.CatchAll))
+	return &adminpb.DomainAddResponse{}, toStatus(s.mail.AddDomain(audit(ctx), req.Name, req.CatchAll))
 }
 
 func (s *Service) DomainList(ctx context.Context, _ *adminpb.DomainListRequest) (*adminpb.DomainListResponse, error) {
@@ -127,7 +133,7 @@ func (s *Service) DomainList(ctx context.Context, _ *adminpb.DomainListRequest) 
 }
 
 func (s *Service) UserAdd(ctx context.Context, req *adminpb.UserAddRequest) (*adminpb.UserAddResponse, error) {
-	id, err := s.mail.AddUser(ctx, req.Email, req.Password, req.QuotaBytes)
+	id, err := s.mail.AddUser(audit(ctx), req.Email, req.Password, req.QuotaBytes)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -150,15 +156,15 @@ func (s *Service) UserList(ctx context.Context, _ *adminpb.UserListRequest) (*ad
 }
 
 func (s *Service) UserPasswd(ctx context.Context, req *adminpb.UserPasswdRequest) (*adminpb.UserPasswdResponse, error) {
-	return &adminpb.UserPasswdResponse{}, toStatus(s.mail.SetPassword(ctx, req.Email, req.Password))
+	return &adminpb.UserPasswdResponse{}, toStatus(s.mail.SetPassword(audit(ctx), req.Email, req.Password))
 }
 
 func (s *Service) UserDel(ctx context.Context, req *adminpb.UserDelRequest) (*adminpb.UserDelResponse, error) {
-	return &adminpb.UserDelResponse{}, toStatus(s.mail.DeleteUser(ctx, req.Email))
+	return &adminpb.UserDelResponse{}, toStatus(s.mail.DeleteUser(audit(ctx), req.Email))
 }
 
 func (s *Service) AliasSet(ctx context.Context, req *adminpb.AliasSetRequest) (*adminpb.AliasSetResponse, error) {
-	return &adminpb.AliasSetResponse{}, toStatus(s.mail.SetAlias(ctx, req.Email, req.Targets))
+	return &adminpb.AliasSetResponse{}, toStatus(s.mail.SetAlias(audit(ctx), req.Email, req.Targets))
 }
 
 // ClusterStatus asks every member of the configuration for its view, in
@@ -243,7 +249,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Id < nodes[j].Id })
 	out.Nodes = nodes
-	out.Warnings = PlacementWarnings(voters, sites)
+	// Placement first, then what the nodes reported above (quarantines,
+	// disagreeing checks): appended, not replaced.
+	out.Warnings = append(PlacementWarnings(voters, sites), out.Warnings...)
 	if out.Leader == "" {
 		out.Warnings = append(out.Warnings, "no leader: the cluster cannot accept writes")
 	}

@@ -5,9 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/admin"
@@ -21,12 +19,7 @@ import (
 func TestBadInputChangesNothing(t *testing.T) {
 	c := nodetest.Start(t, nodetest.Options{})
 	f := (c.WaitLeader(10*time.Second) + 1) % 3
-	conn, err := grpc.NewClient(c.Cfgs[f].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cl := adminpb.NewAdminClient(conn)
+	cl := c.Admin(f)
 	ctx := c.Ctx(30 * time.Second)
 	if _, err := cl.DomainAdd(ctx, &adminpb.DomainAddRequest{Name: "example.test"}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,13 @@
 // cluster status asks every member of the Raft configuration for its view.
 // Errors are translated to gRPC codes here, from one table.
 //
+// Every write, and every archive search and export, runs under
+// mail.WithActor(actor(ctx)): the audit log records who asked. The
+// identity is the verified client certificate's subject ("cert:CN") when
+// the connection has one, else "local-admin". ArchiveVerify is answered by
+// the node asked, from its own replica (not forwarded): `archive verify
+// --all` asks each node in turn.
+//
 // # Import and Export (continuum import / export)
 //
 // Import is one bidirectional stream per run. A follower passes the whole

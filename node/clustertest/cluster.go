@@ -19,10 +19,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
 )
@@ -34,6 +35,7 @@ const (
 	PortHTTP   = 8080
 	PortGRPC   = 7090
 	PortRaft   = 7091
+	PortAdmin  = 7093
 	PortGossip = 7092
 )
 
@@ -162,6 +164,10 @@ type Cluster struct {
 	http    *http.Client
 
 	tlsCert, tlsKey string // PEM files, when Options.IMAP
+	// TLSDir holds the cluster CA, every node's certificate (its bridge IP
+	// and loopback), the admin certificate "test" and the gossip key: the
+	// nodes run secure, as in production.
+	TLSDir string
 }
 
 // Start builds the binary, creates the namespaces, starts every node (node
@@ -197,6 +203,21 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.tlsCert, c.tlsKey = writeSelfSignedCert(t, dir)
 	}
 	c.Net = NewNet(t, opts.Nodes) // its cleanup runs after the nodes' (LIFO)
+	c.TLSDir = filepath.Join(dir, "tls")
+	if err := identity.CreateCA(c.TLSDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := identity.IssueAdmin(c.TLSDir, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.WriteGossipKey(identity.GossipKeyFile(c.TLSDir)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < opts.Nodes; i++ {
+		if _, _, err := identity.IssueNode(c.TLSDir, fmt.Sprintf("n%d", i+1), []string{c.Net.IPs[i], "127.0.0.1", "localhost"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(c.killAll)
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{Index: i, ID: fmt.Sprintf("n%d", i+1), NS: c.Net.NS[i], IP: c.Net.IPs[i],
@@ -246,7 +267,11 @@ func (c *Cluster) StartNode(i int) {
 		"--hostname", n.ID + "." + Domain,
 		"--smtp", n.Addr(PortSMTP), "--lmtp", "", "--imap", n.Addr(PortIMAP), "--http", n.Addr(PortHTTP),
 		"--grpc", n.Addr(PortGRPC), "--raft", n.Addr(PortRaft), "--gossip", n.Addr(PortGossip),
-		"--raft-profile", "local", "--apply-timeout", c.opts.ApplyTimeout.String()}
+		"--raft-profile", "local", "--apply-timeout", c.opts.ApplyTimeout.String(),
+		"--admin", n.Addr(PortAdmin), "--cluster-key-file", identity.GossipKeyFile(c.TLSDir)}
+	caFile, _ := identity.CAFiles(c.TLSDir)
+	nodeCert, nodeKey := identity.NodeFiles(c.TLSDir, n.ID)
+	args = append(args, "--cluster-ca", caFile, "--node-cert", nodeCert, "--node-key", nodeKey)
 	if c.tlsCert != "" {
 		args = append(args, "--tls-cert", c.tlsCert, "--tls-key", c.tlsKey)
 	}
@@ -481,6 +506,17 @@ func (c *Cluster) HungStops() int {
 	return c.hungStops
 }
 
+// adminCredentials are the admin certificate "test"'s.
+func (c *Cluster) adminCredentials() credentials.TransportCredentials {
+	caFile, _ := identity.CAFiles(c.TLSDir)
+	cert, key := identity.AdminFiles(c.TLSDir, "test")
+	m, err := identity.Load(caFile, cert, key)
+	if err != nil {
+		c.t.Fatalf("clustertest: admin credentials: %v", err)
+	}
+	return credentials.NewTLS(m.ClientConfig(nil))
+}
+
 // Admin returns an admin API client for node i.
 func (c *Cluster) Admin(i int) adminpb.AdminClient {
 	c.adminMu.Lock()
@@ -488,7 +524,7 @@ func (c *Cluster) Admin(i int) adminpb.AdminClient {
 	cc, ok := c.admin[i]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(c.Nodes[i].Addr(PortGRPC), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithNoProxy())
+		cc, err = grpc.NewClient(c.Nodes[i].Addr(PortAdmin), grpc.WithTransportCredentials(c.adminCredentials()), grpc.WithNoProxy())
 		if err != nil {
 			c.t.Fatalf("clustertest: admin client: %v", err)
 		}

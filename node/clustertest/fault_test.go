@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
 func TestMain(m *testing.M) {
@@ -201,9 +204,42 @@ func noAckFrom(r *run, ops []*Op, node int, from, to time.Time, why string) {
 	}
 }
 
-// TestFaultF1Steady: steady load at every node, no fault.
+// TestFaultF1Steady: steady load at every node, no fault; replicated
+// consistency checks (`continuum cluster check`) run under the load, each
+// asked at another node, and every one must find all replicas equal.
 func TestFaultF1Steady(t *testing.T) {
-	runScenario(t, scenario{})
+	var checks []*adminpb.CheckResponse
+	runScenario(t, scenario{
+		faults: func(r *run) {
+			for k := 0; time.Until(r.deadline) > 3*time.Second; k++ {
+				r.hold(r.between(time.Second, 2*time.Second))
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				res, err := r.c.Admin(k%len(r.c.Nodes)).Check(ctx, &adminpb.CheckRequest{TimeoutMs: 55_000})
+				cancel()
+				if err != nil {
+					r.t.Errorf("cluster check %d via %s: %v", k+1, r.c.Nodes[k%len(r.c.Nodes)].ID, err)
+					continue
+				}
+				checks = append(checks, res)
+				r.t.Logf("cluster check %d at index %d: consistent %v in %v: %v", k+1, res.Index, res.Consistent, time.Duration(res.TookMs)*time.Millisecond, res.Nodes)
+			}
+		},
+		check: func(r *run, ops []*Op, f *Figures) {
+			if len(checks) == 0 {
+				r.t.Error("no consistency check ran under the load")
+			}
+			for _, res := range checks {
+				if !res.Consistent || len(res.Nodes) != len(r.c.Nodes) {
+					r.t.Errorf("check at index %d: consistent %v, %d nodes: %v", res.Index, res.Consistent, len(res.Nodes), res.Nodes)
+				}
+				for _, n := range res.Nodes {
+					if n.Verdict != "agrees" {
+						r.t.Errorf("check at index %d: %s verdict %q (%s)", res.Index, n.Id, n.Verdict, n.Error)
+					}
+				}
+			}
+		},
+	})
 }
 
 // TestFaultF2KillLeader: kill -9 the leader repeatedly under load and

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/continuum-mail/continuum/node/identity"
 )
 
 // Config is a node's configuration. Zero values are replaced by Defaults.
@@ -32,11 +34,19 @@ type Config struct {
 
 	// Listen addresses. An empty SMTP, LMTP, IMAP or HTTP address disables
 	// that listener; Raft, gRPC and gossip are required.
-	SMTPAddr   string `toml:"smtp"`
-	LMTPAddr   string `toml:"lmtp"`
-	IMAPAddr   string `toml:"imap"`
-	HTTPAddr   string `toml:"http"`
-	GRPCAddr   string `toml:"grpc"`
+	SMTPAddr string `toml:"smtp"`
+	LMTPAddr string `toml:"lmtp"`
+	IMAPAddr string `toml:"imap"`
+	HTTPAddr string `toml:"http"`
+	GRPCAddr string `toml:"grpc"`
+	// AdminAddr is the admin API's own listener (mutual TLS with an admin
+	// certificate); loopback by default, so reaching it from elsewhere is
+	// a deliberate choice.
+	AdminAddr string `toml:"admin"`
+	// SMTPSAddr and IMAPSAddr are implicit-TLS listeners (RFC 8314: ports
+	// 465 and 993 style); empty: off. They need tls-cert.
+	SMTPSAddr  string `toml:"smtps"`
+	IMAPSAddr  string `toml:"imaps"`
 	RaftAddr   string `toml:"raft"`
 	GossipAddr string `toml:"gossip"`
 
@@ -55,10 +65,27 @@ type Config struct {
 	// Join lists gossip addresses of existing members to join through.
 	Join []string `toml:"join"`
 
-	// ClusterKey encrypts and authenticates gossip: base64 of 16, 24 or 32
-	// random bytes (AES-128/192/256), the same on every node. Empty: gossip
-	// in the clear (dev and tests only).
+	// ClusterKeyFile holds the gossip key: base64 of 16, 24 or 32 random
+	// bytes (AES-128/192/256), the same on every node, in a file nobody but
+	// the owner may read (`continuum tls gossip-key` writes one).
+	ClusterKeyFile string `toml:"cluster-key-file"`
+	// ClusterKey is the gossip key inline: insecure-dev only (a flag shows
+	// in ps, a config file is often world-readable). Empty with no file:
+	// gossip in the clear, insecure-dev only.
 	ClusterKey string `toml:"cluster-key"`
+
+	// ClusterCA, NodeCert and NodeKey are the PEM files of the cluster CA
+	// and this node's certificate and key (`continuum tls`): every Raft and
+	// peer gRPC connection is mutual TLS 1.3 with them, and the admin API
+	// accepts admin certificates from the same CA. Required unless
+	// insecure-dev. The certificate is re-read when it changes on disk.
+	ClusterCA string `toml:"cluster-ca"`
+	NodeCert  string `toml:"node-cert"`
+	NodeKey   string `toml:"node-key"`
+	// InsecureDev lets a node run without TLS material and without a gossip
+	// key: plaintext, unauthenticated Raft, peer and admin traffic. For a
+	// throwaway cluster on one machine only.
+	InsecureDev bool `toml:"insecure-dev"`
 
 	// RaftProfile picks timeouts: "local" (one machine), "lan" or "wan"
 	// (inter-site round trips of 20–150 ms).
@@ -68,7 +95,8 @@ type Config struct {
 	// plaintext are accepted on loopback connections.
 	Dev bool `toml:"dev"`
 
-	// TLSCert and TLSKey, when set, enable STARTTLS on SMTP/LMTP and IMAP.
+	// TLSCert and TLSKey, when set, enable STARTTLS on SMTP/LMTP and IMAP
+	// and the smtps/imaps listeners; they are re-read when they change.
 	TLSCert string `toml:"tls-cert"`
 	TLSKey  string `toml:"tls-key"`
 
@@ -121,6 +149,10 @@ type Config struct {
 	// state for the digest (bytes/s).
 	CheckInterval Duration `toml:"consistency-check-interval"`
 	CheckRate     int64    `toml:"consistency-check-rate"`
+	// RetentionInterval is how often the leader proposes a retention run
+	// (expiry judged on each message's INTERNALDATE against log time);
+	// 0 = only on demand (`continuum retention run`).
+	RetentionInterval Duration `toml:"retention-interval"`
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
@@ -149,6 +181,7 @@ func Defaults() Config {
 		Role:            "voter",
 		Hostname:        host,
 		RaftProfile:     "lan",
+		AdminAddr:       "127.0.0.1:7093",
 		MaxMessageBytes: 50 << 20,
 		MaxRecipients:   100,
 		MaxConnsPerIP:   50,
@@ -160,6 +193,9 @@ func Defaults() Config {
 		CheckInterval:   Duration{time.Hour},
 		CheckRate:       64 << 20,
 		LogLevel:        "info",
+		// Hourly: a policy is in days, so an hour late is within its
+		// grain, and one run is a scan of message rows, not blobs.
+		RetentionInterval: Duration{time.Hour},
 	}
 }
 
@@ -192,6 +228,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IMAPAddr, "imap", c.IMAPAddr, "IMAP listen address (empty: off)")
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "HTTP listen address for health and metrics (empty: off)")
 	fs.StringVar(&c.GRPCAddr, "grpc", c.GRPCAddr, "gRPC listen address (peers and admin)")
+	fs.StringVar(&c.AdminAddr, "admin", c.AdminAddr, "admin API listen address (mutual TLS, admin certificates)")
+	fs.StringVar(&c.SMTPSAddr, "smtps", c.SMTPSAddr, "SMTP implicit-TLS listen address (empty: off)")
+	fs.StringVar(&c.IMAPSAddr, "imaps", c.IMAPSAddr, "IMAP implicit-TLS listen address (empty: off)")
 	fs.StringVar(&c.RaftAddr, "raft", c.RaftAddr, "Raft listen address")
 	fs.StringVar(&c.GossipAddr, "gossip", c.GossipAddr, "gossip (memberlist) listen address")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "form a new cluster if the data directory is empty")
@@ -205,10 +244,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
-	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "gossip encryption key: base64 of 16, 24 or 32 bytes")
+	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the gossip encryption key (base64 of 16, 24 or 32 bytes; mode 0600)")
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "INSECURE, --insecure-dev only (visible in ps): the gossip key inline")
+	fs.StringVar(&c.ClusterCA, "cluster-ca", c.ClusterCA, "cluster CA certificate (PEM)")
+	fs.StringVar(&c.NodeCert, "node-cert", c.NodeCert, "this node's certificate from the cluster CA (PEM)")
+	fs.StringVar(&c.NodeKey, "node-key", c.NodeKey, "this node's private key (PEM, mode 0600)")
+	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "INSECURE: run without TLS material and gossip key (plaintext node-to-node and admin traffic)")
 	fs.StringVar(&c.RaftProfile, "raft-profile", c.RaftProfile, "Raft timing: local, lan or wan")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: plaintext passwords allowed on loopback")
-	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate (PEM) for STARTTLS")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate (PEM) for STARTTLS, smtps and imaps")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key (PEM)")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
@@ -226,6 +270,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ScrubInterval.Duration, "scrub-interval", c.ScrubInterval.Duration, "pause between two scrub passes")
 	fs.DurationVar(&c.CheckInterval.Duration, "consistency-check-interval", c.CheckInterval.Duration, "how often the leader runs a replicated consistency check (0: on demand only)")
 	fs.Int64Var(&c.CheckRate, "consistency-check-rate", c.CheckRate, "consistency digest read rate, bytes/s")
+	fs.DurationVar(&c.RetentionInterval.Duration, "retention-interval", c.RetentionInterval.Duration, "how often the leader runs retention (0: on demand only)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -250,7 +295,7 @@ func (c *Config) Validate() error {
 		c.DataDir = abs
 	}
 	for _, a := range []struct{ name, addr string }{
-		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr},
+		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr}, {"admin", c.AdminAddr},
 	} {
 		if a.addr == "" {
 			bad("%s: an address is required", a.name)
@@ -258,7 +303,8 @@ func (c *Config) Validate() error {
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"smtp", c.SMTPAddr}, {"lmtp", c.LMTPAddr}, {"imap", c.IMAPAddr}, {"http", c.HTTPAddr},
-		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr},
+		{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}, {"gossip", c.GossipAddr}, {"admin", c.AdminAddr},
+		{"smtps", c.SMTPSAddr}, {"imaps", c.IMAPSAddr},
 	} {
 		if a.addr == "" {
 			continue
@@ -267,8 +313,10 @@ func (c *Config) Validate() error {
 			bad("%s address %q: %v", a.name, a.addr, err)
 		}
 	}
-	if _, err := c.GossipKey(); err != nil {
-		bad("%v", err)
+	if c.ClusterKey != "" { // the file is read (and its mode checked) at start
+		if _, err := decodeGossipKey(c.ClusterKey); err != nil {
+			bad("%v", err)
+		}
 	}
 	switch c.RaftProfile {
 	case "local", "lan", "wan":
@@ -277,6 +325,26 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert and tls-key go together")
+	}
+	if (c.SMTPSAddr != "" || c.IMAPSAddr != "") && c.TLSCert == "" {
+		bad("smtps and imaps need tls-cert and tls-key")
+	}
+	if c.ClusterKey != "" && c.ClusterKeyFile != "" {
+		bad("cluster-key and cluster-key-file: give one")
+	}
+	hasTLS := c.ClusterCA != "" || c.NodeCert != "" || c.NodeKey != ""
+	if hasTLS && (c.ClusterCA == "" || c.NodeCert == "" || c.NodeKey == "") {
+		bad("cluster-ca, node-cert and node-key go together")
+	}
+	if !c.InsecureDev {
+		if !hasTLS {
+			bad("cluster-ca, node-cert and node-key are required (create them with `continuum tls ca|cert`), or run with --insecure-dev")
+		}
+		if c.ClusterKey != "" {
+			bad("cluster-key inline is for --insecure-dev only: put the key in a file readable by its owner only and give cluster-key-file")
+		} else if c.ClusterKeyFile == "" {
+			bad("cluster-key-file is required (create one with `continuum tls gossip-key`), or run with --insecure-dev")
+		}
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30 {
 		bad("max-message-bytes %d: want 1 KiB to 1 GiB", c.MaxMessageBytes)
@@ -317,6 +385,9 @@ func (c *Config) Validate() error {
 	if c.ScrubInterval.Duration < time.Second {
 		bad("scrub-interval %v: want at least 1s", c.ScrubInterval.Duration)
 	}
+	if c.RetentionInterval.Duration < 0 {
+		bad("retention-interval %v: want 0 (on demand only) or positive", c.RetentionInterval.Duration)
+	}
 	if c.CheckInterval.Duration < 0 {
 		bad("consistency-check-interval %v: want 0 (on demand only) or positive", c.CheckInterval.Duration)
 	}
@@ -328,12 +399,29 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// GossipKey decodes ClusterKey; nil when none is set.
+// Secure reports whether the node runs with TLS material: mTLS between
+// nodes and an authenticated admin API.
+func (c *Config) Secure() bool { return c.ClusterCA != "" }
+
+// GossipKey decodes the gossip key from ClusterKeyFile or ClusterKey; nil
+// when neither is set.
 func (c *Config) GossipKey() ([]byte, error) {
-	if c.ClusterKey == "" {
+	text := c.ClusterKey
+	if c.ClusterKeyFile != "" {
+		b, err := identity.ReadSecret(c.ClusterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster-key-file: %w", err)
+		}
+		text = string(b)
+	}
+	if text == "" {
 		return nil, nil
 	}
-	k, err := base64.StdEncoding.DecodeString(c.ClusterKey)
+	return decodeGossipKey(text)
+}
+
+func decodeGossipKey(text string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(text)
 	if err != nil {
 		return nil, fmt.Errorf("cluster-key: not base64: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/node/logbridge"
 	"github.com/continuum-mail/continuum/storage/raftlog"
 	"github.com/continuum-mail/continuum/storage/scrub"
@@ -59,8 +60,14 @@ type Config struct {
 	Voter     bool
 	FSM       raft.BatchingFSM
 	Logger    *slog.Logger
-	// TLS, when set, secures the Raft transport (mutual TLS with the
-	// cluster CA). Nil means plain TCP.
+	// Identity, when set, makes the Raft transport mutual TLS 1.3 with the
+	// cluster CA: a connection is accepted (and a dialed server trusted)
+	// only with a node certificate naming a member of the current
+	// configuration (any node, while this node knows no configuration), and
+	// every incoming RPC must name that same node as its sender.
+	Identity *identity.Material
+	// ServerTLS and ClientTLS override the TLS configurations Identity
+	// would build (tests). Nil, with no Identity, means plain TCP.
 	ServerTLS, ClientTLS *tls.Config
 	// Dial, when set, replaces net.Dialer for outgoing Raft connections
 	// (the test harness injects faults here).
@@ -106,6 +113,9 @@ type Node struct {
 	leaderlessSince atomic.Int64
 	leaderChanges   atomic.Uint64
 	lastStamp       atomic.Int64
+	// ready is raft once NewRaft has returned: the transport's TLS checks
+	// run on its goroutines and may start before.
+	ready atomic.Pointer[raft.Raft]
 }
 
 // Open starts Raft. It bootstraps a one-node cluster when cfg.Bootstrap is
@@ -138,6 +148,14 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("consensus: snapshot store: %w", err)
+	}
+	if cfg.Identity != nil {
+		if cfg.ServerTLS == nil {
+			cfg.ServerTLS = cfg.Identity.ServerConfig(identity.RoleNode, n.allowPeer)
+		}
+		if cfg.ClientTLS == nil {
+			cfg.ClientTLS = cfg.Identity.ClientConfig(n.allowPeer)
+		}
 	}
 	stream, err := newStreamLayer(cfg)
 	if err != nil {
@@ -220,6 +238,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
 	n.raft = r
+	n.ready.Store(r)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -467,6 +486,42 @@ func (n *Node) VerifyLeader(ctx context.Context) (uint64, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// IsMember reports whether id is in the latest Raft configuration (voter
+// or not).
+func (n *Node) IsMember(id string) bool {
+	r := n.ready.Load()
+	if r == nil {
+		return false
+	}
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// allowPeer is the Raft transport's admission rule for a verified node
+// certificate: a member of the latest configuration; or any node while this
+// one knows no configuration (a new node learns it from the leader's first
+// AppendEntries, and holds its transport closed until admitted anyway).
+func (n *Node) allowPeer(id identity.Identity) error {
+	r := n.ready.Load()
+	if r == nil {
+		return errors.New("consensus: starting")
+	}
+	servers := r.GetConfiguration().Configuration().Servers
+	if len(servers) == 0 {
+		return nil
+	}
+	for _, s := range servers {
+		if string(s.ID) == id.Name {
+			return nil
+		}
+	}
+	return fmt.Errorf("consensus: node %s is not in the raft configuration", id.Name)
 }
 
 // Servers returns the current Raft configuration.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,10 @@ type streamLayer struct {
 	advertise net.Addr
 	dial      func(ctx context.Context, addr string) (net.Conn, error)
 	clientTLS *tls.Config
+	// bind, with TLS, checks that every incoming RPC names the server its
+	// connection's certificate names (guard.go).
+	bind bool
+	log  *slog.Logger
 	// held, while set, closes every incoming connection: a node with no
 	// Raft state takes no part in Raft until the leader has admitted it
 	// (DESIGN.md, "A wiped voter").
@@ -30,6 +35,9 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	for {
 		c, err := s.Listener.Accept()
 		if err != nil || !s.held.Load() {
+			if tc, ok := c.(*tls.Conn); ok && s.bind {
+				return guard(tc, s.log), nil
+			}
 			return c, err
 		}
 		c.Close()
@@ -54,7 +62,8 @@ func newStreamLayer(cfg Config) (*streamLayer, error) {
 	if cfg.ServerTLS != nil {
 		ln = tls.NewListener(ln, cfg.ServerTLS)
 	}
-	return &streamLayer{Listener: ln, advertise: adv, dial: dial, clientTLS: cfg.ClientTLS}, nil
+	return &streamLayer{Listener: ln, advertise: adv, dial: dial, clientTLS: cfg.ClientTLS,
+		bind: cfg.ServerTLS != nil && cfg.Identity != nil, log: cfg.Logger.With("component", "raft")}, nil
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -16,8 +18,12 @@ type Node interface {
 	Info() *peerpb.InfoResponse
 }
 
-// Handler returns the node's HTTP handler.
-func Handler(n Node) http.Handler {
+// Handler returns the node's HTTP handler without the console.
+func Handler(n Node) http.Handler { return NewHandler(n, Options{}) }
+
+// NewHandler returns the node's HTTP handler: the health, status and
+// metrics endpoints, and the console at / when opts.Console is set.
+func NewHandler(n Node, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -43,5 +49,18 @@ func Handler(n Node) http.Handler {
 		enc.Encode(v)
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	if opts.Console != nil {
+		c := &console{c: opts.Console, flow: opts.Flow, audit: opts.Audit, authorize: opts.Authorize, log: opts.Logger, now: time.Now}
+		if c.authorize == nil {
+			c.authorize = DefaultAuthorize(opts.Dev)
+		}
+		if c.log == nil {
+			c.log = slog.Default()
+		}
+		in := n.Info()
+		c.self, c.site = in.Id, in.Site
+		mux.HandleFunc("GET /{$}", c.gate(c.page))
+		mux.HandleFunc("GET /console/live", c.gate(c.live))
+	}
 	return mux
 }

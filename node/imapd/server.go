@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -27,6 +28,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Dev accepts passwords over plaintext from loopback addresses.
 	Dev bool
+	// Flow, when set, also counts each APPEND outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 	// IdleTimeout ends an IDLE that lasts longer with BYE (RFC 9051 §5.4:
 	// at least 30 minutes). Default 30 minutes.
 	IdleTimeout time.Duration
@@ -40,6 +44,13 @@ type Options struct {
 	// check until the window has passed. Defaults 10 and 15 minutes.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
+	// MaxConcurrentAuth bounds the password checks in flight on this node
+	// (each argon2id check holds 19 MiB); more wait. Default 8.
+	MaxConcurrentAuth int
+	// MaxConnsPerIP and MaxConns cap concurrent IMAP connections from one
+	// client address and in total; one over is answered BYE and closed.
+	// Defaults 50 and 5000.
+	MaxConnsPerIP, MaxConns int
 }
 
 func (o *Options) setDefaults() {
@@ -60,6 +71,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.AuthFailureWindow <= 0 {
 		o.AuthFailureWindow = 15 * time.Minute
+	}
+	if o.MaxConcurrentAuth <= 0 {
+		o.MaxConcurrentAuth = 8
+	}
+	if o.MaxConnsPerIP <= 0 {
+		o.MaxConnsPerIP = 50
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 5000
 	}
 }
 
@@ -95,8 +115,11 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	throttle *authThrottle
-	ctx      context.Context // canceled by Close: ends in-flight mail calls
-	cancel   context.CancelFunc
+	// authSlots holds one token per password check in flight.
+	authSlots chan struct{}
+	conns     connCounter
+	ctx       context.Context // canceled by Close: ends in-flight mail calls
+	cancel    context.CancelFunc
 
 	secure, insecure *imapserver.Server
 	secureLn         *chanListener
@@ -115,10 +138,12 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.setDefaults()
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger.With("component", "imap"),
-		throttle: newAuthThrottle(opts.AuthFailureDelay, opts.MaxAuthFailureDelay, opts.MaxAuthFailures, opts.AuthFailureWindow),
-		lns:      map[net.Listener]struct{}{},
+		opts:      opts,
+		log:       opts.Logger.With("component", "imap"),
+		throttle:  newAuthThrottle(opts.AuthFailureDelay, opts.MaxAuthFailureDelay, opts.MaxAuthFailures, opts.AuthFailureWindow),
+		authSlots: make(chan struct{}, opts.MaxConcurrentAuth),
+		conns:     connCounter{perIP: map[string]int{}},
+		lns:       map[net.Listener]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	logger := slogPrintf{s.log}
@@ -136,7 +161,19 @@ func New(opts Options) (*Server, error) {
 }
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS is Serve for an implicit-TLS listener (RFC 8314 §3.3, port 993
+// style) with Options.TLSConfig: every connection is TLS from its first
+// byte, so LOGIN is allowed at once and STARTTLS is not offered.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("imapd: implicit TLS needs Options.TLSConfig")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -170,7 +207,23 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("imapd: accept: %w", err)
 		}
 		delay = 0
-		conn := newCorkConn(c)
+		c, ok := s.conns.admit(c, s.opts.MaxConnsPerIP, s.opts.MaxConns)
+		if !ok {
+			// RFC 9051 §7.1.5: BYE at greeting time, then close. On an
+			// implicit-TLS port no plaintext is sent.
+			if !implicitTLS {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				io.WriteString(c, "* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
+			}
+			c.Close()
+			continue
+		}
+		var conn net.Conn = newCorkConn(c)
+		if implicitTLS {
+			// go-imap recognises TLS by its conn being a *tls.Conn.
+			s.secureLn.deliver(tls.Server(conn, s.opts.TLSConfig))
+			continue
+		}
 		if s.opts.Dev && isLoopback(c.RemoteAddr()) {
 			s.insecureLn.deliver(conn)
 		} else {
@@ -252,4 +305,47 @@ type slogPrintf struct{ l *slog.Logger }
 
 func (p slogPrintf) Printf(format string, args ...any) {
 	p.l.Warn(fmt.Sprintf(format, args...))
+}
+
+// connCounter counts open connections per client address and in total.
+type connCounter struct {
+	mu    sync.Mutex
+	perIP map[string]int
+	total int
+}
+
+// admit returns c wrapped so that closing it releases its place, or c and
+// false when a cap is reached.
+func (cc *connCounter) admit(c net.Conn, perIP, total int) (net.Conn, bool) {
+	ip := c.RemoteAddr().String()
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.IP.String()
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.total >= total || cc.perIP[ip] >= perIP {
+		return c, false
+	}
+	cc.total++
+	cc.perIP[ip]++
+	return &countedConn{Conn: c, release: func() {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		cc.total--
+		if cc.perIP[ip]--; cc.perIP[ip] <= 0 {
+			delete(cc.perIP, ip)
+		}
+	}}, true
+}
+
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math"
@@ -53,6 +54,9 @@ var (
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	nc := c.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok { // implicit TLS: the cork is below it
+		nc = tc.NetConn()
+	}
 	cork, _ := nc.(*corkConn)
 	remote := nc.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(remote); err == nil {
@@ -73,16 +77,24 @@ func (s *session) Close() error {
 // Login checks a password (RFC 9051 §6.2.3), throttled per client address.
 func (s *session) Login(username, password string) error {
 	now := time.Now()
-	if s.srv.throttle.blocked(s.remote, now) {
+	if !s.srv.throttle.begin(s.remote, now) {
 		s.srv.log.Info("login refused: too many failures", "remote", s.remote)
 		s.wait(s.srv.throttle.failed(s.remote, now))
 		return reply(errThrottled)
 	}
+	// Each check holds argon2's memory (19 MiB): at most
+	// MaxConcurrentAuth of them run at once on this node.
+	select {
+	case s.srv.authSlots <- struct{}{}:
+	case <-s.ctx().Done():
+		return reply(mail.ErrUnavailable)
+	}
 	u, err := s.mail.Authenticate(s.ctx(), username, password)
+	<-s.srv.authSlots
 	if err != nil {
 		if errors.Is(err, mail.ErrAuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote)
-			s.wait(s.srv.throttle.failed(s.remote, now))
+			s.wait(s.srv.throttle.delay(s.remote))
 		}
 		return reply(err)
 	}
@@ -379,7 +391,8 @@ func hasChildren(names map[string]bool, name string) bool {
 // Append implements APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315).
 // go-imap has already refused a literal over AppendLimit with NO [TOOBIG]
 // before sending the continuation.
-func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer func() { s.srv.countAppend(err) }()
 	s.touched = true
 	if err := s.writable(); err != nil {
 		return nil, reply(err)

@@ -152,8 +152,12 @@ func (s *Service) Authenticate(ctx context.Context, email, password string) (*Us
 		return authResult(u, ok)
 	}
 	if err := s.Sync(ctx); err != nil {
-		s.log.Debug("login checked against local credentials: no read-index", "err", err)
-		return authResult(u, ok)
+		// Not cut off, yet the leader could not confirm what is committed
+		// (an election, a slow quorum): the local credentials may be stale
+		// (a password just changed elsewhere) or not there yet (a user just
+		// added). Neither accept nor refuse: a temporary failure, retried.
+		s.log.Debug("login not checked: no read-index", "err", err)
+		return nil, fmt.Errorf("%w: credentials cannot be confirmed: %v", ErrUnavailable, err)
 	}
 	if ok {
 		// Committed credentials may have changed since the first read.

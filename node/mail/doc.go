@@ -13,6 +13,10 @@
 // login at any node right after `user add`, `user passwd` or `user del` at
 // another sees the change. A node that is cut off from the leader answers
 // from the last credentials it applied (its sessions are read-only then).
+// A node that is not cut off but cannot get a read-index (an election, a
+// slow quorum) answers ErrUnavailable (IMAP NO [UNAVAILABLE]): it neither
+// accepts credentials that may have been changed elsewhere nor refuses ones
+// that may have just been added.
 //
 // # Large messages and memory
 //
@@ -28,6 +32,15 @@
 // 1 MiB chunks plus their marshalled copies (≈ 12 MiB), plus the mapped
 // spool pages, which the kernel may drop. FETCH of a large message streams
 // (OpenBlob): one stored chunk and the decoder's window at a time.
+//
+// The compliance archive (archive.go): SetRetention, RunRetention,
+// PlaceHold, ReleaseHold build its commands; Summary, Search, AuditEntries
+// and VerifyJournal read the local replica. A context marked WithActor (the
+// admin service marks every request with the caller's identity) wraps every
+// command proposed under it in an AdminCommand, so the audit record commits
+// with the change itself; Audit records a read (search, export) before it
+// runs, and a read whose record cannot commit does not run. Search is a
+// scan of every message's header and decoded text parts, not an index.
 //
 // # Import
 //

@@ -27,6 +27,8 @@ var (
 	// ErrStorageFull: the cluster cannot write because a disk is full
 	// (SMTP 452 4.3.1); nothing was stored.
 	ErrStorageFull = errors.New("mail: storage full")
+	// ErrHeld: refused because the user or domain is under legal hold.
+	ErrHeld = errors.New("mail: under legal hold")
 )
 
 // IsTemporary reports whether err is a temporary failure of the cluster.
@@ -64,6 +66,8 @@ func codeError(r *commandpb.Result) error {
 		base = ErrNotEmpty
 	case commandpb.Code_CODE_MODIFIED:
 		base = ErrModified
+	case commandpb.Code_CODE_HELD:
+		base = ErrHeld
 	case commandpb.Code_CODE_INCOMPLETE:
 		// A chunked upload that expired before its message was proposed
 		// (or lost chunks to an ambiguous outcome): a retry sends it again.

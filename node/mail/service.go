@@ -91,22 +91,30 @@ func (s *Service) propose(ctx context.Context, cmd *commandpb.Command) (*command
 // an MTA never reads back what it sent, so the follower's apply lag need
 // not be added to every SMTP transaction.
 func (s *Service) proposeWait(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, error) {
+	res, _, err := s.proposeAt(ctx, cmd, waitLocal)
+	return res, err
+}
+
+// proposeAt is proposeWait that also returns the entry's log index. An
+// operator's request (WithActor) is wrapped for the audit log here.
+func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, uint64, error) {
+	cmd = audited(ctx, cmd)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	res, idx, err := s.prop.Propose(ctx, cmd)
 	if err != nil {
-		return nil, proposeError(err)
+		return nil, 0, proposeError(err)
 	}
 	if !waitLocal {
-		return res, nil
+		return res, idx, nil
 	}
 	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
 		// Committed on a quorum, so durable, but not yet visible here: the
 		// session could not read its own write, so report a temporary
 		// failure rather than success.
-		return nil, fmt.Errorf("%w: committed at %d but not applied here: %v", ErrUnknownOutcome, idx, err)
+		return nil, idx, fmt.Errorf("%w: committed at %d but not applied here: %v", ErrUnknownOutcome, idx, err)
 	}
-	return res, nil
+	return res, idx, nil
 }
 
 // Sync waits until this node has applied everything the leader had

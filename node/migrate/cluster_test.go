@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/continuum-mail/continuum/node/nodetest"
@@ -136,13 +134,8 @@ func startCluster(t *testing.T, users ...string) *testCluster {
 	t.Helper()
 	c := nodetest.Start(t, nodetest.Options{Nodes: 3})
 	tc := &testCluster{Cluster: c}
-	for _, cfg := range c.Cfgs {
-		conn, err := grpc.NewClient(cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		tc.clients = append(tc.clients, adminpb.NewAdminClient(conn))
+	for i := range c.Cfgs {
+		tc.clients = append(tc.clients, c.Admin(i)) // the admin listener, with the cluster's admin certificate
 	}
 	ctx := c.Ctx(30 * time.Second)
 	m := c.Nodes[c.WaitLeader(10*time.Second)].Mail()

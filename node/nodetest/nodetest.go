@@ -16,8 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/config"
+	"github.com/continuum-mail/continuum/node/identity"
+	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
 // Cluster is a set of in-process nodes.
@@ -33,6 +39,11 @@ type Cluster struct {
 	// started[i] is set once node i has run: its addresses are then in
 	// the Raft configuration and must not change.
 	started []bool
+	// TLSDir holds the cluster CA, the node certificates, the admin
+	// certificate "test" and the gossip key (empty when Insecure).
+	TLSDir  string
+	adminMu sync.Mutex
+	admins  map[int]*grpc.ClientConn
 }
 
 // Options tune a cluster.
@@ -41,6 +52,8 @@ type Options struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	NoSync            bool
+	// NoJournal turns the archive journal off on every node (benchmarks).
+	NoJournal bool
 	// Protocols starts SMTP, LMTP and IMAP listeners on every node.
 	Protocols bool
 	// BootstrapExpect starts every node at once with --bootstrap-expect
@@ -49,6 +62,11 @@ type Options struct {
 	BootstrapExpect bool
 	// Configure, when set, edits each node's configuration before start.
 	Configure func(i int, c *config.Config)
+	// Insecure runs the cluster with insecure-dev: no TLS material, no
+	// gossip key (plaintext Raft, peer and admin traffic). By default a
+	// cluster has its own CA (TLSDir), a certificate per node, an admin
+	// certificate and a gossip key.
+	Insecure bool
 }
 
 // FreeAddr returns a loopback address with a port free right now. Ports
@@ -93,7 +111,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), Net: NewNetwork(), opts: opts}
+	c := &Cluster{t: t, Dir: t.TempDir(), Net: NewNetwork(), opts: opts, admins: map[int]*grpc.ClientConn{}}
+	if !opts.Insecure {
+		c.TLSDir = filepath.Join(c.Dir, "tls")
+		if err := identity.CreateCA(c.TLSDir); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := identity.IssueAdmin(c.TLSDir, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := identity.WriteGossipKey(identity.GossipKeyFile(c.TLSDir)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < opts.Nodes; i++ {
 		cfg := c.newConfig(i, string(rune('a'+i)))
 		switch {
@@ -145,6 +175,18 @@ func (c *Cluster) newConfig(i int, site string) config.Config {
 	cfg.GRPCAddr = FreeAddr(t)
 	cfg.GossipAddr = freeUDPTCP(t)
 	cfg.HTTPAddr = FreeAddr(t)
+	cfg.AdminAddr = FreeAddr(t)
+	if c.opts.Insecure {
+		cfg.InsecureDev = true
+	} else {
+		cert, key, err := identity.IssueNode(c.TLSDir, cfg.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ClusterCA, _ = identity.CAFiles(c.TLSDir)
+		cfg.NodeCert, cfg.NodeKey = cert, key
+		cfg.ClusterKeyFile = identity.GossipKeyFile(c.TLSDir)
+	}
 	if c.opts.Protocols {
 		cfg.SMTPAddr = FreeAddr(t)
 		cfg.LMTPAddr = FreeAddr(t)
@@ -207,6 +249,7 @@ func (c *Cluster) StartNode(i int) {
 			SnapshotThreshold: c.opts.SnapshotThreshold,
 			TrailingLogs:      c.opts.TrailingLogs,
 			NoSync:            c.opts.NoSync,
+			NoJournal:         c.opts.NoJournal,
 		})
 		// A port taken between FreeAddr and the bind (another process on
 		// the machine) is not the node's fault: a node that never ran
@@ -232,6 +275,7 @@ func (c *Cluster) reassignPorts(i int) {
 	oldGossip := cfg.GossipAddr
 	os.RemoveAll(cfg.DataDir)
 	cfg.RaftAddr, cfg.GRPCAddr, cfg.GossipAddr, cfg.HTTPAddr = FreeAddr(c.t), FreeAddr(c.t), freeUDPTCP(c.t), FreeAddr(c.t)
+	cfg.AdminAddr = FreeAddr(c.t)
 	if cfg.SMTPAddr != "" {
 		cfg.SMTPAddr, cfg.LMTPAddr, cfg.IMAPAddr = FreeAddr(c.t), FreeAddr(c.t), FreeAddr(c.t)
 	}
@@ -380,8 +424,45 @@ func (c *Cluster) Ctx(timeout time.Duration) context.Context {
 	return ctx
 }
 
+// AdminCredentials are the transport credentials of the admin
+// certificate "test" (insecure ones when the cluster is).
+func (c *Cluster) AdminCredentials() credentials.TransportCredentials {
+	c.t.Helper()
+	if c.TLSDir == "" {
+		return insecure.NewCredentials()
+	}
+	ca, _ := identity.CAFiles(c.TLSDir)
+	cert, key := identity.AdminFiles(c.TLSDir, "test")
+	m, err := identity.Load(ca, cert, key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return credentials.NewTLS(m.ClientConfig(nil))
+}
+
+// Admin returns an admin API client for node i's admin listener, with the
+// admin certificate "test".
+func (c *Cluster) Admin(i int) adminpb.AdminClient {
+	c.t.Helper()
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	cc, ok := c.admins[i]
+	if !ok {
+		var err error
+		cc, err = grpc.NewClient(c.Cfgs[i].AdminAddr, grpc.WithTransportCredentials(c.AdminCredentials()))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.admins[i] = cc
+	}
+	return adminpb.NewAdminClient(cc)
+}
+
 // Close stops every node; a failed test keeps their logs.
 func (c *Cluster) Close() {
+	for _, cc := range c.admins {
+		cc.Close()
+	}
 	if c.t.Failed() {
 		c.DumpLogs()
 	}

@@ -8,5 +8,11 @@
 // command that may have been proposed; it retries only refusals that prove
 // nothing was proposed (the callee was not the leader).
 //
+// With TLS material the server's gRPC listener takes node certificates from
+// the cluster CA only, and the calls check who calls: Forward and ReadIndex
+// only from members of the Raft configuration, Join only for the ID the
+// caller's certificate names (so Fresh, which replaces a voter, needs that
+// voter's certificate). The Router dials with the node's certificate.
+//
 // Goroutines: none of its own; grpc's connections are closed by Close.
 package peer

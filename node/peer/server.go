@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
 	"github.com/continuum-mail/continuum/raftfsm"
@@ -24,17 +25,57 @@ type Server struct {
 	raft *consensus.Node
 	info func() *peerpb.InfoResponse
 	log  *slog.Logger
+	// authenticated: gs serves mutual TLS with node certificates, and every
+	// call is checked against the caller's certificate (authorize).
+	authenticated bool
 }
 
 // NewServer registers the Peer service on gs. info reports this node's view.
-func NewServer(gs *grpc.Server, r *consensus.Node, info func() *peerpb.InfoResponse, log *slog.Logger) *Server {
-	s := &Server{raft: r, info: info, log: log.With("component", "peer")}
+// authenticated says gs requires node certificates from the cluster CA;
+// the calls then check who the caller is.
+func NewServer(gs *grpc.Server, r *consensus.Node, info func() *peerpb.InfoResponse, log *slog.Logger, authenticated bool) *Server {
+	s := &Server{raft: r, info: info, log: log.With("component", "peer"), authenticated: authenticated}
 	peerpb.RegisterPeerServer(gs, s)
 	return s
 }
 
+// ErrNotMember means the caller's certificate names no member of the Raft
+// configuration, or names another node than the one it speaks for.
+var ErrNotMember = errors.New("peer: caller is not a member of the cluster")
+
+// caller returns the verified node ID of the call's certificate. The TLS
+// layer has already refused anything but a node certificate from the
+// cluster CA.
+func (s *Server) caller(ctx context.Context) (string, error) {
+	if !s.authenticated {
+		return "", nil
+	}
+	id, ok := identity.FromContext(ctx)
+	if !ok || id.Role != identity.RoleNode {
+		return "", status.Error(codes.Unauthenticated, "peer: a node certificate from the cluster CA is required")
+	}
+	return id.Name, nil
+}
+
+// requireMember refuses a caller that is not in the latest configuration:
+// only members may propose (Forward) or learn the commit index.
+func (s *Server) requireMember(ctx context.Context) error {
+	id, err := s.caller(ctx)
+	if err != nil || !s.authenticated {
+		return err
+	}
+	if !s.raft.IsMember(id) {
+		s.log.Warn("refused a call from a node outside the configuration", "caller", id)
+		return status.Errorf(codes.PermissionDenied, "%v: %s", ErrNotMember, id)
+	}
+	return nil
+}
+
 // Forward proposes a command that a follower received.
 func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
 	cmd, err := raftfsm.Decode(req.Command)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "peer: %v", err)
@@ -52,6 +93,9 @@ func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peer
 
 // ReadIndex confirms leadership and returns the commit index.
 func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*peerpb.ReadIndexResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
 	idx, err := s.raft.VerifyLeader(ctx)
 	if err != nil {
 		return nil, toStatus(err)
@@ -68,9 +112,20 @@ func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*pe
 // quorum again could lose acknowledged writes, so the voter is removed and
 // the node re-added as a non-voter (node/consensus/DESIGN.md, "A wiped
 // voter").
+//
+// With authentication, a node may join only as itself: the ID it asks for
+// must be its certificate's, so no certificate holder can take another
+// node's place (and Fresh, which replaces a voter, needs that voter's
+// certificate).
 func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.JoinResponse, error) {
 	if req.Id == "" || req.RaftAddr == "" {
 		return nil, status.Error(codes.InvalidArgument, "peer: join needs id and raft_addr")
+	}
+	if who, err := s.caller(ctx); err != nil {
+		return nil, err
+	} else if s.authenticated && who != req.Id {
+		s.log.Warn("refused a join for another node's ID", "caller", who, "claimed", req.Id)
+		return nil, status.Errorf(codes.PermissionDenied, "%v: certificate of %s cannot join as %s", ErrNotMember, who, req.Id)
 	}
 	if req.Fresh && !s.raft.IsLeader() {
 		return nil, toStatus(consensus.ErrNotLeader)
@@ -178,6 +233,10 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", ErrRejected, st.Message())
 	case codes.ResourceExhausted:
 		return fmt.Errorf("%w: %s", consensus.ErrStorageFull, st.Message())
+	case codes.PermissionDenied, codes.Unauthenticated:
+		// Refused before anything was proposed: to this node, as good as
+		// no leader.
+		return fmt.Errorf("%w: %w: %s", consensus.ErrNoLeader, ErrNotMember, st.Message())
 	default:
 		// Unavailable, DeadlineExceeded, Aborted, …: the leader may have
 		// proposed it.

@@ -17,8 +17,27 @@ var (
 	}, []string{"protocol", "reason"})
 )
 
-// countReply records one message outcome from its reply code.
-func countReply(proto string, replyCode int) {
+func init() {
+	// Every series exists from the start, so rate() and the alert rules
+	// (deploy/prometheus) see 0 rather than nothing before the first message.
+	for _, p := range []string{"smtp", "lmtp"} {
+		for _, r := range []string{"accepted", "deferred", "rejected"} {
+			messages.WithLabelValues(p, r)
+		}
+		for _, err := range []error{errCutOff, errTooManyConns, errServerBusy, errPregreet, errHTTP, errTimeout, nil} {
+			connsRefused.WithLabelValues(p, refusedReason(err))
+		}
+	}
+}
+
+// Flow counts message outcomes for the operator's console (node/httpapi's
+// per-minute mail-flow ring). result is "accepted", "deferred" or
+// "rejected", as in continuum_smtp_messages_total.
+type Flow interface{ Count(result string) }
+
+// countReply records one message outcome from its reply code: the
+// Prometheus counter and the console's flow.
+func (s *Server) countReply(replyCode int) {
 	result := "accepted"
 	switch replyCode / 100 {
 	case 4:
@@ -26,7 +45,10 @@ func countReply(proto string, replyCode int) {
 	case 5:
 		result = "rejected"
 	}
-	messages.WithLabelValues(proto, result).Inc()
+	messages.WithLabelValues(s.proto, result).Inc()
+	if s.cfg.Flow != nil {
+		s.cfg.Flow.Count(result)
+	}
 }
 
 func refusedReason(err error) string {

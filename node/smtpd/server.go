@@ -33,6 +33,9 @@ type Config struct {
 	LMTP bool
 	// TLS enables STARTTLS when set.
 	TLS *tls.Config
+	// ImplicitTLS makes the listener speak TLS from the first byte (RFC
+	// 8314 §3.3, port 465 style) with TLS; STARTTLS is then not offered.
+	ImplicitTLS bool
 	// MaxMessageBytes is the SIZE limit, trace headers included (50 MiB).
 	MaxMessageBytes int64
 	// MaxRecipients is the number of RCPT TO per transaction (100).
@@ -52,6 +55,9 @@ type Config struct {
 	// talks before the greeting (SMTP: 100 ms; LMTP: 0, off). Negative: off.
 	PregreetWait time.Duration
 	Logger       *slog.Logger
+	// Flow, when set, also counts each message outcome (the console's
+	// mail-flow chart).
+	Flow Flow
 }
 
 func (c *Config) defaults() {
@@ -135,8 +141,12 @@ func (s *Server) Serve(l net.Listener) error {
 		return nil
 	}
 	s.ln = newListener(l, s)
+	var ln net.Listener = s.ln
+	if s.cfg.ImplicitTLS {
+		ln = implicitTLS{s.ln, s.cfg.TLS}
+	}
 	s.mu.Unlock()
-	return s.smtp.Serve(s.ln)
+	return s.smtp.Serve(ln)
 }
 
 // Close stops the listener, closes every connection and cancels in-flight
@@ -177,4 +187,26 @@ func (l errorLog) print(msg string) {
 		return
 	}
 	l.log.Debug("go-smtp", "msg", msg)
+}
+
+// implicitTLS hands go-smtp a *tls.Conn over the listener's own conn (caps,
+// HTTP detection), so go-smtp knows the session is encrypted: it does the
+// handshake before its greeting and offers no STARTTLS. The client speaks
+// first in TLS, so the pregreet check is off on these connections.
+type implicitTLS struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l implicitTLS) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if cc, ok := c.(*conn); ok {
+		cc.greeted.Store(true)
+		cc.tls.Store(true)
+		cc.readOnce.Store(true)
+	}
+	return tls.Server(c, l.cfg), nil
 }

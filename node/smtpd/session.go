@@ -89,7 +89,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	switch {
 	case first == nil:
-		countReply(s.srv.proto, 250)
+		s.srv.countReply(250)
 		return nil
 	case ok == 0:
 		return s.fail(first, 1)
@@ -108,12 +108,12 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	for i, rc := range s.rcpts {
 		if perRcpt[i] == nil {
-			countReply(s.srv.proto, 250)
+			s.srv.countReply(250)
 			status.SetStatus(rc.addr, nil)
 			continue
 		}
 		e := reply(perRcpt[i])
-		countReply(s.srv.proto, e.reply.Code)
+		s.srv.countReply(e.reply.Code)
 		status.SetStatus(rc.addr, e.reply)
 	}
 	return nil
@@ -211,7 +211,7 @@ func (s *session) deliver(r io.Reader) ([]error, error) {
 func (s *session) fail(err error, n int) error {
 	e := reply(err)
 	for range n {
-		countReply(s.srv.proto, e.reply.Code)
+		s.srv.countReply(e.reply.Code)
 	}
 	if !errors.Is(err, smtp.ErrDataReset) {
 		s.srv.log.Debug("transaction failed", "remote", s.conn.Conn().RemoteAddr().String(), "code", e.reply.Code, "err", err)

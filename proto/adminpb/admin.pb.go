@@ -24,35 +24,29 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ImportRequest: the first carries start; then a mailbox, its messages,
-// the next mailbox, and so on. The client half-closes the stream when done
-// and reads replies until the node closes its side.
-type ImportRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Item:
-	//
-	//	*ImportRequest_Start
-	//	*ImportRequest_Mailbox
-	//	*ImportRequest_Message
-	Item          isImportRequest_Item `protobuf_oneof:"item"`
+type VaultRestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailbox       string                 `protobuf:"bytes,2,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // with uid: one message (as archive search shows it); both empty: all
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ImportRequest) Reset() {
-	*x = ImportRequest{}
+func (x *VaultRestoreRequest) Reset() {
+	*x = VaultRestoreRequest{}
 	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ImportRequest) String() string {
+func (x *VaultRestoreRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ImportRequest) ProtoMessage() {}
+func (*VaultRestoreRequest) ProtoMessage() {}
 
-func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+func (x *VaultRestoreRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -64,804 +58,1440 @@ func (x *ImportRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
-func (*ImportRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use VaultRestoreRequest.ProtoReflect.Descriptor instead.
+func (*VaultRestoreRequest) Descriptor() ([]byte, []int) {
 	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *ImportRequest) GetItem() isImportRequest_Item {
-	if x != nil {
-		return x.Item
-	}
-	return nil
-}
-
-func (x *ImportRequest) GetStart() *ImportStart {
-	if x != nil {
-		if x, ok := x.Item.(*ImportRequest_Start); ok {
-			return x.Start
-		}
-	}
-	return nil
-}
-
-func (x *ImportRequest) GetMailbox() *ImportMailbox {
-	if x != nil {
-		if x, ok := x.Item.(*ImportRequest_Mailbox); ok {
-			return x.Mailbox
-		}
-	}
-	return nil
-}
-
-func (x *ImportRequest) GetMessage() *ImportMessage {
-	if x != nil {
-		if x, ok := x.Item.(*ImportRequest_Message); ok {
-			return x.Message
-		}
-	}
-	return nil
-}
-
-type isImportRequest_Item interface {
-	isImportRequest_Item()
-}
-
-type ImportRequest_Start struct {
-	Start *ImportStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
-}
-
-type ImportRequest_Mailbox struct {
-	Mailbox *ImportMailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
-}
-
-type ImportRequest_Message struct {
-	Message *ImportMessage `protobuf:"bytes,3,opt,name=message,proto3,oneof"`
-}
-
-func (*ImportRequest_Start) isImportRequest_Item() {}
-
-func (*ImportRequest_Mailbox) isImportRequest_Item() {}
-
-func (*ImportRequest_Message) isImportRequest_Item() {}
-
-type ImportStart struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
-	// keep_order commits one batch at a time, so UIDs follow the source's
-	// order exactly; otherwise a few batches commit at once (faster), and
-	// UIDs follow the source's order within each batch only.
-	KeepOrder bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
-	// forwarded is set by a follower that passed the stream on to the
-	// leader; a forwarded stream is never forwarded again.
-	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ImportStart) Reset() {
-	*x = ImportStart{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportStart) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportStart) ProtoMessage() {}
-
-func (x *ImportStart) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportStart.ProtoReflect.Descriptor instead.
-func (*ImportStart) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *ImportStart) GetUser() string {
+func (x *VaultRestoreRequest) GetUser() string {
 	if x != nil {
 		return x.User
 	}
 	return ""
 }
 
-func (x *ImportStart) GetSource() string {
-	if x != nil {
-		return x.Source
-	}
-	return ""
-}
-
-func (x *ImportStart) GetKeepOrder() bool {
-	if x != nil {
-		return x.KeepOrder
-	}
-	return false
-}
-
-func (x *ImportStart) GetForwarded() bool {
-	if x != nil {
-		return x.Forwarded
-	}
-	return false
-}
-
-// ImportMailbox opens (creating when missing, with its parents) the mailbox
-// the following messages go to. name is "/"-separated, UTF-8.
-type ImportMailbox struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"` // "\\Sent", … or empty; only applied on create
-	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ImportMailbox) Reset() {
-	*x = ImportMailbox{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportMailbox) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportMailbox) ProtoMessage() {}
-
-func (x *ImportMailbox) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportMailbox.ProtoReflect.Descriptor instead.
-func (*ImportMailbox) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *ImportMailbox) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *ImportMailbox) GetSpecialUse() string {
-	if x != nil {
-		return x.SpecialUse
-	}
-	return ""
-}
-
-func (x *ImportMailbox) GetSubscribed() bool {
-	if x != nil {
-		return x.Subscribed
-	}
-	return false
-}
-
-// ImportMessage is one message, or one piece of one: a message over 1 MiB
-// is sent in pieces of at most 1 MiB, the first with the metadata, every
-// one but the last with more set.
-type ImportMessage struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Seq              uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                                                     // the client's number, increasing; echoed in failures
-	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`                                                  // system flags and keywords, as IMAP names them
-	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"` // 0: now
-	Data             []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
-	More             bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`
-	SourceId         string                 `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"` // where it came from ("INBOX uid 17", a file name): for the report
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
-}
-
-func (x *ImportMessage) Reset() {
-	*x = ImportMessage{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportMessage) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportMessage) ProtoMessage() {}
-
-func (x *ImportMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportMessage.ProtoReflect.Descriptor instead.
-func (*ImportMessage) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *ImportMessage) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
-func (x *ImportMessage) GetFlags() []string {
-	if x != nil {
-		return x.Flags
-	}
-	return nil
-}
-
-func (x *ImportMessage) GetInternalDateUnix() int64 {
-	if x != nil {
-		return x.InternalDateUnix
-	}
-	return 0
-}
-
-func (x *ImportMessage) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-func (x *ImportMessage) GetMore() bool {
-	if x != nil {
-		return x.More
-	}
-	return false
-}
-
-func (x *ImportMessage) GetSourceId() string {
-	if x != nil {
-		return x.SourceId
-	}
-	return ""
-}
-
-type ImportReply struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// done_seq: every message up to this seq is settled (copied, skipped or
-	// failed), the counts below are this reply's share.
-	DoneSeq       uint64              `protobuf:"varint,1,opt,name=done_seq,json=doneSeq,proto3" json:"done_seq,omitempty"`
-	Copied        uint32              `protobuf:"varint,2,opt,name=copied,proto3" json:"copied,omitempty"`
-	Skipped       uint32              `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"` // already in the mailbox
-	Bytes         uint64              `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`     // of the copied messages
-	Failures      []*ImportFailure    `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
-	Mailbox       *ImportMailboxReady `protobuf:"bytes,6,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ImportReply) Reset() {
-	*x = ImportReply{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportReply) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportReply) ProtoMessage() {}
-
-func (x *ImportReply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportReply.ProtoReflect.Descriptor instead.
-func (*ImportReply) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *ImportReply) GetDoneSeq() uint64 {
-	if x != nil {
-		return x.DoneSeq
-	}
-	return 0
-}
-
-func (x *ImportReply) GetCopied() uint32 {
-	if x != nil {
-		return x.Copied
-	}
-	return 0
-}
-
-func (x *ImportReply) GetSkipped() uint32 {
-	if x != nil {
-		return x.Skipped
-	}
-	return 0
-}
-
-func (x *ImportReply) GetBytes() uint64 {
-	if x != nil {
-		return x.Bytes
-	}
-	return 0
-}
-
-func (x *ImportReply) GetFailures() []*ImportFailure {
-	if x != nil {
-		return x.Failures
-	}
-	return nil
-}
-
-func (x *ImportReply) GetMailbox() *ImportMailboxReady {
+func (x *VaultRestoreRequest) GetMailbox() string {
 	if x != nil {
 		return x.Mailbox
 	}
-	return nil
-}
-
-type ImportFailure struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	SourceId      string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ImportFailure) Reset() {
-	*x = ImportFailure{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportFailure) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportFailure) ProtoMessage() {}
-
-func (x *ImportFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportFailure.ProtoReflect.Descriptor instead.
-func (*ImportFailure) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *ImportFailure) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
-func (x *ImportFailure) GetSourceId() string {
-	if x != nil {
-		return x.SourceId
-	}
 	return ""
 }
 
-func (x *ImportFailure) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-type ImportMailboxReady struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
-	Existing      uint32                 `protobuf:"varint,3,opt,name=existing,proto3" json:"existing,omitempty"` // messages it held before this run
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ImportMailboxReady) Reset() {
-	*x = ImportMailboxReady{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ImportMailboxReady) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ImportMailboxReady) ProtoMessage() {}
-
-func (x *ImportMailboxReady) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ImportMailboxReady.ProtoReflect.Descriptor instead.
-func (*ImportMailboxReady) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *ImportMailboxReady) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *ImportMailboxReady) GetCreated() bool {
-	if x != nil {
-		return x.Created
-	}
-	return false
-}
-
-func (x *ImportMailboxReady) GetExisting() uint32 {
-	if x != nil {
-		return x.Existing
-	}
-	return 0
-}
-
-type ExportRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Mailboxes     []string               `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`                   // empty: all of them
-	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"` // only messages with INTERNALDATE at or after; 0: all
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ExportRequest) Reset() {
-	*x = ExportRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ExportRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ExportRequest) ProtoMessage() {}
-
-func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
-func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *ExportRequest) GetUser() string {
-	if x != nil {
-		return x.User
-	}
-	return ""
-}
-
-func (x *ExportRequest) GetMailboxes() []string {
-	if x != nil {
-		return x.Mailboxes
-	}
-	return nil
-}
-
-func (x *ExportRequest) GetSinceUnix() int64 {
-	if x != nil {
-		return x.SinceUnix
-	}
-	return 0
-}
-
-type ExportReply struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Item:
-	//
-	//	*ExportReply_Mailbox
-	//	*ExportReply_Message
-	Item          isExportReply_Item `protobuf_oneof:"item"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ExportReply) Reset() {
-	*x = ExportReply{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ExportReply) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ExportReply) ProtoMessage() {}
-
-func (x *ExportReply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ExportReply.ProtoReflect.Descriptor instead.
-func (*ExportReply) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *ExportReply) GetItem() isExportReply_Item {
-	if x != nil {
-		return x.Item
-	}
-	return nil
-}
-
-func (x *ExportReply) GetMailbox() *ExportMailbox {
-	if x != nil {
-		if x, ok := x.Item.(*ExportReply_Mailbox); ok {
-			return x.Mailbox
-		}
-	}
-	return nil
-}
-
-func (x *ExportReply) GetMessage() *ExportMessage {
-	if x != nil {
-		if x, ok := x.Item.(*ExportReply_Message); ok {
-			return x.Message
-		}
-	}
-	return nil
-}
-
-type isExportReply_Item interface {
-	isExportReply_Item()
-}
-
-type ExportReply_Mailbox struct {
-	Mailbox *ExportMailbox `protobuf:"bytes,1,opt,name=mailbox,proto3,oneof"`
-}
-
-type ExportReply_Message struct {
-	Message *ExportMessage `protobuf:"bytes,2,opt,name=message,proto3,oneof"`
-}
-
-func (*ExportReply_Mailbox) isExportReply_Item() {}
-
-func (*ExportReply_Message) isExportReply_Item() {}
-
-type ExportMailbox struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"`
-	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
-	Messages      uint32                 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"` // in the mailbox (before --since)
-	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	UidValidity   uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ExportMailbox) Reset() {
-	*x = ExportMailbox{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ExportMailbox) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ExportMailbox) ProtoMessage() {}
-
-func (x *ExportMailbox) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ExportMailbox.ProtoReflect.Descriptor instead.
-func (*ExportMailbox) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *ExportMailbox) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *ExportMailbox) GetSpecialUse() string {
-	if x != nil {
-		return x.SpecialUse
-	}
-	return ""
-}
-
-func (x *ExportMailbox) GetSubscribed() bool {
-	if x != nil {
-		return x.Subscribed
-	}
-	return false
-}
-
-func (x *ExportMailbox) GetMessages() uint32 {
-	if x != nil {
-		return x.Messages
-	}
-	return 0
-}
-
-func (x *ExportMailbox) GetBytes() uint64 {
-	if x != nil {
-		return x.Bytes
-	}
-	return 0
-}
-
-func (x *ExportMailbox) GetUidValidity() uint32 {
-	if x != nil {
-		return x.UidValidity
-	}
-	return 0
-}
-
-// ExportMessage is a message, or a piece of one (as ImportMessage).
-type ExportMessage struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Uid              uint32                 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
-	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
-	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
-	Size             uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
-	Data             []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	More             bool                   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
-}
-
-func (x *ExportMessage) Reset() {
-	*x = ExportMessage{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ExportMessage) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ExportMessage) ProtoMessage() {}
-
-func (x *ExportMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ExportMessage.ProtoReflect.Descriptor instead.
-func (*ExportMessage) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *ExportMessage) GetUid() uint32 {
+func (x *VaultRestoreRequest) GetUid() uint32 {
 	if x != nil {
 		return x.Uid
 	}
 	return 0
 }
 
-func (x *ExportMessage) GetFlags() []string {
+type VaultRestoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Restored      uint64                 `protobuf:"varint,1,opt,name=restored,proto3" json:"restored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRestoreResponse) Reset() {
+	*x = VaultRestoreResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRestoreResponse) ProtoMessage() {}
+
+func (x *VaultRestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
 	if x != nil {
-		return x.Flags
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRestoreResponse.ProtoReflect.Descriptor instead.
+func (*VaultRestoreResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VaultRestoreResponse) GetRestored() uint64 {
+	if x != nil {
+		return x.Restored
+	}
+	return 0
+}
+
+type RetentionSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Days          uint32                 `protobuf:"varint,3,opt,name=days,proto3" json:"days,omitempty"` // 0: remove the policy
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionSetRequest) Reset() {
+	*x = RetentionSetRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionSetRequest) ProtoMessage() {}
+
+func (x *RetentionSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionSetRequest.ProtoReflect.Descriptor instead.
+func (*RetentionSetRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RetentionSetRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *RetentionSetRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RetentionSetRequest) GetDays() uint32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+type RetentionSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionSetResponse) Reset() {
+	*x = RetentionSetResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionSetResponse) ProtoMessage() {}
+
+func (x *RetentionSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionSetResponse.ProtoReflect.Descriptor instead.
+func (*RetentionSetResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+}
+
+type RetentionPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"` // domain:NAME or user:EMAIL
+	Days          uint32                 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	SetUnixMs     int64                  `protobuf:"varint,3,opt,name=set_unix_ms,json=setUnixMs,proto3" json:"set_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionPolicy) Reset() {
+	*x = RetentionPolicy{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionPolicy) ProtoMessage() {}
+
+func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionPolicy.ProtoReflect.Descriptor instead.
+func (*RetentionPolicy) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RetentionPolicy) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *RetentionPolicy) GetDays() uint32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *RetentionPolicy) GetSetUnixMs() int64 {
+	if x != nil {
+		return x.SetUnixMs
+	}
+	return 0
+}
+
+type RetentionListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionListRequest) Reset() {
+	*x = RetentionListRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionListRequest) ProtoMessage() {}
+
+func (x *RetentionListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionListRequest.ProtoReflect.Descriptor instead.
+func (*RetentionListRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+}
+
+type RetentionListResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Policies         []*RetentionPolicy     `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	Messages         uint64                 `protobuf:"varint,2,opt,name=messages,proto3" json:"messages,omitempty"`                                             // live messages
+	HeldMessages     uint64                 `protobuf:"varint,3,opt,name=held_messages,json=heldMessages,proto3" json:"held_messages,omitempty"`                 // live and vaulted messages of held users
+	VaultedMessages  uint64                 `protobuf:"varint,4,opt,name=vaulted_messages,json=vaultedMessages,proto3" json:"vaulted_messages,omitempty"`        // expunged but kept
+	NextExpiryUnixMs int64                  `protobuf:"varint,5,opt,name=next_expiry_unix_ms,json=nextExpiryUnixMs,proto3" json:"next_expiry_unix_ms,omitempty"` // earliest moment a kept message falls due (0: none)
+	DueMessages      uint64                 `protobuf:"varint,6,opt,name=due_messages,json=dueMessages,proto3" json:"due_messages,omitempty"`                    // messages a run would remove now
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RetentionListResponse) Reset() {
+	*x = RetentionListResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionListResponse) ProtoMessage() {}
+
+func (x *RetentionListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionListResponse.ProtoReflect.Descriptor instead.
+func (*RetentionListResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RetentionListResponse) GetPolicies() []*RetentionPolicy {
+	if x != nil {
+		return x.Policies
 	}
 	return nil
 }
 
-func (x *ExportMessage) GetInternalDateUnix() int64 {
+func (x *RetentionListResponse) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *RetentionListResponse) GetHeldMessages() uint64 {
+	if x != nil {
+		return x.HeldMessages
+	}
+	return 0
+}
+
+func (x *RetentionListResponse) GetVaultedMessages() uint64 {
+	if x != nil {
+		return x.VaultedMessages
+	}
+	return 0
+}
+
+func (x *RetentionListResponse) GetNextExpiryUnixMs() int64 {
+	if x != nil {
+		return x.NextExpiryUnixMs
+	}
+	return 0
+}
+
+func (x *RetentionListResponse) GetDueMessages() uint64 {
+	if x != nil {
+		return x.DueMessages
+	}
+	return 0
+}
+
+type RetentionRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionRunRequest) Reset() {
+	*x = RetentionRunRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionRunRequest) ProtoMessage() {}
+
+func (x *RetentionRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionRunRequest.ProtoReflect.Descriptor instead.
+func (*RetentionRunRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+}
+
+type RetentionRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       uint64                 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	Entries       uint64                 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"` // log entries proposed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionRunResponse) Reset() {
+	*x = RetentionRunResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionRunResponse) ProtoMessage() {}
+
+func (x *RetentionRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionRunResponse.ProtoReflect.Descriptor instead.
+func (*RetentionRunResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RetentionRunResponse) GetRemoved() uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+func (x *RetentionRunResponse) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+type HoldPlaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldPlaceRequest) Reset() {
+	*x = HoldPlaceRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldPlaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldPlaceRequest) ProtoMessage() {}
+
+func (x *HoldPlaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldPlaceRequest.ProtoReflect.Descriptor instead.
+func (*HoldPlaceRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HoldPlaceRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HoldPlaceRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *HoldPlaceRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type HoldPlaceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldPlaceResponse) Reset() {
+	*x = HoldPlaceResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldPlaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldPlaceResponse) ProtoMessage() {}
+
+func (x *HoldPlaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldPlaceResponse.ProtoReflect.Descriptor instead.
+func (*HoldPlaceResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+}
+
+type HoldReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReleaseRequest) Reset() {
+	*x = HoldReleaseRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReleaseRequest) ProtoMessage() {}
+
+func (x *HoldReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReleaseRequest.ProtoReflect.Descriptor instead.
+func (*HoldReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HoldReleaseRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HoldReleaseRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+type HoldReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReleaseResponse) Reset() {
+	*x = HoldReleaseResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReleaseResponse) ProtoMessage() {}
+
+func (x *HoldReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReleaseResponse.ProtoReflect.Descriptor instead.
+func (*HoldReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+}
+
+type Hold struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	PlacedBy      string                 `protobuf:"bytes,3,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	PlacedUnixMs  int64                  `protobuf:"varint,4,opt,name=placed_unix_ms,json=placedUnixMs,proto3" json:"placed_unix_ms,omitempty"`
+	PlacedIndex   uint64                 `protobuf:"varint,5,opt,name=placed_index,json=placedIndex,proto3" json:"placed_index,omitempty"`
+	Messages      uint64                 `protobuf:"varint,6,opt,name=messages,proto3" json:"messages,omitempty"` // messages under this hold (live and vaulted)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hold) Reset() {
+	*x = Hold{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hold) ProtoMessage() {}
+
+func (x *Hold) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hold.ProtoReflect.Descriptor instead.
+func (*Hold) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Hold) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Hold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Hold) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+func (x *Hold) GetPlacedUnixMs() int64 {
+	if x != nil {
+		return x.PlacedUnixMs
+	}
+	return 0
+}
+
+func (x *Hold) GetPlacedIndex() uint64 {
+	if x != nil {
+		return x.PlacedIndex
+	}
+	return 0
+}
+
+func (x *Hold) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type HoldListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldListRequest) Reset() {
+	*x = HoldListRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldListRequest) ProtoMessage() {}
+
+func (x *HoldListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldListRequest.ProtoReflect.Descriptor instead.
+func (*HoldListRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+}
+
+type HoldListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holds         []*Hold                `protobuf:"bytes,1,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldListResponse) Reset() {
+	*x = HoldListResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldListResponse) ProtoMessage() {}
+
+func (x *HoldListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldListResponse.ProtoReflect.Descriptor instead.
+func (*HoldListResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HoldListResponse) GetHolds() []*Hold {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+type ArchiveVerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveVerifyRequest) Reset() {
+	*x = ArchiveVerifyRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveVerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveVerifyRequest) ProtoMessage() {}
+
+func (x *ArchiveVerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveVerifyRequest.ProtoReflect.Descriptor instead.
+func (*ArchiveVerifyRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+}
+
+type ArchiveVerifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Ok            bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	Links         uint64                 `protobuf:"varint,3,opt,name=links,proto3" json:"links,omitempty"`
+	HeadIndex     uint64                 `protobuf:"varint,4,opt,name=head_index,json=headIndex,proto3" json:"head_index,omitempty"`
+	BreakIndex    uint64                 `protobuf:"varint,5,opt,name=break_index,json=breakIndex,proto3" json:"break_index,omitempty"` // the first link that does not verify (0: none)
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	BlobsChecked  uint64                 `protobuf:"varint,8,opt,name=blobs_checked,json=blobsChecked,proto3" json:"blobs_checked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveVerifyResponse) Reset() {
+	*x = ArchiveVerifyResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveVerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveVerifyResponse) ProtoMessage() {}
+
+func (x *ArchiveVerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveVerifyResponse.ProtoReflect.Descriptor instead.
+func (*ArchiveVerifyResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ArchiveVerifyResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ArchiveVerifyResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ArchiveVerifyResponse) GetLinks() uint64 {
+	if x != nil {
+		return x.Links
+	}
+	return 0
+}
+
+func (x *ArchiveVerifyResponse) GetHeadIndex() uint64 {
+	if x != nil {
+		return x.HeadIndex
+	}
+	return 0
+}
+
+func (x *ArchiveVerifyResponse) GetBreakIndex() uint64 {
+	if x != nil {
+		return x.BreakIndex
+	}
+	return 0
+}
+
+func (x *ArchiveVerifyResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ArchiveVerifyResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ArchiveVerifyResponse) GetBlobsChecked() uint64 {
+	if x != nil {
+		return x.BlobsChecked
+	}
+	return 0
+}
+
+type ArchiveSearchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Query         string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	FromUnix      int64                  `protobuf:"varint,3,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // INTERNALDATE bounds, seconds; 0: open
+	ToUnix        int64                  `protobuf:"varint,4,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`
+	IncludeHeld   bool                   `protobuf:"varint,5,opt,name=include_held,json=includeHeld,proto3" json:"include_held,omitempty"` // also the vault: expunged messages kept by hold or retention
+	Limit         uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`                                // 0: 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveSearchRequest) Reset() {
+	*x = ArchiveSearchRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveSearchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveSearchRequest) ProtoMessage() {}
+
+func (x *ArchiveSearchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveSearchRequest.ProtoReflect.Descriptor instead.
+func (*ArchiveSearchRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ArchiveSearchRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *ArchiveSearchRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ArchiveSearchRequest) GetFromUnix() int64 {
+	if x != nil {
+		return x.FromUnix
+	}
+	return 0
+}
+
+func (x *ArchiveSearchRequest) GetToUnix() int64 {
+	if x != nil {
+		return x.ToUnix
+	}
+	return 0
+}
+
+func (x *ArchiveSearchRequest) GetIncludeHeld() bool {
+	if x != nil {
+		return x.IncludeHeld
+	}
+	return false
+}
+
+func (x *ArchiveSearchRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ArchiveHit struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	User             string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailbox          string                 `protobuf:"bytes,2,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	Uid              uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,4,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	Subject          string                 `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	From             string                 `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	Sha256           string                 `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size             uint64                 `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`
+	Vaulted          bool                   `protobuf:"varint,9,opt,name=vaulted,proto3" json:"vaulted,omitempty"`
+	Held             bool                   `protobuf:"varint,10,opt,name=held,proto3" json:"held,omitempty"`
+	MessageId        string                 `protobuf:"bytes,11,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ArchiveHit) Reset() {
+	*x = ArchiveHit{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveHit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveHit) ProtoMessage() {}
+
+func (x *ArchiveHit) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveHit.ProtoReflect.Descriptor instead.
+func (*ArchiveHit) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ArchiveHit) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ArchiveHit) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
+	}
+	return ""
+}
+
+func (x *ArchiveHit) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ArchiveHit) GetInternalDateUnix() int64 {
 	if x != nil {
 		return x.InternalDateUnix
 	}
 	return 0
 }
 
-func (x *ExportMessage) GetSize() uint64 {
+func (x *ArchiveHit) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ArchiveHit) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ArchiveHit) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ArchiveHit) GetSize() uint64 {
 	if x != nil {
 		return x.Size
 	}
 	return 0
 }
 
-func (x *ExportMessage) GetData() []byte {
+func (x *ArchiveHit) GetVaulted() bool {
+	if x != nil {
+		return x.Vaulted
+	}
+	return false
+}
+
+func (x *ArchiveHit) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *ArchiveHit) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+type ArchiveSearchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hits          []*ArchiveHit          `protobuf:"bytes,1,rep,name=hits,proto3" json:"hits,omitempty"`
+	AuditIndex    uint64                 `protobuf:"varint,2,opt,name=audit_index,json=auditIndex,proto3" json:"audit_index,omitempty"` // the audit entry that records this search
+	Scanned       uint64                 `protobuf:"varint,3,opt,name=scanned,proto3" json:"scanned,omitempty"`
+	Truncated     bool                   `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveSearchResponse) Reset() {
+	*x = ArchiveSearchResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveSearchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveSearchResponse) ProtoMessage() {}
+
+func (x *ArchiveSearchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveSearchResponse.ProtoReflect.Descriptor instead.
+func (*ArchiveSearchResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ArchiveSearchResponse) GetHits() []*ArchiveHit {
+	if x != nil {
+		return x.Hits
+	}
+	return nil
+}
+
+func (x *ArchiveSearchResponse) GetAuditIndex() uint64 {
+	if x != nil {
+		return x.AuditIndex
+	}
+	return 0
+}
+
+func (x *ArchiveSearchResponse) GetScanned() uint64 {
+	if x != nil {
+		return x.Scanned
+	}
+	return 0
+}
+
+func (x *ArchiveSearchResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// ArchiveExportChunk: a hit starts a message; data follows in pieces; the
+// last chunk has done set.
+type ArchiveExportChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hit           *ArchiveHit            `protobuf:"bytes,1,opt,name=hit,proto3" json:"hit,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Done          bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	AuditIndex    uint64                 `protobuf:"varint,4,opt,name=audit_index,json=auditIndex,proto3" json:"audit_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveExportChunk) Reset() {
+	*x = ArchiveExportChunk{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveExportChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveExportChunk) ProtoMessage() {}
+
+func (x *ArchiveExportChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveExportChunk.ProtoReflect.Descriptor instead.
+func (*ArchiveExportChunk) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ArchiveExportChunk) GetHit() *ArchiveHit {
+	if x != nil {
+		return x.Hit
+	}
+	return nil
+}
+
+func (x *ArchiveExportChunk) GetData() []byte {
 	if x != nil {
 		return x.Data
 	}
 	return nil
 }
 
-func (x *ExportMessage) GetMore() bool {
+func (x *ArchiveExportChunk) GetDone() bool {
 	if x != nil {
-		return x.More
+		return x.Done
 	}
 	return false
+}
+
+func (x *ArchiveExportChunk) GetAuditIndex() uint64 {
+	if x != nil {
+		return x.AuditIndex
+	}
+	return 0
+}
+
+type AuditListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"` // newest first; 0: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditListRequest) Reset() {
+	*x = AuditListRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditListRequest) ProtoMessage() {}
+
+func (x *AuditListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditListRequest.ProtoReflect.Descriptor instead.
+func (*AuditListRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AuditListRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	TimeUnixMs    int64                  `protobuf:"varint,2,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action        string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Detail        string                 `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	Outcome       string                 `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"` // ok, or the refusal
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AuditEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+type AuditListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditListResponse) Reset() {
+	*x = AuditListResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditListResponse) ProtoMessage() {}
+
+func (x *AuditListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditListResponse.ProtoReflect.Descriptor instead.
+func (*AuditListResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AuditListResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
 }
 
 type CheckRequest struct {
@@ -873,7 +1503,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1515,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1528,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CheckRequest) GetTimeoutMs() int64 {
@@ -920,7 +1550,7 @@ type CheckNode struct {
 
 func (x *CheckNode) Reset() {
 	*x = CheckNode{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1562,7 @@ func (x *CheckNode) String() string {
 func (*CheckNode) ProtoMessage() {}
 
 func (x *CheckNode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1575,7 @@ func (x *CheckNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNode.ProtoReflect.Descriptor instead.
 func (*CheckNode) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CheckNode) GetId() string {
@@ -989,7 +1619,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1631,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1644,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckResponse) GetIndex() uint64 {
@@ -1060,7 +1690,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1702,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1715,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
 }
 
 type NodeStatus struct {
@@ -1115,7 +1745,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1757,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1770,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -1274,7 +1904,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1916,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1929,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -1340,7 +1970,7 @@ type DomainAddRequest struct {
 
 func (x *DomainAddRequest) Reset() {
 	*x = DomainAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1982,7 @@ func (x *DomainAddRequest) String() string {
 func (*DomainAddRequest) ProtoMessage() {}
 
 func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1995,7 @@ func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddRequest.ProtoReflect.Descriptor instead.
 func (*DomainAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DomainAddRequest) GetName() string {
@@ -1390,7 +2020,7 @@ type DomainAddResponse struct {
 
 func (x *DomainAddResponse) Reset() {
 	*x = DomainAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +2032,7 @@ func (x *DomainAddResponse) String() string {
 func (*DomainAddResponse) ProtoMessage() {}
 
 func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +2045,7 @@ func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddResponse.ProtoReflect.Descriptor instead.
 func (*DomainAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type DomainListRequest struct {
@@ -1426,7 +2056,7 @@ type DomainListRequest struct {
 
 func (x *DomainListRequest) Reset() {
 	*x = DomainListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +2068,7 @@ func (x *DomainListRequest) String() string {
 func (*DomainListRequest) ProtoMessage() {}
 
 func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +2081,7 @@ func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListRequest.ProtoReflect.Descriptor instead.
 func (*DomainListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{33}
 }
 
 type DomainListResponse struct {
@@ -1463,7 +2093,7 @@ type DomainListResponse struct {
 
 func (x *DomainListResponse) Reset() {
 	*x = DomainListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +2105,7 @@ func (x *DomainListResponse) String() string {
 func (*DomainListResponse) ProtoMessage() {}
 
 func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +2118,7 @@ func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListResponse.ProtoReflect.Descriptor instead.
 func (*DomainListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DomainListResponse) GetNames() []string {
@@ -1509,7 +2139,7 @@ type UserAddRequest struct {
 
 func (x *UserAddRequest) Reset() {
 	*x = UserAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +2151,7 @@ func (x *UserAddRequest) String() string {
 func (*UserAddRequest) ProtoMessage() {}
 
 func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +2164,7 @@ func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddRequest.ProtoReflect.Descriptor instead.
 func (*UserAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UserAddRequest) GetEmail() string {
@@ -1567,7 +2197,7 @@ type UserAddResponse struct {
 
 func (x *UserAddResponse) Reset() {
 	*x = UserAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +2209,7 @@ func (x *UserAddResponse) String() string {
 func (*UserAddResponse) ProtoMessage() {}
 
 func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +2222,7 @@ func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddResponse.ProtoReflect.Descriptor instead.
 func (*UserAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UserAddResponse) GetId() uint64 {
@@ -1610,7 +2240,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +2252,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +2265,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{37}
 }
 
 type User struct {
@@ -1650,7 +2280,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +2292,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +2305,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *User) GetId() uint64 {
@@ -1715,7 +2345,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +2357,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +2370,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -1760,7 +2390,7 @@ type UserPasswdRequest struct {
 
 func (x *UserPasswdRequest) Reset() {
 	*x = UserPasswdRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +2402,7 @@ func (x *UserPasswdRequest) String() string {
 func (*UserPasswdRequest) ProtoMessage() {}
 
 func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +2415,7 @@ func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdRequest.ProtoReflect.Descriptor instead.
 func (*UserPasswdRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UserPasswdRequest) GetEmail() string {
@@ -1810,7 +2440,7 @@ type UserPasswdResponse struct {
 
 func (x *UserPasswdResponse) Reset() {
 	*x = UserPasswdResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2452,7 @@ func (x *UserPasswdResponse) String() string {
 func (*UserPasswdResponse) ProtoMessage() {}
 
 func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2465,7 @@ func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdResponse.ProtoReflect.Descriptor instead.
 func (*UserPasswdResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{41}
 }
 
 type UserDelRequest struct {
@@ -1847,7 +2477,7 @@ type UserDelRequest struct {
 
 func (x *UserDelRequest) Reset() {
 	*x = UserDelRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2489,7 @@ func (x *UserDelRequest) String() string {
 func (*UserDelRequest) ProtoMessage() {}
 
 func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2502,7 @@ func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelRequest.ProtoReflect.Descriptor instead.
 func (*UserDelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UserDelRequest) GetEmail() string {
@@ -1890,7 +2520,7 @@ type UserDelResponse struct {
 
 func (x *UserDelResponse) Reset() {
 	*x = UserDelResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2532,7 @@ func (x *UserDelResponse) String() string {
 func (*UserDelResponse) ProtoMessage() {}
 
 func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[29]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2545,7 @@ func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelResponse.ProtoReflect.Descriptor instead.
 func (*UserDelResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{29}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{43}
 }
 
 type AliasSetRequest struct {
@@ -1928,7 +2558,7 @@ type AliasSetRequest struct {
 
 func (x *AliasSetRequest) Reset() {
 	*x = AliasSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2570,7 @@ func (x *AliasSetRequest) String() string {
 func (*AliasSetRequest) ProtoMessage() {}
 
 func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[30]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2583,7 @@ func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetRequest.ProtoReflect.Descriptor instead.
 func (*AliasSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{30}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AliasSetRequest) GetEmail() string {
@@ -1978,7 +2608,7 @@ type AliasSetResponse struct {
 
 func (x *AliasSetResponse) Reset() {
 	*x = AliasSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2620,7 @@ func (x *AliasSetResponse) String() string {
 func (*AliasSetResponse) ProtoMessage() {}
 
 func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[31]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2633,7 @@ func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetResponse.ProtoReflect.Descriptor instead.
 func (*AliasSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{31}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{45}
 }
 
 type TransferLeaderRequest struct {
@@ -2016,7 +2646,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2658,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[32]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2671,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{32}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TransferLeaderRequest) GetTo() string {
@@ -2067,7 +2697,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2709,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[33]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2722,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{33}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -2112,7 +2742,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2754,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[34]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2767,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{34}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2162,7 +2792,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2804,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[35]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2817,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{35}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{49}
 }
 
 type BackupRequest struct {
@@ -2202,7 +2832,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2844,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[36]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2857,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{36}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BackupRequest) GetAllowStale() bool {
@@ -2253,7 +2883,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +2895,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[37]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +2908,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{37}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -2323,77 +2953,956 @@ func (x *BackupChunk) GetNodeId() string {
 	return ""
 }
 
+// ImportRequest: the first carries start; then a mailbox, its messages,
+// the next mailbox, and so on. The client half-closes the stream when done
+// and reads replies until the node closes its side.
+type ImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ImportRequest_Start
+	//	*ImportRequest_Mailbox
+	//	*ImportRequest_Message
+	Item          isImportRequest_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ImportRequest) GetItem() isImportRequest_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetStart() *ImportStart {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMailbox() *ImportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMessage() *ImportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isImportRequest_Item interface {
+	isImportRequest_Item()
+}
+
+type ImportRequest_Start struct {
+	Start *ImportStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ImportRequest_Mailbox struct {
+	Mailbox *ImportMailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
+}
+
+type ImportRequest_Message struct {
+	Message *ImportMessage `protobuf:"bytes,3,opt,name=message,proto3,oneof"`
+}
+
+func (*ImportRequest_Start) isImportRequest_Item() {}
+
+func (*ImportRequest_Mailbox) isImportRequest_Item() {}
+
+func (*ImportRequest_Message) isImportRequest_Item() {}
+
+type ImportStart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
+	// keep_order commits one batch at a time, so UIDs follow the source's
+	// order exactly; otherwise a few batches commit at once (faster), and
+	// UIDs follow the source's order within each batch only.
+	KeepOrder bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
+	// forwarded is set by a follower that passed the stream on to the
+	// leader; a forwarded stream is never forwarded again.
+	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportStart) Reset() {
+	*x = ImportStart{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStart) ProtoMessage() {}
+
+func (x *ImportStart) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStart.ProtoReflect.Descriptor instead.
+func (*ImportStart) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ImportStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ImportStart) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ImportStart) GetKeepOrder() bool {
+	if x != nil {
+		return x.KeepOrder
+	}
+	return false
+}
+
+func (x *ImportStart) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+// ImportMailbox opens (creating when missing, with its parents) the mailbox
+// the following messages go to. name is "/"-separated, UTF-8.
+type ImportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"` // "\\Sent", … or empty; only applied on create
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailbox) Reset() {
+	*x = ImportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailbox) ProtoMessage() {}
+
+func (x *ImportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailbox.ProtoReflect.Descriptor instead.
+func (*ImportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ImportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+// ImportMessage is one message, or one piece of one: a message over 1 MiB
+// is sent in pieces of at most 1 MiB, the first with the metadata, every
+// one but the last with more set.
+type ImportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Seq              uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                                                     // the client's number, increasing; echoed in failures
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`                                                  // system flags and keywords, as IMAP names them
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"` // 0: now
+	Data             []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`
+	SourceId         string                 `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"` // where it came from ("INBOX uid 17", a file name): for the report
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ImportMessage) Reset() {
+	*x = ImportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMessage) ProtoMessage() {}
+
+func (x *ImportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMessage.ProtoReflect.Descriptor instead.
+func (*ImportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ImportMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ImportMessage) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+type ImportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// done_seq: every message up to this seq is settled (copied, skipped or
+	// failed), the counts below are this reply's share.
+	DoneSeq       uint64              `protobuf:"varint,1,opt,name=done_seq,json=doneSeq,proto3" json:"done_seq,omitempty"`
+	Copied        uint32              `protobuf:"varint,2,opt,name=copied,proto3" json:"copied,omitempty"`
+	Skipped       uint32              `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"` // already in the mailbox
+	Bytes         uint64              `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`     // of the copied messages
+	Failures      []*ImportFailure    `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	Mailbox       *ImportMailboxReady `protobuf:"bytes,6,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportReply) Reset() {
+	*x = ImportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportReply) ProtoMessage() {}
+
+func (x *ImportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportReply.ProtoReflect.Descriptor instead.
+func (*ImportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ImportReply) GetDoneSeq() uint64 {
+	if x != nil {
+		return x.DoneSeq
+	}
+	return 0
+}
+
+func (x *ImportReply) GetCopied() uint32 {
+	if x != nil {
+		return x.Copied
+	}
+	return 0
+}
+
+func (x *ImportReply) GetSkipped() uint32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ImportReply) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ImportReply) GetFailures() []*ImportFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+func (x *ImportReply) GetMailbox() *ImportMailboxReady {
+	if x != nil {
+		return x.Mailbox
+	}
+	return nil
+}
+
+type ImportFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	SourceId      string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportFailure) Reset() {
+	*x = ImportFailure{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportFailure) ProtoMessage() {}
+
+func (x *ImportFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportFailure.ProtoReflect.Descriptor instead.
+func (*ImportFailure) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ImportFailure) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportFailure) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *ImportFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ImportMailboxReady struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Existing      uint32                 `protobuf:"varint,3,opt,name=existing,proto3" json:"existing,omitempty"` // messages it held before this run
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailboxReady) Reset() {
+	*x = ImportMailboxReady{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailboxReady) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailboxReady) ProtoMessage() {}
+
+func (x *ImportMailboxReady) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailboxReady.ProtoReflect.Descriptor instead.
+func (*ImportMailboxReady) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ImportMailboxReady) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailboxReady) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *ImportMailboxReady) GetExisting() uint32 {
+	if x != nil {
+		return x.Existing
+	}
+	return 0
+}
+
+type ExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailboxes     []string               `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`                   // empty: all of them
+	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"` // only messages with INTERNALDATE at or after; 0: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ExportRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetMailboxes() []string {
+	if x != nil {
+		return x.Mailboxes
+	}
+	return nil
+}
+
+func (x *ExportRequest) GetSinceUnix() int64 {
+	if x != nil {
+		return x.SinceUnix
+	}
+	return 0
+}
+
+type ExportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ExportReply_Mailbox
+	//	*ExportReply_Message
+	Item          isExportReply_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReply) Reset() {
+	*x = ExportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReply) ProtoMessage() {}
+
+func (x *ExportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReply.ProtoReflect.Descriptor instead.
+func (*ExportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ExportReply) GetItem() isExportReply_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMailbox() *ExportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMessage() *ExportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isExportReply_Item interface {
+	isExportReply_Item()
+}
+
+type ExportReply_Mailbox struct {
+	Mailbox *ExportMailbox `protobuf:"bytes,1,opt,name=mailbox,proto3,oneof"`
+}
+
+type ExportReply_Message struct {
+	Message *ExportMessage `protobuf:"bytes,2,opt,name=message,proto3,oneof"`
+}
+
+func (*ExportReply_Mailbox) isExportReply_Item() {}
+
+func (*ExportReply_Message) isExportReply_Item() {}
+
+type ExportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"`
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	Messages      uint32                 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"` // in the mailbox (before --since)
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	UidValidity   uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportMailbox) Reset() {
+	*x = ExportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMailbox) ProtoMessage() {}
+
+func (x *ExportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMailbox.ProtoReflect.Descriptor instead.
+func (*ExportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ExportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+func (x *ExportMailbox) GetMessages() uint32 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+// ExportMessage is a message, or a piece of one (as ImportMessage).
+type ExportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Uid              uint32                 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	Size             uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Data             []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExportMessage) Reset() {
+	*x = ExportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMessage) ProtoMessage() {}
+
+func (x *ExportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMessage.ProtoReflect.Descriptor instead.
+func (*ExportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ExportMessage) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"\xce\x01\n" +
-	"\rImportRequest\x127\n" +
-	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
-	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
-	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
-	"\x04item\"v\n" +
-	"\vImportStart\x12\x12\n" +
-	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
+	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"U\n" +
+	"\x13VaultRestoreRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\"2\n" +
+	"\x14VaultRestoreResponse\x12\x1a\n" +
+	"\brestored\x18\x01 \x01(\x04R\brestored\"U\n" +
+	"\x13RetentionSetRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
+	"\x04days\x18\x03 \x01(\rR\x04days\"\x16\n" +
+	"\x14RetentionSetResponse\"[\n" +
+	"\x0fRetentionPolicy\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\rR\x04days\x12\x1e\n" +
+	"\vset_unix_ms\x18\x03 \x01(\x03R\tsetUnixMs\"\x16\n" +
+	"\x14RetentionListRequest\"\x96\x02\n" +
+	"\x15RetentionListResponse\x12?\n" +
+	"\bpolicies\x18\x01 \x03(\v2#.continuum.admin.v1.RetentionPolicyR\bpolicies\x12\x1a\n" +
+	"\bmessages\x18\x02 \x01(\x04R\bmessages\x12#\n" +
+	"\rheld_messages\x18\x03 \x01(\x04R\fheldMessages\x12)\n" +
+	"\x10vaulted_messages\x18\x04 \x01(\x04R\x0fvaultedMessages\x12-\n" +
+	"\x13next_expiry_unix_ms\x18\x05 \x01(\x03R\x10nextExpiryUnixMs\x12!\n" +
+	"\fdue_messages\x18\x06 \x01(\x04R\vdueMessages\"\x15\n" +
+	"\x13RetentionRunRequest\"J\n" +
+	"\x14RetentionRunResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x04R\aremoved\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x04R\aentries\"V\n" +
+	"\x10HoldPlaceRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x13\n" +
+	"\x11HoldPlaceResponse\"@\n" +
+	"\x12HoldReleaseRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\"\x15\n" +
+	"\x13HoldReleaseResponse\"\xb6\x01\n" +
+	"\x04Hold\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tplaced_by\x18\x03 \x01(\tR\bplacedBy\x12$\n" +
+	"\x0eplaced_unix_ms\x18\x04 \x01(\x03R\fplacedUnixMs\x12!\n" +
+	"\fplaced_index\x18\x05 \x01(\x04R\vplacedIndex\x12\x1a\n" +
+	"\bmessages\x18\x06 \x01(\x04R\bmessages\"\x11\n" +
+	"\x0fHoldListRequest\"B\n" +
+	"\x10HoldListResponse\x12.\n" +
+	"\x05holds\x18\x01 \x03(\v2\x18.continuum.admin.v1.HoldR\x05holds\"\x16\n" +
+	"\x14ArchiveVerifyRequest\"\xf8\x01\n" +
+	"\x15ArchiveVerifyResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05links\x18\x03 \x01(\x04R\x05links\x12\x1d\n" +
 	"\n" +
-	"keep_order\x18\x03 \x01(\bR\tkeepOrder\x12\x1c\n" +
-	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"d\n" +
-	"\rImportMailbox\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
-	"\vspecial_use\x18\x02 \x01(\tR\n" +
-	"specialUse\x12\x1e\n" +
+	"head_index\x18\x04 \x01(\x04R\theadIndex\x12\x1f\n" +
+	"\vbreak_index\x18\x05 \x01(\x04R\n" +
+	"breakIndex\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12#\n" +
+	"\rblobs_checked\x18\b \x01(\x04R\fblobsChecked\"\xaf\x01\n" +
+	"\x14ArchiveSearchRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1b\n" +
+	"\tfrom_unix\x18\x03 \x01(\x03R\bfromUnix\x12\x17\n" +
+	"\ato_unix\x18\x04 \x01(\x03R\x06toUnix\x12!\n" +
+	"\finclude_held\x18\x05 \x01(\bR\vincludeHeld\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xa1\x02\n" +
 	"\n" +
-	"subscribed\x18\x03 \x01(\bR\n" +
-	"subscribed\"\xaa\x01\n" +
-	"\rImportMessage\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
-	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
-	"\x04more\x18\x05 \x01(\bR\x04more\x12\x1b\n" +
-	"\tsource_id\x18\x06 \x01(\tR\bsourceId\"\xf1\x01\n" +
-	"\vImportReply\x12\x19\n" +
-	"\bdone_seq\x18\x01 \x01(\x04R\adoneSeq\x12\x16\n" +
-	"\x06copied\x18\x02 \x01(\rR\x06copied\x12\x18\n" +
-	"\askipped\x18\x03 \x01(\rR\askipped\x12\x14\n" +
-	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12=\n" +
-	"\bfailures\x18\x05 \x03(\v2!.continuum.admin.v1.ImportFailureR\bfailures\x12@\n" +
-	"\amailbox\x18\x06 \x01(\v2&.continuum.admin.v1.ImportMailboxReadyR\amailbox\"V\n" +
-	"\rImportFailure\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
-	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"^\n" +
-	"\x12ImportMailboxReady\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1a\n" +
-	"\bexisting\x18\x03 \x01(\rR\bexisting\"`\n" +
-	"\rExportRequest\x12\x12\n" +
-	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1c\n" +
-	"\tmailboxes\x18\x02 \x03(\tR\tmailboxes\x12\x1d\n" +
+	"ArchiveHit\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12,\n" +
+	"\x12internal_date_unix\x18\x04 \x01(\x03R\x10internalDateUnix\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12\x12\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\x12\x16\n" +
+	"\x06sha256\x18\a \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\b \x01(\x04R\x04size\x12\x18\n" +
+	"\avaulted\x18\t \x01(\bR\avaulted\x12\x12\n" +
+	"\x04held\x18\n" +
+	" \x01(\bR\x04held\x12\x1d\n" +
 	"\n" +
-	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\"\x93\x01\n" +
-	"\vExportReply\x12=\n" +
-	"\amailbox\x18\x01 \x01(\v2!.continuum.admin.v1.ExportMailboxH\x00R\amailbox\x12=\n" +
-	"\amessage\x18\x02 \x01(\v2!.continuum.admin.v1.ExportMessageH\x00R\amessageB\x06\n" +
-	"\x04item\"\xb9\x01\n" +
-	"\rExportMailbox\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
-	"\vspecial_use\x18\x02 \x01(\tR\n" +
-	"specialUse\x12\x1e\n" +
+	"message_id\x18\v \x01(\tR\tmessageId\"\xa4\x01\n" +
+	"\x15ArchiveSearchResponse\x122\n" +
+	"\x04hits\x18\x01 \x03(\v2\x1e.continuum.admin.v1.ArchiveHitR\x04hits\x12\x1f\n" +
+	"\vaudit_index\x18\x02 \x01(\x04R\n" +
+	"auditIndex\x12\x18\n" +
+	"\ascanned\x18\x03 \x01(\x04R\ascanned\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\x8f\x01\n" +
+	"\x12ArchiveExportChunk\x120\n" +
+	"\x03hit\x18\x01 \x01(\v2\x1e.continuum.admin.v1.ArchiveHitR\x03hit\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12\x1f\n" +
+	"\vaudit_index\x18\x04 \x01(\x04R\n" +
+	"auditIndex\"(\n" +
+	"\x10AuditListRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\xa4\x01\n" +
 	"\n" +
-	"subscribed\x18\x03 \x01(\bR\n" +
-	"subscribed\x12\x1a\n" +
-	"\bmessages\x18\x04 \x01(\rR\bmessages\x12\x14\n" +
-	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12!\n" +
-	"\fuid_validity\x18\x06 \x01(\rR\vuidValidity\"\xa1\x01\n" +
-	"\rExportMessage\x12\x10\n" +
-	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x14\n" +
-	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
-	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04more\x18\x06 \x01(\bR\x04more\"-\n" +
+	"AuditEntry\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12 \n" +
+	"\ftime_unix_ms\x18\x02 \x01(\x03R\n" +
+	"timeUnixMs\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x18\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\"M\n" +
+	"\x11AuditListResponse\x128\n" +
+	"\aentries\x18\x01 \x03(\v2\x1e.continuum.admin.v1.AuditEntryR\aentries\"-\n" +
 	"\fCheckRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"c\n" +
@@ -2493,7 +4002,73 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xdd\t\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\"\xce\x01\n" +
+	"\rImportRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
+	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"v\n" +
+	"\vImportStart\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
+	"\n" +
+	"keep_order\x18\x03 \x01(\bR\tkeepOrder\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"d\n" +
+	"\rImportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\"\xaa\x01\n" +
+	"\rImportMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x05 \x01(\bR\x04more\x12\x1b\n" +
+	"\tsource_id\x18\x06 \x01(\tR\bsourceId\"\xf1\x01\n" +
+	"\vImportReply\x12\x19\n" +
+	"\bdone_seq\x18\x01 \x01(\x04R\adoneSeq\x12\x16\n" +
+	"\x06copied\x18\x02 \x01(\rR\x06copied\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\rR\askipped\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12=\n" +
+	"\bfailures\x18\x05 \x03(\v2!.continuum.admin.v1.ImportFailureR\bfailures\x12@\n" +
+	"\amailbox\x18\x06 \x01(\v2&.continuum.admin.v1.ImportMailboxReadyR\amailbox\"V\n" +
+	"\rImportFailure\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
+	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"^\n" +
+	"\x12ImportMailboxReady\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1a\n" +
+	"\bexisting\x18\x03 \x01(\rR\bexisting\"`\n" +
+	"\rExportRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1c\n" +
+	"\tmailboxes\x18\x02 \x03(\tR\tmailboxes\x12\x1d\n" +
+	"\n" +
+	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\"\x93\x01\n" +
+	"\vExportReply\x12=\n" +
+	"\amailbox\x18\x01 \x01(\v2!.continuum.admin.v1.ExportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x02 \x01(\v2!.continuum.admin.v1.ExportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"\xb9\x01\n" +
+	"\rExportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\rR\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12!\n" +
+	"\fuid_validity\x18\x06 \x01(\rR\vuidValidity\"\xa1\x01\n" +
+	"\rExportMessage\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x06 \x01(\bR\x04more2\x88\x12\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -2509,7 +4084,18 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12%.continuum.admin.v1.RemoveNodeRequest\x1a&.continuum.admin.v1.RemoveNodeResponse\x12N\n" +
 	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01\x12L\n" +
-	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponse\x12P\n" +
+	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponse\x12a\n" +
+	"\fRetentionSet\x12'.continuum.admin.v1.RetentionSetRequest\x1a(.continuum.admin.v1.RetentionSetResponse\x12d\n" +
+	"\rRetentionList\x12(.continuum.admin.v1.RetentionListRequest\x1a).continuum.admin.v1.RetentionListResponse\x12a\n" +
+	"\fRetentionRun\x12'.continuum.admin.v1.RetentionRunRequest\x1a(.continuum.admin.v1.RetentionRunResponse\x12X\n" +
+	"\tHoldPlace\x12$.continuum.admin.v1.HoldPlaceRequest\x1a%.continuum.admin.v1.HoldPlaceResponse\x12^\n" +
+	"\vHoldRelease\x12&.continuum.admin.v1.HoldReleaseRequest\x1a'.continuum.admin.v1.HoldReleaseResponse\x12U\n" +
+	"\bHoldList\x12#.continuum.admin.v1.HoldListRequest\x1a$.continuum.admin.v1.HoldListResponse\x12d\n" +
+	"\rArchiveVerify\x12(.continuum.admin.v1.ArchiveVerifyRequest\x1a).continuum.admin.v1.ArchiveVerifyResponse\x12d\n" +
+	"\rArchiveSearch\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a).continuum.admin.v1.ArchiveSearchResponse\x12c\n" +
+	"\rArchiveExport\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a&.continuum.admin.v1.ArchiveExportChunk0\x01\x12X\n" +
+	"\tAuditList\x12$.continuum.admin.v1.AuditListRequest\x1a%.continuum.admin.v1.AuditListResponse\x12a\n" +
+	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponse\x12P\n" +
 	"\x06Import\x12!.continuum.admin.v1.ImportRequest\x1a\x1f.continuum.admin.v1.ImportReply(\x010\x01\x12N\n" +
 	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
@@ -2525,91 +4111,143 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*ImportRequest)(nil),          // 0: continuum.admin.v1.ImportRequest
-	(*ImportStart)(nil),            // 1: continuum.admin.v1.ImportStart
-	(*ImportMailbox)(nil),          // 2: continuum.admin.v1.ImportMailbox
-	(*ImportMessage)(nil),          // 3: continuum.admin.v1.ImportMessage
-	(*ImportReply)(nil),            // 4: continuum.admin.v1.ImportReply
-	(*ImportFailure)(nil),          // 5: continuum.admin.v1.ImportFailure
-	(*ImportMailboxReady)(nil),     // 6: continuum.admin.v1.ImportMailboxReady
-	(*ExportRequest)(nil),          // 7: continuum.admin.v1.ExportRequest
-	(*ExportReply)(nil),            // 8: continuum.admin.v1.ExportReply
-	(*ExportMailbox)(nil),          // 9: continuum.admin.v1.ExportMailbox
-	(*ExportMessage)(nil),          // 10: continuum.admin.v1.ExportMessage
-	(*CheckRequest)(nil),           // 11: continuum.admin.v1.CheckRequest
-	(*CheckNode)(nil),              // 12: continuum.admin.v1.CheckNode
-	(*CheckResponse)(nil),          // 13: continuum.admin.v1.CheckResponse
-	(*ClusterStatusRequest)(nil),   // 14: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),             // 15: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),  // 16: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),       // 17: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),      // 18: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),      // 19: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),     // 20: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),         // 21: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),        // 22: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),        // 23: continuum.admin.v1.UserListRequest
-	(*User)(nil),                   // 24: continuum.admin.v1.User
-	(*UserListResponse)(nil),       // 25: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),      // 26: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),     // 27: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),         // 28: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),        // 29: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),        // 30: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),       // 31: continuum.admin.v1.AliasSetResponse
-	(*TransferLeaderRequest)(nil),  // 32: continuum.admin.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 33: continuum.admin.v1.TransferLeaderResponse
-	(*RemoveNodeRequest)(nil),      // 34: continuum.admin.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 35: continuum.admin.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 36: continuum.admin.v1.BackupRequest
-	(*BackupChunk)(nil),            // 37: continuum.admin.v1.BackupChunk
+	(*VaultRestoreRequest)(nil),    // 0: continuum.admin.v1.VaultRestoreRequest
+	(*VaultRestoreResponse)(nil),   // 1: continuum.admin.v1.VaultRestoreResponse
+	(*RetentionSetRequest)(nil),    // 2: continuum.admin.v1.RetentionSetRequest
+	(*RetentionSetResponse)(nil),   // 3: continuum.admin.v1.RetentionSetResponse
+	(*RetentionPolicy)(nil),        // 4: continuum.admin.v1.RetentionPolicy
+	(*RetentionListRequest)(nil),   // 5: continuum.admin.v1.RetentionListRequest
+	(*RetentionListResponse)(nil),  // 6: continuum.admin.v1.RetentionListResponse
+	(*RetentionRunRequest)(nil),    // 7: continuum.admin.v1.RetentionRunRequest
+	(*RetentionRunResponse)(nil),   // 8: continuum.admin.v1.RetentionRunResponse
+	(*HoldPlaceRequest)(nil),       // 9: continuum.admin.v1.HoldPlaceRequest
+	(*HoldPlaceResponse)(nil),      // 10: continuum.admin.v1.HoldPlaceResponse
+	(*HoldReleaseRequest)(nil),     // 11: continuum.admin.v1.HoldReleaseRequest
+	(*HoldReleaseResponse)(nil),    // 12: continuum.admin.v1.HoldReleaseResponse
+	(*Hold)(nil),                   // 13: continuum.admin.v1.Hold
+	(*HoldListRequest)(nil),        // 14: continuum.admin.v1.HoldListRequest
+	(*HoldListResponse)(nil),       // 15: continuum.admin.v1.HoldListResponse
+	(*ArchiveVerifyRequest)(nil),   // 16: continuum.admin.v1.ArchiveVerifyRequest
+	(*ArchiveVerifyResponse)(nil),  // 17: continuum.admin.v1.ArchiveVerifyResponse
+	(*ArchiveSearchRequest)(nil),   // 18: continuum.admin.v1.ArchiveSearchRequest
+	(*ArchiveHit)(nil),             // 19: continuum.admin.v1.ArchiveHit
+	(*ArchiveSearchResponse)(nil),  // 20: continuum.admin.v1.ArchiveSearchResponse
+	(*ArchiveExportChunk)(nil),     // 21: continuum.admin.v1.ArchiveExportChunk
+	(*AuditListRequest)(nil),       // 22: continuum.admin.v1.AuditListRequest
+	(*AuditEntry)(nil),             // 23: continuum.admin.v1.AuditEntry
+	(*AuditListResponse)(nil),      // 24: continuum.admin.v1.AuditListResponse
+	(*CheckRequest)(nil),           // 25: continuum.admin.v1.CheckRequest
+	(*CheckNode)(nil),              // 26: continuum.admin.v1.CheckNode
+	(*CheckResponse)(nil),          // 27: continuum.admin.v1.CheckResponse
+	(*ClusterStatusRequest)(nil),   // 28: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 29: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 30: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 31: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 32: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 33: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 34: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 35: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 36: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 37: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 38: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 39: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 40: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 41: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 42: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 43: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 44: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 45: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 46: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 47: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 48: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 49: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 50: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 51: continuum.admin.v1.BackupChunk
+	(*ImportRequest)(nil),          // 52: continuum.admin.v1.ImportRequest
+	(*ImportStart)(nil),            // 53: continuum.admin.v1.ImportStart
+	(*ImportMailbox)(nil),          // 54: continuum.admin.v1.ImportMailbox
+	(*ImportMessage)(nil),          // 55: continuum.admin.v1.ImportMessage
+	(*ImportReply)(nil),            // 56: continuum.admin.v1.ImportReply
+	(*ImportFailure)(nil),          // 57: continuum.admin.v1.ImportFailure
+	(*ImportMailboxReady)(nil),     // 58: continuum.admin.v1.ImportMailboxReady
+	(*ExportRequest)(nil),          // 59: continuum.admin.v1.ExportRequest
+	(*ExportReply)(nil),            // 60: continuum.admin.v1.ExportReply
+	(*ExportMailbox)(nil),          // 61: continuum.admin.v1.ExportMailbox
+	(*ExportMessage)(nil),          // 62: continuum.admin.v1.ExportMessage
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
-	1,  // 0: continuum.admin.v1.ImportRequest.start:type_name -> continuum.admin.v1.ImportStart
-	2,  // 1: continuum.admin.v1.ImportRequest.mailbox:type_name -> continuum.admin.v1.ImportMailbox
-	3,  // 2: continuum.admin.v1.ImportRequest.message:type_name -> continuum.admin.v1.ImportMessage
-	5,  // 3: continuum.admin.v1.ImportReply.failures:type_name -> continuum.admin.v1.ImportFailure
-	6,  // 4: continuum.admin.v1.ImportReply.mailbox:type_name -> continuum.admin.v1.ImportMailboxReady
-	9,  // 5: continuum.admin.v1.ExportReply.mailbox:type_name -> continuum.admin.v1.ExportMailbox
-	10, // 6: continuum.admin.v1.ExportReply.message:type_name -> continuum.admin.v1.ExportMessage
-	12, // 7: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
-	15, // 8: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
-	24, // 9: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	14, // 10: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	17, // 11: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	19, // 12: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	21, // 13: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	23, // 14: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	26, // 15: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	28, // 16: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	30, // 17: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	32, // 18: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	34, // 19: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	36, // 20: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	11, // 21: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	0,  // 22: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
-	7,  // 23: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
-	16, // 24: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	18, // 25: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	20, // 26: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	22, // 27: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	25, // 28: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	27, // 29: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	29, // 30: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	31, // 31: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	33, // 32: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	35, // 33: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	37, // 34: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	13, // 35: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	4,  // 36: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
-	8,  // 37: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
-	24, // [24:38] is the sub-list for method output_type
-	10, // [10:24] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
+	13, // 1: continuum.admin.v1.HoldListResponse.holds:type_name -> continuum.admin.v1.Hold
+	19, // 2: continuum.admin.v1.ArchiveSearchResponse.hits:type_name -> continuum.admin.v1.ArchiveHit
+	19, // 3: continuum.admin.v1.ArchiveExportChunk.hit:type_name -> continuum.admin.v1.ArchiveHit
+	23, // 4: continuum.admin.v1.AuditListResponse.entries:type_name -> continuum.admin.v1.AuditEntry
+	26, // 5: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
+	29, // 6: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
+	38, // 7: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
+	53, // 8: continuum.admin.v1.ImportRequest.start:type_name -> continuum.admin.v1.ImportStart
+	54, // 9: continuum.admin.v1.ImportRequest.mailbox:type_name -> continuum.admin.v1.ImportMailbox
+	55, // 10: continuum.admin.v1.ImportRequest.message:type_name -> continuum.admin.v1.ImportMessage
+	57, // 11: continuum.admin.v1.ImportReply.failures:type_name -> continuum.admin.v1.ImportFailure
+	58, // 12: continuum.admin.v1.ImportReply.mailbox:type_name -> continuum.admin.v1.ImportMailboxReady
+	61, // 13: continuum.admin.v1.ExportReply.mailbox:type_name -> continuum.admin.v1.ExportMailbox
+	62, // 14: continuum.admin.v1.ExportReply.message:type_name -> continuum.admin.v1.ExportMessage
+	28, // 15: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	31, // 16: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	33, // 17: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	35, // 18: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	37, // 19: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	40, // 20: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	42, // 21: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	44, // 22: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	46, // 23: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	48, // 24: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	50, // 25: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	25, // 26: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	2,  // 27: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
+	5,  // 28: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
+	7,  // 29: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
+	9,  // 30: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
+	11, // 31: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
+	14, // 32: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
+	16, // 33: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
+	18, // 34: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	18, // 35: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	22, // 36: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
+	0,  // 37: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
+	52, // 38: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
+	59, // 39: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
+	30, // 40: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	32, // 41: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	34, // 42: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	36, // 43: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	39, // 44: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	41, // 45: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	43, // 46: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	45, // 47: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	47, // 48: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	49, // 49: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	51, // 50: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	27, // 51: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	3,  // 52: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
+	6,  // 53: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
+	8,  // 54: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
+	10, // 55: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
+	12, // 56: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
+	15, // 57: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
+	17, // 58: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
+	20, // 59: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
+	21, // 60: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
+	24, // 61: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
+	1,  // 62: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
+	56, // 63: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
+	60, // 64: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
+	40, // [40:65] is the sub-list for method output_type
+	15, // [15:40] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_proto_adminpb_admin_proto_init() }
@@ -2617,12 +4255,12 @@ func file_proto_adminpb_admin_proto_init() {
 	if File_proto_adminpb_admin_proto != nil {
 		return
 	}
-	file_proto_adminpb_admin_proto_msgTypes[0].OneofWrappers = []any{
+	file_proto_adminpb_admin_proto_msgTypes[52].OneofWrappers = []any{
 		(*ImportRequest_Start)(nil),
 		(*ImportRequest_Mailbox)(nil),
 		(*ImportRequest_Message)(nil),
 	}
-	file_proto_adminpb_admin_proto_msgTypes[8].OneofWrappers = []any{
+	file_proto_adminpb_admin_proto_msgTypes[60].OneofWrappers = []any{
 		(*ExportReply_Mailbox)(nil),
 		(*ExportReply_Message)(nil),
 	}
@@ -2632,7 +4270,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,17 @@ const (
 	Admin_RemoveNode_FullMethodName     = "/continuum.admin.v1.Admin/RemoveNode"
 	Admin_Backup_FullMethodName         = "/continuum.admin.v1.Admin/Backup"
 	Admin_Check_FullMethodName          = "/continuum.admin.v1.Admin/Check"
+	Admin_RetentionSet_FullMethodName   = "/continuum.admin.v1.Admin/RetentionSet"
+	Admin_RetentionList_FullMethodName  = "/continuum.admin.v1.Admin/RetentionList"
+	Admin_RetentionRun_FullMethodName   = "/continuum.admin.v1.Admin/RetentionRun"
+	Admin_HoldPlace_FullMethodName      = "/continuum.admin.v1.Admin/HoldPlace"
+	Admin_HoldRelease_FullMethodName    = "/continuum.admin.v1.Admin/HoldRelease"
+	Admin_HoldList_FullMethodName       = "/continuum.admin.v1.Admin/HoldList"
+	Admin_ArchiveVerify_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveVerify"
+	Admin_ArchiveSearch_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveSearch"
+	Admin_ArchiveExport_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveExport"
+	Admin_AuditList_FullMethodName      = "/continuum.admin.v1.Admin/AuditList"
+	Admin_VaultRestore_FullMethodName   = "/continuum.admin.v1.Admin/VaultRestore"
 	Admin_Import_FullMethodName         = "/continuum.admin.v1.Admin/Import"
 	Admin_Export_FullMethodName         = "/continuum.admin.v1.Admin/Export"
 )
@@ -62,6 +73,24 @@ type AdminClient interface {
 	// Check proposes a replicated consistency check and waits (up to
 	// timeout_ms) for every member's digest of its state at that index.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// The compliance archive. Every write, and every search or export, is
+	// recorded in the audit log with the caller's identity.
+	RetentionSet(ctx context.Context, in *RetentionSetRequest, opts ...grpc.CallOption) (*RetentionSetResponse, error)
+	RetentionList(ctx context.Context, in *RetentionListRequest, opts ...grpc.CallOption) (*RetentionListResponse, error)
+	// RetentionRun proposes expiry now (the leader also does on a schedule).
+	RetentionRun(ctx context.Context, in *RetentionRunRequest, opts ...grpc.CallOption) (*RetentionRunResponse, error)
+	HoldPlace(ctx context.Context, in *HoldPlaceRequest, opts ...grpc.CallOption) (*HoldPlaceResponse, error)
+	HoldRelease(ctx context.Context, in *HoldReleaseRequest, opts ...grpc.CallOption) (*HoldReleaseResponse, error)
+	HoldList(ctx context.Context, in *HoldListRequest, opts ...grpc.CallOption) (*HoldListResponse, error)
+	// ArchiveVerify recomputes the journal's hash chain on the node asked
+	// (not forwarded).
+	ArchiveVerify(ctx context.Context, in *ArchiveVerifyRequest, opts ...grpc.CallOption) (*ArchiveVerifyResponse, error)
+	ArchiveSearch(ctx context.Context, in *ArchiveSearchRequest, opts ...grpc.CallOption) (*ArchiveSearchResponse, error)
+	// ArchiveExport streams the messages a search finds.
+	ArchiveExport(ctx context.Context, in *ArchiveSearchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveExportChunk], error)
+	AuditList(ctx context.Context, in *AuditListRequest, opts ...grpc.CallOption) (*AuditListResponse, error)
+	// VaultRestore puts a user's vaulted messages back into their mailboxes.
+	VaultRestore(ctx context.Context, in *VaultRestoreRequest, opts ...grpc.CallOption) (*VaultRestoreResponse, error)
 	// Import copies mail into a user's mailboxes (continuum import). The
 	// client streams mailboxes and messages; the node skips what the mailbox
 	// holds already, batches the rest into AppendBatch entries (proposed
@@ -211,9 +240,128 @@ func (c *adminClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) RetentionSet(ctx context.Context, in *RetentionSetRequest, opts ...grpc.CallOption) (*RetentionSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetentionSetResponse)
+	err := c.cc.Invoke(ctx, Admin_RetentionSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RetentionList(ctx context.Context, in *RetentionListRequest, opts ...grpc.CallOption) (*RetentionListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetentionListResponse)
+	err := c.cc.Invoke(ctx, Admin_RetentionList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RetentionRun(ctx context.Context, in *RetentionRunRequest, opts ...grpc.CallOption) (*RetentionRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetentionRunResponse)
+	err := c.cc.Invoke(ctx, Admin_RetentionRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) HoldPlace(ctx context.Context, in *HoldPlaceRequest, opts ...grpc.CallOption) (*HoldPlaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldPlaceResponse)
+	err := c.cc.Invoke(ctx, Admin_HoldPlace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) HoldRelease(ctx context.Context, in *HoldReleaseRequest, opts ...grpc.CallOption) (*HoldReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldReleaseResponse)
+	err := c.cc.Invoke(ctx, Admin_HoldRelease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) HoldList(ctx context.Context, in *HoldListRequest, opts ...grpc.CallOption) (*HoldListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldListResponse)
+	err := c.cc.Invoke(ctx, Admin_HoldList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ArchiveVerify(ctx context.Context, in *ArchiveVerifyRequest, opts ...grpc.CallOption) (*ArchiveVerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ArchiveVerifyResponse)
+	err := c.cc.Invoke(ctx, Admin_ArchiveVerify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ArchiveSearch(ctx context.Context, in *ArchiveSearchRequest, opts ...grpc.CallOption) (*ArchiveSearchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ArchiveSearchResponse)
+	err := c.cc.Invoke(ctx, Admin_ArchiveSearch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ArchiveExport(ctx context.Context, in *ArchiveSearchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveExportChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[1], Admin_ArchiveExport_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ArchiveSearchRequest, ArchiveExportChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ArchiveExportClient = grpc.ServerStreamingClient[ArchiveExportChunk]
+
+func (c *adminClient) AuditList(ctx context.Context, in *AuditListRequest, opts ...grpc.CallOption) (*AuditListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditListResponse)
+	err := c.cc.Invoke(ctx, Admin_AuditList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) VaultRestore(ctx context.Context, in *VaultRestoreRequest, opts ...grpc.CallOption) (*VaultRestoreResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VaultRestoreResponse)
+	err := c.cc.Invoke(ctx, Admin_VaultRestore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) Import(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportRequest, ImportReply], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[1], Admin_Import_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[2], Admin_Import_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +374,7 @@ type Admin_ImportClient = grpc.BidiStreamingClient[ImportRequest, ImportReply]
 
 func (c *adminClient) Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportReply], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[2], Admin_Export_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[3], Admin_Export_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +415,24 @@ type AdminServer interface {
 	// Check proposes a replicated consistency check and waits (up to
 	// timeout_ms) for every member's digest of its state at that index.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// The compliance archive. Every write, and every search or export, is
+	// recorded in the audit log with the caller's identity.
+	RetentionSet(context.Context, *RetentionSetRequest) (*RetentionSetResponse, error)
+	RetentionList(context.Context, *RetentionListRequest) (*RetentionListResponse, error)
+	// RetentionRun proposes expiry now (the leader also does on a schedule).
+	RetentionRun(context.Context, *RetentionRunRequest) (*RetentionRunResponse, error)
+	HoldPlace(context.Context, *HoldPlaceRequest) (*HoldPlaceResponse, error)
+	HoldRelease(context.Context, *HoldReleaseRequest) (*HoldReleaseResponse, error)
+	HoldList(context.Context, *HoldListRequest) (*HoldListResponse, error)
+	// ArchiveVerify recomputes the journal's hash chain on the node asked
+	// (not forwarded).
+	ArchiveVerify(context.Context, *ArchiveVerifyRequest) (*ArchiveVerifyResponse, error)
+	ArchiveSearch(context.Context, *ArchiveSearchRequest) (*ArchiveSearchResponse, error)
+	// ArchiveExport streams the messages a search finds.
+	ArchiveExport(*ArchiveSearchRequest, grpc.ServerStreamingServer[ArchiveExportChunk]) error
+	AuditList(context.Context, *AuditListRequest) (*AuditListResponse, error)
+	// VaultRestore puts a user's vaulted messages back into their mailboxes.
+	VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error)
 	// Import copies mail into a user's mailboxes (continuum import). The
 	// client streams mailboxes and messages; the node skips what the mailbox
 	// holds already, batches the rest into AppendBatch entries (proposed
@@ -322,6 +488,39 @@ func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAdminServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedAdminServer) RetentionSet(context.Context, *RetentionSetRequest) (*RetentionSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetentionSet not implemented")
+}
+func (UnimplementedAdminServer) RetentionList(context.Context, *RetentionListRequest) (*RetentionListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetentionList not implemented")
+}
+func (UnimplementedAdminServer) RetentionRun(context.Context, *RetentionRunRequest) (*RetentionRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetentionRun not implemented")
+}
+func (UnimplementedAdminServer) HoldPlace(context.Context, *HoldPlaceRequest) (*HoldPlaceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldPlace not implemented")
+}
+func (UnimplementedAdminServer) HoldRelease(context.Context, *HoldReleaseRequest) (*HoldReleaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldRelease not implemented")
+}
+func (UnimplementedAdminServer) HoldList(context.Context, *HoldListRequest) (*HoldListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldList not implemented")
+}
+func (UnimplementedAdminServer) ArchiveVerify(context.Context, *ArchiveVerifyRequest) (*ArchiveVerifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ArchiveVerify not implemented")
+}
+func (UnimplementedAdminServer) ArchiveSearch(context.Context, *ArchiveSearchRequest) (*ArchiveSearchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ArchiveSearch not implemented")
+}
+func (UnimplementedAdminServer) ArchiveExport(*ArchiveSearchRequest, grpc.ServerStreamingServer[ArchiveExportChunk]) error {
+	return status.Error(codes.Unimplemented, "method ArchiveExport not implemented")
+}
+func (UnimplementedAdminServer) AuditList(context.Context, *AuditListRequest) (*AuditListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditList not implemented")
+}
+func (UnimplementedAdminServer) VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VaultRestore not implemented")
 }
 func (UnimplementedAdminServer) Import(grpc.BidiStreamingServer[ImportRequest, ImportReply]) error {
 	return status.Error(codes.Unimplemented, "method Import not implemented")
@@ -559,6 +758,197 @@ func _Admin_Check_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RetentionSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetentionSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RetentionSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RetentionSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RetentionSet(ctx, req.(*RetentionSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RetentionList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetentionListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RetentionList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RetentionList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RetentionList(ctx, req.(*RetentionListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RetentionRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetentionRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RetentionRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RetentionRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RetentionRun(ctx, req.(*RetentionRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_HoldPlace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldPlaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HoldPlace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HoldPlace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HoldPlace(ctx, req.(*HoldPlaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_HoldRelease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HoldRelease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HoldRelease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HoldRelease(ctx, req.(*HoldReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_HoldList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HoldList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HoldList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HoldList(ctx, req.(*HoldListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ArchiveVerify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ArchiveVerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ArchiveVerify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ArchiveVerify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ArchiveVerify(ctx, req.(*ArchiveVerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ArchiveSearch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ArchiveSearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ArchiveSearch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ArchiveSearch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ArchiveSearch(ctx, req.(*ArchiveSearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ArchiveExport_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ArchiveSearchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).ArchiveExport(m, &grpc.GenericServerStream[ArchiveSearchRequest, ArchiveExportChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ArchiveExportServer = grpc.ServerStreamingServer[ArchiveExportChunk]
+
+func _Admin_AuditList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AuditList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AuditList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AuditList(ctx, req.(*AuditListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_VaultRestore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VaultRestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).VaultRestore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_VaultRestore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).VaultRestore(ctx, req.(*VaultRestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_Import_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(AdminServer).Import(&grpc.GenericServerStream[ImportRequest, ImportReply]{ServerStream: stream})
 }
@@ -628,11 +1018,56 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Check",
 			Handler:    _Admin_Check_Handler,
 		},
+		{
+			MethodName: "RetentionSet",
+			Handler:    _Admin_RetentionSet_Handler,
+		},
+		{
+			MethodName: "RetentionList",
+			Handler:    _Admin_RetentionList_Handler,
+		},
+		{
+			MethodName: "RetentionRun",
+			Handler:    _Admin_RetentionRun_Handler,
+		},
+		{
+			MethodName: "HoldPlace",
+			Handler:    _Admin_HoldPlace_Handler,
+		},
+		{
+			MethodName: "HoldRelease",
+			Handler:    _Admin_HoldRelease_Handler,
+		},
+		{
+			MethodName: "HoldList",
+			Handler:    _Admin_HoldList_Handler,
+		},
+		{
+			MethodName: "ArchiveVerify",
+			Handler:    _Admin_ArchiveVerify_Handler,
+		},
+		{
+			MethodName: "ArchiveSearch",
+			Handler:    _Admin_ArchiveSearch_Handler,
+		},
+		{
+			MethodName: "AuditList",
+			Handler:    _Admin_AuditList_Handler,
+		},
+		{
+			MethodName: "VaultRestore",
+			Handler:    _Admin_VaultRestore_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Backup",
 			Handler:       _Admin_Backup_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ArchiveExport",
+			Handler:       _Admin_ArchiveExport_Handler,
 			ServerStreams: true,
 		},
 		{

@@ -93,6 +93,7 @@ const (
 	Code_CODE_NOT_EMPTY  Code = 5
 	Code_CODE_MODIFIED   Code = 6 // CONDSTORE: some messages changed since unchanged_since
 	Code_CODE_INCOMPLETE Code = 7 // a chunked blob's upload is missing chunks (or expired): retry
+	Code_CODE_HELD       Code = 8 // refused: the user or domain is under legal hold
 )
 
 // Enum value maps for Code.
@@ -106,6 +107,7 @@ var (
 		5: "CODE_NOT_EMPTY",
 		6: "CODE_MODIFIED",
 		7: "CODE_INCOMPLETE",
+		8: "CODE_HELD",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":         0,
@@ -116,6 +118,7 @@ var (
 		"CODE_NOT_EMPTY":  5,
 		"CODE_MODIFIED":   6,
 		"CODE_INCOMPLETE": 7,
+		"CODE_HELD":       8,
 	}
 )
 
@@ -173,6 +176,12 @@ type Command struct {
 	//	*Command_Expunge
 	//	*Command_BlobChunk
 	//	*Command_ConsistencyCheck
+	//	*Command_AdminCommand
+	//	*Command_RetentionSet
+	//	*Command_RetentionRun
+	//	*Command_HoldPlace
+	//	*Command_HoldRelease
+	//	*Command_VaultRestore
 	//	*Command_AppendBatch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
@@ -401,6 +410,60 @@ func (x *Command) GetConsistencyCheck() *ConsistencyCheck {
 	return nil
 }
 
+func (x *Command) GetAdminCommand() *AdminCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AdminCommand); ok {
+			return x.AdminCommand
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetentionSet() *RetentionSet {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RetentionSet); ok {
+			return x.RetentionSet
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetentionRun() *RetentionRun {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RetentionRun); ok {
+			return x.RetentionRun
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetHoldPlace() *HoldPlace {
+	if x != nil {
+		if x, ok := x.Op.(*Command_HoldPlace); ok {
+			return x.HoldPlace
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetHoldRelease() *HoldRelease {
+	if x != nil {
+		if x, ok := x.Op.(*Command_HoldRelease); ok {
+			return x.HoldRelease
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetVaultRestore() *VaultRestore {
+	if x != nil {
+		if x, ok := x.Op.(*Command_VaultRestore); ok {
+			return x.VaultRestore
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetAppendBatch() *AppendBatch {
 	if x != nil {
 		if x, ok := x.Op.(*Command_AppendBatch); ok {
@@ -491,8 +554,32 @@ type Command_ConsistencyCheck struct {
 	ConsistencyCheck *ConsistencyCheck `protobuf:"bytes,40,opt,name=consistency_check,json=consistencyCheck,proto3,oneof"`
 }
 
+type Command_AdminCommand struct {
+	// Numbers 41-49 are left for other operations; the archive's start at 50.
+	AdminCommand *AdminCommand `protobuf:"bytes,50,opt,name=admin_command,json=adminCommand,proto3,oneof"`
+}
+
+type Command_RetentionSet struct {
+	RetentionSet *RetentionSet `protobuf:"bytes,51,opt,name=retention_set,json=retentionSet,proto3,oneof"`
+}
+
+type Command_RetentionRun struct {
+	RetentionRun *RetentionRun `protobuf:"bytes,52,opt,name=retention_run,json=retentionRun,proto3,oneof"`
+}
+
+type Command_HoldPlace struct {
+	HoldPlace *HoldPlace `protobuf:"bytes,53,opt,name=hold_place,json=holdPlace,proto3,oneof"`
+}
+
+type Command_HoldRelease struct {
+	HoldRelease *HoldRelease `protobuf:"bytes,54,opt,name=hold_release,json=holdRelease,proto3,oneof"`
+}
+
+type Command_VaultRestore struct {
+	VaultRestore *VaultRestore `protobuf:"bytes,55,opt,name=vault_restore,json=vaultRestore,proto3,oneof"`
+}
+
 type Command_AppendBatch struct {
-	// Numbers 50-59 are taken by other work in progress.
 	AppendBatch *AppendBatch `protobuf:"bytes,60,opt,name=append_batch,json=appendBatch,proto3,oneof"`
 }
 
@@ -534,7 +621,390 @@ func (*Command_BlobChunk) isCommand_Op() {}
 
 func (*Command_ConsistencyCheck) isCommand_Op() {}
 
+func (*Command_AdminCommand) isCommand_Op() {}
+
+func (*Command_RetentionSet) isCommand_Op() {}
+
+func (*Command_RetentionRun) isCommand_Op() {}
+
+func (*Command_HoldPlace) isCommand_Op() {}
+
+func (*Command_HoldRelease) isCommand_Op() {}
+
+func (*Command_VaultRestore) isCommand_Op() {}
+
 func (*Command_AppendBatch) isCommand_Op() {}
+
+// AdminCommand is an operator's request, recorded in the audit log
+// (audit/<index>) in the same apply as its effect. command is the write
+// (any operation but another AdminCommand); without one the entry is only
+// a record (an audited read: archive search, archive export). actor,
+// action and detail are the proposer's words, stored as logged.
+type AdminCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`   // the admin identity from the request, else "local-admin"
+	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"` // e.g. "user del", "archive search"
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"` // what it was about (no secrets)
+	Command       *Command               `protobuf:"bytes,4,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminCommand) Reset() {
+	*x = AdminCommand{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminCommand) ProtoMessage() {}
+
+func (x *AdminCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminCommand.ProtoReflect.Descriptor instead.
+func (*AdminCommand) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AdminCommand) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AdminCommand) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AdminCommand) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AdminCommand) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+// RetentionSet sets (days > 0) or removes (days 0) the retention policy of
+// a domain or a user (exactly one of them). The most specific policy wins.
+type RetentionSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Days          uint32                 `protobuf:"varint,3,opt,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionSet) Reset() {
+	*x = RetentionSet{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionSet) ProtoMessage() {}
+
+func (x *RetentionSet) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionSet.ProtoReflect.Descriptor instead.
+func (*RetentionSet) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RetentionSet) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *RetentionSet) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RetentionSet) GetDays() uint32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+// RetentionRun expires, as of this entry's log time, every message whose
+// INTERNALDATE is older than its owner's policy allows, and every vaulted
+// (expunged but kept) message past the same bound or no longer held. Held
+// users are skipped. At most max messages go per entry (0: 5000); the
+// result's more asks the proposer for another.
+type RetentionRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Max           uint32                 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionRun) Reset() {
+	*x = RetentionRun{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionRun) ProtoMessage() {}
+
+func (x *RetentionRun) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionRun.ProtoReflect.Descriptor instead.
+func (*RetentionRun) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RetentionRun) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+// HoldPlace puts a user or a domain (exactly one) under legal hold.
+type HoldPlace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	PlacedBy      string                 `protobuf:"bytes,4,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldPlace) Reset() {
+	*x = HoldPlace{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldPlace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldPlace) ProtoMessage() {}
+
+func (x *HoldPlace) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldPlace.ProtoReflect.Descriptor instead.
+func (*HoldPlace) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HoldPlace) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HoldPlace) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *HoldPlace) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *HoldPlace) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+// VaultRestore puts vaulted (expunged but kept) messages of a user back:
+// into the mailbox they were expunged from, or INBOX if it is gone, each
+// with a new UID, its flags less \Deleted. With mailbox_id and uid, that
+// one message; with neither, every vault row of the user (at most 5000 per
+// entry; Result.more asks for another).
+type VaultRestore struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MailboxId     uint64                 `protobuf:"varint,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRestore) Reset() {
+	*x = VaultRestore{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRestore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRestore) ProtoMessage() {}
+
+func (x *VaultRestore) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRestore.ProtoReflect.Descriptor instead.
+func (*VaultRestore) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VaultRestore) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *VaultRestore) GetMailboxId() uint64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *VaultRestore) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+// HoldRelease lifts a hold placed by HoldPlace.
+type HoldRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldRelease) Reset() {
+	*x = HoldRelease{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldRelease) ProtoMessage() {}
+
+func (x *HoldRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
+func (*HoldRelease) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HoldRelease) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HoldRelease) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
 
 // ConsistencyCheck makes every replica digest its state as of this entry's
 // index (raftfsm commits the batch right after it) and report the digest;
@@ -552,7 +1022,7 @@ type ConsistencyCheck struct {
 
 func (x *ConsistencyCheck) Reset() {
 	*x = ConsistencyCheck{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +1034,7 @@ func (x *ConsistencyCheck) String() string {
 func (*ConsistencyCheck) ProtoMessage() {}
 
 func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +1047,7 @@ func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyCheck.ProtoReflect.Descriptor instead.
 func (*ConsistencyCheck) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConsistencyCheck) GetId() uint64 {
@@ -604,7 +1074,7 @@ type DomainAdd struct {
 
 func (x *DomainAdd) Reset() {
 	*x = DomainAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +1086,7 @@ func (x *DomainAdd) String() string {
 func (*DomainAdd) ProtoMessage() {}
 
 func (x *DomainAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +1099,7 @@ func (x *DomainAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAdd.ProtoReflect.Descriptor instead.
 func (*DomainAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DomainAdd) GetName() string {
@@ -655,7 +1125,7 @@ type DomainDel struct {
 
 func (x *DomainDel) Reset() {
 	*x = DomainDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +1137,7 @@ func (x *DomainDel) String() string {
 func (*DomainDel) ProtoMessage() {}
 
 func (x *DomainDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +1150,7 @@ func (x *DomainDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainDel.ProtoReflect.Descriptor instead.
 func (*DomainDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DomainDel) GetName() string {
@@ -701,7 +1171,7 @@ type UserAdd struct {
 
 func (x *UserAdd) Reset() {
 	*x = UserAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +1183,7 @@ func (x *UserAdd) String() string {
 func (*UserAdd) ProtoMessage() {}
 
 func (x *UserAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +1196,7 @@ func (x *UserAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdd.ProtoReflect.Descriptor instead.
 func (*UserAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserAdd) GetEmail() string {
@@ -760,7 +1230,7 @@ type UserPasswd struct {
 
 func (x *UserPasswd) Reset() {
 	*x = UserPasswd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1242,7 @@ func (x *UserPasswd) String() string {
 func (*UserPasswd) ProtoMessage() {}
 
 func (x *UserPasswd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1255,7 @@ func (x *UserPasswd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswd.ProtoReflect.Descriptor instead.
 func (*UserPasswd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UserPasswd) GetEmail() string {
@@ -811,7 +1281,7 @@ type UserDel struct {
 
 func (x *UserDel) Reset() {
 	*x = UserDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1293,7 @@ func (x *UserDel) String() string {
 func (*UserDel) ProtoMessage() {}
 
 func (x *UserDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1306,7 @@ func (x *UserDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDel.ProtoReflect.Descriptor instead.
 func (*UserDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserDel) GetEmail() string {
@@ -857,7 +1327,7 @@ type AliasSet struct {
 
 func (x *AliasSet) Reset() {
 	*x = AliasSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1339,7 @@ func (x *AliasSet) String() string {
 func (*AliasSet) ProtoMessage() {}
 
 func (x *AliasSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1352,7 @@ func (x *AliasSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSet.ProtoReflect.Descriptor instead.
 func (*AliasSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AliasSet) GetEmail() string {
@@ -909,7 +1379,7 @@ type QuotaSet struct {
 
 func (x *QuotaSet) Reset() {
 	*x = QuotaSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1391,7 @@ func (x *QuotaSet) String() string {
 func (*QuotaSet) ProtoMessage() {}
 
 func (x *QuotaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1404,7 @@ func (x *QuotaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotaSet.ProtoReflect.Descriptor instead.
 func (*QuotaSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QuotaSet) GetEmail() string {
@@ -962,7 +1432,7 @@ type MailboxCreate struct {
 
 func (x *MailboxCreate) Reset() {
 	*x = MailboxCreate{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1444,7 @@ func (x *MailboxCreate) String() string {
 func (*MailboxCreate) ProtoMessage() {}
 
 func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1457,7 @@ func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreate.ProtoReflect.Descriptor instead.
 func (*MailboxCreate) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MailboxCreate) GetUserId() uint64 {
@@ -1022,7 +1492,7 @@ type MailboxRename struct {
 
 func (x *MailboxRename) Reset() {
 	*x = MailboxRename{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1504,7 @@ func (x *MailboxRename) String() string {
 func (*MailboxRename) ProtoMessage() {}
 
 func (x *MailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1517,7 @@ func (x *MailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxRename.ProtoReflect.Descriptor instead.
 func (*MailboxRename) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MailboxRename) GetUserId() uint64 {
@@ -1081,7 +1551,7 @@ type MailboxDelete struct {
 
 func (x *MailboxDelete) Reset() {
 	*x = MailboxDelete{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1563,7 @@ func (x *MailboxDelete) String() string {
 func (*MailboxDelete) ProtoMessage() {}
 
 func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1576,7 @@ func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDelete.ProtoReflect.Descriptor instead.
 func (*MailboxDelete) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MailboxDelete) GetUserId() uint64 {
@@ -1134,7 +1604,7 @@ type MailboxSubscribe struct {
 
 func (x *MailboxSubscribe) Reset() {
 	*x = MailboxSubscribe{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1616,7 @@ func (x *MailboxSubscribe) String() string {
 func (*MailboxSubscribe) ProtoMessage() {}
 
 func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1629,7 @@ func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSubscribe.ProtoReflect.Descriptor instead.
 func (*MailboxSubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MailboxSubscribe) GetUserId() uint64 {
@@ -1210,7 +1680,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1692,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1705,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Blob) GetSha256() []byte {
@@ -1308,7 +1778,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1790,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1803,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BlobChunk) GetUploadId() []byte {
@@ -1369,7 +1839,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1851,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1864,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Recipient) GetEmail() string {
@@ -1437,7 +1907,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1919,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1932,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Deliver) GetBlob() *Blob {
@@ -1500,7 +1970,7 @@ type Append struct {
 
 func (x *Append) Reset() {
 	*x = Append{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1982,7 @@ func (x *Append) String() string {
 func (*Append) ProtoMessage() {}
 
 func (x *Append) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1995,7 @@ func (x *Append) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Append.ProtoReflect.Descriptor instead.
 func (*Append) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Append) GetUserId() uint64 {
@@ -1582,7 +2052,7 @@ type AppendBatch struct {
 
 func (x *AppendBatch) Reset() {
 	*x = AppendBatch{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +2064,7 @@ func (x *AppendBatch) String() string {
 func (*AppendBatch) ProtoMessage() {}
 
 func (x *AppendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +2077,7 @@ func (x *AppendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
 func (*AppendBatch) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AppendBatch) GetUserId() uint64 {
@@ -1648,7 +2118,7 @@ type AppendItem struct {
 
 func (x *AppendItem) Reset() {
 	*x = AppendItem{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2130,7 @@ func (x *AppendItem) String() string {
 func (*AppendItem) ProtoMessage() {}
 
 func (x *AppendItem) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2143,7 @@ func (x *AppendItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendItem.ProtoReflect.Descriptor instead.
 func (*AppendItem) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AppendItem) GetBlob() *Blob {
@@ -1714,7 +2184,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +2196,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +2209,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -1770,7 +2240,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2252,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2265,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -1852,7 +2322,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2334,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2347,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -1920,7 +2390,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2402,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2415,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -1989,7 +2459,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2471,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2484,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -2050,7 +2520,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2532,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2545,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -2109,24 +2579,27 @@ func (x *Delivery) GetDuplicate() bool {
 // Result is what applying a command returned to its proposer. A domain
 // failure (mailbox exists, over quota) is a Result code, not an error.
 type Result struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=continuum.command.v1.Code" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Deliveries    []*Delivery            `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"` // Deliver: one per recipient, in order
-	UserId        uint64                 `protobuf:"varint,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	MailboxId     uint64                 `protobuf:"varint,5,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
-	UidValidity   uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
-	Uids          []uint32               `protobuf:"varint,7,rep,packed,name=uids,proto3" json:"uids,omitempty"`                      // new UIDs (APPEND, COPY/MOVE destination), expunged UIDs, changed UIDs
-	SrcUids       []uint32               `protobuf:"varint,8,rep,packed,name=src_uids,json=srcUids,proto3" json:"src_uids,omitempty"` // COPY/MOVE source UIDs in the order of uids
-	Modseq        uint64                 `protobuf:"varint,9,opt,name=modseq,proto3" json:"modseq,omitempty"`
-	Modified      []uint32               `protobuf:"varint,10,rep,packed,name=modified,proto3" json:"modified,omitempty"` // CONDSTORE: UIDs not changed because modified
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Code        Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=continuum.command.v1.Code" json:"code,omitempty"`
+	Message     string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Deliveries  []*Delivery            `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"` // Deliver: one per recipient, in order
+	UserId      uint64                 `protobuf:"varint,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MailboxId   uint64                 `protobuf:"varint,5,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	UidValidity uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	Uids        []uint32               `protobuf:"varint,7,rep,packed,name=uids,proto3" json:"uids,omitempty"`                      // new UIDs (APPEND, COPY/MOVE destination), expunged UIDs, changed UIDs
+	SrcUids     []uint32               `protobuf:"varint,8,rep,packed,name=src_uids,json=srcUids,proto3" json:"src_uids,omitempty"` // COPY/MOVE source UIDs in the order of uids
+	Modseq      uint64                 `protobuf:"varint,9,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	Modified    []uint32               `protobuf:"varint,10,rep,packed,name=modified,proto3" json:"modified,omitempty"` // CONDSTORE: UIDs not changed because modified
+	// Archive, numbers from 50 on.
+	Count         uint64 `protobuf:"varint,50,opt,name=count,proto3" json:"count,omitempty"` // RetentionRun: messages removed
+	More          bool   `protobuf:"varint,51,opt,name=more,proto3" json:"more,omitempty"`   // RetentionRun: stopped at max; propose another
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2611,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2624,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Result) GetCode() Code {
@@ -2224,11 +2697,25 @@ func (x *Result) GetModified() []uint32 {
 	return nil
 }
 
+func (x *Result) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Result) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x8b\v\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xc1\x0e\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2256,9 +2743,40 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\aexpunge\x18\x1a \x01(\v2\x1d.continuum.command.v1.ExpungeH\x00R\aexpunge\x12@\n" +
 	"\n" +
 	"blob_chunk\x18\x1b \x01(\v2\x1f.continuum.command.v1.BlobChunkH\x00R\tblobChunk\x12U\n" +
-	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheck\x12F\n" +
+	"\x11consistency_check\x18( \x01(\v2&.continuum.command.v1.ConsistencyCheckH\x00R\x10consistencyCheck\x12I\n" +
+	"\radmin_command\x182 \x01(\v2\".continuum.command.v1.AdminCommandH\x00R\fadminCommand\x12I\n" +
+	"\rretention_set\x183 \x01(\v2\".continuum.command.v1.RetentionSetH\x00R\fretentionSet\x12I\n" +
+	"\rretention_run\x184 \x01(\v2\".continuum.command.v1.RetentionRunH\x00R\fretentionRun\x12@\n" +
+	"\n" +
+	"hold_place\x185 \x01(\v2\x1f.continuum.command.v1.HoldPlaceH\x00R\tholdPlace\x12F\n" +
+	"\fhold_release\x186 \x01(\v2!.continuum.command.v1.HoldReleaseH\x00R\vholdRelease\x12I\n" +
+	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestore\x12F\n" +
 	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatchB\x04\n" +
-	"\x02op\"E\n" +
+	"\x02op\"\x8d\x01\n" +
+	"\fAdminCommand\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x127\n" +
+	"\acommand\x18\x04 \x01(\v2\x1d.continuum.command.v1.CommandR\acommand\"N\n" +
+	"\fRetentionSet\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
+	"\x04days\x18\x03 \x01(\rR\x04days\" \n" +
+	"\fRetentionRun\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\rR\x03max\"l\n" +
+	"\tHoldPlace\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tplaced_by\x18\x04 \x01(\tR\bplacedBy\"X\n" +
+	"\fVaultRestore\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\"9\n" +
+	"\vHoldRelease\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\"E\n" +
 	"\x10ConsistencyCheck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\"<\n" +
@@ -2381,7 +2899,7 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x12\x10\n" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xd0\x02\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xfa\x02\n" +
 	"\x06Result\x12.\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1a.continuum.command.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12>\n" +
@@ -2396,12 +2914,14 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\bsrc_uids\x18\b \x03(\rR\asrcUids\x12\x16\n" +
 	"\x06modseq\x18\t \x01(\x04R\x06modseq\x12\x1a\n" +
 	"\bmodified\x18\n" +
-	" \x03(\rR\bmodified*[\n" +
+	" \x03(\rR\bmodified\x12\x14\n" +
+	"\x05count\x182 \x01(\x04R\x05count\x12\x12\n" +
+	"\x04more\x183 \x01(\bR\x04more*[\n" +
 	"\x06FlagOp\x12\x17\n" +
 	"\x13FLAG_OP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFLAG_OP_ADD\x10\x01\x12\x12\n" +
 	"\x0eFLAG_OP_REMOVE\x10\x02\x12\x13\n" +
-	"\x0fFLAG_OP_REPLACE\x10\x03*\x9b\x01\n" +
+	"\x0fFLAG_OP_REPLACE\x10\x03*\xaa\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x0f\n" +
 	"\vCODE_EXISTS\x10\x01\x12\x12\n" +
@@ -2410,7 +2930,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\fCODE_INVALID\x10\x04\x12\x12\n" +
 	"\x0eCODE_NOT_EMPTY\x10\x05\x12\x11\n" +
 	"\rCODE_MODIFIED\x10\x06\x12\x13\n" +
-	"\x0fCODE_INCOMPLETE\x10\aB5Z3github.com/continuum-mail/continuum/proto/commandpbb\x06proto3"
+	"\x0fCODE_INCOMPLETE\x10\a\x12\r\n" +
+	"\tCODE_HELD\x10\bB5Z3github.com/continuum-mail/continuum/proto/commandpbb\x06proto3"
 
 var (
 	file_proto_commandpb_command_proto_rawDescOnce sync.Once
@@ -2425,79 +2946,92 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
 	(*Command)(nil),                 // 2: continuum.command.v1.Command
-	(*ConsistencyCheck)(nil),        // 3: continuum.command.v1.ConsistencyCheck
-	(*DomainAdd)(nil),               // 4: continuum.command.v1.DomainAdd
-	(*DomainDel)(nil),               // 5: continuum.command.v1.DomainDel
-	(*UserAdd)(nil),                 // 6: continuum.command.v1.UserAdd
-	(*UserPasswd)(nil),              // 7: continuum.command.v1.UserPasswd
-	(*UserDel)(nil),                 // 8: continuum.command.v1.UserDel
-	(*AliasSet)(nil),                // 9: continuum.command.v1.AliasSet
-	(*QuotaSet)(nil),                // 10: continuum.command.v1.QuotaSet
-	(*MailboxCreate)(nil),           // 11: continuum.command.v1.MailboxCreate
-	(*MailboxRename)(nil),           // 12: continuum.command.v1.MailboxRename
-	(*MailboxDelete)(nil),           // 13: continuum.command.v1.MailboxDelete
-	(*MailboxSubscribe)(nil),        // 14: continuum.command.v1.MailboxSubscribe
-	(*Blob)(nil),                    // 15: continuum.command.v1.Blob
-	(*BlobChunk)(nil),               // 16: continuum.command.v1.BlobChunk
-	(*Recipient)(nil),               // 17: continuum.command.v1.Recipient
-	(*Deliver)(nil),                 // 18: continuum.command.v1.Deliver
-	(*Append)(nil),                  // 19: continuum.command.v1.Append
-	(*AppendBatch)(nil),             // 20: continuum.command.v1.AppendBatch
-	(*AppendItem)(nil),              // 21: continuum.command.v1.AppendItem
-	(*UIDRange)(nil),                // 22: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 23: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 24: continuum.command.v1.Copy
-	(*Move)(nil),                    // 25: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 26: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 27: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 28: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 29: continuum.storage.v1.ParsedMessage
+	(*AdminCommand)(nil),            // 3: continuum.command.v1.AdminCommand
+	(*RetentionSet)(nil),            // 4: continuum.command.v1.RetentionSet
+	(*RetentionRun)(nil),            // 5: continuum.command.v1.RetentionRun
+	(*HoldPlace)(nil),               // 6: continuum.command.v1.HoldPlace
+	(*VaultRestore)(nil),            // 7: continuum.command.v1.VaultRestore
+	(*HoldRelease)(nil),             // 8: continuum.command.v1.HoldRelease
+	(*ConsistencyCheck)(nil),        // 9: continuum.command.v1.ConsistencyCheck
+	(*DomainAdd)(nil),               // 10: continuum.command.v1.DomainAdd
+	(*DomainDel)(nil),               // 11: continuum.command.v1.DomainDel
+	(*UserAdd)(nil),                 // 12: continuum.command.v1.UserAdd
+	(*UserPasswd)(nil),              // 13: continuum.command.v1.UserPasswd
+	(*UserDel)(nil),                 // 14: continuum.command.v1.UserDel
+	(*AliasSet)(nil),                // 15: continuum.command.v1.AliasSet
+	(*QuotaSet)(nil),                // 16: continuum.command.v1.QuotaSet
+	(*MailboxCreate)(nil),           // 17: continuum.command.v1.MailboxCreate
+	(*MailboxRename)(nil),           // 18: continuum.command.v1.MailboxRename
+	(*MailboxDelete)(nil),           // 19: continuum.command.v1.MailboxDelete
+	(*MailboxSubscribe)(nil),        // 20: continuum.command.v1.MailboxSubscribe
+	(*Blob)(nil),                    // 21: continuum.command.v1.Blob
+	(*BlobChunk)(nil),               // 22: continuum.command.v1.BlobChunk
+	(*Recipient)(nil),               // 23: continuum.command.v1.Recipient
+	(*Deliver)(nil),                 // 24: continuum.command.v1.Deliver
+	(*Append)(nil),                  // 25: continuum.command.v1.Append
+	(*AppendBatch)(nil),             // 26: continuum.command.v1.AppendBatch
+	(*AppendItem)(nil),              // 27: continuum.command.v1.AppendItem
+	(*UIDRange)(nil),                // 28: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 29: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 30: continuum.command.v1.Copy
+	(*Move)(nil),                    // 31: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 32: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 33: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 34: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 35: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
-	4,  // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
-	5,  // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
-	6,  // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
-	7,  // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
-	8,  // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
-	9,  // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
-	10, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
-	11, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
-	12, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
-	13, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
-	14, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
-	18, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
-	19, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	23, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	24, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	25, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	26, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
-	16, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
-	3,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
-	20, // 19: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
-	29, // 20: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	15, // 21: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	17, // 22: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	15, // 23: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	21, // 24: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
-	15, // 25: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
-	22, // 26: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 27: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	22, // 28: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	22, // 29: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	22, // 30: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 31: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 32: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	27, // 33: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	10, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
+	11, // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
+	12, // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
+	13, // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
+	14, // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
+	15, // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
+	16, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
+	17, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
+	18, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
+	19, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
+	20, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
+	24, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
+	25, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
+	29, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	30, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	31, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	32, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	22, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
+	9,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
+	3,  // 19: continuum.command.v1.Command.admin_command:type_name -> continuum.command.v1.AdminCommand
+	4,  // 20: continuum.command.v1.Command.retention_set:type_name -> continuum.command.v1.RetentionSet
+	5,  // 21: continuum.command.v1.Command.retention_run:type_name -> continuum.command.v1.RetentionRun
+	6,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
+	8,  // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
+	7,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
+	26, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
+	2,  // 26: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	35, // 27: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	21, // 28: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	23, // 29: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	21, // 30: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	27, // 31: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	21, // 32: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	28, // 33: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 34: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	28, // 35: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	28, // 36: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	28, // 37: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 38: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 39: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	33, // 40: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -2525,6 +3059,12 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_Expunge)(nil),
 		(*Command_BlobChunk)(nil),
 		(*Command_ConsistencyCheck)(nil),
+		(*Command_AdminCommand)(nil),
+		(*Command_RetentionSet)(nil),
+		(*Command_RetentionRun)(nil),
+		(*Command_HoldPlace)(nil),
+		(*Command_HoldRelease)(nil),
+		(*Command_VaultRestore)(nil),
 		(*Command_AppendBatch)(nil),
 	}
 	type x struct{}
@@ -2533,7 +3073,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1191,6 +1191,515 @@ func (x *ChunkedBlob) GetStoredBytes() uint64 {
 	return 0
 }
 
+// RetentionPolicy is the value of retention/<scope> ("domain:NAME" or
+// "user:EMAIL").
+type RetentionPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	Days          uint32                 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	SetUnixNano   int64                  `protobuf:"varint,3,opt,name=set_unix_nano,json=setUnixNano,proto3" json:"set_unix_nano,omitempty"` // log time
+	SetIndex      uint64                 `protobuf:"varint,4,opt,name=set_index,json=setIndex,proto3" json:"set_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionPolicy) Reset() {
+	*x = RetentionPolicy{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionPolicy) ProtoMessage() {}
+
+func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionPolicy.ProtoReflect.Descriptor instead.
+func (*RetentionPolicy) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RetentionPolicy) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *RetentionPolicy) GetDays() uint32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *RetentionPolicy) GetSetUnixNano() int64 {
+	if x != nil {
+		return x.SetUnixNano
+	}
+	return 0
+}
+
+func (x *RetentionPolicy) GetSetIndex() uint64 {
+	if x != nil {
+		return x.SetIndex
+	}
+	return 0
+}
+
+// Hold is the value of hold/<scope>: a legal hold.
+type Hold struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Scope          string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	Reason         string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	PlacedBy       string                 `protobuf:"bytes,3,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	PlacedUnixNano int64                  `protobuf:"varint,4,opt,name=placed_unix_nano,json=placedUnixNano,proto3" json:"placed_unix_nano,omitempty"` // log time
+	PlacedIndex    uint64                 `protobuf:"varint,5,opt,name=placed_index,json=placedIndex,proto3" json:"placed_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Hold) Reset() {
+	*x = Hold{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hold) ProtoMessage() {}
+
+func (x *Hold) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hold.ProtoReflect.Descriptor instead.
+func (*Hold) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Hold) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Hold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Hold) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+func (x *Hold) GetPlacedUnixNano() int64 {
+	if x != nil {
+		return x.PlacedUnixNano
+	}
+	return 0
+}
+
+func (x *Hold) GetPlacedIndex() uint64 {
+	if x != nil {
+		return x.PlacedIndex
+	}
+	return 0
+}
+
+// VaultEntry is the value of vault/<userID><mailboxID><uid>: a message the
+// user expunged (or whose mailbox was deleted) that is kept, hidden from
+// IMAP, because its owner is held or its retention has not run out. It
+// still holds its blob reference.
+type VaultEntry struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	UserId          uint64                 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MailboxId       uint64                 `protobuf:"varint,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Mailbox         string                 `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // the mailbox's name then
+	Message         *Message               `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	VaultedUnixNano int64                  `protobuf:"varint,5,opt,name=vaulted_unix_nano,json=vaultedUnixNano,proto3" json:"vaulted_unix_nano,omitempty"` // log time
+	VaultedIndex    uint64                 `protobuf:"varint,6,opt,name=vaulted_index,json=vaultedIndex,proto3" json:"vaulted_index,omitempty"`
+	Held            bool                   `protobuf:"varint,7,opt,name=held,proto3" json:"held,omitempty"` // kept because of a hold (else retention)
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *VaultEntry) Reset() {
+	*x = VaultEntry{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultEntry) ProtoMessage() {}
+
+func (x *VaultEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultEntry.ProtoReflect.Descriptor instead.
+func (*VaultEntry) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *VaultEntry) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *VaultEntry) GetMailboxId() uint64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *VaultEntry) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
+	}
+	return ""
+}
+
+func (x *VaultEntry) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *VaultEntry) GetVaultedUnixNano() int64 {
+	if x != nil {
+		return x.VaultedUnixNano
+	}
+	return 0
+}
+
+func (x *VaultEntry) GetVaultedIndex() uint64 {
+	if x != nil {
+		return x.VaultedIndex
+	}
+	return 0
+}
+
+func (x *VaultEntry) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+// AuditEntry is the value of audit/<index>: one operator request.
+type AuditEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	TimeUnixNano  int64                  `protobuf:"varint,2,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"` // log time
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action        string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Detail        string                 `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	Code          uint32                 `protobuf:"varint,6,opt,name=code,proto3" json:"code,omitempty"` // commandpb.Code of the outcome
+	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AuditEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// JournalRef names one message a journal link is about.
+type JournalRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MailboxId     uint64                 `protobuf:"varint,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Uid           uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Blob          []byte                 `protobuf:"bytes,3,opt,name=blob,proto3" json:"blob,omitempty"`        // SHA-256 of the message bytes
+	Vaulted       bool                   `protobuf:"varint,4,opt,name=vaulted,proto3" json:"vaulted,omitempty"` // kept in the vault, not destroyed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalRef) Reset() {
+	*x = JournalRef{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalRef) ProtoMessage() {}
+
+func (x *JournalRef) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalRef.ProtoReflect.Descriptor instead.
+func (*JournalRef) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *JournalRef) GetMailboxId() uint64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *JournalRef) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *JournalRef) GetBlob() []byte {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+func (x *JournalRef) GetVaulted() bool {
+	if x != nil {
+		return x.Vaulted
+	}
+	return false
+}
+
+// JournalLink is the value of journal/<index>: one link of the hash chain
+// over deliveries and destructive changes. hash = SHA-256 over prev and
+// the link's canonical encoding (raftfsm/journal.go), so altering any
+// link, or dropping one, breaks every later comparison.
+type JournalLink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	TimeUnixNano  int64                  `protobuf:"varint,2,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	UserId        uint64                 `protobuf:"varint,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Detail        string                 `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	Refs          []*JournalRef          `protobuf:"bytes,6,rep,name=refs,proto3" json:"refs,omitempty"`
+	Prev          []byte                 `protobuf:"bytes,7,opt,name=prev,proto3" json:"prev,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalLink) Reset() {
+	*x = JournalLink{}
+	mi := &file_proto_storagepb_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalLink) ProtoMessage() {}
+
+func (x *JournalLink) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_storagepb_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalLink.ProtoReflect.Descriptor instead.
+func (*JournalLink) Descriptor() ([]byte, []int) {
+	return file_proto_storagepb_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JournalLink) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *JournalLink) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *JournalLink) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *JournalLink) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *JournalLink) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *JournalLink) GetRefs() []*JournalRef {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+func (x *JournalLink) GetPrev() []byte {
+	if x != nil {
+		return x.Prev
+	}
+	return nil
+}
+
+func (x *JournalLink) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
 var File_proto_storagepb_storage_proto protoreflect.FileDescriptor
 
 const file_proto_storagepb_storage_proto_rawDesc = "" +
@@ -1307,7 +1816,53 @@ const file_proto_storagepb_storage_proto_rawDesc = "" +
 	"\vChunkedBlob\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\fR\buploadId\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\rR\x06chunks\x12!\n" +
-	"\fstored_bytes\x18\x03 \x01(\x04R\vstoredBytesB5Z3github.com/continuum-mail/continuum/proto/storagepbb\x06proto3"
+	"\fstored_bytes\x18\x03 \x01(\x04R\vstoredBytes\"|\n" +
+	"\x0fRetentionPolicy\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\rR\x04days\x12\"\n" +
+	"\rset_unix_nano\x18\x03 \x01(\x03R\vsetUnixNano\x12\x1b\n" +
+	"\tset_index\x18\x04 \x01(\x04R\bsetIndex\"\x9e\x01\n" +
+	"\x04Hold\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tplaced_by\x18\x03 \x01(\tR\bplacedBy\x12(\n" +
+	"\x10placed_unix_nano\x18\x04 \x01(\x03R\x0eplacedUnixNano\x12!\n" +
+	"\fplaced_index\x18\x05 \x01(\x04R\vplacedIndex\"\xfc\x01\n" +
+	"\n" +
+	"VaultEntry\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x12\x18\n" +
+	"\amailbox\x18\x03 \x01(\tR\amailbox\x127\n" +
+	"\amessage\x18\x04 \x01(\v2\x1d.continuum.storage.v1.MessageR\amessage\x12*\n" +
+	"\x11vaulted_unix_nano\x18\x05 \x01(\x03R\x0fvaultedUnixNano\x12#\n" +
+	"\rvaulted_index\x18\x06 \x01(\x04R\fvaultedIndex\x12\x12\n" +
+	"\x04held\x18\a \x01(\bR\x04held\"\xbc\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
+	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x12\n" +
+	"\x04code\x18\x06 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"k\n" +
+	"\n" +
+	"JournalRef\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x01 \x01(\x04R\tmailboxId\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x12\n" +
+	"\x04blob\x18\x03 \x01(\fR\x04blob\x12\x18\n" +
+	"\avaulted\x18\x04 \x01(\bR\avaulted\"\xec\x01\n" +
+	"\vJournalLink\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
+	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\x04R\x06userId\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x124\n" +
+	"\x04refs\x18\x06 \x03(\v2 .continuum.storage.v1.JournalRefR\x04refs\x12\x12\n" +
+	"\x04prev\x18\a \x01(\fR\x04prev\x12\x12\n" +
+	"\x04hash\x18\b \x01(\fR\x04hashB5Z3github.com/continuum-mail/continuum/proto/storagepbb\x06proto3"
 
 var (
 	file_proto_storagepb_storage_proto_rawDescOnce sync.Once
@@ -1321,24 +1876,30 @@ func file_proto_storagepb_storage_proto_rawDescGZIP() []byte {
 	return file_proto_storagepb_storage_proto_rawDescData
 }
 
-var file_proto_storagepb_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_proto_storagepb_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_proto_storagepb_storage_proto_goTypes = []any{
-	(*Domain)(nil),        // 0: continuum.storage.v1.Domain
-	(*User)(nil),          // 1: continuum.storage.v1.User
-	(*Alias)(nil),         // 2: continuum.storage.v1.Alias
-	(*Mailbox)(nil),       // 3: continuum.storage.v1.Mailbox
-	(*Message)(nil),       // 4: continuum.storage.v1.Message
-	(*ModSeqEntry)(nil),   // 5: continuum.storage.v1.ModSeqEntry
-	(*BlobRef)(nil),       // 6: continuum.storage.v1.BlobRef
-	(*Dedupe)(nil),        // 7: continuum.storage.v1.Dedupe
-	(*Address)(nil),       // 8: continuum.storage.v1.Address
-	(*Envelope)(nil),      // 9: continuum.storage.v1.Envelope
-	(*Part)(nil),          // 10: continuum.storage.v1.Part
-	(*ParsedMessage)(nil), // 11: continuum.storage.v1.ParsedMessage
-	(*Upload)(nil),        // 12: continuum.storage.v1.Upload
-	(*ChunkedBlob)(nil),   // 13: continuum.storage.v1.ChunkedBlob
-	nil,                   // 14: continuum.storage.v1.Part.ParamsEntry
-	nil,                   // 15: continuum.storage.v1.Part.DispositionParamsEntry
+	(*Domain)(nil),          // 0: continuum.storage.v1.Domain
+	(*User)(nil),            // 1: continuum.storage.v1.User
+	(*Alias)(nil),           // 2: continuum.storage.v1.Alias
+	(*Mailbox)(nil),         // 3: continuum.storage.v1.Mailbox
+	(*Message)(nil),         // 4: continuum.storage.v1.Message
+	(*ModSeqEntry)(nil),     // 5: continuum.storage.v1.ModSeqEntry
+	(*BlobRef)(nil),         // 6: continuum.storage.v1.BlobRef
+	(*Dedupe)(nil),          // 7: continuum.storage.v1.Dedupe
+	(*Address)(nil),         // 8: continuum.storage.v1.Address
+	(*Envelope)(nil),        // 9: continuum.storage.v1.Envelope
+	(*Part)(nil),            // 10: continuum.storage.v1.Part
+	(*ParsedMessage)(nil),   // 11: continuum.storage.v1.ParsedMessage
+	(*Upload)(nil),          // 12: continuum.storage.v1.Upload
+	(*ChunkedBlob)(nil),     // 13: continuum.storage.v1.ChunkedBlob
+	(*RetentionPolicy)(nil), // 14: continuum.storage.v1.RetentionPolicy
+	(*Hold)(nil),            // 15: continuum.storage.v1.Hold
+	(*VaultEntry)(nil),      // 16: continuum.storage.v1.VaultEntry
+	(*AuditEntry)(nil),      // 17: continuum.storage.v1.AuditEntry
+	(*JournalRef)(nil),      // 18: continuum.storage.v1.JournalRef
+	(*JournalLink)(nil),     // 19: continuum.storage.v1.JournalLink
+	nil,                     // 20: continuum.storage.v1.Part.ParamsEntry
+	nil,                     // 21: continuum.storage.v1.Part.DispositionParamsEntry
 }
 var file_proto_storagepb_storage_proto_depIdxs = []int32{
 	8,  // 0: continuum.storage.v1.Envelope.from:type_name -> continuum.storage.v1.Address
@@ -1347,17 +1908,19 @@ var file_proto_storagepb_storage_proto_depIdxs = []int32{
 	8,  // 3: continuum.storage.v1.Envelope.to:type_name -> continuum.storage.v1.Address
 	8,  // 4: continuum.storage.v1.Envelope.cc:type_name -> continuum.storage.v1.Address
 	8,  // 5: continuum.storage.v1.Envelope.bcc:type_name -> continuum.storage.v1.Address
-	14, // 6: continuum.storage.v1.Part.params:type_name -> continuum.storage.v1.Part.ParamsEntry
-	15, // 7: continuum.storage.v1.Part.disposition_params:type_name -> continuum.storage.v1.Part.DispositionParamsEntry
+	20, // 6: continuum.storage.v1.Part.params:type_name -> continuum.storage.v1.Part.ParamsEntry
+	21, // 7: continuum.storage.v1.Part.disposition_params:type_name -> continuum.storage.v1.Part.DispositionParamsEntry
 	10, // 8: continuum.storage.v1.Part.children:type_name -> continuum.storage.v1.Part
 	9,  // 9: continuum.storage.v1.Part.envelope:type_name -> continuum.storage.v1.Envelope
 	9,  // 10: continuum.storage.v1.ParsedMessage.envelope:type_name -> continuum.storage.v1.Envelope
 	10, // 11: continuum.storage.v1.ParsedMessage.root:type_name -> continuum.storage.v1.Part
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	4,  // 12: continuum.storage.v1.VaultEntry.message:type_name -> continuum.storage.v1.Message
+	18, // 13: continuum.storage.v1.JournalLink.refs:type_name -> continuum.storage.v1.JournalRef
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_proto_storagepb_storage_proto_init() }
@@ -1371,7 +1934,7 @@ func file_proto_storagepb_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_storagepb_storage_proto_rawDesc), len(file_proto_storagepb_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,179 @@
+package node_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// The layering (ARCHITECTURE.md §7), as rules over the non-test imports
+// of every package in the module: imports point downward only,
+//
+//	cmd → node → node/* → raftfsm → storage,  proto/* below all,
+//
+// and the protocol frontends reach the store only through node/mail. `make
+// lint` and `make test` run it; a violation says what to do instead.
+
+const module = "github.com/continuum-mail/continuum/"
+
+// rule forbids packages matching from importing packages matching to.
+type rule struct {
+	// Package patterns relative to the module: "node/" is every package
+	// under node, "=node" the package node alone, "raftfsm" raftfsm and
+	// its subpackages; a pattern with a dot is a foreign module path.
+	from, to []string
+	except   []string // packages under from that may (test harnesses, wiring)
+	instead  string
+}
+
+var rules = []rule{
+	{from: []string{"storage"}, to: []string{"node", "raftfsm", "cmd"},
+		instead: "storage is the bottom layer: pass what it needs in as arguments or Options"},
+	{from: []string{"raftfsm"}, to: []string{"node", "cmd", "github.com/hashicorp/memberlist", "google.golang.org/grpc"},
+		instead: "raftfsm is deterministic and knows nothing of nodes or the network: move the logic up into node/mail or node"},
+	{from: []string{"proto"}, to: []string{"node", "raftfsm", "storage", "cmd"},
+		instead: "protobuf packages are leaves: they import only other proto packages"},
+	{from: []string{"node/"}, to: []string{"=node", "cmd"}, except: []string{"node/nodetest", "node/clustertest"},
+		instead: "node/* packages are wired by package node, never the other way: take an interface or a func in Options"},
+	{from: []string{"node/smtpd", "node/imapd", "node/admin", "node/httpapi"},
+		to:      []string{"raftfsm", "storage", "node/consensus", "node/peer", "github.com/hashicorp/raft", "github.com/cockroachdb/pebble"},
+		instead: "frontends reach the store through node/mail (add the operation there)"},
+	{from: []string{"node/mail"}, to: []string{"node/smtpd", "node/imapd", "node/admin", "node/httpapi"},
+		instead: "node/mail is below the frontends"},
+}
+
+// knownViolations are imports that break a rule today, each with the issue
+// that removes it. The test fails on any other violation, and on an entry
+// here that no longer occurs (delete it then).
+var knownViolations = map[string]string{
+	"node/imapd -> storage": "[imap-server]/[architecture]: imapd reads storage records directly",
+}
+
+func matches(pkg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if exact, ok := strings.CutPrefix(p, "="); ok {
+			if pkg == module+exact {
+				return true
+			}
+			continue
+		}
+		full := p
+		if !strings.Contains(p, ".") { // a module path
+			full = module + p
+		}
+		if strings.HasSuffix(p, "/") {
+			if strings.HasPrefix(pkg, full) {
+				return true
+			}
+			continue
+		}
+		if pkg == full || strings.HasPrefix(pkg, full+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// violations checks an import graph (package → its non-test imports).
+func violations(graph map[string][]string) []string {
+	var out []string
+	for pkg, imports := range graph {
+		for _, r := range rules {
+			if !matches(pkg, r.from) || matches(pkg, r.except) {
+				continue
+			}
+			for _, imp := range imports {
+				if imp == pkg || !matches(imp, r.to) {
+					continue
+				}
+				out = append(out, fmt.Sprintf("%s -> %s: %s", strings.TrimPrefix(pkg, module), strings.TrimPrefix(imp, module), r.instead))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func moduleGraph(t *testing.T) map[string][]string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports", "github.com/continuum-mail/continuum/...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	graph := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		graph[p.ImportPath] = p.Imports
+	}
+	if len(graph) < 10 {
+		t.Fatalf("go list found %d packages", len(graph))
+	}
+	return graph
+}
+
+func TestLayering(t *testing.T) {
+	seen := map[string]bool{}
+	for _, v := range violations(moduleGraph(t)) {
+		key := v[:strings.Index(v, ":")]
+		if _, ok := knownViolations[key]; ok {
+			seen[key] = true
+			continue
+		}
+		t.Errorf("layering: %s", v)
+	}
+	for k, why := range knownViolations {
+		if !seen[k] {
+			t.Errorf("known violation %q (%s) no longer occurs: delete it from knownViolations", k, why)
+		}
+	}
+}
+
+// TestLayeringCatchesAPlantedImport: the checker reports bad imports of
+// each kind with the advice, and passes a graph that keeps the rules.
+func TestLayeringCatchesAPlantedImport(t *testing.T) {
+	good := map[string][]string{
+		module + "cmd/continuum": {module + "node"},
+		module + "node":          {module + "node/mail", module + "raftfsm", module + "storage"},
+		module + "node/smtpd":    {module + "node/mail", "github.com/emersion/go-smtp"},
+		module + "node/mail":     {module + "raftfsm", module + "storage", module + "node/consensus"},
+		module + "raftfsm":       {module + "storage", module + "proto/commandpb"},
+		module + "storage":       {"github.com/cockroachdb/pebble/v2"},
+	}
+	if v := violations(good); len(v) != 0 {
+		t.Fatalf("a graph that keeps the rules: %v", v)
+	}
+	planted := []struct{ from, to, want string }{
+		{"node/smtpd", "storage", "through node/mail"},
+		{"node/imapd", "github.com/cockroachdb/pebble/v2", "through node/mail"},
+		{"raftfsm", "node/mail", "deterministic"},
+		{"storage", "raftfsm", "bottom layer"},
+		{"node/mail", "node", "wired by package node"},
+		{"proto/commandpb", "storage", "leaves"},
+	}
+	for _, p := range planted {
+		g := map[string][]string{}
+		for k, v := range good {
+			g[k] = v
+		}
+		to := p.to
+		if !strings.Contains(to, ".") {
+			to = module + to
+		}
+		g[module+p.from] = append(append([]string(nil), g[module+p.from]...), to)
+		v := violations(g)
+		if len(v) != 1 || !strings.Contains(v[0], p.want) {
+			t.Errorf("planted %s -> %s: got %v, want one violation saying %q", p.from, p.to, v, p.want)
+		}
+	}
+}
