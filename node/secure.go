@@ -75,7 +75,7 @@ func (n *Node) startGRPC() error {
 		peerOpts = append(peerOpts, grpc.Creds(credentials.NewTLS(n.identity.ServerConfig(identity.RoleNode, nil))))
 		adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(n.identity.ServerConfig(identity.RoleAdmin, nil))))
 	}
-	peerOpts = append(peerOpts, grpc.UnaryInterceptor(n.peerGate), grpc.StreamInterceptor(peerStreamGate))
+	peerOpts = append(peerOpts, grpc.UnaryInterceptor(n.peerGate), grpc.StreamInterceptor(n.peerStreamGate))
 	adminOpts = append(adminOpts, grpc.UnaryInterceptor(n.adminLog))
 
 	n.grpc = grpc.NewServer(peerOpts...)
@@ -127,9 +127,21 @@ func (n *Node) peerGate(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	return handler(ctx, req)
 }
 
-func peerStreamGate(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if strings.HasPrefix(info.FullMethod, adminServicePrefix) {
+// peerStreamGate lets through the Peer service's streams and, of the admin
+// service's, only Import, which a follower passes on whole to the leader
+// (node/admin/migrate.go), from a member of the cluster.
+func (n *Node) peerStreamGate(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !strings.HasPrefix(info.FullMethod, adminServicePrefix) {
+		return handler(srv, ss)
+	}
+	if info.FullMethod != adminServicePrefix+"Import" {
 		return errAdminElsewhere
+	}
+	if n.identity != nil {
+		id, ok := identity.FromContext(ss.Context())
+		if !ok || id.Role != identity.RoleNode || !n.raft.IsMember(id.Name) {
+			return status.Error(codes.PermissionDenied, "node: forwarded imports are taken from members only")
+		}
 	}
 	return handler(srv, ss)
 }

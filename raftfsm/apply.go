@@ -46,6 +46,7 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	53: applyHoldPlace,
 	54: applyHoldRelease,
 	55: applyVaultRestore,
+	60: applyAppendBatch,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

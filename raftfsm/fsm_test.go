@@ -30,6 +30,8 @@ type gen struct {
 	// the blob that will name them.
 	pending []*pendingUpload
 	uploads byte
+	// batches, when set, draws the AppendBatch commands mixed in.
+	batches *rand.Rand
 }
 
 type pendingUpload struct {
@@ -80,6 +82,28 @@ func (g *gen) chunkCommand() *commandpb.Command {
 		}
 		return appendMsg(g.id(), g.mboxID(), p.blob, g.flags()...)
 	}
+}
+
+// appendBatch is an import batch: mostly good messages, some with bad
+// blobs or flags, dedupe keys that repeat (a resumed import), sometimes a
+// missing mailbox or an empty or oversized batch.
+func (g *gen) appendBatch() *commandpb.Command {
+	op := &commandpb.AppendBatch{UserId: g.id(), MailboxId: g.mboxID()}
+	n := 1 + g.r.IntN(5)
+	switch g.r.IntN(30) {
+	case 0:
+		n = 0
+	case 1:
+		n = maxBatchItems + 1
+	}
+	for range n {
+		it := &commandpb.AppendItem{Blob: g.blob(), Flags: g.flags(), InternalDateUnix: int64(g.r.IntN(3)) * 1_000_000_000}
+		if g.r.IntN(2) == 0 {
+			it.DedupeKey = []byte(fmt.Sprint("i", g.r.IntN(30)))
+		}
+		op.Items = append(op.Items, it)
+	}
+	return cmd(op)
 }
 
 func (g *gen) pick(s ...string) string { return s[g.r.IntN(len(s))] }
@@ -229,6 +253,16 @@ func (g *gen) archiveCommand() *commandpb.Command {
 
 func (g *gen) command() *commandpb.Command {
 	var c *commandpb.Command
+	if g.batches != nil && g.batches.IntN(12) == 0 {
+		// Import batches draw from their own source, so the stream of
+		// the other operations stays as it was before they existed.
+		main := g.r
+		g.r = g.batches
+		c = g.appendBatch()
+		g.r = main
+		c.TimeUnixNano = g.now
+		return c
+	}
 	switch g.r.IntN(21) {
 	case 0:
 		c = cmd(&commandpb.DomainAdd{Name: g.pick("x.test", "y.test", "X.test", "z.test", "bad..test")})
@@ -306,7 +340,7 @@ func (g *gen) command() *commandpb.Command {
 // entries returns n log entries from a seeded generator, including a few
 // that are not commands or are malformed.
 func entries(seed uint64, n int) []*raft.Log {
-	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), a: rand.New(rand.NewPCG(seed, 8)), now: 1_700_000_000e9}
+	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), a: rand.New(rand.NewPCG(seed, 8)), now: 1_700_000_000e9, batches: rand.New(rand.NewPCG(seed, 60))}
 	logs := make([]*raft.Log, 0, n)
 	// A world to play in first.
 	setup := []*commandpb.Command{domainAdd("x.test"), domainAdd("y.test"), userAdd("a@x.test", 0), userAdd("b@x.test", 0), userAdd("c@y.test", 5000)}

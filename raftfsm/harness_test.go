@@ -168,6 +168,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_DomainAdd{DomainAdd: o}
 	case *commandpb.BlobChunk:
 		c.Op = &commandpb.Command_BlobChunk{BlobChunk: o}
+	case *commandpb.AppendBatch:
+		c.Op = &commandpb.Command_AppendBatch{AppendBatch: o}
 	case *commandpb.DomainDel:
 		c.Op = &commandpb.Command_DomainDel{DomainDel: o}
 	case *commandpb.UserAdd:

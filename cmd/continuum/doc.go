@@ -12,4 +12,11 @@
 // `archive search` and `archive export --format mbox --out PATH`, which
 // writes an mboxrd file and PATH.manifest.json with the SHA-256 of every
 // message (checked against the server's as it arrives) and of the file.
+//
+// `import` and `export` move a user's mail in and out (node/migrate does
+// the work): mbox, Maildir, or a live IMAP server. They show a progress bar
+// (messages, bytes, rate, ETA) when standard error is a terminal and a log
+// line every 5 s otherwise, and end with a summary: copied, skipped (already
+// there: run the same import again after an interruption and only the rest
+// is copied), failed with the reason of each.
 package main

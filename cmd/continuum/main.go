@@ -30,6 +30,8 @@ func init() {
 		{"audit", "audit list [--json] [--limit N]", "who did what to the archive and the accounts", runAudit},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
+		{"import", "import USER --format mbox|maildir --in PATH | --from imap://HOST:PORT --login L --password-stdin [--tls|--starttls] [--mailbox M]", "copy mail into a user's account (resumable: what is there is skipped)", runImport},
+		{"export", "export USER [--mailbox M] [--since DATE] --format mbox|maildir --out PATH", "write a user's mail to mbox or Maildir", runExport},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }

@@ -9,4 +9,29 @@
 // the connection has one, else "local-admin". ArchiveVerify is answered by
 // the node asked, from its own replica (not forwarded): `archive verify
 // --all` asks each node in turn.
+//
+// # Import and Export (continuum import / export)
+//
+// Import is one bidirectional stream per run. A follower passes the whole
+// stream on to the leader (proxyImport), so batches are proposed where they
+// commit; without a reachable leader it handles the stream itself. The
+// handler reads requests on
+// one goroutine, builds steps on the handler's goroutine (a mailbox opened,
+// or a batch of messages), and answers the steps in order from a third;
+// each batch is prepared (parsed, hashed, compressed; a message over 1 MiB
+// spooled and uploaded as chunks) and committed on its own goroutine, at
+// most importWindow at once, as an AppendBatch of up to 256 messages or
+// 1 MiB. A partial batch waits at most importLinger for more. Before a
+// mailbox's messages, the handler creates it (and its parents, with its
+// special use), waits for the read index and counts the digests it holds:
+// a message is skipped when the mailbox holds as many copies as the stream
+// sent so far, and every item carries a dedupe key (mailbox, digest, copy
+// number) that the state machine honours for an hour, so a batch still in
+// flight from an interrupted run is not stored twice either. A batch that
+// fails temporarily (election, timeout) is retried; the stream ends with
+// an error only when one fails for good.
+//
+// Export reads a consistent snapshot after a read-index wait and streams
+// each mailbox, then its messages in UID order, each in pieces of at most
+// 1 MiB read from the stored blob chunk by chunk.
 package admin

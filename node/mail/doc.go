@@ -42,6 +42,15 @@
 // runs, and a read whose record cannot commit does not run. Search is a
 // scan of every message's header and decoded text parts, not an index.
 //
+// # Import
+//
+// ImportBatch (PrepareImport + CommitImport) stores many messages of one
+// mailbox in one AppendBatch entry (continuum import, through node/admin):
+// up to ImportBatchMessages or about 1 MiB of messages per entry, each item
+// with its own outcome; a message over ChunkBytes goes through the chunked
+// upload above first. Inventory counts the digests a mailbox holds, so an
+// import can skip what is there already.
+//
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //

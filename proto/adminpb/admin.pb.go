@@ -2953,6 +2953,846 @@ func (x *BackupChunk) GetNodeId() string {
 	return ""
 }
 
+// ImportRequest: the first carries start; then a mailbox, its messages,
+// the next mailbox, and so on. The client half-closes the stream when done
+// and reads replies until the node closes its side.
+type ImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ImportRequest_Start
+	//	*ImportRequest_Mailbox
+	//	*ImportRequest_Message
+	Item          isImportRequest_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ImportRequest) GetItem() isImportRequest_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetStart() *ImportStart {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMailbox() *ImportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetMessage() *ImportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ImportRequest_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isImportRequest_Item interface {
+	isImportRequest_Item()
+}
+
+type ImportRequest_Start struct {
+	Start *ImportStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ImportRequest_Mailbox struct {
+	Mailbox *ImportMailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
+}
+
+type ImportRequest_Message struct {
+	Message *ImportMessage `protobuf:"bytes,3,opt,name=message,proto3,oneof"`
+}
+
+func (*ImportRequest_Start) isImportRequest_Item() {}
+
+func (*ImportRequest_Mailbox) isImportRequest_Item() {}
+
+func (*ImportRequest_Message) isImportRequest_Item() {}
+
+type ImportStart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
+	// keep_order commits one batch at a time, so UIDs follow the source's
+	// order exactly; otherwise a few batches commit at once (faster), and
+	// UIDs follow the source's order within each batch only.
+	KeepOrder bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
+	// forwarded is set by a follower that passed the stream on to the
+	// leader; a forwarded stream is never forwarded again.
+	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportStart) Reset() {
+	*x = ImportStart{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStart) ProtoMessage() {}
+
+func (x *ImportStart) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStart.ProtoReflect.Descriptor instead.
+func (*ImportStart) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ImportStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ImportStart) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ImportStart) GetKeepOrder() bool {
+	if x != nil {
+		return x.KeepOrder
+	}
+	return false
+}
+
+func (x *ImportStart) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+// ImportMailbox opens (creating when missing, with its parents) the mailbox
+// the following messages go to. name is "/"-separated, UTF-8.
+type ImportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"` // "\\Sent", … or empty; only applied on create
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailbox) Reset() {
+	*x = ImportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailbox) ProtoMessage() {}
+
+func (x *ImportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailbox.ProtoReflect.Descriptor instead.
+func (*ImportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ImportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ImportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+// ImportMessage is one message, or one piece of one: a message over 1 MiB
+// is sent in pieces of at most 1 MiB, the first with the metadata, every
+// one but the last with more set.
+type ImportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Seq              uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                                                     // the client's number, increasing; echoed in failures
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`                                                  // system flags and keywords, as IMAP names them
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"` // 0: now
+	Data             []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`
+	SourceId         string                 `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"` // where it came from ("INBOX uid 17", a file name): for the report
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ImportMessage) Reset() {
+	*x = ImportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMessage) ProtoMessage() {}
+
+func (x *ImportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMessage.ProtoReflect.Descriptor instead.
+func (*ImportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ImportMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ImportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ImportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ImportMessage) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+type ImportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// done_seq: every message up to this seq is settled (copied, skipped or
+	// failed), the counts below are this reply's share.
+	DoneSeq       uint64              `protobuf:"varint,1,opt,name=done_seq,json=doneSeq,proto3" json:"done_seq,omitempty"`
+	Copied        uint32              `protobuf:"varint,2,opt,name=copied,proto3" json:"copied,omitempty"`
+	Skipped       uint32              `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"` // already in the mailbox
+	Bytes         uint64              `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`     // of the copied messages
+	Failures      []*ImportFailure    `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	Mailbox       *ImportMailboxReady `protobuf:"bytes,6,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportReply) Reset() {
+	*x = ImportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportReply) ProtoMessage() {}
+
+func (x *ImportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportReply.ProtoReflect.Descriptor instead.
+func (*ImportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ImportReply) GetDoneSeq() uint64 {
+	if x != nil {
+		return x.DoneSeq
+	}
+	return 0
+}
+
+func (x *ImportReply) GetCopied() uint32 {
+	if x != nil {
+		return x.Copied
+	}
+	return 0
+}
+
+func (x *ImportReply) GetSkipped() uint32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ImportReply) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ImportReply) GetFailures() []*ImportFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+func (x *ImportReply) GetMailbox() *ImportMailboxReady {
+	if x != nil {
+		return x.Mailbox
+	}
+	return nil
+}
+
+type ImportFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	SourceId      string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportFailure) Reset() {
+	*x = ImportFailure{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportFailure) ProtoMessage() {}
+
+func (x *ImportFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportFailure.ProtoReflect.Descriptor instead.
+func (*ImportFailure) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ImportFailure) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ImportFailure) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *ImportFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ImportMailboxReady struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Existing      uint32                 `protobuf:"varint,3,opt,name=existing,proto3" json:"existing,omitempty"` // messages it held before this run
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMailboxReady) Reset() {
+	*x = ImportMailboxReady{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMailboxReady) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMailboxReady) ProtoMessage() {}
+
+func (x *ImportMailboxReady) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMailboxReady.ProtoReflect.Descriptor instead.
+func (*ImportMailboxReady) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ImportMailboxReady) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportMailboxReady) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *ImportMailboxReady) GetExisting() uint32 {
+	if x != nil {
+		return x.Existing
+	}
+	return 0
+}
+
+type ExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Mailboxes     []string               `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`                   // empty: all of them
+	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"` // only messages with INTERNALDATE at or after; 0: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ExportRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetMailboxes() []string {
+	if x != nil {
+		return x.Mailboxes
+	}
+	return nil
+}
+
+func (x *ExportRequest) GetSinceUnix() int64 {
+	if x != nil {
+		return x.SinceUnix
+	}
+	return 0
+}
+
+type ExportReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ExportReply_Mailbox
+	//	*ExportReply_Message
+	Item          isExportReply_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReply) Reset() {
+	*x = ExportReply{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReply) ProtoMessage() {}
+
+func (x *ExportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReply.ProtoReflect.Descriptor instead.
+func (*ExportReply) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ExportReply) GetItem() isExportReply_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMailbox() *ExportMailbox {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+func (x *ExportReply) GetMessage() *ExportMessage {
+	if x != nil {
+		if x, ok := x.Item.(*ExportReply_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+type isExportReply_Item interface {
+	isExportReply_Item()
+}
+
+type ExportReply_Mailbox struct {
+	Mailbox *ExportMailbox `protobuf:"bytes,1,opt,name=mailbox,proto3,oneof"`
+}
+
+type ExportReply_Message struct {
+	Message *ExportMessage `protobuf:"bytes,2,opt,name=message,proto3,oneof"`
+}
+
+func (*ExportReply_Mailbox) isExportReply_Item() {}
+
+func (*ExportReply_Message) isExportReply_Item() {}
+
+type ExportMailbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpecialUse    string                 `protobuf:"bytes,2,opt,name=special_use,json=specialUse,proto3" json:"special_use,omitempty"`
+	Subscribed    bool                   `protobuf:"varint,3,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	Messages      uint32                 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"` // in the mailbox (before --since)
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	UidValidity   uint32                 `protobuf:"varint,6,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportMailbox) Reset() {
+	*x = ExportMailbox{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMailbox) ProtoMessage() {}
+
+func (x *ExportMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMailbox.ProtoReflect.Descriptor instead.
+func (*ExportMailbox) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ExportMailbox) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSpecialUse() string {
+	if x != nil {
+		return x.SpecialUse
+	}
+	return ""
+}
+
+func (x *ExportMailbox) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+func (x *ExportMailbox) GetMessages() uint32 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ExportMailbox) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+// ExportMessage is a message, or a piece of one (as ImportMessage).
+type ExportMessage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Uid              uint32                 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	Size             uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Data             []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	More             bool                   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExportMessage) Reset() {
+	*x = ExportMessage{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportMessage) ProtoMessage() {}
+
+func (x *ExportMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportMessage.ProtoReflect.Descriptor instead.
+func (*ExportMessage) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ExportMessage) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ExportMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportMessage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
@@ -3162,7 +4002,73 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xe6\x10\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\"\xce\x01\n" +
+	"\rImportRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.continuum.admin.v1.ImportStartH\x00R\x05start\x12=\n" +
+	"\amailbox\x18\x02 \x01(\v2!.continuum.admin.v1.ImportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x03 \x01(\v2!.continuum.admin.v1.ImportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"v\n" +
+	"\vImportStart\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
+	"\n" +
+	"keep_order\x18\x03 \x01(\bR\tkeepOrder\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"d\n" +
+	"\rImportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\"\xaa\x01\n" +
+	"\rImportMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x05 \x01(\bR\x04more\x12\x1b\n" +
+	"\tsource_id\x18\x06 \x01(\tR\bsourceId\"\xf1\x01\n" +
+	"\vImportReply\x12\x19\n" +
+	"\bdone_seq\x18\x01 \x01(\x04R\adoneSeq\x12\x16\n" +
+	"\x06copied\x18\x02 \x01(\rR\x06copied\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\rR\askipped\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12=\n" +
+	"\bfailures\x18\x05 \x03(\v2!.continuum.admin.v1.ImportFailureR\bfailures\x12@\n" +
+	"\amailbox\x18\x06 \x01(\v2&.continuum.admin.v1.ImportMailboxReadyR\amailbox\"V\n" +
+	"\rImportFailure\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
+	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"^\n" +
+	"\x12ImportMailboxReady\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1a\n" +
+	"\bexisting\x18\x03 \x01(\rR\bexisting\"`\n" +
+	"\rExportRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1c\n" +
+	"\tmailboxes\x18\x02 \x03(\tR\tmailboxes\x12\x1d\n" +
+	"\n" +
+	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\"\x93\x01\n" +
+	"\vExportReply\x12=\n" +
+	"\amailbox\x18\x01 \x01(\v2!.continuum.admin.v1.ExportMailboxH\x00R\amailbox\x12=\n" +
+	"\amessage\x18\x02 \x01(\v2!.continuum.admin.v1.ExportMessageH\x00R\amessageB\x06\n" +
+	"\x04item\"\xb9\x01\n" +
+	"\rExportMailbox\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vspecial_use\x18\x02 \x01(\tR\n" +
+	"specialUse\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\bR\n" +
+	"subscribed\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\rR\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12!\n" +
+	"\fuid_validity\x18\x06 \x01(\rR\vuidValidity\"\xa1\x01\n" +
+	"\rExportMessage\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
+	"\x04more\x18\x06 \x01(\bR\x04more2\x88\x12\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -3189,7 +4095,9 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\rArchiveSearch\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a).continuum.admin.v1.ArchiveSearchResponse\x12c\n" +
 	"\rArchiveExport\x12(.continuum.admin.v1.ArchiveSearchRequest\x1a&.continuum.admin.v1.ArchiveExportChunk0\x01\x12X\n" +
 	"\tAuditList\x12$.continuum.admin.v1.AuditListRequest\x1a%.continuum.admin.v1.AuditListResponse\x12a\n" +
-	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponse\x12P\n" +
+	"\x06Import\x12!.continuum.admin.v1.ImportRequest\x1a\x1f.continuum.admin.v1.ImportReply(\x010\x01\x12N\n" +
+	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -3203,7 +4111,7 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*VaultRestoreRequest)(nil),    // 0: continuum.admin.v1.VaultRestoreRequest
 	(*VaultRestoreResponse)(nil),   // 1: continuum.admin.v1.VaultRestoreResponse
@@ -3257,6 +4165,17 @@ var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*RemoveNodeResponse)(nil),     // 49: continuum.admin.v1.RemoveNodeResponse
 	(*BackupRequest)(nil),          // 50: continuum.admin.v1.BackupRequest
 	(*BackupChunk)(nil),            // 51: continuum.admin.v1.BackupChunk
+	(*ImportRequest)(nil),          // 52: continuum.admin.v1.ImportRequest
+	(*ImportStart)(nil),            // 53: continuum.admin.v1.ImportStart
+	(*ImportMailbox)(nil),          // 54: continuum.admin.v1.ImportMailbox
+	(*ImportMessage)(nil),          // 55: continuum.admin.v1.ImportMessage
+	(*ImportReply)(nil),            // 56: continuum.admin.v1.ImportReply
+	(*ImportFailure)(nil),          // 57: continuum.admin.v1.ImportFailure
+	(*ImportMailboxReady)(nil),     // 58: continuum.admin.v1.ImportMailboxReady
+	(*ExportRequest)(nil),          // 59: continuum.admin.v1.ExportRequest
+	(*ExportReply)(nil),            // 60: continuum.admin.v1.ExportReply
+	(*ExportMailbox)(nil),          // 61: continuum.admin.v1.ExportMailbox
+	(*ExportMessage)(nil),          // 62: continuum.admin.v1.ExportMessage
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	4,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
@@ -3267,57 +4186,68 @@ var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	26, // 5: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
 	29, // 6: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
 	38, // 7: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	28, // 8: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	31, // 9: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	33, // 10: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	35, // 11: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	37, // 12: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	40, // 13: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	42, // 14: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	44, // 15: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	46, // 16: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	48, // 17: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	50, // 18: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	25, // 19: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	2,  // 20: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
-	5,  // 21: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
-	7,  // 22: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
-	9,  // 23: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
-	11, // 24: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
-	14, // 25: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
-	16, // 26: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
-	18, // 27: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	18, // 28: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	22, // 29: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
-	0,  // 30: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
-	30, // 31: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	32, // 32: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	34, // 33: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	36, // 34: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	39, // 35: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	41, // 36: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	43, // 37: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	45, // 38: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	47, // 39: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	49, // 40: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	51, // 41: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	27, // 42: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	3,  // 43: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
-	6,  // 44: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
-	8,  // 45: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
-	10, // 46: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
-	12, // 47: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
-	15, // 48: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
-	17, // 49: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
-	20, // 50: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
-	21, // 51: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
-	24, // 52: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
-	1,  // 53: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
-	31, // [31:54] is the sub-list for method output_type
-	8,  // [8:31] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	53, // 8: continuum.admin.v1.ImportRequest.start:type_name -> continuum.admin.v1.ImportStart
+	54, // 9: continuum.admin.v1.ImportRequest.mailbox:type_name -> continuum.admin.v1.ImportMailbox
+	55, // 10: continuum.admin.v1.ImportRequest.message:type_name -> continuum.admin.v1.ImportMessage
+	57, // 11: continuum.admin.v1.ImportReply.failures:type_name -> continuum.admin.v1.ImportFailure
+	58, // 12: continuum.admin.v1.ImportReply.mailbox:type_name -> continuum.admin.v1.ImportMailboxReady
+	61, // 13: continuum.admin.v1.ExportReply.mailbox:type_name -> continuum.admin.v1.ExportMailbox
+	62, // 14: continuum.admin.v1.ExportReply.message:type_name -> continuum.admin.v1.ExportMessage
+	28, // 15: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	31, // 16: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	33, // 17: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	35, // 18: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	37, // 19: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	40, // 20: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	42, // 21: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	44, // 22: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	46, // 23: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	48, // 24: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	50, // 25: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	25, // 26: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	2,  // 27: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
+	5,  // 28: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
+	7,  // 29: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
+	9,  // 30: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
+	11, // 31: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
+	14, // 32: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
+	16, // 33: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
+	18, // 34: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	18, // 35: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	22, // 36: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
+	0,  // 37: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
+	52, // 38: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
+	59, // 39: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
+	30, // 40: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	32, // 41: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	34, // 42: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	36, // 43: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	39, // 44: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	41, // 45: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	43, // 46: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	45, // 47: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	47, // 48: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	49, // 49: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	51, // 50: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	27, // 51: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	3,  // 52: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
+	6,  // 53: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
+	8,  // 54: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
+	10, // 55: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
+	12, // 56: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
+	15, // 57: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
+	17, // 58: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
+	20, // 59: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
+	21, // 60: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
+	24, // 61: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
+	1,  // 62: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
+	56, // 63: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
+	60, // 64: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
+	40, // [40:65] is the sub-list for method output_type
+	15, // [15:40] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_proto_adminpb_admin_proto_init() }
@@ -3325,13 +4255,22 @@ func file_proto_adminpb_admin_proto_init() {
 	if File_proto_adminpb_admin_proto != nil {
 		return
 	}
+	file_proto_adminpb_admin_proto_msgTypes[52].OneofWrappers = []any{
+		(*ImportRequest_Start)(nil),
+		(*ImportRequest_Mailbox)(nil),
+		(*ImportRequest_Message)(nil),
+	}
+	file_proto_adminpb_admin_proto_msgTypes[60].OneofWrappers = []any{
+		(*ExportReply_Mailbox)(nil),
+		(*ExportReply_Message)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

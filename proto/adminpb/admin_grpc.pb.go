@@ -45,6 +45,8 @@ const (
 	Admin_ArchiveExport_FullMethodName  = "/continuum.admin.v1.Admin/ArchiveExport"
 	Admin_AuditList_FullMethodName      = "/continuum.admin.v1.Admin/AuditList"
 	Admin_VaultRestore_FullMethodName   = "/continuum.admin.v1.Admin/VaultRestore"
+	Admin_Import_FullMethodName         = "/continuum.admin.v1.Admin/Import"
+	Admin_Export_FullMethodName         = "/continuum.admin.v1.Admin/Export"
 )
 
 // AdminClient is the client API for Admin service.
@@ -89,6 +91,16 @@ type AdminClient interface {
 	AuditList(ctx context.Context, in *AuditListRequest, opts ...grpc.CallOption) (*AuditListResponse, error)
 	// VaultRestore puts a user's vaulted messages back into their mailboxes.
 	VaultRestore(ctx context.Context, in *VaultRestoreRequest, opts ...grpc.CallOption) (*VaultRestoreResponse, error)
+	// Import copies mail into a user's mailboxes (continuum import). The
+	// client streams mailboxes and messages; the node skips what the mailbox
+	// holds already, batches the rest into AppendBatch entries (proposed
+	// through the leader, a few in flight) and answers, in order, with what
+	// each batch did, so the client's progress counts committed messages.
+	// Any node serves it.
+	Import(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportRequest, ImportReply], error)
+	// Export streams a user's mailboxes and messages (continuum export),
+	// from a consistent view taken after a read-index wait. Any node.
+	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportReply], error)
 }
 
 type adminClient struct {
@@ -347,6 +359,38 @@ func (c *adminClient) VaultRestore(ctx context.Context, in *VaultRestoreRequest,
 	return out, nil
 }
 
+func (c *adminClient) Import(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportRequest, ImportReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[2], Admin_Import_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportRequest, ImportReply]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ImportClient = grpc.BidiStreamingClient[ImportRequest, ImportReply]
+
+func (c *adminClient) Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[3], Admin_Export_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportRequest, ExportReply]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ExportClient = grpc.ServerStreamingClient[ExportReply]
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -389,6 +433,16 @@ type AdminServer interface {
 	AuditList(context.Context, *AuditListRequest) (*AuditListResponse, error)
 	// VaultRestore puts a user's vaulted messages back into their mailboxes.
 	VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error)
+	// Import copies mail into a user's mailboxes (continuum import). The
+	// client streams mailboxes and messages; the node skips what the mailbox
+	// holds already, batches the rest into AppendBatch entries (proposed
+	// through the leader, a few in flight) and answers, in order, with what
+	// each batch did, so the client's progress counts committed messages.
+	// Any node serves it.
+	Import(grpc.BidiStreamingServer[ImportRequest, ImportReply]) error
+	// Export streams a user's mailboxes and messages (continuum export),
+	// from a consistent view taken after a read-index wait. Any node.
+	Export(*ExportRequest, grpc.ServerStreamingServer[ExportReply]) error
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -467,6 +521,12 @@ func (UnimplementedAdminServer) AuditList(context.Context, *AuditListRequest) (*
 }
 func (UnimplementedAdminServer) VaultRestore(context.Context, *VaultRestoreRequest) (*VaultRestoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VaultRestore not implemented")
+}
+func (UnimplementedAdminServer) Import(grpc.BidiStreamingServer[ImportRequest, ImportReply]) error {
+	return status.Error(codes.Unimplemented, "method Import not implemented")
+}
+func (UnimplementedAdminServer) Export(*ExportRequest, grpc.ServerStreamingServer[ExportReply]) error {
+	return status.Error(codes.Unimplemented, "method Export not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -889,6 +949,24 @@ func _Admin_VaultRestore_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Import_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServer).Import(&grpc.GenericServerStream[ImportRequest, ImportReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ImportServer = grpc.BidiStreamingServer[ImportRequest, ImportReply]
+
+func _Admin_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Export(m, &grpc.GenericServerStream[ExportRequest, ExportReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ExportServer = grpc.ServerStreamingServer[ExportReply]
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -990,6 +1068,17 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ArchiveExport",
 			Handler:       _Admin_ArchiveExport_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Import",
+			Handler:       _Admin_Import_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Export",
+			Handler:       _Admin_Export_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -182,6 +182,7 @@ type Command struct {
 	//	*Command_HoldPlace
 	//	*Command_HoldRelease
 	//	*Command_VaultRestore
+	//	*Command_AppendBatch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -463,6 +464,15 @@ func (x *Command) GetVaultRestore() *VaultRestore {
 	return nil
 }
 
+func (x *Command) GetAppendBatch() *AppendBatch {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendBatch); ok {
+			return x.AppendBatch
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -569,6 +579,10 @@ type Command_VaultRestore struct {
 	VaultRestore *VaultRestore `protobuf:"bytes,55,opt,name=vault_restore,json=vaultRestore,proto3,oneof"`
 }
 
+type Command_AppendBatch struct {
+	AppendBatch *AppendBatch `protobuf:"bytes,60,opt,name=append_batch,json=appendBatch,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -618,6 +632,8 @@ func (*Command_HoldPlace) isCommand_Op() {}
 func (*Command_HoldRelease) isCommand_Op() {}
 
 func (*Command_VaultRestore) isCommand_Op() {}
+
+func (*Command_AppendBatch) isCommand_Op() {}
 
 // AdminCommand is an operator's request, recorded in the audit log
 // (audit/<index>) in the same apply as its effect. command is the write
@@ -2017,6 +2033,147 @@ func (x *Append) GetInternalDateUnix() int64 {
 	return 0
 }
 
+// AppendBatch stores many messages into one mailbox of one user in one log
+// entry (continuum import): the proposer batches them so that an import
+// commits hundreds of messages per Raft round trip and per fsync. Each item
+// succeeds or fails on its own (Result.deliveries, one per item, in order);
+// the command fails as a whole only when the user or mailbox is missing or
+// the batch itself is malformed. Not skippable: it changes state, so a node
+// that predates it must stop rather than diverge (upgrade every node before
+// importing).
+type AppendBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MailboxId     uint64                 `protobuf:"varint,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Items         []*AppendItem          `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatch) Reset() {
+	*x = AppendBatch{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatch) ProtoMessage() {}
+
+func (x *AppendBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
+func (*AppendBatch) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AppendBatch) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *AppendBatch) GetMailboxId() uint64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *AppendBatch) GetItems() []*AppendItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type AppendItem struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Blob             *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
+	Flags            []string               `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty"`
+	InternalDateUnix int64                  `protobuf:"varint,3,opt,name=internal_date_unix,json=internalDateUnix,proto3" json:"internal_date_unix,omitempty"`
+	// dedupe_key, when set, makes the item idempotent for a short while (log
+	// time): while the message first stored under the key still exists in
+	// the mailbox, the item stores nothing and reports that message's UID
+	// with duplicate set. An import resumed after an interruption can then
+	// not store twice a message whose batch was still in flight.
+	DedupeKey     []byte `protobuf:"bytes,4,opt,name=dedupe_key,json=dedupeKey,proto3" json:"dedupe_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendItem) Reset() {
+	*x = AppendItem{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendItem) ProtoMessage() {}
+
+func (x *AppendItem) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendItem.ProtoReflect.Descriptor instead.
+func (*AppendItem) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AppendItem) GetBlob() *Blob {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+func (x *AppendItem) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *AppendItem) GetInternalDateUnix() int64 {
+	if x != nil {
+		return x.InternalDateUnix
+	}
+	return 0
+}
+
+func (x *AppendItem) GetDedupeKey() []byte {
+	if x != nil {
+		return x.DedupeKey
+	}
+	return nil
+}
+
 type UIDRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -2027,7 +2184,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2196,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2209,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -2083,7 +2240,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2252,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2265,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -2165,7 +2322,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2334,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2347,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -2233,7 +2390,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2402,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2415,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -2302,7 +2459,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2471,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2484,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -2363,7 +2520,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2532,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2545,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -2442,7 +2599,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2611,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2624,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Result) GetCode() Code {
@@ -2558,7 +2715,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xf9\r\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xc1\x0e\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2593,7 +2750,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
 	"hold_place\x185 \x01(\v2\x1f.continuum.command.v1.HoldPlaceH\x00R\tholdPlace\x12F\n" +
 	"\fhold_release\x186 \x01(\v2!.continuum.command.v1.HoldReleaseH\x00R\vholdRelease\x12I\n" +
-	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestoreB\x04\n" +
+	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestore\x12F\n" +
+	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatchB\x04\n" +
 	"\x02op\"\x8d\x01\n" +
 	"\fAdminCommand\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
@@ -2694,7 +2852,19 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x12.\n" +
 	"\x04blob\x18\x03 \x01(\v2\x1a.continuum.command.v1.BlobR\x04blob\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12,\n" +
-	"\x12internal_date_unix\x18\x05 \x01(\x03R\x10internalDateUnix\"4\n" +
+	"\x12internal_date_unix\x18\x05 \x01(\x03R\x10internalDateUnix\"}\n" +
+	"\vAppendBatch\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\x04R\tmailboxId\x126\n" +
+	"\x05items\x18\x03 \x03(\v2 .continuum.command.v1.AppendItemR\x05items\"\x9f\x01\n" +
+	"\n" +
+	"AppendItem\x12.\n" +
+	"\x04blob\x18\x01 \x01(\v2\x1a.continuum.command.v1.BlobR\x04blob\x12\x14\n" +
+	"\x05flags\x18\x02 \x03(\tR\x05flags\x12,\n" +
+	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x1d\n" +
+	"\n" +
+	"dedupe_key\x18\x04 \x01(\fR\tdedupeKey\"4\n" +
 	"\bUIDRange\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\rR\x05start\x12\x12\n" +
 	"\x04stop\x18\x02 \x01(\rR\x04stop\"\xe5\x01\n" +
@@ -2776,7 +2946,7 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
@@ -2804,14 +2974,16 @@ var file_proto_commandpb_command_proto_goTypes = []any{
 	(*Recipient)(nil),               // 23: continuum.command.v1.Recipient
 	(*Deliver)(nil),                 // 24: continuum.command.v1.Deliver
 	(*Append)(nil),                  // 25: continuum.command.v1.Append
-	(*UIDRange)(nil),                // 26: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 27: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 28: continuum.command.v1.Copy
-	(*Move)(nil),                    // 29: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 30: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 31: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 32: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 33: continuum.storage.v1.ParsedMessage
+	(*AppendBatch)(nil),             // 26: continuum.command.v1.AppendBatch
+	(*AppendItem)(nil),              // 27: continuum.command.v1.AppendItem
+	(*UIDRange)(nil),                // 28: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 29: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 30: continuum.command.v1.Copy
+	(*Move)(nil),                    // 31: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 32: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 33: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 34: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 35: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
 	10, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
@@ -2827,10 +2999,10 @@ var file_proto_commandpb_command_proto_depIdxs = []int32{
 	20, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
 	24, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
 	25, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	27, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	28, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	29, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	30, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	29, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	30, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	31, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	32, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
 	22, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
 	9,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
 	3,  // 19: continuum.command.v1.Command.admin_command:type_name -> continuum.command.v1.AdminCommand
@@ -2839,24 +3011,27 @@ var file_proto_commandpb_command_proto_depIdxs = []int32{
 	6,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
 	8,  // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
 	7,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
-	2,  // 25: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
-	33, // 26: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	21, // 27: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	23, // 28: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	21, // 29: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	26, // 30: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 31: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	26, // 32: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	26, // 33: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	26, // 34: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 35: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 36: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	31, // 37: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	26, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
+	2,  // 26: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	35, // 27: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	21, // 28: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	23, // 29: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	21, // 30: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	27, // 31: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	21, // 32: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	28, // 33: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 34: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	28, // 35: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	28, // 36: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	28, // 37: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 38: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 39: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	33, // 40: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -2890,6 +3065,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_HoldPlace)(nil),
 		(*Command_HoldRelease)(nil),
 		(*Command_VaultRestore)(nil),
+		(*Command_AppendBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2897,7 +3073,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
