@@ -45,6 +45,8 @@ type nodeCollector struct {
 	n *Node
 
 	applied, commit, lag, term, isLeader, leaderless, leaderChanges, imapSessions, storeSize *prometheus.Desc
+
+	indexBytes, indexMessages, indexRemoved, indexSeconds, indexMailBytes, indexLag *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -62,12 +64,20 @@ func newNodeCollector(n *Node) *nodeCollector {
 		leaderless:    d("raft_leaderless_seconds", "How long this node has had no known leader (0 with one)."),
 		leaderChanges: d("raft_leader_changes_total", "Leader changes observed by this node."),
 		imapSessions:  d("imap_sessions", "Open IMAP sessions."),
-		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots).", "store"),
+		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots, index).", "store"),
+
+		indexBytes:     d("search_index_bytes", "Bytes on disk of the full-text index."),
+		indexMessages:  d("search_indexed_messages_total", "Messages added to the full-text index since start."),
+		indexRemoved:   d("search_removed_messages_total", "Messages removed from the full-text index since start."),
+		indexSeconds:   d("search_index_seconds_total", "Time spent indexing messages (text extraction and index writes) since start."),
+		indexMailBytes: d("search_indexed_mail_bytes_total", "Raw bytes of the messages indexed since start."),
+		indexLag:       d("search_index_lag", "Applied index of the state minus the last index the full-text index fully processed (entries)."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize} {
+	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize,
+		c.indexBytes, c.indexMessages, c.indexRemoved, c.indexSeconds, c.indexMailBytes, c.indexLag} {
 		ch <- d
 	}
 }
@@ -94,8 +104,20 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		sessions = (*f)()
 	}
 	g(c.imapSessions, float64(sessions))
-	for _, store := range []string{"state", "raft-log", "snapshots"} {
+	for _, store := range []string{"state", "raft-log", "snapshots", "index"} {
 		g(c.storeSize, float64(dirSize(filepath.Join(n.cfg.DataDir, store))), store)
+	}
+	if n.index != nil {
+		st := n.index.Stats()
+		counter := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+		}
+		g(c.indexBytes, float64(st.DiskBytes))
+		counter(c.indexMessages, float64(st.Indexed))
+		counter(c.indexRemoved, float64(st.Removed))
+		counter(c.indexSeconds, st.IndexSeconds)
+		counter(c.indexMailBytes, float64(st.IndexedBytes))
+		g(c.indexLag, float64(applied-min(applied, st.AppliedIndex)))
 	}
 }
 

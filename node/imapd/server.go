@@ -40,6 +40,9 @@ type Options struct {
 	// check until the window has passed. Defaults 10 and 15 minutes.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
+	// ScanSearch makes SEARCH read every message's text instead of asking
+	// the full-text index first: the oracle the index is tested against.
+	ScanSearch bool
 }
 
 func (o *Options) setDefaults() {
