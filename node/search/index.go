@@ -476,7 +476,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	if err != nil {
 		return c, false, err
 	}
-	b := x.db.NewBatch()
+	b := x.db.NewIndexedBatch() // reads its own writes (has, removeMessage)
 	defer b.Close()
 	n := 0
 	errFull := errors.New("full")

@@ -92,19 +92,17 @@ func (v *View) Candidates(mbox uint64, hw uint32, queries []string) ([]uint32, e
 		if uid > hw {
 			return out, nil
 		}
-		if uid == target {
-			agree++
-			if agree == len(its) {
-				out = append(out, uid)
-				if uid == ^uint32(0) {
-					return out, nil
-				}
-				target = uid + 1
-				agree = 0
-			}
-			continue
+		if uid != target {
+			target, agree = uid, 0
 		}
-		target, agree = uid, 1
+		agree++
+		if agree == len(its) {
+			out = append(out, uid)
+			if uid == ^uint32(0) {
+				return out, nil
+			}
+			target, agree = uid+1, 0
+		}
 	}
 }
 
