@@ -24,6 +24,7 @@ func init() {
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},
 		{"backup", "backup --out FILE [--server ADDR] [--allow-stale]", "stream a consistent snapshot of the state from any node", runBackup},
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
+		{"reindex", "reindex [--server ADDR] [--wait D]", "rebuild one live node's full-text index from its state (searches scan meanwhile)", runReindex},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }

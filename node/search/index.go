@@ -62,6 +62,7 @@ type Index struct {
 	mu       sync.Mutex
 	dirty    map[uint64]uint64 // mailboxID → userID, from events
 	all      bool              // check every mailbox
+	wipe     bool              // Reindex asked: wipe before the next pass
 	notified uint64            // last applied index whose events are in dirty
 
 	kick   chan struct{}
@@ -162,23 +163,27 @@ type Event struct {
 // Reindex drops the whole index and rebuilds it in the background;
 // searches scan meanwhile (mailbox by mailbox, as each is rebuilt).
 func (x *Index) Reindex() error {
-	b := x.db.NewBatch()
-	defer b.Close()
-	if err := b.DeleteRange([]byte{famCursor}, []byte{famPosting + 1}, nil); err != nil {
-		return err
-	}
-	b.Delete(keyApplied, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
-	}
+	// The indexer goroutine wipes, between two passes, so no pass in
+	// flight writes a cursor over the wiped index.
 	x.mu.Lock()
-	x.all = true
+	x.wipe = true
+	x.appliedSeen.Store(0)
 	x.mu.Unlock()
 	select {
 	case x.kick <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+func (x *Index) wipeAll() error {
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{famCursor}, []byte{famPosting + 1}, nil); err != nil {
+		return err
+	}
+	b.Delete(keyApplied, nil)
+	return b.Commit(pebble.Sync)
 }
 
 // WaitCaughtUp blocks until the index has processed everything applied up
@@ -237,6 +242,14 @@ func (x *Index) run(ctx context.Context) {
 // a state snapshot at or after the last notified index.
 func (x *Index) pass(ctx context.Context) error {
 	x.mu.Lock()
+	if x.wipe {
+		if err := x.wipeAll(); err != nil {
+			x.mu.Unlock()
+			return err
+		}
+		x.wipe, x.all = false, true
+		x.log.Info("full-text index wiped: rebuilding")
+	}
 	dirty, all, notified := x.dirty, x.all, x.notified
 	x.dirty, x.all = map[uint64]uint64{}, false
 	x.mu.Unlock()
@@ -274,7 +287,9 @@ func (x *Index) pass(ctx context.Context) error {
 			return err
 		}
 	}
-	if notified > x.appliedSeen.Load() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.wipe && notified > x.appliedSeen.Load() {
 		if err := x.db.Set(keyApplied, u64(notified), pebble.NoSync); err != nil {
 			return err
 		}
@@ -707,4 +722,23 @@ func (quietPebble) Infof(string, ...any)  {}
 func (quietPebble) Errorf(string, ...any) {}
 func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// ReindexAndWait is Reindex, then waits up to wait for the rebuild to
+// process everything the state had applied when it began. It returns that
+// index and whether it was reached.
+func (x *Index) ReindexAndWait(ctx context.Context, wait time.Duration) (target uint64, caughtUp bool, err error) {
+	target, _, err = x.state.Applied()
+	if err != nil {
+		return 0, false, err
+	}
+	if err := x.Reindex(); err != nil {
+		return target, false, err
+	}
+	if wait <= 0 {
+		return target, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return target, x.WaitCaughtUp(ctx, target) == nil, nil
 }

@@ -24,6 +24,118 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReindexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WaitMs        int64                  `protobuf:"varint,1,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // 0: return at once
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReindexRequest) Reset() {
+	*x = ReindexRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReindexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReindexRequest) ProtoMessage() {}
+
+func (x *ReindexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReindexRequest.ProtoReflect.Descriptor instead.
+func (*ReindexRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReindexRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type ReindexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	CaughtUp      bool                   `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`             // the rebuild reached the applied index when answered
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the state index the rebuild had to reach
+	Indexed       uint64                 `protobuf:"varint,4,opt,name=indexed,proto3" json:"indexed,omitempty"`                               // messages indexed by this node since start
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReindexResponse) Reset() {
+	*x = ReindexResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReindexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReindexResponse) ProtoMessage() {}
+
+func (x *ReindexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReindexResponse.ProtoReflect.Descriptor instead.
+func (*ReindexResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReindexResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReindexResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *ReindexResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReindexResponse) GetIndexed() uint64 {
+	if x != nil {
+		return x.Indexed
+	}
+	return 0
+}
+
 type CheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TimeoutMs     int64                  `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // 0: 5 minutes
@@ -33,7 +145,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +157,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[0]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +170,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{0}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CheckRequest) GetTimeoutMs() int64 {
@@ -80,7 +192,7 @@ type CheckNode struct {
 
 func (x *CheckNode) Reset() {
 	*x = CheckNode{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +204,7 @@ func (x *CheckNode) String() string {
 func (*CheckNode) ProtoMessage() {}
 
 func (x *CheckNode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[1]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +217,7 @@ func (x *CheckNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNode.ProtoReflect.Descriptor instead.
 func (*CheckNode) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{1}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CheckNode) GetId() string {
@@ -149,7 +261,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +273,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[2]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +286,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{2}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckResponse) GetIndex() uint64 {
@@ -220,7 +332,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +344,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[3]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +357,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{3}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type NodeStatus struct {
@@ -275,7 +387,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +399,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[4]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +412,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{4}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -434,7 +546,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +558,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[5]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +571,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{5}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -500,7 +612,7 @@ type DomainAddRequest struct {
 
 func (x *DomainAddRequest) Reset() {
 	*x = DomainAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +624,7 @@ func (x *DomainAddRequest) String() string {
 func (*DomainAddRequest) ProtoMessage() {}
 
 func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[6]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +637,7 @@ func (x *DomainAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddRequest.ProtoReflect.Descriptor instead.
 func (*DomainAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{6}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DomainAddRequest) GetName() string {
@@ -550,7 +662,7 @@ type DomainAddResponse struct {
 
 func (x *DomainAddResponse) Reset() {
 	*x = DomainAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +674,7 @@ func (x *DomainAddResponse) String() string {
 func (*DomainAddResponse) ProtoMessage() {}
 
 func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[7]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +687,7 @@ func (x *DomainAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAddResponse.ProtoReflect.Descriptor instead.
 func (*DomainAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{7}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type DomainListRequest struct {
@@ -586,7 +698,7 @@ type DomainListRequest struct {
 
 func (x *DomainListRequest) Reset() {
 	*x = DomainListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +710,7 @@ func (x *DomainListRequest) String() string {
 func (*DomainListRequest) ProtoMessage() {}
 
 func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[8]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +723,7 @@ func (x *DomainListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListRequest.ProtoReflect.Descriptor instead.
 func (*DomainListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{8}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type DomainListResponse struct {
@@ -623,7 +735,7 @@ type DomainListResponse struct {
 
 func (x *DomainListResponse) Reset() {
 	*x = DomainListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +747,7 @@ func (x *DomainListResponse) String() string {
 func (*DomainListResponse) ProtoMessage() {}
 
 func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[9]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +760,7 @@ func (x *DomainListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainListResponse.ProtoReflect.Descriptor instead.
 func (*DomainListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{9}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DomainListResponse) GetNames() []string {
@@ -669,7 +781,7 @@ type UserAddRequest struct {
 
 func (x *UserAddRequest) Reset() {
 	*x = UserAddRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +793,7 @@ func (x *UserAddRequest) String() string {
 func (*UserAddRequest) ProtoMessage() {}
 
 func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[10]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +806,7 @@ func (x *UserAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddRequest.ProtoReflect.Descriptor instead.
 func (*UserAddRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{10}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserAddRequest) GetEmail() string {
@@ -727,7 +839,7 @@ type UserAddResponse struct {
 
 func (x *UserAddResponse) Reset() {
 	*x = UserAddResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +851,7 @@ func (x *UserAddResponse) String() string {
 func (*UserAddResponse) ProtoMessage() {}
 
 func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[11]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +864,7 @@ func (x *UserAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAddResponse.ProtoReflect.Descriptor instead.
 func (*UserAddResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{11}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UserAddResponse) GetId() uint64 {
@@ -770,7 +882,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +894,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[12]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +907,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{12}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type User struct {
@@ -810,7 +922,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +934,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[13]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +947,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{13}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *User) GetId() uint64 {
@@ -875,7 +987,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +999,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[14]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1012,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{14}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -920,7 +1032,7 @@ type UserPasswdRequest struct {
 
 func (x *UserPasswdRequest) Reset() {
 	*x = UserPasswdRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1044,7 @@ func (x *UserPasswdRequest) String() string {
 func (*UserPasswdRequest) ProtoMessage() {}
 
 func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[15]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1057,7 @@ func (x *UserPasswdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdRequest.ProtoReflect.Descriptor instead.
 func (*UserPasswdRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{15}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UserPasswdRequest) GetEmail() string {
@@ -970,7 +1082,7 @@ type UserPasswdResponse struct {
 
 func (x *UserPasswdResponse) Reset() {
 	*x = UserPasswdResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1094,7 @@ func (x *UserPasswdResponse) String() string {
 func (*UserPasswdResponse) ProtoMessage() {}
 
 func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[16]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1107,7 @@ func (x *UserPasswdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswdResponse.ProtoReflect.Descriptor instead.
 func (*UserPasswdResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{16}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type UserDelRequest struct {
@@ -1007,7 +1119,7 @@ type UserDelRequest struct {
 
 func (x *UserDelRequest) Reset() {
 	*x = UserDelRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1131,7 @@ func (x *UserDelRequest) String() string {
 func (*UserDelRequest) ProtoMessage() {}
 
 func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[17]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1144,7 @@ func (x *UserDelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelRequest.ProtoReflect.Descriptor instead.
 func (*UserDelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{17}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UserDelRequest) GetEmail() string {
@@ -1050,7 +1162,7 @@ type UserDelResponse struct {
 
 func (x *UserDelResponse) Reset() {
 	*x = UserDelResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1174,7 @@ func (x *UserDelResponse) String() string {
 func (*UserDelResponse) ProtoMessage() {}
 
 func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[18]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1187,7 @@ func (x *UserDelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDelResponse.ProtoReflect.Descriptor instead.
 func (*UserDelResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{18}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type AliasSetRequest struct {
@@ -1088,7 +1200,7 @@ type AliasSetRequest struct {
 
 func (x *AliasSetRequest) Reset() {
 	*x = AliasSetRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1212,7 @@ func (x *AliasSetRequest) String() string {
 func (*AliasSetRequest) ProtoMessage() {}
 
 func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[19]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1225,7 @@ func (x *AliasSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetRequest.ProtoReflect.Descriptor instead.
 func (*AliasSetRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{19}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AliasSetRequest) GetEmail() string {
@@ -1138,7 +1250,7 @@ type AliasSetResponse struct {
 
 func (x *AliasSetResponse) Reset() {
 	*x = AliasSetResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1262,7 @@ func (x *AliasSetResponse) String() string {
 func (*AliasSetResponse) ProtoMessage() {}
 
 func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[20]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1275,7 @@ func (x *AliasSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSetResponse.ProtoReflect.Descriptor instead.
 func (*AliasSetResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{20}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type TransferLeaderRequest struct {
@@ -1176,7 +1288,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1300,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[21]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1313,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{21}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferLeaderRequest) GetTo() string {
@@ -1227,7 +1339,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1351,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[22]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1364,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{22}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -1272,7 +1384,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1396,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[23]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1409,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{23}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -1322,7 +1434,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1446,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[24]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1459,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{24}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
 }
 
 type BackupRequest struct {
@@ -1362,7 +1474,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1486,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[25]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1499,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{25}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackupRequest) GetAllowStale() bool {
@@ -1413,7 +1525,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1537,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_adminpb_admin_proto_msgTypes[26]
+	mi := &file_proto_adminpb_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1550,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{26}
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -1487,7 +1599,14 @@ var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\"-\n" +
+	"\x19proto/adminpb/admin.proto\x12\x12continuum.admin.v1\")\n" +
+	"\x0eReindexRequest\x12\x17\n" +
+	"\await_ms\x18\x01 \x01(\x03R\x06waitMs\"\x81\x01\n" +
+	"\x0fReindexResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x18\n" +
+	"\aindexed\x18\x04 \x01(\x04R\aindexed\"-\n" +
 	"\fCheckRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"c\n" +
@@ -1587,7 +1706,7 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fapplied_term\x18\x03 \x01(\x04R\vappliedTerm\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xbb\b\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\x8f\t\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -1603,7 +1722,8 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12%.continuum.admin.v1.RemoveNodeRequest\x1a&.continuum.admin.v1.RemoveNodeResponse\x12N\n" +
 	"\x06Backup\x12!.continuum.admin.v1.BackupRequest\x1a\x1f.continuum.admin.v1.BackupChunk0\x01\x12L\n" +
-	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\x05Check\x12 .continuum.admin.v1.CheckRequest\x1a!.continuum.admin.v1.CheckResponse\x12R\n" +
+	"\aReindex\x12\".continuum.admin.v1.ReindexRequest\x1a#.continuum.admin.v1.ReindexResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -1617,66 +1737,70 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_proto_adminpb_admin_proto_goTypes = []any{
-	(*CheckRequest)(nil),           // 0: continuum.admin.v1.CheckRequest
-	(*CheckNode)(nil),              // 1: continuum.admin.v1.CheckNode
-	(*CheckResponse)(nil),          // 2: continuum.admin.v1.CheckResponse
-	(*ClusterStatusRequest)(nil),   // 3: continuum.admin.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),             // 4: continuum.admin.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),  // 5: continuum.admin.v1.ClusterStatusResponse
-	(*DomainAddRequest)(nil),       // 6: continuum.admin.v1.DomainAddRequest
-	(*DomainAddResponse)(nil),      // 7: continuum.admin.v1.DomainAddResponse
-	(*DomainListRequest)(nil),      // 8: continuum.admin.v1.DomainListRequest
-	(*DomainListResponse)(nil),     // 9: continuum.admin.v1.DomainListResponse
-	(*UserAddRequest)(nil),         // 10: continuum.admin.v1.UserAddRequest
-	(*UserAddResponse)(nil),        // 11: continuum.admin.v1.UserAddResponse
-	(*UserListRequest)(nil),        // 12: continuum.admin.v1.UserListRequest
-	(*User)(nil),                   // 13: continuum.admin.v1.User
-	(*UserListResponse)(nil),       // 14: continuum.admin.v1.UserListResponse
-	(*UserPasswdRequest)(nil),      // 15: continuum.admin.v1.UserPasswdRequest
-	(*UserPasswdResponse)(nil),     // 16: continuum.admin.v1.UserPasswdResponse
-	(*UserDelRequest)(nil),         // 17: continuum.admin.v1.UserDelRequest
-	(*UserDelResponse)(nil),        // 18: continuum.admin.v1.UserDelResponse
-	(*AliasSetRequest)(nil),        // 19: continuum.admin.v1.AliasSetRequest
-	(*AliasSetResponse)(nil),       // 20: continuum.admin.v1.AliasSetResponse
-	(*TransferLeaderRequest)(nil),  // 21: continuum.admin.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 22: continuum.admin.v1.TransferLeaderResponse
-	(*RemoveNodeRequest)(nil),      // 23: continuum.admin.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 24: continuum.admin.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 25: continuum.admin.v1.BackupRequest
-	(*BackupChunk)(nil),            // 26: continuum.admin.v1.BackupChunk
+	(*ReindexRequest)(nil),         // 0: continuum.admin.v1.ReindexRequest
+	(*ReindexResponse)(nil),        // 1: continuum.admin.v1.ReindexResponse
+	(*CheckRequest)(nil),           // 2: continuum.admin.v1.CheckRequest
+	(*CheckNode)(nil),              // 3: continuum.admin.v1.CheckNode
+	(*CheckResponse)(nil),          // 4: continuum.admin.v1.CheckResponse
+	(*ClusterStatusRequest)(nil),   // 5: continuum.admin.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),             // 6: continuum.admin.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),  // 7: continuum.admin.v1.ClusterStatusResponse
+	(*DomainAddRequest)(nil),       // 8: continuum.admin.v1.DomainAddRequest
+	(*DomainAddResponse)(nil),      // 9: continuum.admin.v1.DomainAddResponse
+	(*DomainListRequest)(nil),      // 10: continuum.admin.v1.DomainListRequest
+	(*DomainListResponse)(nil),     // 11: continuum.admin.v1.DomainListResponse
+	(*UserAddRequest)(nil),         // 12: continuum.admin.v1.UserAddRequest
+	(*UserAddResponse)(nil),        // 13: continuum.admin.v1.UserAddResponse
+	(*UserListRequest)(nil),        // 14: continuum.admin.v1.UserListRequest
+	(*User)(nil),                   // 15: continuum.admin.v1.User
+	(*UserListResponse)(nil),       // 16: continuum.admin.v1.UserListResponse
+	(*UserPasswdRequest)(nil),      // 17: continuum.admin.v1.UserPasswdRequest
+	(*UserPasswdResponse)(nil),     // 18: continuum.admin.v1.UserPasswdResponse
+	(*UserDelRequest)(nil),         // 19: continuum.admin.v1.UserDelRequest
+	(*UserDelResponse)(nil),        // 20: continuum.admin.v1.UserDelResponse
+	(*AliasSetRequest)(nil),        // 21: continuum.admin.v1.AliasSetRequest
+	(*AliasSetResponse)(nil),       // 22: continuum.admin.v1.AliasSetResponse
+	(*TransferLeaderRequest)(nil),  // 23: continuum.admin.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 24: continuum.admin.v1.TransferLeaderResponse
+	(*RemoveNodeRequest)(nil),      // 25: continuum.admin.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 26: continuum.admin.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 27: continuum.admin.v1.BackupRequest
+	(*BackupChunk)(nil),            // 28: continuum.admin.v1.BackupChunk
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
-	1,  // 0: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
-	4,  // 1: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
-	13, // 2: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
-	3,  // 3: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	6,  // 4: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	8,  // 5: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	10, // 6: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	12, // 7: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	15, // 8: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	17, // 9: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	19, // 10: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	21, // 11: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	23, // 12: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	25, // 13: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	0,  // 14: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	5,  // 15: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	7,  // 16: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	9,  // 17: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	11, // 18: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	14, // 19: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	16, // 20: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	18, // 21: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	20, // 22: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	22, // 23: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	24, // 24: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	26, // 25: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	2,  // 26: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
+	3,  // 0: continuum.admin.v1.CheckResponse.nodes:type_name -> continuum.admin.v1.CheckNode
+	6,  // 1: continuum.admin.v1.ClusterStatusResponse.nodes:type_name -> continuum.admin.v1.NodeStatus
+	15, // 2: continuum.admin.v1.UserListResponse.users:type_name -> continuum.admin.v1.User
+	5,  // 3: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	8,  // 4: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	10, // 5: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	12, // 6: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	14, // 7: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	17, // 8: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	19, // 9: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	21, // 10: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	23, // 11: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	25, // 12: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	27, // 13: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	2,  // 14: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	0,  // 15: continuum.admin.v1.Admin.Reindex:input_type -> continuum.admin.v1.ReindexRequest
+	7,  // 16: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	9,  // 17: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	11, // 18: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	13, // 19: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	16, // 20: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	18, // 21: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	20, // 22: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	22, // 23: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	24, // 24: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	26, // 25: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	28, // 26: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	4,  // 27: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	1,  // 28: continuum.admin.v1.Admin.Reindex:output_type -> continuum.admin.v1.ReindexResponse
+	16, // [16:29] is the sub-list for method output_type
+	3,  // [3:16] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1693,7 +1817,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Admin_RemoveNode_FullMethodName     = "/continuum.admin.v1.Admin/RemoveNode"
 	Admin_Backup_FullMethodName         = "/continuum.admin.v1.Admin/Backup"
 	Admin_Check_FullMethodName          = "/continuum.admin.v1.Admin/Check"
+	Admin_Reindex_FullMethodName        = "/continuum.admin.v1.Admin/Reindex"
 )
 
 // AdminClient is the client API for Admin service.
@@ -60,6 +61,10 @@ type AdminClient interface {
 	// Check proposes a replicated consistency check and waits (up to
 	// timeout_ms) for every member's digest of its state at that index.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// Reindex drops the serving node's full-text index and rebuilds it from
+	// its state in the background (searches scan meanwhile). Not forwarded:
+	// the index is per node; wait > 0 waits (ms) until it has caught up.
+	Reindex(ctx context.Context, in *ReindexRequest, opts ...grpc.CallOption) (*ReindexResponse, error)
 }
 
 type adminClient struct {
@@ -199,6 +204,16 @@ func (c *adminClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) Reindex(ctx context.Context, in *ReindexRequest, opts ...grpc.CallOption) (*ReindexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReindexResponse)
+	err := c.cc.Invoke(ctx, Admin_Reindex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -223,6 +238,10 @@ type AdminServer interface {
 	// Check proposes a replicated consistency check and waits (up to
 	// timeout_ms) for every member's digest of its state at that index.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// Reindex drops the serving node's full-text index and rebuilds it from
+	// its state in the background (searches scan meanwhile). Not forwarded:
+	// the index is per node; wait > 0 waits (ms) until it has caught up.
+	Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -268,6 +287,9 @@ func (UnimplementedAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAdminServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedAdminServer) Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reindex not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -499,6 +521,24 @@ func _Admin_Check_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Reindex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReindexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Reindex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Reindex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Reindex(ctx, req.(*ReindexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -549,6 +589,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _Admin_Check_Handler,
+		},
+		{
+			MethodName: "Reindex",
+			Handler:    _Admin_Reindex_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
