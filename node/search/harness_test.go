@@ -162,7 +162,7 @@ func (h *harness) expunge(uids ...uint32) {
 
 func (h *harness) waitIndexed() {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	if err := h.index.WaitCaughtUp(ctx, h.fsm.AppliedIndex()); err != nil {
 		h.t.Fatalf("index did not catch up: %v", err)
