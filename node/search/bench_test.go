@@ -180,7 +180,23 @@ func buildMailbox(b *testing.B, n int) *harness {
 		n, float64(mailBytes)/1e6, applied.Round(time.Millisecond), total.Round(time.Millisecond), (total - applied).Round(time.Millisecond),
 		st.IndexSeconds*1e6/float64(max(st.Indexed, 1)), st.Indexed,
 		float64(st.DiskBytes)/1e6, float64(st.DiskBytes)/float64(mailBytes), float64(dirBytes(filepath.Join(dir, "state")))/1e6)
+	if err := h.index.Compact(); err != nil {
+		b.Fatal(err)
+	}
+	sst := sstBytes(filepath.Join(dir, "index"))
+	b.Logf("index compacted: %.1f MB of sstables = %.2f × the mail (%.0f bytes a message)", float64(sst)/1e6, float64(sst)/float64(mailBytes), float64(sst)/float64(n))
 	return h
+}
+
+func sstBytes(dir string) int64 {
+	var total int64
+	m, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	for _, f := range m {
+		if fi, err := os.Stat(f); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total
 }
 
 func dirBytes(dir string) int64 {
