@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race test-faults test-large test-migrate bench fuzz proto lint clean image test-docker
+.PHONY: help build run test test-race test-faults test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ test-migrate: ## import/export full size: 10,000-message mbox and Maildir round 
 
 bench: ## benchmarks: replicated deliveries, FSM apply, log store, parsing
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./storage/... ./raftfsm/... ./node/... 
+
+bench-search: ## full-text search: SEARCH TEXT on 10,000 and 100,000 messages, indexing cost, index size (about 20 min)
+	$(GO) test -run '^$$' -bench BenchmarkSearchText -benchtime 5x -timeout 60m -v ./node/search/
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@$(GO) list -f '{{.Dir}} {{.ImportPath}}' $(PKGS) | while read dir pkg; do \

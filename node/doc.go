@@ -20,6 +20,15 @@
 // check schedule, one digest and its comparison at a time); Close stops
 // all of them, the integrity ones before the stores close.
 //
+// # Full-text index
+//
+// DataDir/index is node/search's Pebble database: derived from this node's
+// state, never replicated, digested or backed up. New opens it before the
+// FSM; OnApply tells it which mailboxes changed (Notify never blocks); its
+// own goroutine catches up with the state at start and after every batch;
+// Close stops it after Raft and before the state database. node/mail uses
+// it for SEARCH; `continuum reindex` (admin RPC) rebuilds it on a live node.
+//
 // # Integrity (integrity.go, rebuild.go)
 //
 // A replica is compared, not trusted:
@@ -47,8 +56,8 @@
 //     reason, the node turns unready, stops in order and exits non-zero. It
 //     refuses to start while QUARANTINE exists.
 //   - Healing is one command, run by the operator on the stopped node:
-//     `continuum node rebuild --data DIR` moves state, raft-log, snapshots
-//     and QUARANTINE into DIR/damaged-TIME (or deletes them with
+//     `continuum node rebuild --data DIR` moves state, raft-log, snapshots,
+//     index and QUARANTINE into DIR/damaged-TIME (or deletes them with
 //     --discard). Started again with its --join, the node is re-admitted by
 //     the leader as a non-voter (the wiped-voter rule), installs a snapshot,
 //     and is promoted once caught up. Healing is not automatic: a node that

@@ -46,7 +46,8 @@ type nodeCollector struct {
 
 	applied, commit, lag, term, isLeader, leaderless, leaderChanges, imapSessions, storeSize *prometheus.Desc
 
-	held, vaulted, due, nextExpiry, holds, policies *prometheus.Desc
+	held, vaulted, due, nextExpiry, holds, policies                                 *prometheus.Desc
+	indexBytes, indexMessages, indexRemoved, indexSeconds, indexMailBytes, indexLag *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -64,19 +65,27 @@ func newNodeCollector(n *Node) *nodeCollector {
 		leaderless:    d("raft_leaderless_seconds", "How long this node has had no known leader (0 with one)."),
 		leaderChanges: d("raft_leader_changes_total", "Leader changes observed by this node."),
 		imapSessions:  d("imap_sessions", "Open IMAP sessions."),
-		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots).", "store"),
-		held:          d("archive_held_messages", "Messages (live and vaulted) of users under legal hold."),
-		vaulted:       d("archive_vaulted_messages", "Expunged messages kept by hold or retention."),
-		due:           d("retention_due_messages", "Messages the next retention run would remove."),
-		nextExpiry:    d("retention_next_expiry_timestamp_seconds", "Earliest moment a kept message falls due (0: none)."),
-		holds:         d("archive_holds", "Legal holds in place."),
-		policies:      d("retention_policies", "Retention policies set."),
+		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots, index).", "store"),
+
+		held:           d("archive_held_messages", "Messages (live and vaulted) of users under legal hold."),
+		vaulted:        d("archive_vaulted_messages", "Expunged messages kept by hold or retention."),
+		due:            d("retention_due_messages", "Messages the next retention run would remove."),
+		nextExpiry:     d("retention_next_expiry_timestamp_seconds", "Earliest moment a kept message falls due (0: none)."),
+		holds:          d("archive_holds", "Legal holds in place."),
+		policies:       d("retention_policies", "Retention policies set."),
+		indexBytes:     d("search_index_bytes", "Bytes on disk of the full-text index."),
+		indexMessages:  d("search_indexed_messages_total", "Messages added to the full-text index since start."),
+		indexRemoved:   d("search_removed_messages_total", "Messages removed from the full-text index since start."),
+		indexSeconds:   d("search_index_seconds_total", "Time spent indexing messages (text extraction and index writes) since start."),
+		indexMailBytes: d("search_indexed_mail_bytes_total", "Raw bytes of the messages indexed since start."),
+		indexLag:       d("search_index_lag", "Applied index of the state minus the last index the full-text index fully processed (entries)."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize,
-		c.held, c.vaulted, c.due, c.nextExpiry, c.holds, c.policies} {
+		c.held, c.vaulted, c.due, c.nextExpiry, c.holds, c.policies,
+		c.indexBytes, c.indexMessages, c.indexRemoved, c.indexSeconds, c.indexMailBytes, c.indexLag} {
 		ch <- d
 	}
 }
@@ -103,7 +112,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		sessions = (*f)()
 	}
 	g(c.imapSessions, float64(sessions))
-	for _, store := range []string{"state", "raft-log", "snapshots"} {
+	for _, store := range []string{"state", "raft-log", "snapshots", "index"} {
 		g(c.storeSize, float64(dirSize(filepath.Join(n.cfg.DataDir, store))), store)
 	}
 	if sum, err := n.archiveSummary(); err == nil {
@@ -113,6 +122,18 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		g(c.nextExpiry, nextExpiry(sum))
 		g(c.holds, float64(len(sum.Holds)))
 		g(c.policies, float64(len(sum.Policies)))
+	}
+	if n.index != nil {
+		st := n.index.Stats()
+		counter := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+		}
+		g(c.indexBytes, float64(st.DiskBytes))
+		counter(c.indexMessages, float64(st.Indexed))
+		counter(c.indexRemoved, float64(st.Removed))
+		counter(c.indexSeconds, st.IndexSeconds)
+		counter(c.indexMailBytes, float64(st.IndexedBytes))
+		g(c.indexLag, float64(applied-min(applied, st.AppliedIndex)))
 	}
 }
 

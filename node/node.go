@@ -30,6 +30,7 @@ import (
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/peer"
+	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/peerpb"
 	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
@@ -58,6 +59,7 @@ type Node struct {
 	cfg    config.Config
 	log    *slog.Logger
 	db     *storage.DB
+	index  *search.Index // full-text index (derived, not replicated)
 	fsm    *raftfsm.FSM
 	raft   *consensus.Node
 	pool   *membership.Pool
@@ -139,12 +141,20 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	// The FSM starts applying before the mail service exists; the feed
 	// pointer is published once it does.
 	var feed atomic.Pointer[mail.Feed]
+	// The full-text index is derived data, kept beside the state and never
+	// replicated: it follows this node's applies and catches up with the
+	// state at start (node/search).
+	n.index, err = search.Open(filepath.Join(cfg.DataDir, "index"), n.db, search.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("node: search index: %w", err)
+	}
 	n.fsm, err = raftfsm.New(n.db, raftfsm.Options{
 		Logger: log,
 		OnApply: func(index uint64, events []raftfsm.Event) {
 			if f := feed.Load(); f != nil {
 				f.Publish(index, events)
 			}
+			n.index.Notify(index, indexEvents(events))
 		},
 		OnFatal: func(err error) {
 			select {
@@ -225,6 +235,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		MaxMessageBytes: cfg.MaxMessageBytes,
 	})
 	feed.Store(n.mail.Feed())
+	n.mail.SetIndex(n.index)
 
 	if err := n.startGRPC(); err != nil {
 		return nil, err
@@ -688,6 +699,11 @@ func (n *Node) Close() error {
 			err = n.raft.Close()
 		}
 		n.wg.Wait()
+		if n.index != nil {
+			if cerr := n.index.Close(); err == nil {
+				err = cerr
+			}
+		}
 		if n.collector != nil {
 			prometheus.DefaultRegisterer.Unregister(n.collector)
 		}
@@ -700,6 +716,21 @@ func (n *Node) Close() error {
 	})
 	return err
 }
+
+// indexEvents keeps what the index needs of the events: which mailboxes
+// changed. Flag changes do not change text.
+func indexEvents(events []raftfsm.Event) []search.Event {
+	var out []search.Event
+	for _, e := range events {
+		if e.Kind != raftfsm.FlagsChanged && e.MailboxID != 0 {
+			out = append(out, search.Event{UserID: e.UserID, MailboxID: e.MailboxID})
+		}
+	}
+	return out
+}
+
+// Index returns the node's full-text index.
+func (n *Node) Index() *search.Index { return n.index }
 
 // clusterView adapts Node to admin.Cluster.
 type clusterView Node

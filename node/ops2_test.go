@@ -83,6 +83,12 @@ func TestMetricsExposed(t *testing.T) {
 		"continuum_raft_apply_seconds_bucket",
 		"continuum_imap_sessions",
 		`continuum_store_size_bytes{node="` + c.Cfgs[l].ID + `",store="state"}`,
+		`continuum_store_size_bytes{node="` + c.Cfgs[l].ID + `",store="index"}`,
+		"continuum_search_index_bytes",
+		"continuum_search_indexed_messages_total",
+		"continuum_search_index_seconds_total",
+		"continuum_search_indexed_mail_bytes_total",
+		"continuum_search_index_lag",
 		"continuum_raft_commitTime",     // bridged from hashicorp/raft
 		"continuum_raft_fsm_applyBatch", // bridged
 	} {

@@ -12,7 +12,7 @@ import (
 
 // rebuildMoves are what Rebuild moves out of a data directory: everything
 // that holds replicated state or says the node is quarantined.
-var rebuildMoves = []string{"state", "raft-log", "snapshots", QuarantineFile}
+var rebuildMoves = []string{"state", "raft-log", "snapshots", "index", QuarantineFile}
 
 // Rebuild prepares a stopped node's data directory to be rebuilt from the
 // cluster: its state database, Raft log, snapshots and quarantine record

@@ -32,6 +32,7 @@ func init() {
 		{"node", "node rebuild --data DIR [--discard]", "move a stopped, damaged or quarantined node's state aside so it rebuilds from the others", runNode},
 		{"import", "import USER --format mbox|maildir --in PATH | --from imap://HOST:PORT --login L --password-stdin [--tls|--starttls] [--mailbox M]", "copy mail into a user's account (resumable: what is there is skipped)", runImport},
 		{"export", "export USER [--mailbox M] [--since DATE] --format mbox|maildir --out PATH", "write a user's mail to mbox or Maildir", runExport},
+		{"reindex", "reindex [--server ADDR] [--wait D]", "rebuild one live node's full-text index from its state (searches scan meanwhile)", runReindex},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }

@@ -492,3 +492,18 @@ func (s *Service) Check(ctx context.Context, req *adminpb.CheckRequest) (*adminp
 	out.TookMs = time.Since(start).Milliseconds()
 	return out, nil
 }
+
+// Reindex drops this node's full-text index and rebuilds it from the
+// state in the background (node/search). Not forwarded: the index is
+// derived data of each node.
+func (s *Service) Reindex(ctx context.Context, req *adminpb.ReindexRequest) (*adminpb.ReindexResponse, error) {
+	x := s.mail.Index()
+	if x == nil {
+		return nil, status.Error(codes.FailedPrecondition, "admin: reindex: this node has no full-text index")
+	}
+	target, caughtUp, err := x.ReindexAndWait(ctx, time.Duration(req.WaitMs)*time.Millisecond)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "admin: reindex: %v", err)
+	}
+	return &adminpb.ReindexResponse{Node: s.cluster.Local().GetId(), CaughtUp: caughtUp, AppliedIndex: target, Indexed: x.Stats().Indexed}, nil
+}

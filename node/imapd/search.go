@@ -1,22 +1,24 @@
 package imapd
 
 import (
-	"bytes"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/storage"
 )
 
 // Search implements SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH
 // results (RFC 4731) and SEARCHRES (RFC 5182). Criteria on the record
-// (flags, dates, sizes, numbers) are checked first; header and text
-// criteria then read the stored bytes: header fields are matched in the
-// header slice, TEXT and BODY as case-insensitive ASCII substrings of the
-// raw message and body (no transfer decoding).
+// (flags, dates, sizes, numbers) are checked first. TEXT, BODY and HEADER
+// (SUBJECT, FROM, TO, CC, BCC) match as substrings of the message's
+// searchable text (mail.TextDoc: decoded text parts, HTML stripped,
+// attachment names, RFC 2047 words decoded, Unicode-folded). The
+// full-text index narrows the messages to check to those that hold every
+// trigram of the top-level text criteria; each is then verified on its
+// text, so the result is the scanning path's (Options.ScanSearch).
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	s.touched = true
 	s.mu.Lock()
@@ -29,13 +31,21 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	all := make([]int, len(sel.uids))
-	for i := range all {
-		all[i] = i
+	text, err := s.mail.TextSearch(sel.id, sel.uidValidity, s.srv.opts.ScanSearch)
+	if err != nil {
+		s.srv.log.Error("search", "err", err)
+		return nil, reply(err)
+	}
+	defer text.Close()
+	folds := map[string]string{}
+	idx, err := text.Narrow(sel.uids, topLevelQueries(&c, folds))
+	if err != nil {
+		s.srv.log.Error("search", "err", err)
+		return nil, reply(err)
 	}
 	snap := s.mail.Snapshot()
-	err := s.scan(snap, all, func(f fetched) error {
-		m := &candidate{f: f, r: snap}
+	err = s.scan(snap, idx, func(f fetched) error {
+		m := &candidate{f: f, r: snap, text: text, folds: folds}
 		if !m.match(&c) {
 			return m.err
 		}
@@ -69,6 +79,33 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	return data, nil
 }
 
+// topLevelQueries returns the folded strings every match must contain:
+// those of the TEXT, BODY and HEADER criteria ANDed at the top level (not
+// under NOT or OR). folds caches each criterion's folded form.
+func topLevelQueries(c *imap.SearchCriteria, folds map[string]string) []string {
+	var out []string
+	add := func(s string) { out = append(out, fold(folds, s)) }
+	for _, h := range c.Header {
+		add(h.Value)
+	}
+	for _, t := range c.Body {
+		add(t)
+	}
+	for _, t := range c.Text {
+		add(t)
+	}
+	return out
+}
+
+func fold(folds map[string]string, s string) string {
+	f, ok := folds[s]
+	if !ok {
+		f = mail.FoldText(s)
+		folds[s] = f
+	}
+	return f
+}
+
 // static resolves "*" and "$" in the criteria's number sets against the
 // view, so matching compares plain numbers.
 func (sel *selected) static(c imap.SearchCriteria) imap.SearchCriteria {
@@ -100,14 +137,14 @@ func (sel *selected) toUIDSet(idx []int) imap.UIDSet {
 	return set
 }
 
-// candidate is a message under test; its bytes are read at most once,
-// and only if a criterion needs them.
+// candidate is a message under test; its record's parse and its text are
+// read at most once, and only if a criterion needs them.
 type candidate struct {
 	f      fetched
 	r      storage.Reader
-	lower  []byte // the message, ASCII lower-cased
-	header []byte // lower-cased header block
-	body   []byte // lower-cased body
+	text   *mail.TextSearch
+	folds  map[string]string
+	doc    *mail.TextDoc
 	loaded bool
 	err    error
 }
@@ -117,29 +154,28 @@ func (m *candidate) load() bool {
 		return m.err == nil
 	}
 	m.loaded = true
-	data, err := m.r.Blob(m.f.msg.Blob)
-	if err != nil {
-		m.err = err
-		return false
-	}
 	parsed, err := m.r.Parsed(m.f.msg.Blob)
 	if err != nil {
 		m.err = err
 		return false
 	}
 	m.f.parsed = parsed
-	for i, c := range data {
-		if 'A' <= c && c <= 'Z' {
-			data[i] = c + 'a' - 'A'
-		}
+	return true
+}
+
+func (m *candidate) loadDoc() bool {
+	if m.doc != nil {
+		return true
 	}
-	m.lower = data
-	if root := parsed.GetRoot(); root != nil && root.HeaderEnd <= uint64(len(data)) && root.BodyStart <= root.BodyEnd && root.BodyEnd <= uint64(len(data)) {
-		m.header = data[root.HeaderStart:root.HeaderEnd]
-		m.body = data[root.BodyStart:root.BodyEnd]
-	} else {
-		m.header = data
+	if m.err != nil {
+		return false
 	}
+	d, err := m.text.Doc(m.r, m.f.msg)
+	if err != nil {
+		m.err = err
+		return false
+	}
+	m.doc = d
 	return true
 }
 
@@ -182,17 +218,17 @@ func (m *candidate) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, h := range c.Header {
-		if !m.load() || !headerContains(m.header, h.Key, h.Value) {
+		if !m.loadDoc() || !m.doc.MatchHeader(h.Key, fold(m.folds, h.Value)) {
 			return false
 		}
 	}
 	for _, t := range c.Body {
-		if !m.load() || !bytes.Contains(m.body, lowerASCII(t)) {
+		if !m.loadDoc() || !m.doc.MatchBody(fold(m.folds, t)) {
 			return false
 		}
 	}
 	for _, t := range c.Text {
-		if !m.load() || !bytes.Contains(m.lower, lowerASCII(t)) {
+		if !m.loadDoc() || !m.doc.MatchText(fold(m.folds, t)) {
 			return false
 		}
 	}
@@ -223,45 +259,4 @@ func matchDate(t, since, before time.Time) bool {
 		return false
 	}
 	return true
-}
-
-// headerContains reports whether a field named key (any case) has value
-// as a substring of its unfolded value; an empty value matches any field
-// of that name. header is already lower-cased.
-func headerContains(header []byte, key, value string) bool {
-	k := lowerASCII(key)
-	v := lowerASCII(value)
-	for len(header) > 0 {
-		line := header
-		if i := bytes.IndexByte(header, '\n'); i >= 0 {
-			line = header[:i+1]
-		}
-		header = header[len(line):]
-		name, rest, ok := bytes.Cut(line, []byte(":"))
-		if !ok || line[0] == ' ' || line[0] == '\t' || !bytes.Equal(bytes.TrimSpace(name), k) {
-			continue
-		}
-		val := append([]byte(nil), bytes.TrimRight(rest, "\r\n")...)
-		for len(header) > 0 && (header[0] == ' ' || header[0] == '\t') {
-			next := header
-			if i := bytes.IndexByte(header, '\n'); i >= 0 {
-				next = header[:i+1]
-			}
-			header = header[len(next):]
-			val = append(val, bytes.TrimRight(next, "\r\n")...)
-		}
-		if bytes.Contains(val, v) {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(s string) []byte {
-	return []byte(strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s))
 }

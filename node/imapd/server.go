@@ -51,6 +51,9 @@ type Options struct {
 	// client address and in total; one over is answered BYE and closed.
 	// Defaults 50 and 5000.
 	MaxConnsPerIP, MaxConns int
+	// ScanSearch makes SEARCH read every message's text instead of asking
+	// the full-text index first: the oracle the index is tested against.
+	ScanSearch bool
 }
 
 func (o *Options) setDefaults() {

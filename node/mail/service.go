@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/storage"
 )
@@ -46,6 +48,7 @@ type Service struct {
 	fsm    Applier
 	health Health
 	feed   *Feed
+	index  atomic.Pointer[search.Index] // full-text index; nil: scan
 	opts   Options
 	log    *slog.Logger
 }

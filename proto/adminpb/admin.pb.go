@@ -3793,6 +3793,118 @@ func (x *ExportMessage) GetMore() bool {
 	return false
 }
 
+type ReindexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WaitMs        int64                  `protobuf:"varint,1,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // 0: return at once
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReindexRequest) Reset() {
+	*x = ReindexRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReindexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReindexRequest) ProtoMessage() {}
+
+func (x *ReindexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReindexRequest.ProtoReflect.Descriptor instead.
+func (*ReindexRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ReindexRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type ReindexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	CaughtUp      bool                   `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`             // the rebuild reached the applied index when answered
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the state index the rebuild had to reach
+	Indexed       uint64                 `protobuf:"varint,4,opt,name=indexed,proto3" json:"indexed,omitempty"`                               // messages indexed by this node since start
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReindexResponse) Reset() {
+	*x = ReindexResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReindexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReindexResponse) ProtoMessage() {}
+
+func (x *ReindexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReindexResponse.ProtoReflect.Descriptor instead.
+func (*ReindexResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ReindexResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReindexResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *ReindexResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReindexResponse) GetIndexed() uint64 {
+	if x != nil {
+		return x.Indexed
+	}
+	return 0
+}
+
 var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
@@ -4068,7 +4180,14 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x12internal_date_unix\x18\x03 \x01(\x03R\x10internalDateUnix\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04more\x18\x06 \x01(\bR\x04more2\x88\x12\n" +
+	"\x04more\x18\x06 \x01(\bR\x04more\")\n" +
+	"\x0eReindexRequest\x12\x17\n" +
+	"\await_ms\x18\x01 \x01(\x03R\x06waitMs\"\x81\x01\n" +
+	"\x0fReindexResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x18\n" +
+	"\aindexed\x18\x04 \x01(\x04R\aindexed2\xdc\x12\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -4097,7 +4216,8 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\tAuditList\x12$.continuum.admin.v1.AuditListRequest\x1a%.continuum.admin.v1.AuditListResponse\x12a\n" +
 	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponse\x12P\n" +
 	"\x06Import\x12!.continuum.admin.v1.ImportRequest\x1a\x1f.continuum.admin.v1.ImportReply(\x010\x01\x12N\n" +
-	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01B3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01\x12R\n" +
+	"\aReindex\x12\".continuum.admin.v1.ReindexRequest\x1a#.continuum.admin.v1.ReindexResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -4111,7 +4231,7 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*VaultRestoreRequest)(nil),    // 0: continuum.admin.v1.VaultRestoreRequest
 	(*VaultRestoreResponse)(nil),   // 1: continuum.admin.v1.VaultRestoreResponse
@@ -4176,6 +4296,8 @@ var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*ExportReply)(nil),            // 60: continuum.admin.v1.ExportReply
 	(*ExportMailbox)(nil),          // 61: continuum.admin.v1.ExportMailbox
 	(*ExportMessage)(nil),          // 62: continuum.admin.v1.ExportMessage
+	(*ReindexRequest)(nil),         // 63: continuum.admin.v1.ReindexRequest
+	(*ReindexResponse)(nil),        // 64: continuum.admin.v1.ReindexResponse
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	4,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
@@ -4218,33 +4340,35 @@ var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	0,  // 37: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
 	52, // 38: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
 	59, // 39: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
-	30, // 40: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	32, // 41: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	34, // 42: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	36, // 43: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	39, // 44: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	41, // 45: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	43, // 46: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	45, // 47: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	47, // 48: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	49, // 49: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	51, // 50: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	27, // 51: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	3,  // 52: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
-	6,  // 53: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
-	8,  // 54: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
-	10, // 55: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
-	12, // 56: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
-	15, // 57: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
-	17, // 58: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
-	20, // 59: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
-	21, // 60: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
-	24, // 61: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
-	1,  // 62: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
-	56, // 63: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
-	60, // 64: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
-	40, // [40:65] is the sub-list for method output_type
-	15, // [15:40] is the sub-list for method input_type
+	63, // 40: continuum.admin.v1.Admin.Reindex:input_type -> continuum.admin.v1.ReindexRequest
+	30, // 41: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	32, // 42: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	34, // 43: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	36, // 44: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	39, // 45: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	41, // 46: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	43, // 47: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	45, // 48: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	47, // 49: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	49, // 50: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	51, // 51: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	27, // 52: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	3,  // 53: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
+	6,  // 54: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
+	8,  // 55: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
+	10, // 56: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
+	12, // 57: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
+	15, // 58: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
+	17, // 59: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
+	20, // 60: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
+	21, // 61: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
+	24, // 62: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
+	1,  // 63: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
+	56, // 64: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
+	60, // 65: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
+	64, // 66: continuum.admin.v1.Admin.Reindex:output_type -> continuum.admin.v1.ReindexResponse
+	41, // [41:67] is the sub-list for method output_type
+	15, // [15:41] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -4270,7 +4394,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -47,6 +47,7 @@ const (
 	Admin_VaultRestore_FullMethodName   = "/continuum.admin.v1.Admin/VaultRestore"
 	Admin_Import_FullMethodName         = "/continuum.admin.v1.Admin/Import"
 	Admin_Export_FullMethodName         = "/continuum.admin.v1.Admin/Export"
+	Admin_Reindex_FullMethodName        = "/continuum.admin.v1.Admin/Reindex"
 )
 
 // AdminClient is the client API for Admin service.
@@ -101,6 +102,10 @@ type AdminClient interface {
 	// Export streams a user's mailboxes and messages (continuum export),
 	// from a consistent view taken after a read-index wait. Any node.
 	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportReply], error)
+	// Reindex drops the serving node's full-text index and rebuilds it from
+	// its state in the background (searches scan meanwhile). Not forwarded:
+	// the index is per node; wait > 0 waits (ms) until it has caught up.
+	Reindex(ctx context.Context, in *ReindexRequest, opts ...grpc.CallOption) (*ReindexResponse, error)
 }
 
 type adminClient struct {
@@ -391,6 +396,16 @@ func (c *adminClient) Export(ctx context.Context, in *ExportRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_ExportClient = grpc.ServerStreamingClient[ExportReply]
 
+func (c *adminClient) Reindex(ctx context.Context, in *ReindexRequest, opts ...grpc.CallOption) (*ReindexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReindexResponse)
+	err := c.cc.Invoke(ctx, Admin_Reindex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -443,6 +458,10 @@ type AdminServer interface {
 	// Export streams a user's mailboxes and messages (continuum export),
 	// from a consistent view taken after a read-index wait. Any node.
 	Export(*ExportRequest, grpc.ServerStreamingServer[ExportReply]) error
+	// Reindex drops the serving node's full-text index and rebuilds it from
+	// its state in the background (searches scan meanwhile). Not forwarded:
+	// the index is per node; wait > 0 waits (ms) until it has caught up.
+	Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -527,6 +546,9 @@ func (UnimplementedAdminServer) Import(grpc.BidiStreamingServer[ImportRequest, I
 }
 func (UnimplementedAdminServer) Export(*ExportRequest, grpc.ServerStreamingServer[ExportReply]) error {
 	return status.Error(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedAdminServer) Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reindex not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -967,6 +989,24 @@ func _Admin_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_ExportServer = grpc.ServerStreamingServer[ExportReply]
 
+func _Admin_Reindex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReindexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Reindex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Reindex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Reindex(ctx, req.(*ReindexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1057,6 +1097,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VaultRestore",
 			Handler:    _Admin_VaultRestore_Handler,
+		},
+		{
+			MethodName: "Reindex",
+			Handler:    _Admin_Reindex_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

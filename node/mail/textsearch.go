@@ -1,0 +1,129 @@
+package mail
+
+import (
+	"errors"
+	"sort"
+
+	"github.com/continuum-mail/continuum/node/search"
+	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// TextDoc is a message's searchable text (node/search.Doc): what SEARCH
+// TEXT, BODY and HEADER match, on both the indexed and the scanning path.
+type TextDoc = search.Doc
+
+// FoldText normalises a SEARCH string the way documents are (search.Fold).
+func FoldText(s string) string { return search.Fold(s) }
+
+// SetIndex installs the node's full-text index. Without one (or with
+// Options.NoIndex on the search) every message is scanned.
+func (s *Service) SetIndex(x *search.Index) { s.index.Store(x) }
+
+// Index returns the node's full-text index, or nil.
+func (s *Service) Index() *search.Index { return s.index.Load() }
+
+// TextSearch is one SEARCH's access to message text in one mailbox: which
+// messages can match (from the index) and each candidate's text (from the
+// index, else extracted from the stored message). Close it.
+type TextSearch struct {
+	view        *search.View
+	mailboxID   uint64
+	hw          uint32 // messages with a UID ≤ hw are indexed
+	indexed     bool   // the index holds this incarnation of the mailbox
+	uidValidity uint32
+}
+
+// TextSearch opens a text search over the mailbox. scanOnly ignores the
+// index: the scanning path, kept as the fallback and as the oracle the
+// indexed path is tested against.
+func (s *Service) TextSearch(mailboxID uint64, uidValidity uint32, scanOnly bool) (*TextSearch, error) {
+	t := &TextSearch{mailboxID: mailboxID, uidValidity: uidValidity}
+	x := s.index.Load()
+	if x == nil || scanOnly {
+		return t, nil
+	}
+	t.view = x.View()
+	hw, uv, ok, err := t.view.Indexed(mailboxID)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.indexed = ok && uv == uidValidity
+	t.hw = hw
+	return t, nil
+}
+
+// Close releases the index view.
+func (t *TextSearch) Close() {
+	if t.view != nil {
+		t.view.Close()
+		t.view = nil
+	}
+}
+
+// Narrow returns the positions in uids (ascending UIDs of the session's
+// view) of the messages that can contain every one of the queries
+// (Folded), or all of them when the index cannot tell: a superset of the
+// matches, which the caller verifies.
+func (t *TextSearch) Narrow(uids []uint32, queries []string) ([]int, error) {
+	var usable []string
+	for _, q := range queries {
+		if search.Usable(q) {
+			usable = append(usable, q)
+		}
+	}
+	if !t.indexed || len(usable) == 0 {
+		return allPositions(len(uids)), nil
+	}
+	cands, err := t.view.Candidates(t.mailboxID, t.hw, usable)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	i := 0
+	for _, u := range cands {
+		for i < len(uids) && uids[i] < u {
+			i++
+		}
+		if i < len(uids) && uids[i] == u {
+			out = append(out, i)
+		}
+	}
+	// Messages above the watermark are not indexed yet: scan them.
+	for j := sort.Search(len(uids), func(k int) bool { return uids[k] > t.hw }); j < len(uids); j++ {
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+func allPositions(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// Doc returns the searchable text of message m of the mailbox: the
+// index's copy when it has one, else extracted from the stored bytes.
+func (t *TextSearch) Doc(r storage.Reader, m *storagepb.Message) (*TextDoc, error) {
+	if t.indexed {
+		d, err := t.view.Doc(t.mailboxID, m.Uid)
+		if err == nil {
+			return d, nil
+		}
+		if !errors.Is(err, search.ErrNotFound) {
+			return nil, err
+		}
+	}
+	data, err := r.Blob(m.Blob)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := r.Parsed(m.Blob)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	return search.Extract(data, parsed), nil
+}

@@ -1,0 +1,749 @@
+package search
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage"
+)
+
+// FormatVersion is the layout of the index database. An index written with
+// another version is deleted and rebuilt.
+const FormatVersion = 1
+
+// ErrNotFound is returned by View.Doc for a message the index does not hold.
+var ErrNotFound = errors.New("search: not in the index")
+
+// Key families of the index database (see doc.go).
+const (
+	famMeta    = 'm'
+	famCursor  = 'c'
+	famDoc     = 'd'
+	famPosting = 'p'
+)
+
+var (
+	keyVersion = []byte{famMeta, 'v'}
+	keyApplied = []byte{famMeta, 'a'}
+)
+
+// batchMessages is how many messages one index batch holds before it is
+// committed with the mailbox's cursor.
+const batchMessages = 512
+
+// Options configures Open.
+type Options struct {
+	Logger *slog.Logger
+	// FullPassEvery is how often the indexer checks every mailbox even
+	// without events (a restored snapshot publishes none). Default 5 min.
+	FullPassEvery time.Duration
+}
+
+// Index is one node's full-text index over its state database.
+type Index struct {
+	db    *pebble.DB
+	dir   string
+	state *storage.DB
+	log   *slog.Logger
+	opts  Options
+
+	mu       sync.Mutex
+	dirty    map[uint64]uint64 // mailboxID → userID, from events
+	all      bool              // check every mailbox
+	wipe     bool              // Reindex asked: wipe before the next pass
+	notified uint64            // last applied index whose events are in dirty
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// figures (metrics)
+	indexed     atomic.Uint64 // messages indexed
+	removed     atomic.Uint64 // messages removed
+	indexNanos  atomic.Int64  // time spent extracting and writing
+	mailBytes   atomic.Uint64 // raw bytes of the messages indexed
+	passes      atomic.Uint64
+	appliedSeen atomic.Uint64 // index applied as last recorded
+}
+
+// Open opens (or creates) the index in dir over state and starts its
+// indexer goroutine, which first catches up with the state. An index of
+// another FormatVersion is wiped first.
+func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.FullPassEvery <= 0 {
+		opts.FullPassEvery = 5 * time.Minute
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		return nil, fmt.Errorf("search: open %s: %w", dir, err)
+	}
+	x := &Index{db: db, dir: dir, state: state, log: opts.Logger.With("component", "search"), opts: opts,
+		dirty: map[uint64]uint64{}, all: true, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := x.checkVersion(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if v, ok, _ := x.getU64(keyApplied); ok {
+		x.appliedSeen.Store(v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	x.kick <- struct{}{}
+	go x.run(ctx)
+	return x, nil
+}
+
+func (x *Index) checkVersion() error {
+	v, ok, err := x.getU64(keyVersion)
+	if err != nil {
+		return err
+	}
+	if ok && v == FormatVersion {
+		return nil
+	}
+	if ok {
+		x.log.Warn("index of another format: rebuilding", "found", v, "want", FormatVersion)
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{0}, []byte{0xff}, nil); err != nil {
+		return err
+	}
+	b.Set(keyVersion, u64(FormatVersion), nil)
+	return b.Commit(pebble.Sync)
+}
+
+// Close stops the indexer and closes the database.
+func (x *Index) Close() error {
+	x.cancel()
+	<-x.done
+	return x.db.Close()
+}
+
+// Notify is raftfsm's OnApply hook (through the node): it records which
+// mailboxes changed and wakes the indexer. It never blocks.
+func (x *Index) Notify(index uint64, events []Event) {
+	x.mu.Lock()
+	for _, e := range events {
+		if len(x.dirty) > 100_000 {
+			x.all = true
+			break
+		}
+		x.dirty[e.MailboxID] = e.UserID
+	}
+	x.notified = max(x.notified, index)
+	x.mu.Unlock()
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Event is the part of a raftfsm.Event the index needs (raftfsm is not
+// imported: the node adapts).
+type Event struct {
+	UserID, MailboxID uint64
+}
+
+// Reindex drops the whole index and rebuilds it in the background;
+// searches scan meanwhile (mailbox by mailbox, as each is rebuilt).
+func (x *Index) Reindex() error {
+	// The indexer goroutine wipes, between two passes, so no pass in
+	// flight writes a cursor over the wiped index.
+	x.mu.Lock()
+	x.wipe = true
+	x.appliedSeen.Store(0)
+	x.mu.Unlock()
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (x *Index) wipeAll() error {
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{famCursor}, []byte{famPosting + 1}, nil); err != nil {
+		return err
+	}
+	b.Delete(keyApplied, nil)
+	return b.Commit(pebble.Sync)
+}
+
+// WaitCaughtUp blocks until the index has processed everything applied up
+// to index (a full pass at or after it), or ctx ends. For tests and the
+// reindex command.
+func (x *Index) WaitCaughtUp(ctx context.Context, index uint64) error {
+	for {
+		if x.appliedSeen.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Applied returns the state index the index last recorded as fully
+// processed.
+func (x *Index) Applied() uint64 { return x.appliedSeen.Load() }
+
+func (x *Index) run(ctx context.Context) {
+	defer close(x.done)
+	t := time.NewTicker(x.opts.FullPassEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			x.mu.Lock()
+			x.all = true
+			x.mu.Unlock()
+		case <-x.kick:
+		}
+		if err := x.pass(ctx); err != nil && ctx.Err() == nil {
+			x.log.Error("indexing pass failed; retrying", "err", err)
+			x.mu.Lock()
+			x.all = true
+			x.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			select {
+			case x.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// pass brings the mailboxes marked dirty (or all of them) up to date with
+// a state snapshot at or after the last notified index.
+func (x *Index) pass(ctx context.Context) error {
+	x.mu.Lock()
+	if x.wipe {
+		if err := x.wipeAll(); err != nil {
+			x.mu.Unlock()
+			return err
+		}
+		x.wipe, x.all = false, true
+		x.log.Info("full-text index wiped: rebuilding")
+	}
+	dirty, all, notified := x.dirty, x.all, x.notified
+	x.dirty, x.all = map[uint64]uint64{}, false
+	x.mu.Unlock()
+	restore := func() {
+		x.mu.Lock()
+		for k, v := range dirty {
+			x.dirty[k] = v
+		}
+		x.all = x.all || all
+		x.mu.Unlock()
+	}
+	if all {
+		// The state's applied index before the scan: every change up to it
+		// is in the snapshots the pass reads.
+		idx, _, err := x.state.Applied()
+		if err != nil {
+			restore()
+			return err
+		}
+		notified = max(notified, idx)
+		boxes, err := x.allMailboxes()
+		if err != nil {
+			restore()
+			return err
+		}
+		dirty = boxes
+	}
+	for mbox, user := range dirty {
+		if ctx.Err() != nil {
+			restore()
+			return ctx.Err()
+		}
+		if err := x.syncMailbox(ctx, user, mbox); err != nil {
+			restore()
+			return err
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.wipe && notified > x.appliedSeen.Load() {
+		if err := x.db.Set(keyApplied, u64(notified), pebble.NoSync); err != nil {
+			return err
+		}
+		x.appliedSeen.Store(notified)
+	}
+	x.passes.Add(1)
+	return nil
+}
+
+// allMailboxes lists every mailbox of the state and every mailbox the
+// index has a cursor for (those gone from the state are dropped by
+// syncMailbox).
+func (x *Index) allMailboxes() (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	snap := x.state.Snapshot()
+	users, err := snap.Users()
+	if err == nil {
+		for _, u := range users {
+			boxes, berr := snap.Mailboxes(u.Id)
+			if berr != nil {
+				err = berr
+				break
+			}
+			for _, b := range boxes {
+				out[b.Id] = b.UserId
+			}
+		}
+	}
+	snap.Close()
+	if err != nil {
+		return nil, err
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{famCursor}, UpperBound: []byte{famCursor + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		c := decodeCursor(it.Value())
+		if _, ok := out[c.mailbox]; !ok {
+			out[c.mailbox] = c.user
+		}
+	}
+	return out, it.Error()
+}
+
+// cursor is how far a mailbox is indexed.
+//
+// A mailbox is built in UID order first (building: every message with a
+// UID ≤ hw is indexed), from a start MODSEQ noted when the build began;
+// then it follows the mailbox's modseq/ entries from modseq on (live
+// entries are new or changed messages, tombstones expunges). In both
+// phases every message of the state with a UID ≤ hw is in the index:
+// searches scan only the messages above hw.
+type cursor struct {
+	mailbox     uint64
+	user        uint64
+	modseq      uint64 // entries up to here are processed (0 while building)
+	startModseq uint64 // building: the mailbox's HIGHESTMODSEQ when the build began
+	hw          uint32
+	uidValidity uint32
+	building    bool
+}
+
+func cursorKey(mbox uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{famCursor}, mbox)
+}
+
+func (c cursor) encode() []byte {
+	b := make([]byte, 0, 41)
+	b = binary.BigEndian.AppendUint64(b, c.mailbox)
+	b = binary.BigEndian.AppendUint64(b, c.user)
+	b = binary.BigEndian.AppendUint64(b, c.modseq)
+	b = binary.BigEndian.AppendUint64(b, c.startModseq)
+	b = binary.BigEndian.AppendUint32(b, c.hw)
+	b = binary.BigEndian.AppendUint32(b, c.uidValidity)
+	if c.building {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func decodeCursor(v []byte) cursor {
+	if len(v) < 41 {
+		return cursor{}
+	}
+	return cursor{
+		mailbox:     binary.BigEndian.Uint64(v[0:]),
+		user:        binary.BigEndian.Uint64(v[8:]),
+		modseq:      binary.BigEndian.Uint64(v[16:]),
+		startModseq: binary.BigEndian.Uint64(v[24:]),
+		hw:          binary.BigEndian.Uint32(v[32:]),
+		uidValidity: binary.BigEndian.Uint32(v[36:]),
+		building:    v[40] == 1,
+	}
+}
+
+func (x *Index) getCursor(mbox uint64) (cursor, bool, error) {
+	v, closer, err := x.db.Get(cursorKey(mbox))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return cursor{}, false, nil
+	}
+	if err != nil {
+		return cursor{}, false, err
+	}
+	defer closer.Close()
+	return decodeCursor(v), true, nil
+}
+
+// syncMailbox brings one mailbox's part of the index up to date.
+func (x *Index) syncMailbox(ctx context.Context, user, mbox uint64) error {
+	c, ok, err := x.getCursor(mbox)
+	if err != nil {
+		return err
+	}
+	snap := x.state.Snapshot()
+	box, err := snap.Mailbox(user, mbox)
+	snap.Close()
+	if errors.Is(err, storage.ErrNotFound) {
+		if ok {
+			return x.dropMailbox(mbox)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ok && c.uidValidity != box.UidValidity {
+		if err := x.dropMailbox(mbox); err != nil {
+			return err
+		}
+		ok = false
+	}
+	if !ok {
+		c = cursor{mailbox: mbox, user: user, uidValidity: box.UidValidity, building: true, startModseq: box.HighestModseq}
+	}
+	for c.building {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c, err = x.buildStep(user, c); err != nil {
+			return err
+		}
+	}
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		more := false
+		if c, more, err = x.followStep(user, c); err != nil || !more {
+			return err
+		}
+	}
+}
+
+// buildStep indexes the next batchMessages messages in UID order.
+func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
+	snap := x.state.Snapshot()
+	defer snap.Close()
+	b := x.db.NewBatch()
+	defer b.Close()
+	n := 0
+	last := c.hw
+	errFull := errors.New("full")
+	err := snap.Messages(c.mailbox, c.hw+1, 0, func(m *storagepb.Message) error {
+		if n == batchMessages {
+			return errFull
+		}
+		if err := x.addMessage(b, snap, c.mailbox, m); err != nil {
+			return err
+		}
+		n++
+		last = m.Uid
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return c, err
+	}
+	c.hw = last
+	if err == nil { // the end of the mailbox: follow modseq/ from the start
+		c.building = false
+		c.modseq = c.startModseq
+	}
+	b.Set(cursorKey(c.mailbox), c.encode(), nil)
+	return c, b.Commit(pebble.NoSync)
+}
+
+// followStep applies up to batchMessages modseq/ entries above the
+// cursor; more reports whether there may be others.
+func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
+	snap := x.state.Snapshot()
+	defer snap.Close()
+	box, err := snap.Mailbox(user, c.mailbox)
+	if errors.Is(err, storage.ErrNotFound) {
+		return c, false, nil // deleted meanwhile: the next pass drops it
+	}
+	if err != nil {
+		return c, false, err
+	}
+	b := x.db.NewIndexedBatch() // reads its own writes (has, removeMessage)
+	defer b.Close()
+	n := 0
+	errFull := errors.New("full")
+	err = snap.Changes(c.mailbox, c.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
+		if n == batchMessages {
+			return errFull
+		}
+		n++
+		if e.Expunged {
+			if err := x.removeMessage(b, c.mailbox, e.Uid); err != nil {
+				return err
+			}
+		} else if !x.has(b, c.mailbox, e.Uid) {
+			m, err := snap.Message(c.mailbox, e.Uid)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := x.addMessage(b, snap, c.mailbox, m); err != nil {
+				return err
+			}
+		}
+		c.modseq = modseq
+		return nil
+	})
+	more := errors.Is(err, errFull)
+	if err != nil && !more {
+		return c, false, err
+	}
+	if !more {
+		// Every entry of this snapshot is processed: every message it
+		// holds is indexed.
+		c.modseq = max(c.modseq, box.HighestModseq)
+		if box.UidNext > 0 {
+			c.hw = max(c.hw, box.UidNext-1)
+		}
+	}
+	b.Set(cursorKey(c.mailbox), c.encode(), nil)
+	return c, more, b.Commit(pebble.NoSync)
+}
+
+func (x *Index) has(b *pebble.Batch, mbox uint64, uid uint32) bool {
+	_, closer, err := b.Get(docKey(mbox, uid))
+	if err != nil {
+		return false
+	}
+	closer.Close()
+	return true
+}
+
+func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *storagepb.Message) error {
+	start := time.Now()
+	data, err := r.Blob(m.Blob)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	parsed, err := r.Parsed(m.Blob)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	d := Extract(data, parsed)
+	if err := b.Set(docKey(mbox, m.Uid), storage.Compress(d.encode()), nil); err != nil {
+		return err
+	}
+	for _, t := range trigramSet(d.Text()) {
+		if err := b.Set(postingKey(mbox, t, m.Uid), nil, nil); err != nil {
+			return err
+		}
+	}
+	x.indexed.Add(1)
+	x.mailBytes.Add(uint64(len(data)))
+	x.indexNanos.Add(int64(time.Since(start)))
+	return nil
+}
+
+func (x *Index) removeMessage(b *pebble.Batch, mbox uint64, uid uint32) error {
+	v, closer, err := b.Get(docKey(mbox, uid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d, derr := decodeDocFrame(v)
+	closer.Close()
+	if derr == nil {
+		for _, t := range trigramSet(d.Text()) {
+			if err := b.Delete(postingKey(mbox, t, uid), nil); err != nil {
+				return err
+			}
+		}
+	}
+	x.removed.Add(1)
+	return b.Delete(docKey(mbox, uid), nil)
+}
+
+func (x *Index) dropMailbox(mbox uint64) error {
+	b := x.db.NewBatch()
+	defer b.Close()
+	for _, f := range []byte{famDoc, famPosting} {
+		lo := binary.BigEndian.AppendUint64([]byte{f}, mbox)
+		hi := binary.BigEndian.AppendUint64([]byte{f}, mbox+1)
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
+	}
+	b.Delete(cursorKey(mbox), nil)
+	return b.Commit(pebble.NoSync)
+}
+
+func docKey(mbox uint64, uid uint32) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 13), mbox)
+	return binary.BigEndian.AppendUint32(append([]byte{famDoc}, k...), uid)
+}
+
+func postingPrefix(mbox uint64, tri uint32) []byte {
+	k := make([]byte, 0, 17)
+	k = append(k, famPosting)
+	k = binary.BigEndian.AppendUint64(k, mbox)
+	return binary.BigEndian.AppendUint32(k, tri)
+}
+
+func postingKey(mbox uint64, tri uint32, uid uint32) []byte {
+	return binary.BigEndian.AppendUint32(postingPrefix(mbox, tri), uid)
+}
+
+// trigramSet returns the distinct trigram hashes of s (runes, as Folded).
+func trigramSet(s string) []uint32 {
+	seen := map[uint32]struct{}{}
+	var out []uint32
+	var w [3]rune
+	n := 0
+	for _, r := range s {
+		w[0], w[1], w[2] = w[1], w[2], r
+		n++
+		if n < 3 {
+			continue
+		}
+		t := trigram(w)
+		if _, ok := seen[t]; !ok {
+			seen[t] = struct{}{}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func trigram(w [3]rune) uint32 {
+	h := fnv.New32a()
+	var b [12]byte
+	binary.BigEndian.PutUint32(b[0:], uint32(w[0]))
+	binary.BigEndian.PutUint32(b[4:], uint32(w[1]))
+	binary.BigEndian.PutUint32(b[8:], uint32(w[2]))
+	h.Write(b[:])
+	return h.Sum32()
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func (x *Index) getU64(k []byte) (uint64, bool, error) {
+	v, closer, err := x.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, nil
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// Stats are the index's figures for metrics.
+type Stats struct {
+	DiskBytes       int64   // the index database's files
+	Indexed         uint64  // messages indexed since start
+	Removed         uint64  // messages removed since start
+	IndexSeconds    float64 // time spent indexing since start
+	IndexedBytes    uint64  // raw message bytes indexed since start
+	AppliedIndex    uint64  // state index fully processed
+	Passes          uint64
+	PendingMailboxs int
+}
+
+// Stats returns the current figures.
+func (x *Index) Stats() Stats {
+	x.mu.Lock()
+	pending := len(x.dirty)
+	x.mu.Unlock()
+	return Stats{
+		DiskBytes:       dirSize(x.dir),
+		Indexed:         x.indexed.Load(),
+		Removed:         x.removed.Load(),
+		IndexSeconds:    time.Duration(x.indexNanos.Load()).Seconds(),
+		IndexedBytes:    x.mailBytes.Load(),
+		AppliedIndex:    x.appliedSeen.Load(),
+		Passes:          x.passes.Load(),
+		PendingMailboxs: pending,
+	}
+}
+
+// Flush writes the memtable out, so DiskBytes counts everything.
+func (x *Index) Flush() error { return x.db.Flush() }
+
+func dirSize(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// ReindexAndWait is Reindex, then waits up to wait for the rebuild to
+// process everything the state had applied when it began. It returns that
+// index and whether it was reached.
+func (x *Index) ReindexAndWait(ctx context.Context, wait time.Duration) (target uint64, caughtUp bool, err error) {
+	target, _, err = x.state.Applied()
+	if err != nil {
+		return 0, false, err
+	}
+	if err := x.Reindex(); err != nil {
+		return target, false, err
+	}
+	if wait <= 0 {
+		return target, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return target, x.WaitCaughtUp(ctx, target) == nil, nil
+}
+
+// Compact compacts the whole index (benchmarks measure its settled size).
+func (x *Index) Compact() error {
+	return x.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
+}
