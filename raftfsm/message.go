@@ -19,7 +19,7 @@ import (
 // A blob the proposer compressed (zstd set) is decompressed and hashed
 // here too: the proposer is not trusted to have hashed what it compressed.
 // Decompression is deterministic and bounded by the declared size; the
-// cost is measured in NOTES-fabric.md.
+// cost is measured in docs/notes/fabric.md.
 func checkBlob(b *commandpb.Blob) *commandpb.Result {
 	if len(b.GetUploadId()) > 0 {
 		return checkChunkedBlob(b)

@@ -27,7 +27,7 @@ import (
 // batch is parsed and compressed, few enough that the memory an import
 // holds stays a few MiB (window × 1 MiB, plus one spooled large message per
 // step) and that a live cluster's heartbeats are not starved. Measured on
-// a loaded 2-core machine (NOTES-migrate.md): 2 imports as fast as 4 or 8,
+// a loaded 2-core machine (docs/notes/migrate.md): 2 imports as fast as 4 or 8,
 // without the elections those caused.
 const importWindow = 2
 
