@@ -13,31 +13,14 @@ import (
 // node leads. The run is judged by the entry's log time, so which node
 // proposes it, and when, changes nothing but how late expiry happens.
 func (n *Node) retentionLoop() {
-	defer n.integ.wg.Done()
-	every := n.cfg.RetentionInterval.Duration
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !n.raft.IsLeader() {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
+	n.whileLeader(n.cfg.RetentionInterval.Duration, 5*time.Minute, func(ctx context.Context) {
 		removed, entries, err := n.mail.RunRetention(ctx)
-		cancel()
 		if err != nil {
 			n.log.Warn("scheduled retention run failed", "err", err, "removed", removed)
 		} else if removed > 0 {
 			n.log.Info("retention run", "removed", removed, "entries", entries)
 		}
-	}
+	})
 }
 
 // archiveGauges caches the archive summary the metrics show: computing it

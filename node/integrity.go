@@ -196,11 +196,12 @@ func (n *Node) scrubPass() {
 	}
 }
 
-// checkLoop proposes a consistency check every CheckInterval while this
-// node leads.
-func (n *Node) checkLoop() {
+// whileLeader calls do every interval, with a context bounded by timeout,
+// while this node leads (0: never). The leader-side schedules (consistency
+// checks, retention runs) are all this loop; what they propose is judged
+// by log time, so which node proposes it changes nothing.
+func (n *Node) whileLeader(every, timeout time.Duration, do func(context.Context)) {
 	defer n.integ.wg.Done()
-	every := n.cfg.CheckInterval.Duration
 	if every <= 0 {
 		return
 	}
@@ -215,14 +216,22 @@ func (n *Node) checkLoop() {
 		if !n.raft.IsLeader() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		ctx, cancel := context.WithTimeout(n.ctx, timeout)
+		do(ctx)
+		cancel()
+	}
+}
+
+// checkLoop proposes a consistency check every CheckInterval while this
+// node leads.
+func (n *Node) checkLoop() {
+	n.whileLeader(n.cfg.CheckInterval.Duration, 30*time.Second, func(ctx context.Context) {
 		if idx, _, err := n.ProposeCheck(ctx, "schedule"); err != nil {
 			n.log.Warn("scheduled consistency check not proposed", "err", err)
 		} else {
 			n.log.Info("consistency check proposed", "index", idx)
 		}
-		cancel()
-	}
+	})
 }
 
 // ProposeCheck commits a consistency check entry and returns its index and
