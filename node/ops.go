@@ -13,6 +13,8 @@ import (
 
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
 )
 
@@ -146,7 +148,8 @@ func Restore(r io.Reader, dataDir, id, raftAddr string, keepUIDValidity bool) (i
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
 	if !keepUIDValidity {
-		if err := renewUIDValidity(db); err != nil {
+		renew := &commandpb.Command{Op: &commandpb.Command_UidValidityRenew{UidValidityRenew: &commandpb.UidValidityRenew{}}}
+		if err := raftfsm.ApplyOffline(db, renew); err != nil {
 			return 0, 0, fmt.Errorf("node: restore: %w", err)
 		}
 	}
@@ -154,34 +157,4 @@ func Restore(r io.Reader, dataDir, id, raftAddr string, keepUIDValidity bool) (i
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
 	return index, term, nil
-}
-
-// renewUIDValidity gives every mailbox a fresh UIDVALIDITY from the
-// state's own counter, so it is still never lower than any value the
-// cluster used before. It runs once, offline, before the node starts: the
-// other nodes receive the result by InstallSnapshot, so replicas agree.
-func renewUIDValidity(db *storage.DB) error {
-	b := db.NewBatch()
-	defer b.Close()
-	users, err := b.Users()
-	if err != nil {
-		return err
-	}
-	for _, u := range users {
-		mbs, err := b.Mailboxes(u.Id)
-		if err != nil {
-			return err
-		}
-		for _, m := range mbs {
-			v, err := b.NextUIDValidity()
-			if err != nil {
-				return err
-			}
-			m.UidValidity = v
-			if err := b.PutMailbox(m); err != nil {
-				return err
-			}
-		}
-	}
-	return b.Commit(true)
 }
