@@ -46,6 +46,8 @@ var rules = []rule{
 	{from: []string{"node/"}, to: []string{"github.com/hashicorp/raft"},
 		except:  []string{"node/cluster", "node/consensus", "node/nodetest", "node/clustertest"},
 		instead: "configuration changes are node/cluster's decisions and Raft is node/consensus's: call one of them (add a method there)"},
+	{from: []string{"node/peer"}, to: []string{"raftfsm", "storage", "node/mail"},
+		instead: "node/peer is gRPC plumbing: proposing (stamp, encode, apply, unwrap) is node/propose's, the codec raftfsm's; take an interface"},
 	{from: []string{"node/cluster"}, to: []string{"node/peer", "node/admin", "node/mail", "node/smtpd", "node/imapd", "node/httpapi", "raftfsm", "storage"},
 		instead: "node/cluster is membership policy only: reach other nodes through its Peers interface, and leave mail and storage to node/mail"},
 }
@@ -169,6 +171,7 @@ func TestLayeringCatchesAPlantedImport(t *testing.T) {
 		{"proto/commandpb", "storage", "leaves"},
 		{"node/peer", "github.com/hashicorp/raft", "node/cluster's decisions"},
 		{"node/cluster", "node/peer", "Peers interface"},
+		{"node/peer", "raftfsm", "gRPC plumbing"},
 	}
 	for _, p := range planted {
 		g := map[string][]string{}
