@@ -249,7 +249,7 @@ func (s *Service) ResolveRecipient(ctx context.Context, addr string) ([]string, 
 }
 
 func (s *Service) resolveLocal(addr string) ([]string, error) {
-	e, err := CanonicalEmail(addr)
+	e, err := recipientAddress(addr)
 	if err != nil {
 		return nil, err
 	}
