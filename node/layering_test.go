@@ -46,6 +46,8 @@ var rules = []rule{
 	{from: []string{"node/"}, to: []string{"github.com/hashicorp/raft"},
 		except:  []string{"node/cluster", "node/consensus", "node/nodetest", "node/clustertest"},
 		instead: "configuration changes are node/cluster's decisions and Raft is node/consensus's: call one of them (add a method there)"},
+	{from: []string{"failpoint"}, to: []string{"node", "raftfsm", "storage", "cmd", "proto", "canon"},
+		instead: "failpoint is a leaf every layer may call: it knows no package of the module"},
 	{from: []string{"canon"}, to: []string{"node", "raftfsm", "storage", "cmd", "proto"},
 		instead: "canon is a leaf (the state machine's name rules, standard library only): move what it would need into it, or the caller"},
 	{from: []string{"node/peer"}, to: []string{"raftfsm", "storage", "node/mail"},
@@ -160,6 +162,7 @@ func TestLayeringCatchesAPlantedImport(t *testing.T) {
 		module + "node/peer":     {module + "node/cluster", module + "node/consensus"},
 		module + "raftfsm":       {module + "storage", module + "proto/commandpb", module + "canon"},
 		module + "canon":         {"strings", "unicode/utf8"},
+		module + "failpoint":     {"net", "os"},
 		module + "storage":       {"github.com/cockroachdb/pebble/v2"},
 	}
 	if v := violations(good); len(v) != 0 {
@@ -176,6 +179,7 @@ func TestLayeringCatchesAPlantedImport(t *testing.T) {
 		{"node/cluster", "node/peer", "Peers interface"},
 		{"node/peer", "raftfsm", "gRPC plumbing"},
 		{"canon", "storage", "leaf"},
+		{"failpoint", "node/mail", "leaf every layer"},
 	}
 	for _, p := range planted {
 		g := map[string][]string{}

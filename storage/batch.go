@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
@@ -52,6 +53,9 @@ func (b *Batch) Commit(sync bool) error {
 	wo := pebble.NoSync
 	if sync && !b.db.opts.NoSync {
 		wo = pebble.Sync
+	}
+	if failpoint.Hit(failpoint.StorageCommit, 0) { // test-only (tag failpoints)
+		return fmt.Errorf("storage: commit: %w", failpoint.ErrInjected)
 	}
 	if err := b.b.Commit(wo); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)

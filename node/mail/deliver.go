@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -72,8 +73,8 @@ func (s *Service) deliverBlob(ctx context.Context, env Envelope, blob *commandpb
 	for _, rcpt := range env.To {
 		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: dedupeKey(rcpt)})
 	}
-	if plantedDrop() { // a test-only fault (build tag faultdrop): the checkers must catch it
-		return fakeDeliveries(env), nil
+	if failpoint.Hit(failpoint.DeliverDrop, 0) { // test-only (tag failpoints): the checkers must catch it
+		return make([]Delivery, len(env.To)), nil
 	}
 	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}}, false)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/raftfsm"
@@ -128,7 +129,12 @@ func (p *Proposer) proposeOnce(ctx context.Context, data []byte) (*commandpb.Res
 	if leader == p.cfg.Raft.ID() {
 		return p.Local(ctx, data)
 	}
-	return p.cfg.Forward.Forward(ctx, leader, data)
+	res, idx, err := p.cfg.Forward.Forward(ctx, leader, data)
+	if err == nil && failpoint.Hit(failpoint.ProposeForward, 0) { // test-only (tag failpoints)
+		// The leader took it, and the answer is lost on the way back.
+		return nil, 0, fmt.Errorf("%w: %w", consensus.ErrUnknownOutcome, failpoint.ErrInjected)
+	}
+	return res, idx, err
 }
 
 // Local proposes an encoded, unstamped command on this node, which must be
