@@ -83,7 +83,10 @@ func LocalPart(s string) error {
 }
 
 // Email returns the canonical (lower-case) address and its domain.
-func Email(s string) (email, domain string, err error) {
+func Email(s string) (email, domain string, err error) { return address(s, false) }
+
+// address is Email, and with utf8Local Recipient.
+func address(s string, utf8Local bool) (email, domain string, err error) {
 	if len(s) > MaxEmailLen {
 		return "", "", fmt.Errorf("%w: address of %d octets, over %d", ErrInvalid, len(s), MaxEmailLen)
 	}
@@ -92,7 +95,7 @@ func Email(s string) (email, domain string, err error) {
 	if at < 0 {
 		return "", "", fmt.Errorf("%w: address %q: want local@domain", ErrInvalid, s)
 	}
-	if err := LocalPart(e[:at]); err != nil {
+	if err := LocalPart(e[:at]); err != nil && !(utf8Local && utf8LocalPart(e[:at])) {
 		return "", "", fmt.Errorf("address %q: %w", s, err)
 	}
 	d, err := Domain(e[at+1:])
@@ -138,31 +141,11 @@ func MailboxName(s string) (string, error) {
 // names up, never for storing them: an address Email accepts is returned
 // alike by both, and one only Recipient accepts matches no stored user or
 // alias (none can be created with it), only a domain's catch-all.
-func Recipient(s string) (email, domain string, err error) {
-	if len(s) > MaxEmailLen {
-		return "", "", fmt.Errorf("%w: address of %d octets, over %d", ErrInvalid, len(s), MaxEmailLen)
-	}
-	e := ASCIILower(s)
-	at := strings.LastIndexByte(e, '@')
-	if at < 0 {
-		return "", "", fmt.Errorf("%w: address %q: want local@domain", ErrInvalid, s)
-	}
-	local := e[:at]
-	if err := LocalPart(local); err != nil {
-		if !utf8.ValidString(local) || !utf8LocalPart(local) {
-			return "", "", fmt.Errorf("address %q: %w", s, err)
-		}
-	}
-	d, err := Domain(e[at+1:])
-	if err != nil {
-		return "", "", fmt.Errorf("address %q: %w", s, err)
-	}
-	return e, d, nil
-}
+func Recipient(s string) (email, domain string, err error) { return address(s, true) }
 
 // utf8LocalPart is LocalPart with UTF-8 (RFC 6531 atext) allowed.
 func utf8LocalPart(s string) bool {
-	if s == "" || len(s) > MaxLocalLen || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+	if !utf8.ValidString(s) || s == "" || len(s) > MaxLocalLen || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
 		return false
 	}
 	for _, r := range s {

@@ -18,27 +18,20 @@ import (
 // alias target, and returns its canonical form (canon.Email): lower-cased,
 // the domain in its ASCII form. Quoted and UTF-8 local parts are refused:
 // no user is created with one.
-func CanonicalEmail(s string) (string, error) {
-	local, domain, err := splitAddress(s)
-	if err != nil {
-		return "", err
-	}
-	e, _, err := canon.Email(local + "@" + domain)
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return e, nil
-}
+func CanonicalEmail(s string) (string, error) { return canonicalAddress(s, canon.Email) }
 
 // recipientAddress is CanonicalEmail for an envelope recipient being looked
 // up (canon.Recipient): a UTF-8 local part (SMTPUTF8) is accepted; it can
 // match only a domain's catch-all.
-func recipientAddress(s string) (string, error) {
+func recipientAddress(s string) (string, error) { return canonicalAddress(s, canon.Recipient) }
+
+// canonicalAddress prepares s (splitAddress) and checks it with rule.
+func canonicalAddress(s string, rule func(string) (string, string, error)) (string, error) {
 	local, domain, err := splitAddress(s)
 	if err != nil {
 		return "", err
 	}
-	e, _, err := canon.Recipient(local + "@" + domain)
+	e, _, err := rule(local + "@" + domain)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
