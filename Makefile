@@ -23,7 +23,7 @@ test: build test-failpoints ## every test CI runs (unit, cluster, real clients, 
 	$(GO) test -p 1 -count=1 -timeout 25m $(PKGS)
 
 test-failpoints: ## the failpoint unit tests (package failpoint, tag failpoints): seconds
-	$(GO) test -count=1 -tags failpoints ./failpoint/ ./raftfsm/ ./node/propose/
+	$(GO) test -count=1 -tags failpoints ./storage/failpoint/ ./raftfsm/ ./node/propose/
 
 test-race: ## the unit and cluster tests under the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

@@ -7,10 +7,10 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // handler applies one operation. It returns a Result for every outcome the

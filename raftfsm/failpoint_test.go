@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/continuum-mail/continuum/failpoint"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // The storage failpoints, as the state machine meets them (make

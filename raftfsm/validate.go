@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/continuum-mail/continuum/canon"
+	"github.com/continuum-mail/continuum/raftfsm/canon"
 )
 
 // Limits on what a command may carry. They are part of the determinism

@@ -10,8 +10,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // marshalOpts is deterministic: map fields (Part.params) are written in key

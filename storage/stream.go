@@ -12,7 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/continuum-mail/continuum/failpoint"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // The snapshot stream (WriteSnapshot, Restore):

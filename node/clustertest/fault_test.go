@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/proto/adminpb"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 func TestMain(m *testing.M) {

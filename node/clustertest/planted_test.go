@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/continuum-mail/continuum/failpoint"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // Planted faults in the state machine (failpoints fsm/apply-diverge and

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/continuum-mail/continuum/failpoint"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // TestFaultWANLatency: every Raft link delays each direction by 40–80 ms

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/continuum-mail/continuum/failpoint"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // streamLayer is raft's transport over TCP, optionally mutual TLS, with a

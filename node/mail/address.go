@@ -6,7 +6,7 @@ import (
 
 	"golang.org/x/net/idna"
 
-	"github.com/continuum-mail/continuum/canon"
+	"github.com/continuum-mail/continuum/raftfsm/canon"
 )
 
 // The canonical forms are package canon's, which are the state machine's

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // Envelope is an SMTP transaction's envelope, recipients already resolved

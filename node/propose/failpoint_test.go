@@ -7,8 +7,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // propose/forward: the leader took the command and its answer is lost; the

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/continuum-mail/continuum/failpoint"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/raftfsm"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // Raft is what proposing needs of this node's consensus member
