@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The layering (ARCHITECTURE.md §7), as rules over the non-test imports
+// The layering (docs/ARCHITECTURE.md §7), as rules over the non-test imports
 // of every package in the module: imports point downward only,
 //
 //	cmd → node → node/* → raftfsm → storage,  proto/* below all,

@@ -282,7 +282,7 @@ func runCluster(args []string) error {
 	}
 }
 
-// statusJSON is the --json shape of ARCHITECTURE.md §8.
+// statusJSON is the --json shape of docs/ARCHITECTURE.md §8.
 type statusJSON struct {
 	Leader string `json:"leader"`
 	Term   uint64 `json:"term"`

@@ -1,4 +1,4 @@
-// Package clustertest is the process-cluster fault harness of TESTPLAN.md
+// Package clustertest is the process-cluster fault harness of docs/TESTPLAN.md
 // §1.2: real `continuum serve` processes, each in its own Linux network
 // namespace (a separate host with its own IP, 10.231.<k>.(10+i), joined to
 // the test through a bridge at 10.231.<k>.1), faults from outside the

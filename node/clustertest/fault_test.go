@@ -175,7 +175,7 @@ func runScenario(t *testing.T, sc scenario) *Figures {
 		if f.Lost != 0 {
 			t.Errorf("lost = %d, want 0 (e.g. %v)", f.Lost, f.LostIDs)
 		}
-		// ARCHITECTURE.md §1: a cluster failure is never a 5xx.
+		// docs/ARCHITECTURE.md §1: a cluster failure is never a 5xx.
 		if f.Failed != 0 {
 			for _, op := range ops {
 				if op.Outcome == OutcomeFail {

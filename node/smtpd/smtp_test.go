@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// TestSMTP runs the TESTPLAN.md §4 SMTP/LMTP rows, the follower delivery,
+// TestSMTP runs the docs/TESTPLAN.md §4 SMTP/LMTP rows, the follower delivery,
 // dedupe and real-client checks against one 3-node cluster. Every rejection
 // also asserts that nothing was stored.
 func TestSMTP(t *testing.T) {
