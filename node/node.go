@@ -81,6 +81,7 @@ type Node struct {
 
 	integ   integrity     // integrity.go
 	archive archiveGauges // archive.go
+	dis     disasterState // disaster.go
 
 	collector    *nodeCollector
 	flow         *httpapi.Flow // the console's per-minute mail flow
@@ -131,6 +132,11 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if err := readQuarantine(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	n.dis.stateAtStart = hasRaftState(cfg.DataDir)
+	if n.dis.id, err = prepareIdentity(&cfg, log); err != nil {
+		return nil, err
+	}
+	n.cfg = cfg
 	n.db, err = storage.Open(filepath.Join(cfg.DataDir, "state"), storage.Options{
 		Logger: log, NoSync: opts.NoSync,
 		OnCorruption: func(err error) { go n.quarantine(err) },
@@ -205,12 +211,8 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.pool, err = membership.Start(membership.Config{
-		Key: key,
-		Meta: membership.Meta{
-			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
-			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
-			Expect: cfg.BootstrapExpect,
-		},
+		Key:        key,
+		Meta:       n.memberMeta(),
 		GossipAddr: cfg.GossipAddr,
 		Profile:    cfg.RaftProfile,
 		Logger:     log,
@@ -233,6 +235,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		ApplyTimeout:    cfg.ApplyTimeout.Duration,
 		CutOffAfter:     cutOff,
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		ReadOnly:        cfg.Role == "archive",
 	})
 	feed.Store(n.mail.Feed())
 	n.mail.SetIndex(n.index)
@@ -261,9 +264,10 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.joinLoop()
 	go n.promoteLoop()
+	go n.disasterLoop()
 	n.startIntegrity()
 	started = true
 	return n, nil
@@ -320,7 +324,7 @@ func (n *Node) Ready() (bool, string) {
 			return false, fmt.Sprintf("no contact with the leader for %v", since.Round(time.Millisecond))
 		}
 	}
-	if n.mail.CutOff() {
+	if n.mail.CutOff() && n.cfg.Role != "archive" { // an archive is always read-only
 		return false, "cut off"
 	}
 	if lag := n.raft.CommitIndex() - min(n.raft.CommitIndex(), n.fsm.AppliedIndex()); lag > 1000 {
@@ -343,7 +347,7 @@ func (n *Node) Info() *peerpb.InfoResponse {
 		AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		LeaderId: leader, LastContactMs: lc,
 		GrpcAddr: n.cfg.GRPCAddr, SmtpAddr: n.cfg.SMTPAddr, LmtpAddr: n.cfg.LMTPAddr, ImapAddr: n.cfg.IMAPAddr,
-		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr,
+		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr, ClusterId: n.ClusterID(),
 	}
 	n.integrityInfo(in)
 	return in
@@ -419,11 +423,12 @@ func (n *Node) joinLoop() {
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 			fresh := n.raft.Fresh()
-			err := n.router.Join(ctx, m.GRPC, &peerpb.JoinRequest{Id: n.cfg.ID, RaftAddr: n.cfg.RaftAddr, Voter: n.cfg.Role == "voter", Fresh: fresh})
+			err := n.router.Join(ctx, m.GRPC, &peerpb.JoinRequest{Id: n.cfg.ID, RaftAddr: n.cfg.RaftAddr, Voter: n.cfg.Role == "voter", Fresh: fresh, ClusterId: n.ClusterID()})
 			cancel()
 			if err == nil {
 				n.log.Info("joined the cluster", "via", m.ID, "fresh", fresh)
 				n.raft.Admit()
+				n.adoptIdentity(m)
 				return
 			}
 			if status.Code(err) == codes.AlreadyExists {

@@ -39,6 +39,10 @@ type Options struct {
 	CutOffAfter time.Duration
 	// MaxMessageBytes is the largest message accepted (SMTP SIZE, APPENDLIMIT).
 	MaxMessageBytes int64
+	// ReadOnly marks an archive replica: it is always "cut off" for the
+	// protocols (SMTP/LMTP 421, IMAP read-only from the local replica), so
+	// it never accepts mail alone, whatever the leader's state.
+	ReadOnly bool
 }
 
 // Service is the mail operations of one node.
@@ -74,8 +78,12 @@ func (s *Service) Feed() *Feed { return s.feed }
 func (s *Service) MaxMessageBytes() int64 { return s.opts.MaxMessageBytes }
 
 // CutOff reports whether the node has had no leader for longer than the
-// bound: SMTP greets 421 and IMAP turns read-only.
+// bound, or is an archive replica (Options.ReadOnly): SMTP greets 421 and
+// IMAP turns read-only.
 func (s *Service) CutOff() bool {
+	if s.opts.ReadOnly {
+		return true
+	}
 	if s.health == nil {
 		return false
 	}

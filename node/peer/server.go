@@ -130,6 +130,9 @@ func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.Joi
 	if req.Fresh && !s.raft.IsLeader() {
 		return nil, toStatus(consensus.ErrNotLeader)
 	}
+	if err := s.checkClusterIdentity(req); err != nil {
+		return nil, err
+	}
 	servers, err := s.raft.Servers()
 	if err != nil {
 		return nil, toStatus(err)
