@@ -156,6 +156,24 @@ type keepFSM struct{ raft.FSM }
 
 func (keepFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
 
+// Snapshot releases the snapshot once persisted: RecoverCluster never
+// calls Release, and an open view of the state would keep its database
+// from closing.
+func (k keepFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := k.FSM.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return releasing{s}, nil
+}
+
+type releasing struct{ raft.FSMSnapshot }
+
+func (r releasing) Persist(sink raft.SnapshotSink) error {
+	defer r.Release()
+	return r.FSMSnapshot.Persist(sink)
+}
+
 // nopFSM serves ReadOffline, which restores nothing.
 type nopFSM struct{}
 

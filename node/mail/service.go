@@ -109,6 +109,9 @@ func (s *Service) proposeWait(ctx context.Context, cmd *commandpb.Command, waitL
 // proposeAt is proposeWait that also returns the entry's log index. An
 // operator's request (WithActor) is wrapped for the audit log here.
 func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, uint64, error) {
+	if s.opts.ReadOnly {
+		return nil, 0, ErrUnavailable // an archive replica writes nothing
+	}
 	cmd = audited(ctx, cmd)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
