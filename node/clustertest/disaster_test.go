@@ -380,4 +380,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
