@@ -58,8 +58,13 @@ func recoverCmd(args []string, in io.Reader, out io.Writer) error {
 	}
 	if ahead, ok := plan.Ahead(); ok {
 		p := plan.Progress
-		fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, %d entries beyond what this node applied: those writes may be lost (and whatever it committed after that)\n",
-			p.Leader, p.LeaderCommit, p.At.UTC().Format(time.RFC3339), ahead)
+		if ahead > 0 {
+			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, %d entries beyond what this node applied: those writes are lost, and whatever it committed after that time\n",
+				p.Leader, p.LeaderCommit, p.At.UTC().Format(time.RFC3339), ahead)
+		} else {
+			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, all of which this node applied; what it committed after that time is unknown and lost\n",
+				p.Leader, p.LeaderCommit, p.At.UTC().Format(time.RFC3339))
+		}
 	} else {
 		fmt.Fprintln(out, "lost majority: this node has no record of the leader's commit index; it cannot tell how far ahead it was")
 	}
