@@ -41,12 +41,15 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	27: applyBlobChunk,
 	40: applyConsistencyCheck,
 	// 50 (AdminCommand) is added by init: it dispatches through this map.
-	51:  applyRetentionSet,
-	52:  applyRetentionRun,
-	53:  applyHoldPlace,
-	54:  applyHoldRelease,
-	55:  applyVaultRestore,
-	60:  applyAppendBatch,
+	51: applyRetentionSet,
+	52: applyRetentionRun,
+	53: applyHoldPlace,
+	54: applyHoldRelease,
+	55: applyVaultRestore,
+	60: applyAppendBatch,
+	// From 300: issue 11 (architecture).
+	300: applyUIDValidityRenew,
+	// From 400: issue 20 (disaster recovery).
 	400: applyClusterRecovered,
 }
 
