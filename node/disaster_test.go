@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/continuum-mail/continuum/node/config"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/nodetest"
+	"github.com/continuum-mail/continuum/storage"
 )
 
 // TestArchiveReplicaAndRecover (issue 20, in process): an archive replica
@@ -90,12 +92,22 @@ func TestArchiveReplicaAndRecover(t *testing.T) {
 	if plan.AppliedIndex == 0 || len(plan.Voters) != 3 || plan.SelfVoter() {
 		t.Fatalf("plan: applied %d, voters %v, self voter %v", plan.AppliedIndex, plan.Voters, plan.SelfVoter())
 	}
-	ident, err := plan.Recover(nil)
+	uvBefore := uidValidities(t, c.Cfgs[a].DataDir)
+	ident, err := plan.Recover(nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ident.Cluster == "" || len(ident.Supersedes) != 1 || ident.Supersedes[0] != "" {
 		t.Fatalf("identity after recovery: %+v", ident)
+	}
+	uvAfter := uidValidities(t, c.Cfgs[a].DataDir)
+	if len(uvAfter) != len(uvBefore) || len(uvBefore) == 0 {
+		t.Fatalf("mailboxes before %v, after %v", uvBefore, uvAfter)
+	}
+	for name, v := range uvAfter {
+		if v <= uvBefore[name] {
+			t.Errorf("%s: UIDVALIDITY %d after the recovery, %d before: want a new, higher one", name, v, uvBefore[name])
+		}
 	}
 
 	// Started again with its usual configuration (role archive), it leads
@@ -119,5 +131,56 @@ func TestArchiveReplicaAndRecover(t *testing.T) {
 	})
 	if got := c.Nodes[a].ClusterID(); got != ident.Cluster {
 		t.Fatalf("ClusterID %q, want %q", got, ident.Cluster)
+	}
+}
+
+// uidValidities reads a stopped node's UIDVALIDITY per mailbox of
+// alice@example.test.
+func uidValidities(t *testing.T, dir string) map[string]uint32 {
+	t.Helper()
+	db, err := storage.Open(filepath.Join(dir, "state"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	snap := db.Snapshot()
+	defer snap.Close()
+	u, err := snap.UserByEmail("alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbs, err := snap.Mailboxes(u.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint32{}
+	for _, m := range mbs {
+		out[m.Name] = m.UidValidity
+	}
+	return out
+}
+
+// TestRecoverPlanAhead: the lost majority's lead is counted beyond what
+// the recovery keeps (applied, and the log beyond, which it commits).
+func TestRecoverPlanAhead(t *testing.T) {
+	for _, c := range []struct {
+		applied, last, leaderCommit uint64
+		want                        uint64
+		ok                          bool
+	}{
+		{100, 100, 0, 0, false},
+		{100, 100, 90, 0, true},
+		{100, 117, 110, 0, true},
+		{100, 105, 130, 25, true},
+		{100, 0, 130, 30, true},
+	} {
+		p := &node.RecoverPlan{AppliedIndex: c.applied}
+		p.Raft.LastIndex = c.last
+		if c.leaderCommit > 0 {
+			p.Progress = &node.Progress{LeaderCommit: c.leaderCommit}
+		}
+		if got, ok := p.Ahead(); got != c.want || ok != c.ok {
+			t.Errorf("applied %d last %d leader commit %d: Ahead %d %v, want %d %v", c.applied, c.last, c.leaderCommit, got, ok, c.want, c.ok)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
 )
@@ -156,23 +157,33 @@ func (p *RecoverPlan) SelfVoter() bool {
 }
 
 // Ahead is how many committed entries the lost majority had, as far as
-// this node can tell, beyond what it applied: from its last progress
-// record of the leader's commit index. ok is false when it cannot tell.
+// this node can tell, beyond what the recovery keeps (what it applied and
+// the entries its log holds beyond, which the recovery commits): from its
+// last progress record of the leader's commit index, so a lower bound.
+// ok is false when it cannot tell.
 func (p *RecoverPlan) Ahead() (n uint64, ok bool) {
 	if p.Progress == nil || p.Progress.LeaderCommit == 0 {
 		return 0, false
 	}
-	if p.Progress.LeaderCommit <= p.AppliedIndex {
+	kept := max(p.AppliedIndex, p.Raft.LastIndex)
+	if p.Progress.LeaderCommit <= kept {
 		return 0, true
 	}
-	return p.Progress.LeaderCommit - p.AppliedIndex, true
+	return p.Progress.LeaderCommit - kept, true
 }
 
 // Recover rewrites the node's Raft configuration to itself alone, a
 // voter, keeping everything it applied (and committing the entries its log
 // holds beyond), and gives the cluster a new identity. An archive replica
 // becomes a voter. It returns the new identity.
-func (p *RecoverPlan) Recover(log *slog.Logger) (Identity, error) {
+//
+// Unless keepUIDValidity is set, every mailbox first gets a new
+// UIDVALIDITY, as a restore does (Restore): the lost majority may have
+// handed out UIDs beyond this node's state that the recovered cluster will
+// hand out again for other messages, and a mail client that cached them
+// must resynchronise (RFC 9051 §2.3.1.1). It is applied offline before the
+// recovery's snapshot is taken, so every node that joins receives it.
+func (p *RecoverPlan) Recover(log *slog.Logger, keepUIDValidity bool) (Identity, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -181,6 +192,12 @@ func (p *RecoverPlan) Recover(log *slog.Logger) (Identity, error) {
 		return Identity{}, fmt.Errorf("node: recover: %w", err)
 	}
 	defer db.Close()
+	if !keepUIDValidity {
+		renew := &commandpb.Command{Op: &commandpb.Command_UidValidityRenew{UidValidityRenew: &commandpb.UidValidityRenew{}}}
+		if err := raftfsm.ApplyOffline(db, renew); err != nil {
+			return Identity{}, fmt.Errorf("node: recover: renewing UIDVALIDITY: %w", err)
+		}
+	}
 	var fatal error
 	fsm, err := raftfsm.New(db, raftfsm.Options{Logger: log, OnFatal: func(err error) { fatal = err }})
 	if err != nil {

@@ -22,11 +22,12 @@ func runRecover(args []string) error {
 }
 
 func recoverCmd(args []string, in io.Reader, out io.Writer) error {
-	const usage = "usage: continuum recover --data DIR [--id ID] [--yes]"
+	const usage = "usage: continuum recover --data DIR [--id ID] [--yes] [--keep-uidvalidity]"
 	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
 	data := fs.String("data", "", "the stopped node's data directory")
 	id := fs.String("id", "", "the node's ID (default: the one the data directory records)")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	keepUV := fs.Bool("keep-uidvalidity", false, "keep every mailbox's UIDVALIDITY (only when no mail client can have seen what the lost majority committed)")
 	timeout := fs.Duration("peer-timeout", 2*time.Second, "how long to try each other member's raft address")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,10 +60,10 @@ func recoverCmd(args []string, in io.Reader, out io.Writer) error {
 	if ahead, ok := plan.Ahead(); ok {
 		p := plan.Progress
 		if ahead > 0 {
-			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, %d entries beyond what this node applied: those writes are lost, and whatever it committed after that time\n",
+			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, %d entries beyond what this node holds: those writes are lost, and whatever it committed after that time\n",
 				p.Leader, p.LeaderCommit, p.At.UTC().Format(time.RFC3339), ahead)
 		} else {
-			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, all of which this node applied; what it committed after that time is unknown and lost\n",
+			fmt.Fprintf(out, "lost majority: its leader %s had committed index %d at %s, all of which this node holds; what it committed after that time is unknown and lost\n",
 				p.Leader, p.LeaderCommit, p.At.UTC().Format(time.RFC3339))
 		}
 	} else {
@@ -82,11 +83,14 @@ func recoverCmd(args []string, in io.Reader, out io.Writer) error {
 			return errors.New("not confirmed; nothing changed")
 		}
 	}
-	ident, err := plan.Recover(nil)
+	ident, err := plan.Recover(nil, *keepUV)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "recovered: %s is the one voter of cluster %s (supersedes %q)\n", plan.ID, ident.Cluster, ident.Recovery.Previous)
+	if !*keepUV {
+		fmt.Fprintln(out, "every mailbox has a new UIDVALIDITY: mail clients resynchronise (UIDs the lost majority handed out may be reused)")
+	}
 	fmt.Fprintln(out, "start it again with its usual command line: it elects itself and takes mail; new nodes join it as usual; the recovery goes into the audit log and journal once it leads")
 	return nil
 }
