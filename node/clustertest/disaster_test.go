@@ -67,10 +67,14 @@ func disasterRun(t *testing.T, survivor int) {
 
 	// Phase A (archive test only): the load without the archive replica.
 	var without []time.Duration
+	var cpuA []time.Duration
+	var loadA string
 	if survivor == archiveNode {
+		cpu0 := c.cpuTimes()
 		w := c.StartWorkload(WorkloadOptions{Seed: seed, Nodes: voters})
 		time.Sleep(dur)
 		without = okLatencies(w.Stop())
+		cpuA, loadA = cpuSince(cpu0, c.cpuTimes()), loadAvg()
 	}
 
 	// The archive replica joins as a permanent non-voter.
@@ -92,14 +96,18 @@ func disasterRun(t *testing.T, survivor int) {
 	}
 
 	// Phase B: the load with the archive replica attached; its lag sampled.
+	cpu0 := c.cpuTimes()
 	w := c.StartWorkload(WorkloadOptions{Seed: seed + 1, Nodes: voters})
 	lags := c.sampleLag(archiveNode, dur)
 	ops := w.Stop()
 	with := okLatencies(ops)
 	if survivor == archiveNode {
-		t.Logf("delivery latency without the archive replica: %s", pctl(without))
-		t.Logf("delivery latency with the archive replica:    %s", pctl(with))
+		cpuB := cpuSince(cpu0, c.cpuTimes())
+		t.Logf("delivery latency without the archive replica: %s (load average %s)", pctl(without), loadA)
+		t.Logf("delivery latency with the archive replica:    %s (load average %s)", pctl(with), loadAvg())
 		t.Logf("archive replica lag (entries behind the leader's commit), %d samples: %s", len(lags), pctlN(lags))
+		t.Logf("CPU per delivery without: %s", cpuPer(cpuA, len(without)))
+		t.Logf("CPU per delivery with:    %s", cpuPer(cpuB, len(with)))
 	}
 	st, err := c.status()
 	if err != nil {
@@ -382,4 +390,71 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// cpuTimes reads each running node's CPU time (user + system) from
+// /proc; zero for a node that does not run.
+func (c *Cluster) cpuTimes() []time.Duration {
+	out := make([]time.Duration, len(c.Nodes))
+	for i, n := range c.Nodes {
+		n.mu.Lock()
+		cmd := n.cmd
+		n.mu.Unlock()
+		if cmd == nil || cmd.Process == nil || !c.Running(i) {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the ")" that ends the command name: state is the
+		// first, utime the 12th, stime the 13th (proc(5)), in clock ticks
+		// (100 a second on Linux).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		var ut, st int64
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		out[i] = time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return out
+}
+
+func cpuSince(a, b []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(b))
+	for i := range b {
+		if i < len(a) {
+			out[i] = b[i] - a[i]
+		}
+	}
+	return out
+}
+
+func cpuPer(cpu []time.Duration, n int) string {
+	if n == 0 {
+		return "no deliveries"
+	}
+	var parts []string
+	var total time.Duration
+	for i, d := range cpu {
+		if d > 0 {
+			parts = append(parts, fmt.Sprintf("n%d %.2fms", i+1, float64(d)/float64(time.Millisecond)/float64(n)))
+			total += d
+		}
+	}
+	return fmt.Sprintf("%s; all %.2fms", strings.Join(parts, " "), float64(total)/float64(time.Millisecond)/float64(n))
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
