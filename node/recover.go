@@ -140,6 +140,9 @@ func (p *RecoverPlan) CheckPeers(ctx context.Context, timeout time.Duration) err
 		voters++
 		up++
 	}
+	if voters == 1 && up == 1 {
+		return fmt.Errorf("%w: this node is the only voter of its configuration: it needs no recovery, start it normally", ErrQuorumReachable)
+	}
 	if voters > 0 && up >= voters/2+1 {
 		return fmt.Errorf("%w: %d of %d voters answer (%v with this node): start the node normally instead", ErrQuorumReachable, up, voters, p.Reachable)
 	}
