@@ -127,10 +127,14 @@ func disasterRun(t *testing.T, survivor int) {
 			t.Fatalf("renice: %v", err)
 		}
 	}
-	st, err := c.status()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var st *adminpb.ClusterStatusResponse
+	c.Eventually(30*time.Second, "cluster status", func() (bool, string) {
+		var err error
+		if st, err = c.status(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	votersNow := 0
 	for _, ns := range st.Nodes {
 		if ns.Role == "voter" {
@@ -220,18 +224,31 @@ func disasterRun(t *testing.T, survivor int) {
 	c.StartNode(4)
 	c.StartNode(5)
 	c.WaitVoters(3, 90*time.Second)
-	if err := c.sendOne(4, "after-recovery-2"); err != nil {
-		t.Fatalf("delivery through a new node: %v", err)
-	}
+	// Elections may churn on a loaded machine: each check retries until
+	// a leader answers (it fails only on a wrong answer or a timeout).
+	c.Eventually(30*time.Second, "delivery through a new node", func() (bool, string) {
+		if err := c.sendOne(4, "after-recovery-2"); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 
 	// The recovery is in the audit log.
-	l := c.WaitLeader(30 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	audit, err := c.Admin(l).AuditList(ctx, &adminpb.AuditListRequest{})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var audit *adminpb.AuditListResponse
+	c.Eventually(30*time.Second, "the audit log from the leader", func() (bool, string) {
+		l := c.Leader()
+		if l < 0 {
+			return false, "no leader"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		audit, err = c.Admin(l).AuditList(ctx, &adminpb.AuditListRequest{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	if !slices.ContainsFunc(audit.Entries, func(e *adminpb.AuditEntry) bool { return e.Action == "cluster recover" }) {
 		t.Fatalf("no \"cluster recover\" entry in the audit log: %v", audit.Entries)
 	}
@@ -245,9 +262,14 @@ func disasterRun(t *testing.T, survivor int) {
 	if !strings.Contains(string(logb), "recovered without it") {
 		t.Fatalf("n1 stopped without saying its cluster was recovered without it; log tail:\n%s", tail(string(logb), 2000))
 	}
-	if st, err := c.status(); err != nil {
-		t.Fatal(err)
-	} else if slices.ContainsFunc(st.Nodes, func(ns *adminpb.NodeStatus) bool { return ns.Id == "n1" }) {
+	c.Eventually(30*time.Second, "cluster status", func() (bool, string) {
+		var err error
+		if st, err = c.status(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	if slices.ContainsFunc(st.Nodes, func(ns *adminpb.NodeStatus) bool { return ns.Id == "n1" }) {
 		t.Fatalf("n1 is in the recovered cluster's configuration")
 	}
 
