@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-failpoints test-race test-faults test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ test-race: ## the unit and cluster tests under the race detector
 
 test-faults: build ## the fault scenarios, as long as asked: make test-faults SEED=7 DURATION=10m F15RUNS=50
 	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) CONTINUUM_F15_RUNS=$(F15RUNS) $(GO) test -count=1 -timeout 0 -run 'TestFault|TestChecker' -v ./node/clustertest/
+
+test-disaster: build ## issue 20 full size: archive replica lag and delivery latency over 60 s phases, both recoveries
+	CONTINUUM_DISASTER_DURATION=$${CONTINUUM_DISASTER_DURATION:-60s} $(GO) test -count=1 -timeout 30m -run 'TestDisasterRecover' -v ./node/clustertest/
 
 test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders
 	CONTINUUM_LARGE_N=$${CONTINUUM_LARGE_N:-20} CONTINUUM_LARGE_PROFILES=$${CONTINUUM_LARGE_PROFILES:-local,lan,wan} \

@@ -10,7 +10,9 @@
 // gossip), close.go (Close), status.go (accessors, Ready, Info, the admin
 // adapter), ops.go (the admin adapter's operations, Restore), secure.go
 // (gRPC listeners and their gates), protocols*.go (SMTP, LMTP, IMAP),
-// integrity.go and rebuild.go, archive.go, console.go, metrics*.go.
+// integrity.go and rebuild.go, archive.go, console.go, metrics*.go,
+// disaster.go and recover.go (archive replicas, the cluster identity,
+// recovery from a lost majority).
 //
 // Listeners: the peer gRPC port (node to node: mutual TLS with node
 // certificates; also the two admin calls a node forwards to the leader,
@@ -20,7 +22,9 @@
 // Without TLS material a node runs only with insecure-dev.
 //
 // Goroutines owned here: node/cluster's join and reconcile loops (started
-// by New, stopped by Close after Raft), one Serve goroutine per listener, and the integrity goroutines (scrub loop,
+// by New, stopped by Close after Raft), one Serve goroutine per listener,
+// the disaster loop (disaster.go: the stale-identity check, the progress
+// record, the recovery's audit entry), and the integrity goroutines (scrub loop,
 // check schedule, one digest and its comparison at a time); Close stops
 // all of them, the integrity ones before the stores close.
 //
@@ -67,4 +71,21 @@
 //     and is promoted once caught up. Healing is not automatic: a node that
 //     wiped itself on every damage it met could throw away the last good
 //     copy when several sites are hurt at once; an operator decides.
+//
+// # Disaster recovery (disaster.go, recover.go; issue 20)
+//
+// An archive replica (--role archive) is a permanent non-voter: its role
+// is recorded in DataDir/identity.json at first start and enforced at
+// every start; the leader's promotion policy (node/cluster) promotes only
+// gossip role "voter"; mail.Options.ReadOnly makes it answer SMTP/LMTP
+// 421 and serve IMAP read-only through the cut-off path, and refuse every
+// proposal. `continuum recover` (RecoverPlan, offline) rewrites a stopped
+// survivor's Raft configuration to itself alone (consensus.Recover), renews
+// UIDVALIDITY, and gives the cluster a new identity (Identity.Cluster)
+// that supersedes the old one. Started again, the node leads, records the
+// recovery in the audit log and journal (ClusterRecovered) and takes mail.
+// A node with Raft state whose identity a live member supersedes exits
+// (ErrStaleCluster); the leader refuses its join (cluster.CheckIdentity).
+// Every node records the leader's commit index in DataDir/progress.json
+// every 2 s, so a recovery can tell how far the lost majority was ahead.
 package node

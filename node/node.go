@@ -82,6 +82,7 @@ type Node struct {
 
 	integ   integrity     // integrity.go
 	archive archiveGauges // archive.go
+	dis     disasterState // disaster.go
 
 	collector    *nodeCollector
 	flow         *httpapi.Flow // the console's per-minute mail flow
@@ -127,6 +128,14 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	// The durable role and cluster identity (disaster.go); a recovered
+	// archive replica runs as a voter.
+	n.dis.stateAtStart = hasRaftState(cfg.DataDir)
+	id, err := prepareIdentity(&n.cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	n.dis.id, cfg = id, n.cfg
 	if err := n.openState(opts); err != nil {
 		return nil, err
 	}
@@ -151,11 +160,13 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Voter: cfg.Role == "voter",
 		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, AutopilotDeadAfter: cfg.AutopilotDeadAfter.Duration,
 		Raft: n.raft, Gossip: n.pool, Peers: n.router, Logger: log,
+		ClusterID: n.ClusterID, OnAdmitted: n.adoptIdentity,
 	})
 	n.mail = mail.New(n.db, n.propose, n.raft, mail.Options{
 		Logger:          log,
 		CutOffAfter:     cutOff,
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		ReadOnly:        cfg.Role == "archive",
 	})
 	n.feed.Store(n.mail.Feed())
 	n.mail.SetIndex(n.index)
@@ -184,6 +195,8 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.cluster.Start()
+	n.wg.Add(1)
+	go n.disasterLoop()
 	n.startIntegrity()
 	started = true
 	return n, nil

@@ -96,12 +96,8 @@ func (n *Node) startRaft(opts Options) error {
 		return err
 	}
 	n.pool, err = membership.Start(membership.Config{
-		Key: key,
-		Meta: membership.Meta{
-			ID: n.cfg.ID, Site: n.cfg.Site, Role: n.cfg.Role, Raft: n.cfg.RaftAddr, GRPC: n.cfg.GRPCAddr,
-			SMTP: n.cfg.SMTPAddr, LMTP: n.cfg.LMTPAddr, IMAP: n.cfg.IMAPAddr, HTTP: n.cfg.HTTPAddr,
-			Expect: n.cfg.BootstrapExpect,
-		},
+		Key:        key,
+		Meta:       n.memberMeta(), // disaster.go: with the cluster identity
 		GossipAddr: n.cfg.GossipAddr,
 		Profile:    n.cfg.RaftProfile,
 		Logger:     n.log,

@@ -62,7 +62,7 @@ func (n *Node) Ready() (bool, string) {
 			return false, fmt.Sprintf("no contact with the leader for %v", since.Round(time.Millisecond))
 		}
 	}
-	if n.mail.CutOff() {
+	if n.mail.CutOff() && n.cfg.Role != "archive" { // an archive is always read-only
 		return false, "cut off"
 	}
 	if lag := n.raft.CommitIndex() - min(n.raft.CommitIndex(), n.fsm.AppliedIndex()); lag > 1000 {
@@ -85,7 +85,7 @@ func (n *Node) Info() *peerpb.InfoResponse {
 		AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		LeaderId: leader, LastContactMs: lc,
 		GrpcAddr: n.cfg.GRPCAddr, SmtpAddr: n.cfg.SMTPAddr, LmtpAddr: n.cfg.LMTPAddr, ImapAddr: n.cfg.IMAPAddr,
-		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr,
+		HttpAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr, ClusterId: n.ClusterID(),
 	}
 	n.integrityInfo(in)
 	return in

@@ -50,6 +50,8 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	60: applyAppendBatch,
 	// From 300: issue 11 (architecture).
 	300: applyUIDValidityRenew,
+	// From 400: issue 20 (disaster recovery).
+	400: applyClusterRecovered,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

@@ -204,7 +204,11 @@ func (g *gen) archiveCommand() *commandpb.Command {
 			cmd(&commandpb.HoldPlace{User: "a@x.test"}),
 			cmd(&commandpb.HoldRelease{User: "a@x.test"}),
 			cmd(&commandpb.VaultRestore{UserId: 1, Uid: 1}),
-			cmd(&commandpb.AdminCommand{Action: "no actor"}))
+			cmd(&commandpb.AdminCommand{Action: "no actor"}),
+			// a recovery record (node/disaster.go), and one without its identity
+			cmd(&commandpb.AdminCommand{Actor: "recover", Action: "cluster recover", Command: cmd(&commandpb.ClusterRecovered{NodeId: "n1", ClusterId: "c1", AppliedIndex: 7})}),
+			cmd(&commandpb.ClusterRecovered{NodeId: "n1", ClusterId: "c2"}),
+			cmd(&commandpb.ClusterRecovered{NodeId: "n1"}))
 		return cmd(&commandpb.HoldPlace{User: "a@x.test", Reason: "scenario"})
 	}
 	d, u := "", email()

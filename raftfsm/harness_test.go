@@ -206,6 +206,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_ConsistencyCheck{ConsistencyCheck: o}
 	case *commandpb.AdminCommand:
 		c.Op = &commandpb.Command_AdminCommand{AdminCommand: o}
+	case *commandpb.ClusterRecovered:
+		c.Op = &commandpb.Command_ClusterRecovered{ClusterRecovered: o}
 	case *commandpb.RetentionSet:
 		c.Op = &commandpb.Command_RetentionSet{RetentionSet: o}
 	case *commandpb.RetentionRun:

@@ -10,8 +10,11 @@ import (
 
 // runNode: commands that act on a stopped node's data directory.
 func runNode(args []string) error {
+	if len(args) > 0 && args[0] == "promote" {
+		return nodePromote(args[1:])
+	}
 	if len(args) == 0 || args[0] != "rebuild" {
-		return errors.New("usage: continuum node rebuild --data DIR [--discard]")
+		return errors.New("usage: continuum node rebuild --data DIR [--discard] | promote --data DIR")
 	}
 	fs := flag.NewFlagSet("node rebuild", flag.ContinueOnError)
 	data := fs.String("data", "", "the stopped node's data directory")

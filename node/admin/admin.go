@@ -226,6 +226,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 		}
 		if in := infos[i]; in != nil {
 			ns.Site, ns.State = in.Site, in.State
+			if in.Role == "archive" && !sv.Voter {
+				ns.Role = "archive" // a permanent non-voter (node/disaster.go)
+			}
 			ns.AppliedIndex, ns.CommitIndex = in.AppliedIndex, in.CommitIndex
 			ns.LastContactMs, ns.GrpcAddr = in.LastContactMs, in.GrpcAddr
 			ns.Quarantine = in.Quarantine

@@ -69,6 +69,16 @@ type Config struct {
 	Gossip Gossip
 	Peers  Peers
 	Logger *slog.Logger
+
+	// ClusterID returns the cluster identity this node's data belongs to
+	// ("" for a cluster never recovered; node/disaster.go); nil means "".
+	// A join carries it, and Admit's caller refuses a node with Raft state
+	// from another identity (CheckIdentity).
+	ClusterID func() string
+	// OnAdmitted, when set, is called once this node has been admitted
+	// through the member via: a fresh node adopts the cluster identity
+	// that member gossips.
+	OnAdmitted func(via membership.Member)
 }
 
 // Errors of the operator's and the joining node's requests. node/admin

@@ -200,3 +200,43 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("configuration changes %q, want %q (n5 does not answer: not known to be caught up)", r.ops, want)
 	}
 }
+
+// TestArchiveNeverPromoted: an archive replica (gossip role "archive",
+// node/disaster.go) that is alive and caught up stays a non-voter, and
+// autopilot never removes it (it counts only voters).
+func TestArchiveNeverPromoted(t *testing.T) {
+	r := &fakeRaft{leader: true, servers: []raft.Server{voter("n1"), voter("n2"), voter("n3"),
+		{ID: "a1", Address: "a1:7000", Suffrage: raft.Nonvoter}}}
+	g := fakeGossip{
+		"n2": {Meta: membership.Meta{ID: "n2", Role: "voter"}, Alive: true},
+		"n3": {Meta: membership.Meta{ID: "n3", Role: "voter"}, Alive: true},
+		"a1": {Meta: membership.Meta{ID: "a1", Role: "archive"}, Alive: false, Since: time.Now().Add(-time.Hour)},
+	}
+	m := newManager(r, g, fakePeers{up: map[string]bool{"n2": true, "n3": true, "a1": true}}, time.Minute)
+	servers, _ := r.Servers()
+	m.promote(servers)
+	m.autopilot(servers)
+	g["a1"] = membership.Member{Meta: membership.Meta{ID: "a1", Role: "archive"}, Alive: true}
+	m.promote(servers)
+	if len(r.ops) != 0 {
+		t.Fatalf("configuration changes %q for an archive replica, want none", r.ops)
+	}
+}
+
+// TestCheckIdentity: a node with Raft state from another cluster identity
+// is refused; a fresh node, or one of the same identity, is not.
+func TestCheckIdentity(t *testing.T) {
+	m := newManager(&fakeRaft{leader: true}, fakeGossip{}, fakePeers{}, 0)
+	m.cfg.ClusterID = func() string { return "c2" }
+	if err := m.CheckIdentity("n1", "", false); !errors.Is(err, ErrRefused) {
+		t.Fatalf("stale node: %v, want ErrRefused", err)
+	}
+	for _, c := range []struct {
+		id    string
+		fresh bool
+	}{{"c2", false}, {"", true}, {"c1", true}} {
+		if err := m.CheckIdentity("n5", c.id, c.fresh); err != nil {
+			t.Fatalf("identity %q fresh %v: %v", c.id, c.fresh, err)
+		}
+	}
+}

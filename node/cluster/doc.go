@@ -28,10 +28,13 @@
 // are these); for node/peer's client: ErrConflict, which Peers.Join must
 // return when the callee refused a taken ID or address.
 //
-// A new role (for example a non-voting archive member) is a policy change
-// here: whether Admit adds it, whether promote skips it (today promote acts
-// only on members whose gossip role is "voter"), and whether autopilot
-// counts it. Raft and gossip are reached through the Raft, Gossip and Peers
+// The archive role (node/disaster.go, issue 20): Admit adds an archive
+// replica as a non-voter like any node; promote never makes it a voter (it
+// acts only on members whose gossip role is "voter", and an archive's
+// data directory refuses to start under another role until an operator
+// lifts it with `continuum node promote`); autopilot counts and removes
+// only voters, so it never touches one. CheckIdentity refuses a node with
+// Raft state from a cluster identity that a recovery superseded. Raft and gossip are reached through the Raft, Gossip and Peers
 // interfaces, so the policy is tested without a network (cluster_test.go).
 //
 // Goroutines: the join loop (until this node is in the configuration) and

@@ -82,11 +82,14 @@ func (m *Manager) askToJoin() bool {
 		}
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 		fresh := m.cfg.Raft.Fresh()
-		err := m.cfg.Peers.Join(ctx, mb.GRPC, &peerpb.JoinRequest{Id: m.cfg.ID, RaftAddr: m.cfg.RaftAddr, Voter: m.cfg.Voter, Fresh: fresh})
+		err := m.cfg.Peers.Join(ctx, mb.GRPC, &peerpb.JoinRequest{Id: m.cfg.ID, RaftAddr: m.cfg.RaftAddr, Voter: m.cfg.Voter, Fresh: fresh, ClusterId: m.clusterID()})
 		cancel()
 		if err == nil {
 			m.log.Info("joined the cluster", "via", mb.ID, "fresh", fresh)
 			m.cfg.Raft.Admit()
+			if m.cfg.OnAdmitted != nil {
+				m.cfg.OnAdmitted(mb)
+			}
 			return true
 		}
 		if errors.Is(err, ErrConflict) {

@@ -124,6 +124,12 @@ type Options struct {
 	// planted fault that must fire on one node only is switched on this
 	// way (the state machine never reads its node's identity).
 	NodeEnv func(i int) []string
+	// Start is how many nodes Start starts (all when 0); the others are
+	// started later with StartNode. Voters is how many voters Start waits
+	// for (Start's count when 0). NodeArgs, when set, adds to node i's
+	// serve command line (for instance --role archive).
+	Start, Voters int
+	NodeArgs      func(i int) []string
 }
 
 // Node is one continuum serve process in its own namespace.
@@ -158,6 +164,8 @@ type Cluster struct {
 	mu     sync.Mutex
 	// hungStops counts nodes that did not exit within StopTimeout of SIGTERM.
 	hungStops int
+	// retired nodes are gone for good (Retire).
+	retired map[int]bool
 
 	adminMu sync.Mutex
 	admin   map[int]*grpc.ClientConn
@@ -227,13 +235,20 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for _, u := range opts.Users {
 		c.Users = append(c.Users, u+"@"+Domain)
 	}
-	for i := range c.Nodes {
+	starts, voters := opts.Nodes, opts.Voters
+	if opts.Start > 0 {
+		starts = opts.Start
+	}
+	if voters == 0 {
+		voters = starts
+	}
+	for i := range c.Nodes[:starts] {
 		c.StartNode(i)
 		if i == 0 {
 			c.WaitLeader(30 * time.Second)
 		}
 	}
-	c.WaitVoters(opts.Nodes, 60*time.Second)
+	c.WaitVoters(voters, 60*time.Second)
 	c.setup()
 	return c
 }
@@ -276,6 +291,9 @@ func (c *Cluster) StartNode(i int) {
 		args = append(args, "--tls-cert", c.tlsCert, "--tls-key", c.tlsKey)
 	}
 	args = append(args, c.opts.ExtraArgs...)
+	if c.opts.NodeArgs != nil {
+		args = append(args, c.opts.NodeArgs(i)...)
+	}
 	if i == 0 && n.starts == 0 {
 		args = append(args, "--bootstrap")
 	} else {
@@ -605,8 +623,37 @@ func (c *Cluster) indexOf(id string) int {
 	return -1
 }
 
+// members counts the nodes that take part: started at least once and not
+// retired (Retire). It is len(Nodes) once every node has started.
+func (c *Cluster) members() int {
+	k := 0
+	for i, n := range c.Nodes {
+		n.mu.Lock()
+		started := n.starts > 0
+		n.mu.Unlock()
+		c.mu.Lock()
+		gone := c.retired[i]
+		c.mu.Unlock()
+		if started && !gone {
+			k++
+		}
+	}
+	return k
+}
+
+// Retire marks node i as gone for good (a lost site): Leader no longer
+// counts it.
+func (c *Cluster) Retire(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retired == nil {
+		c.retired = map[int]bool{}
+	}
+	c.retired[i] = true
+}
+
 // Leader returns the index of the node that says it leads and that a
-// majority of the answering nodes follow, or -1.
+// majority of the members (started, not retired) follow, or -1.
 func (c *Cluster) Leader() int {
 	infos := c.Infos()
 	for i, in := range infos {
@@ -619,7 +666,7 @@ func (c *Cluster) Leader() int {
 				agree++
 			}
 		}
-		if agree*2 > len(c.Nodes) {
+		if agree*2 > c.members() {
 			return i
 		}
 	}
@@ -736,6 +783,9 @@ func (c *Cluster) setup() {
 		})
 	}
 	for i := range c.Nodes {
+		if !c.Running(i) {
+			continue // not started yet (Options.Start)
+		}
 		for _, u := range c.Users {
 			c.Eventually(30*time.Second, c.Nodes[i].ID+" accepts "+u, func() (bool, string) {
 				code, err := probeRcpt(c.Nodes[i].Addr(PortSMTP), u)

@@ -102,6 +102,8 @@ type WorkloadOptions struct {
 	SameNode float64
 	// BodyLines is the number of 64-byte body lines (20 when 0).
 	BodyLines int
+	// Nodes, when set, are the only nodes the senders use.
+	Nodes []int
 }
 
 // Workload is MTA-like senders speaking SMTP to random nodes.
@@ -222,7 +224,15 @@ func (w *Workload) sender(s int, r *rand.Rand) {
 // timeouts and dropped connections, up to the bounds.
 // It takes the sender's open session, if any, and returns the one to keep.
 func (w *Workload) deliver(op *Op, msg []byte, r *rand.Rand, sess *session) *session {
-	node := r.IntN(len(w.c.Nodes))
+	nodes := w.opts.Nodes
+	if len(nodes) == 0 {
+		nodes = make([]int, len(w.c.Nodes))
+		for i := range nodes {
+			nodes[i] = i
+		}
+	}
+	k := r.IntN(len(nodes))
+	node := nodes[k]
 	if sess != nil && sess.sent < 8 {
 		node = sess.node
 	} else {
@@ -235,7 +245,10 @@ func (w *Workload) deliver(op *Op, msg []byte, r *rand.Rand, sess *session) *ses
 	for n := 0; n < w.opts.MaxAttempts && time.Now().Before(deadline); n++ {
 		if n > 0 {
 			if w.opts.SameNode < 0 || r.Float64() >= w.opts.SameNode {
-				node = (node + 1 + r.IntN(len(w.c.Nodes)-1)) % len(w.c.Nodes)
+				if len(nodes) > 1 {
+					k = (k + 1 + r.IntN(len(nodes)-1)) % len(nodes)
+				}
+				node = nodes[k]
 			}
 			// Back off a little, as an MTA would (theirs is minutes).
 			time.Sleep(time.Duration(20+r.IntN(150)) * time.Millisecond)

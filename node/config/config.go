@@ -25,7 +25,11 @@ type Config struct {
 	// Site names the failure domain (a data centre); no site may hold a
 	// quorum of voters.
 	Site string `toml:"site"`
-	// Role is "voter" or "nonvoter" (a read replica or archive copy).
+	// Role is "voter", "nonvoter" (a read replica that forwards writes) or
+	// "archive": a permanent non-voter that receives every entry, serves
+	// IMAP read-only and answers SMTP/LMTP 421, never counts toward quorum
+	// and is never promoted by the leader (node/disaster.go). The archive
+	// role is recorded in the data directory at first start.
 	Role string `toml:"role"`
 	// DataDir holds the state database, the Raft log and snapshots.
 	DataDir string `toml:"data"`
@@ -220,7 +224,7 @@ func Load(path string, c *Config) error {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ID, "id", c.ID, "node ID (unique, stable)")
 	fs.StringVar(&c.Site, "site", c.Site, "site (failure domain) of this node")
-	fs.StringVar(&c.Role, "role", c.Role, "voter or nonvoter")
+	fs.StringVar(&c.Role, "role", c.Role, "voter, nonvoter or archive (a permanent read-only non-voter)")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "host name for SMTP greeting and Received headers")
 	fs.StringVar(&c.SMTPAddr, "smtp", c.SMTPAddr, "SMTP listen address (empty: off)")
@@ -286,8 +290,8 @@ func (c *Config) Validate() error {
 	if !idPattern.MatchString(c.Site) {
 		bad("site %q: want 1-64 letters, digits, '.', '_' or '-'", c.Site)
 	}
-	if c.Role != "voter" && c.Role != "nonvoter" {
-		bad("role %q: want voter or nonvoter", c.Role)
+	if c.Role != "voter" && c.Role != "nonvoter" && c.Role != "archive" {
+		bad("role %q: want voter, nonvoter or archive", c.Role)
 	}
 	if c.DataDir == "" {
 		bad("data: a data directory is required")
@@ -369,6 +373,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect > 0 && c.Role != "voter" {
 		bad("bootstrap-expect needs role voter")
+	}
+	if c.Bootstrap && c.Role == "archive" {
+		bad("bootstrap: an archive replica never starts a cluster alone; start a voter and join the archive to it")
 	}
 	if c.ProtocolTimeout.Duration <= 0 || c.ApplyTimeout.Duration <= 0 {
 		bad("protocol-timeout and apply-timeout must be positive")

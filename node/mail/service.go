@@ -35,6 +35,10 @@ type Options struct {
 	CutOffAfter time.Duration
 	// MaxMessageBytes is the largest message accepted (SMTP SIZE, APPENDLIMIT).
 	MaxMessageBytes int64
+	// ReadOnly marks an archive replica: it is always "cut off" for the
+	// protocols (SMTP/LMTP 421, IMAP read-only from the local replica), so
+	// it never accepts mail alone, whatever the leader's state.
+	ReadOnly bool
 }
 
 // Service is the mail operations of one node.
@@ -66,8 +70,12 @@ func (s *Service) Feed() *Feed { return s.feed }
 func (s *Service) MaxMessageBytes() int64 { return s.opts.MaxMessageBytes }
 
 // CutOff reports whether the node has had no leader for longer than the
-// bound: SMTP greets 421 and IMAP turns read-only.
+// bound, or is an archive replica (Options.ReadOnly): SMTP greets 421 and
+// IMAP turns read-only.
 func (s *Service) CutOff() bool {
+	if s.opts.ReadOnly {
+		return true
+	}
 	if s.health == nil {
 		return false
 	}
@@ -93,6 +101,9 @@ func (s *Service) proposeWait(ctx context.Context, cmd *commandpb.Command, waitL
 // proposeAt is proposeWait that also returns the entry's log index. An
 // operator's request (WithActor) is wrapped for the audit log here.
 func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, uint64, error) {
+	if s.opts.ReadOnly {
+		return nil, 0, ErrUnavailable // an archive replica writes nothing
+	}
 	cmd = audited(ctx, cmd)
 	wait := propose.Committed
 	if waitLocal {

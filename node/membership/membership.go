@@ -29,6 +29,13 @@ type Meta struct {
 	// Expect is the node's --bootstrap-expect (0: none): nodes that share
 	// it and see each other form the first configuration together.
 	Expect int `json:"expect,omitempty"`
+	// Cluster is the cluster identity the node's data belongs to (empty:
+	// the original, never recovered); Supersedes the identities a recovery
+	// replaced, newest first (node/disaster.go). A node that finds its own
+	// identity superseded by a live member refuses to run: its data is
+	// stale and it must be wiped.
+	Cluster    string   `json:"cluster,omitempty"`
+	Supersedes []string `json:"supersedes,omitempty"`
 }
 
 // Member is a node as gossip sees it.
@@ -116,6 +123,22 @@ func Start(cfg Config) (*Pool, error) {
 	return p, nil
 }
 
+// SetMeta replaces what this node tells the others about itself and
+// gossips the change (a fresh node that adopts the cluster's identity).
+func (p *Pool) SetMeta(m Meta) error {
+	meta, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return fmt.Errorf("membership: metadata is %d bytes, over %d", len(meta), memberlist.MetaMaxSize)
+	}
+	p.mu.Lock()
+	p.meta = meta
+	p.mu.Unlock()
+	return p.ml.UpdateNode(5 * time.Second)
+}
+
 // Join contacts the given gossip addresses; one success is enough.
 func (p *Pool) Join(addrs []string) (int, error) {
 	return p.ml.Join(addrs)
@@ -172,7 +195,11 @@ func (p *Pool) update(n *memberlist.Node, alive bool) {
 
 type delegate Pool
 
-func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meta
+}
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }

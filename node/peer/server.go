@@ -37,6 +37,9 @@ type Server struct {
 // Admitter decides whether a node may join (*cluster.Manager).
 type Admitter interface {
 	Admit(id, raftAddr string, fresh bool) error
+	// CheckIdentity refuses a node whose Raft state belongs to another
+	// cluster identity (a lost node of a cluster recovered without it).
+	CheckIdentity(id, clusterID string, fresh bool) error
 }
 
 // Proposer proposes an encoded command on the leader (*propose.Proposer).
@@ -132,6 +135,9 @@ func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.Joi
 	} else if s.authenticated && who != req.Id {
 		s.log.Warn("refused a join for another node's ID", "caller", who, "claimed", req.Id)
 		return nil, status.Errorf(codes.PermissionDenied, "%v: certificate of %s cannot join as %s", ErrNotMember, who, req.Id)
+	}
+	if err := s.members.CheckIdentity(req.Id, req.ClusterId, req.Fresh); err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
 	if err := s.members.Admit(req.Id, req.RaftAddr, req.Fresh); err != nil {
 		return nil, toStatus(err)

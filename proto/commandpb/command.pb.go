@@ -184,6 +184,7 @@ type Command struct {
 	//	*Command_VaultRestore
 	//	*Command_AppendBatch
 	//	*Command_UidValidityRenew
+	//	*Command_ClusterRecovered
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -483,6 +484,15 @@ func (x *Command) GetUidValidityRenew() *UidValidityRenew {
 	return nil
 }
 
+func (x *Command) GetClusterRecovered() *ClusterRecovered {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ClusterRecovered); ok {
+			return x.ClusterRecovered
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -598,6 +608,11 @@ type Command_UidValidityRenew struct {
 	UidValidityRenew *UidValidityRenew `protobuf:"bytes,300,opt,name=uid_validity_renew,json=uidValidityRenew,proto3,oneof"`
 }
 
+type Command_ClusterRecovered struct {
+	// Numbers from 400: issue 20 (disaster recovery).
+	ClusterRecovered *ClusterRecovered `protobuf:"bytes,400,opt,name=cluster_recovered,json=clusterRecovered,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -651,6 +666,8 @@ func (*Command_VaultRestore) isCommand_Op() {}
 func (*Command_AppendBatch) isCommand_Op() {}
 
 func (*Command_UidValidityRenew) isCommand_Op() {}
+
+func (*Command_ClusterRecovered) isCommand_Op() {}
 
 // UidValidityRenew gives every mailbox a new UIDVALIDITY from the state's
 // own counter (never lower than any value used before), so a mail client
@@ -774,6 +791,103 @@ func (x *AdminCommand) GetCommand() *Command {
 	return nil
 }
 
+// ClusterRecovered records, in the journal, that an operator recovered the
+// cluster from a lost majority (`continuum recover`): this node's Raft
+// configuration was rewritten to itself alone and the cluster took a new
+// identity. It changes no mail state. The recovered node proposes it,
+// wrapped in an AdminCommand (the audit log), as its first write.
+type ClusterRecovered struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	NodeId            string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                                    // the node that was recovered
+	ClusterId         string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                           // the new identity
+	PreviousClusterId string                 `protobuf:"bytes,3,opt,name=previous_cluster_id,json=previousClusterId,proto3" json:"previous_cluster_id,omitempty"` // the identity it replaces ("" the original)
+	AppliedIndex      uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`                 // what the node had applied, kept
+	AppliedTerm       uint64                 `protobuf:"varint,5,opt,name=applied_term,json=appliedTerm,proto3" json:"applied_term,omitempty"`
+	LogIndex          uint64                 `protobuf:"varint,6,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`                              // its last log index, committed by the recovery
+	RecoveredUnixNano int64                  `protobuf:"varint,7,opt,name=recovered_unix_nano,json=recoveredUnixNano,proto3" json:"recovered_unix_nano,omitempty"` // when recover ran (the operator's clock)
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ClusterRecovered) Reset() {
+	*x = ClusterRecovered{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterRecovered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterRecovered) ProtoMessage() {}
+
+func (x *ClusterRecovered) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterRecovered.ProtoReflect.Descriptor instead.
+func (*ClusterRecovered) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClusterRecovered) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterRecovered) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ClusterRecovered) GetPreviousClusterId() string {
+	if x != nil {
+		return x.PreviousClusterId
+	}
+	return ""
+}
+
+func (x *ClusterRecovered) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ClusterRecovered) GetAppliedTerm() uint64 {
+	if x != nil {
+		return x.AppliedTerm
+	}
+	return 0
+}
+
+func (x *ClusterRecovered) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *ClusterRecovered) GetRecoveredUnixNano() int64 {
+	if x != nil {
+		return x.RecoveredUnixNano
+	}
+	return 0
+}
+
 // RetentionSet sets (days > 0) or removes (days 0) the retention policy of
 // a domain or a user (exactly one of them). The most specific policy wins.
 type RetentionSet struct {
@@ -787,7 +901,7 @@ type RetentionSet struct {
 
 func (x *RetentionSet) Reset() {
 	*x = RetentionSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +913,7 @@ func (x *RetentionSet) String() string {
 func (*RetentionSet) ProtoMessage() {}
 
 func (x *RetentionSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +926,7 @@ func (x *RetentionSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionSet.ProtoReflect.Descriptor instead.
 func (*RetentionSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RetentionSet) GetDomain() string {
@@ -850,7 +964,7 @@ type RetentionRun struct {
 
 func (x *RetentionRun) Reset() {
 	*x = RetentionRun{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +976,7 @@ func (x *RetentionRun) String() string {
 func (*RetentionRun) ProtoMessage() {}
 
 func (x *RetentionRun) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +989,7 @@ func (x *RetentionRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionRun.ProtoReflect.Descriptor instead.
 func (*RetentionRun) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RetentionRun) GetMax() uint32 {
@@ -898,7 +1012,7 @@ type HoldPlace struct {
 
 func (x *HoldPlace) Reset() {
 	*x = HoldPlace{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1024,7 @@ func (x *HoldPlace) String() string {
 func (*HoldPlace) ProtoMessage() {}
 
 func (x *HoldPlace) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1037,7 @@ func (x *HoldPlace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPlace.ProtoReflect.Descriptor instead.
 func (*HoldPlace) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HoldPlace) GetDomain() string {
@@ -970,7 +1084,7 @@ type VaultRestore struct {
 
 func (x *VaultRestore) Reset() {
 	*x = VaultRestore{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1096,7 @@ func (x *VaultRestore) String() string {
 func (*VaultRestore) ProtoMessage() {}
 
 func (x *VaultRestore) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1109,7 @@ func (x *VaultRestore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultRestore.ProtoReflect.Descriptor instead.
 func (*VaultRestore) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VaultRestore) GetUserId() uint64 {
@@ -1030,7 +1144,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1156,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1169,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HoldRelease) GetDomain() string {
@@ -1088,7 +1202,7 @@ type ConsistencyCheck struct {
 
 func (x *ConsistencyCheck) Reset() {
 	*x = ConsistencyCheck{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1214,7 @@ func (x *ConsistencyCheck) String() string {
 func (*ConsistencyCheck) ProtoMessage() {}
 
 func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1227,7 @@ func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyCheck.ProtoReflect.Descriptor instead.
 func (*ConsistencyCheck) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConsistencyCheck) GetId() uint64 {
@@ -1140,7 +1254,7 @@ type DomainAdd struct {
 
 func (x *DomainAdd) Reset() {
 	*x = DomainAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1266,7 @@ func (x *DomainAdd) String() string {
 func (*DomainAdd) ProtoMessage() {}
 
 func (x *DomainAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1279,7 @@ func (x *DomainAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAdd.ProtoReflect.Descriptor instead.
 func (*DomainAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DomainAdd) GetName() string {
@@ -1191,7 +1305,7 @@ type DomainDel struct {
 
 func (x *DomainDel) Reset() {
 	*x = DomainDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1317,7 @@ func (x *DomainDel) String() string {
 func (*DomainDel) ProtoMessage() {}
 
 func (x *DomainDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1330,7 @@ func (x *DomainDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainDel.ProtoReflect.Descriptor instead.
 func (*DomainDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DomainDel) GetName() string {
@@ -1237,7 +1351,7 @@ type UserAdd struct {
 
 func (x *UserAdd) Reset() {
 	*x = UserAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1363,7 @@ func (x *UserAdd) String() string {
 func (*UserAdd) ProtoMessage() {}
 
 func (x *UserAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1376,7 @@ func (x *UserAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdd.ProtoReflect.Descriptor instead.
 func (*UserAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserAdd) GetEmail() string {
@@ -1296,7 +1410,7 @@ type UserPasswd struct {
 
 func (x *UserPasswd) Reset() {
 	*x = UserPasswd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1422,7 @@ func (x *UserPasswd) String() string {
 func (*UserPasswd) ProtoMessage() {}
 
 func (x *UserPasswd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1435,7 @@ func (x *UserPasswd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswd.ProtoReflect.Descriptor instead.
 func (*UserPasswd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UserPasswd) GetEmail() string {
@@ -1347,7 +1461,7 @@ type UserDel struct {
 
 func (x *UserDel) Reset() {
 	*x = UserDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1473,7 @@ func (x *UserDel) String() string {
 func (*UserDel) ProtoMessage() {}
 
 func (x *UserDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1486,7 @@ func (x *UserDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDel.ProtoReflect.Descriptor instead.
 func (*UserDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserDel) GetEmail() string {
@@ -1393,7 +1507,7 @@ type AliasSet struct {
 
 func (x *AliasSet) Reset() {
 	*x = AliasSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1519,7 @@ func (x *AliasSet) String() string {
 func (*AliasSet) ProtoMessage() {}
 
 func (x *AliasSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1532,7 @@ func (x *AliasSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSet.ProtoReflect.Descriptor instead.
 func (*AliasSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AliasSet) GetEmail() string {
@@ -1445,7 +1559,7 @@ type QuotaSet struct {
 
 func (x *QuotaSet) Reset() {
 	*x = QuotaSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1571,7 @@ func (x *QuotaSet) String() string {
 func (*QuotaSet) ProtoMessage() {}
 
 func (x *QuotaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1584,7 @@ func (x *QuotaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotaSet.ProtoReflect.Descriptor instead.
 func (*QuotaSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QuotaSet) GetEmail() string {
@@ -1498,7 +1612,7 @@ type MailboxCreate struct {
 
 func (x *MailboxCreate) Reset() {
 	*x = MailboxCreate{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1624,7 @@ func (x *MailboxCreate) String() string {
 func (*MailboxCreate) ProtoMessage() {}
 
 func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1637,7 @@ func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreate.ProtoReflect.Descriptor instead.
 func (*MailboxCreate) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MailboxCreate) GetUserId() uint64 {
@@ -1558,7 +1672,7 @@ type MailboxRename struct {
 
 func (x *MailboxRename) Reset() {
 	*x = MailboxRename{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1684,7 @@ func (x *MailboxRename) String() string {
 func (*MailboxRename) ProtoMessage() {}
 
 func (x *MailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1697,7 @@ func (x *MailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxRename.ProtoReflect.Descriptor instead.
 func (*MailboxRename) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MailboxRename) GetUserId() uint64 {
@@ -1617,7 +1731,7 @@ type MailboxDelete struct {
 
 func (x *MailboxDelete) Reset() {
 	*x = MailboxDelete{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1743,7 @@ func (x *MailboxDelete) String() string {
 func (*MailboxDelete) ProtoMessage() {}
 
 func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1756,7 @@ func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDelete.ProtoReflect.Descriptor instead.
 func (*MailboxDelete) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MailboxDelete) GetUserId() uint64 {
@@ -1670,7 +1784,7 @@ type MailboxSubscribe struct {
 
 func (x *MailboxSubscribe) Reset() {
 	*x = MailboxSubscribe{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1796,7 @@ func (x *MailboxSubscribe) String() string {
 func (*MailboxSubscribe) ProtoMessage() {}
 
 func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1809,7 @@ func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSubscribe.ProtoReflect.Descriptor instead.
 func (*MailboxSubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MailboxSubscribe) GetUserId() uint64 {
@@ -1746,7 +1860,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1872,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1885,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Blob) GetSha256() []byte {
@@ -1844,7 +1958,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1970,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1983,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BlobChunk) GetUploadId() []byte {
@@ -1905,7 +2019,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2031,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2044,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Recipient) GetEmail() string {
@@ -1973,7 +2087,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2099,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2112,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Deliver) GetBlob() *Blob {
@@ -2036,7 +2150,7 @@ type Append struct {
 
 func (x *Append) Reset() {
 	*x = Append{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2162,7 @@ func (x *Append) String() string {
 func (*Append) ProtoMessage() {}
 
 func (x *Append) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2175,7 @@ func (x *Append) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Append.ProtoReflect.Descriptor instead.
 func (*Append) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Append) GetUserId() uint64 {
@@ -2118,7 +2232,7 @@ type AppendBatch struct {
 
 func (x *AppendBatch) Reset() {
 	*x = AppendBatch{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2244,7 @@ func (x *AppendBatch) String() string {
 func (*AppendBatch) ProtoMessage() {}
 
 func (x *AppendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2257,7 @@ func (x *AppendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
 func (*AppendBatch) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AppendBatch) GetUserId() uint64 {
@@ -2184,7 +2298,7 @@ type AppendItem struct {
 
 func (x *AppendItem) Reset() {
 	*x = AppendItem{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2310,7 @@ func (x *AppendItem) String() string {
 func (*AppendItem) ProtoMessage() {}
 
 func (x *AppendItem) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2323,7 @@ func (x *AppendItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendItem.ProtoReflect.Descriptor instead.
 func (*AppendItem) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AppendItem) GetBlob() *Blob {
@@ -2250,7 +2364,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2376,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2389,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -2306,7 +2420,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2432,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2445,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -2388,7 +2502,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2514,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2527,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -2456,7 +2570,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2582,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2595,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -2525,7 +2639,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[31]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2651,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[31]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2664,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -2586,7 +2700,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[32]
+	mi := &file_proto_commandpb_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2712,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[32]
+	mi := &file_proto_commandpb_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2725,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -2665,7 +2779,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[33]
+	mi := &file_proto_commandpb_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2791,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[33]
+	mi := &file_proto_commandpb_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2804,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{33}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Result) GetCode() Code {
@@ -2781,7 +2895,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x9a\x0f\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xf2\x0f\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2818,7 +2932,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\fhold_release\x186 \x01(\v2!.continuum.command.v1.HoldReleaseH\x00R\vholdRelease\x12I\n" +
 	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestore\x12F\n" +
 	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatch\x12W\n" +
-	"\x12uid_validity_renew\x18\xac\x02 \x01(\v2&.continuum.command.v1.UidValidityRenewH\x00R\x10uidValidityRenewB\x04\n" +
+	"\x12uid_validity_renew\x18\xac\x02 \x01(\v2&.continuum.command.v1.UidValidityRenewH\x00R\x10uidValidityRenew\x12V\n" +
+	"\x11cluster_recovered\x18\x90\x03 \x01(\v2&.continuum.command.v1.ClusterRecoveredH\x00R\x10clusterRecoveredB\x04\n" +
 	"\x02op\"+\n" +
 	"\x10UidValidityRenew\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\"\x8d\x01\n" +
@@ -2826,7 +2941,16 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x127\n" +
-	"\acommand\x18\x04 \x01(\v2\x1d.continuum.command.v1.CommandR\acommand\"N\n" +
+	"\acommand\x18\x04 \x01(\v2\x1d.continuum.command.v1.CommandR\acommand\"\x8f\x02\n" +
+	"\x10ClusterRecovered\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12.\n" +
+	"\x13previous_cluster_id\x18\x03 \x01(\tR\x11previousClusterId\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fapplied_term\x18\x05 \x01(\x04R\vappliedTerm\x12\x1b\n" +
+	"\tlog_index\x18\x06 \x01(\x04R\blogIndex\x12.\n" +
+	"\x13recovered_unix_nano\x18\a \x01(\x03R\x11recoveredUnixNano\"N\n" +
 	"\fRetentionSet\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
@@ -3015,94 +3139,96 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
 	(*Command)(nil),                 // 2: continuum.command.v1.Command
 	(*UidValidityRenew)(nil),        // 3: continuum.command.v1.UidValidityRenew
 	(*AdminCommand)(nil),            // 4: continuum.command.v1.AdminCommand
-	(*RetentionSet)(nil),            // 5: continuum.command.v1.RetentionSet
-	(*RetentionRun)(nil),            // 6: continuum.command.v1.RetentionRun
-	(*HoldPlace)(nil),               // 7: continuum.command.v1.HoldPlace
-	(*VaultRestore)(nil),            // 8: continuum.command.v1.VaultRestore
-	(*HoldRelease)(nil),             // 9: continuum.command.v1.HoldRelease
-	(*ConsistencyCheck)(nil),        // 10: continuum.command.v1.ConsistencyCheck
-	(*DomainAdd)(nil),               // 11: continuum.command.v1.DomainAdd
-	(*DomainDel)(nil),               // 12: continuum.command.v1.DomainDel
-	(*UserAdd)(nil),                 // 13: continuum.command.v1.UserAdd
-	(*UserPasswd)(nil),              // 14: continuum.command.v1.UserPasswd
-	(*UserDel)(nil),                 // 15: continuum.command.v1.UserDel
-	(*AliasSet)(nil),                // 16: continuum.command.v1.AliasSet
-	(*QuotaSet)(nil),                // 17: continuum.command.v1.QuotaSet
-	(*MailboxCreate)(nil),           // 18: continuum.command.v1.MailboxCreate
-	(*MailboxRename)(nil),           // 19: continuum.command.v1.MailboxRename
-	(*MailboxDelete)(nil),           // 20: continuum.command.v1.MailboxDelete
-	(*MailboxSubscribe)(nil),        // 21: continuum.command.v1.MailboxSubscribe
-	(*Blob)(nil),                    // 22: continuum.command.v1.Blob
-	(*BlobChunk)(nil),               // 23: continuum.command.v1.BlobChunk
-	(*Recipient)(nil),               // 24: continuum.command.v1.Recipient
-	(*Deliver)(nil),                 // 25: continuum.command.v1.Deliver
-	(*Append)(nil),                  // 26: continuum.command.v1.Append
-	(*AppendBatch)(nil),             // 27: continuum.command.v1.AppendBatch
-	(*AppendItem)(nil),              // 28: continuum.command.v1.AppendItem
-	(*UIDRange)(nil),                // 29: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 30: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 31: continuum.command.v1.Copy
-	(*Move)(nil),                    // 32: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 33: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 34: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 35: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 36: continuum.storage.v1.ParsedMessage
+	(*ClusterRecovered)(nil),        // 5: continuum.command.v1.ClusterRecovered
+	(*RetentionSet)(nil),            // 6: continuum.command.v1.RetentionSet
+	(*RetentionRun)(nil),            // 7: continuum.command.v1.RetentionRun
+	(*HoldPlace)(nil),               // 8: continuum.command.v1.HoldPlace
+	(*VaultRestore)(nil),            // 9: continuum.command.v1.VaultRestore
+	(*HoldRelease)(nil),             // 10: continuum.command.v1.HoldRelease
+	(*ConsistencyCheck)(nil),        // 11: continuum.command.v1.ConsistencyCheck
+	(*DomainAdd)(nil),               // 12: continuum.command.v1.DomainAdd
+	(*DomainDel)(nil),               // 13: continuum.command.v1.DomainDel
+	(*UserAdd)(nil),                 // 14: continuum.command.v1.UserAdd
+	(*UserPasswd)(nil),              // 15: continuum.command.v1.UserPasswd
+	(*UserDel)(nil),                 // 16: continuum.command.v1.UserDel
+	(*AliasSet)(nil),                // 17: continuum.command.v1.AliasSet
+	(*QuotaSet)(nil),                // 18: continuum.command.v1.QuotaSet
+	(*MailboxCreate)(nil),           // 19: continuum.command.v1.MailboxCreate
+	(*MailboxRename)(nil),           // 20: continuum.command.v1.MailboxRename
+	(*MailboxDelete)(nil),           // 21: continuum.command.v1.MailboxDelete
+	(*MailboxSubscribe)(nil),        // 22: continuum.command.v1.MailboxSubscribe
+	(*Blob)(nil),                    // 23: continuum.command.v1.Blob
+	(*BlobChunk)(nil),               // 24: continuum.command.v1.BlobChunk
+	(*Recipient)(nil),               // 25: continuum.command.v1.Recipient
+	(*Deliver)(nil),                 // 26: continuum.command.v1.Deliver
+	(*Append)(nil),                  // 27: continuum.command.v1.Append
+	(*AppendBatch)(nil),             // 28: continuum.command.v1.AppendBatch
+	(*AppendItem)(nil),              // 29: continuum.command.v1.AppendItem
+	(*UIDRange)(nil),                // 30: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 31: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 32: continuum.command.v1.Copy
+	(*Move)(nil),                    // 33: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 34: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 35: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 36: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 37: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
-	11, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
-	12, // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
-	13, // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
-	14, // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
-	15, // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
-	16, // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
-	17, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
-	18, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
-	19, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
-	20, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
-	21, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
-	25, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
-	26, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	30, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	31, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	32, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	33, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
-	23, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
-	10, // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
+	12, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
+	13, // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
+	14, // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
+	15, // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
+	16, // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
+	17, // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
+	18, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
+	19, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
+	20, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
+	21, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
+	22, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
+	26, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
+	27, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
+	31, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	32, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	33, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	34, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	24, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
+	11, // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
 	4,  // 19: continuum.command.v1.Command.admin_command:type_name -> continuum.command.v1.AdminCommand
-	5,  // 20: continuum.command.v1.Command.retention_set:type_name -> continuum.command.v1.RetentionSet
-	6,  // 21: continuum.command.v1.Command.retention_run:type_name -> continuum.command.v1.RetentionRun
-	7,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
-	9,  // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
-	8,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
-	27, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
+	6,  // 20: continuum.command.v1.Command.retention_set:type_name -> continuum.command.v1.RetentionSet
+	7,  // 21: continuum.command.v1.Command.retention_run:type_name -> continuum.command.v1.RetentionRun
+	8,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
+	10, // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
+	9,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
+	28, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
 	3,  // 26: continuum.command.v1.Command.uid_validity_renew:type_name -> continuum.command.v1.UidValidityRenew
-	2,  // 27: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
-	36, // 28: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	22, // 29: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	24, // 30: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	22, // 31: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	28, // 32: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
-	22, // 33: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
-	29, // 34: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 35: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	29, // 36: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	29, // 37: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	29, // 38: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 39: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 40: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	34, // 41: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	5,  // 27: continuum.command.v1.Command.cluster_recovered:type_name -> continuum.command.v1.ClusterRecovered
+	2,  // 28: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	37, // 29: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	23, // 30: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	25, // 31: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	23, // 32: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	29, // 33: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	23, // 34: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	30, // 35: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 36: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	30, // 37: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 38: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 39: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 40: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 41: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	35, // 42: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -3138,6 +3264,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_VaultRestore)(nil),
 		(*Command_AppendBatch)(nil),
 		(*Command_UidValidityRenew)(nil),
+		(*Command_ClusterRecovered)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3145,7 +3272,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

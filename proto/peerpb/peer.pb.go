@@ -209,7 +209,12 @@ type JoinRequest struct {
 	// its ID is a voter in the configuration, that voter's log is gone: the
 	// leader removes it and re-adds the node as a non-voter (see
 	// node/cluster/DESIGN.md).
-	Fresh         bool `protobuf:"varint,4,opt,name=fresh,proto3" json:"fresh,omitempty"`
+	Fresh bool `protobuf:"varint,4,opt,name=fresh,proto3" json:"fresh,omitempty"`
+	// cluster_id: the cluster identity this node's data belongs to (empty:
+	// the original cluster, never recovered; node/disaster.go). The leader
+	// refuses a node with Raft state from another identity: a node of a
+	// cluster that was since recovered must be wiped before it joins.
+	ClusterId     string `protobuf:"bytes,400,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +275,13 @@ func (x *JoinRequest) GetFresh() bool {
 		return x.Fresh
 	}
 	return false
+}
+
+func (x *JoinRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type JoinResponse struct {
@@ -372,8 +384,11 @@ type InfoResponse struct {
 	ScrubDoneUnixMs int64  `protobuf:"varint,32,opt,name=scrub_done_unix_ms,json=scrubDoneUnixMs,proto3" json:"scrub_done_unix_ms,omitempty"`
 	ScrubBytes      int64  `protobuf:"varint,33,opt,name=scrub_bytes,json=scrubBytes,proto3" json:"scrub_bytes,omitempty"`
 	ScrubError      string `protobuf:"bytes,34,opt,name=scrub_error,json=scrubError,proto3" json:"scrub_error,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Disaster recovery (node/disaster.go): numbers from 400 on.
+	// cluster_id: the cluster identity (empty: never recovered).
+	ClusterId     string `protobuf:"bytes,400,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -553,6 +568,13 @@ func (x *InfoResponse) GetScrubError() string {
 	return ""
 }
 
+func (x *InfoResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 // CheckDigest is one replica's digest of its state at a consistency check.
 type CheckDigest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -651,14 +673,16 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
-	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"f\n" +
+	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"\x86\x01\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x14\n" +
-	"\x05fresh\x18\x04 \x01(\bR\x05fresh\"\x0e\n" +
+	"\x05fresh\x18\x04 \x01(\bR\x05fresh\x12\x1e\n" +
+	"\n" +
+	"cluster_id\x18\x90\x03 \x01(\tR\tclusterId\"\x0e\n" +
 	"\fJoinResponse\"\r\n" +
-	"\vInfoRequest\"\x91\x05\n" +
+	"\vInfoRequest\"\xb1\x05\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
@@ -686,7 +710,9 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\vscrub_bytes\x18! \x01(\x03R\n" +
 	"scrubBytes\x12\x1f\n" +
 	"\vscrub_error\x18\" \x01(\tR\n" +
-	"scrubError\"\x9d\x01\n" +
+	"scrubError\x12\x1e\n" +
+	"\n" +
+	"cluster_id\x18\x90\x03 \x01(\tR\tclusterId\"\x9d\x01\n" +
 	"\vCheckDigest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x16\n" +
