@@ -27,6 +27,7 @@ import (
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/httpapi"
 	"github.com/continuum-mail/continuum/node/identity"
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/peer"
@@ -56,13 +57,15 @@ type Options struct {
 
 // Node is one running cluster member.
 type Node struct {
-	cfg    config.Config
-	log    *slog.Logger
-	db     *storage.DB
-	index  *search.Index // full-text index (derived, not replicated)
-	fsm    *raftfsm.FSM
-	raft   *consensus.Node
-	pool   *membership.Pool
+	cfg   config.Config
+	log   *slog.Logger
+	db    *storage.DB
+	index *search.Index // full-text index (derived, not replicated)
+	fsm   *raftfsm.FSM
+	raft  *consensus.Node
+	pool  *membership.Pool
+	// logins throttles and bounds password checks, shared by gossip.
+	logins *loginguard.Guard
 	router *peer.Router
 	mail   *mail.Service
 	grpc   *grpc.Server
@@ -204,8 +207,17 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	delay := cfg.LoginFailureDelay.Duration
+	n.logins = loginguard.New(loginguard.Config{
+		Self: cfg.ID, Max: cfg.MaxLoginFailures, Slots: cfg.MaxConcurrentLogins,
+		Delay: delay, MaxDelay: 16 * delay,
+		// Set before any login can run: the pool is started just below,
+		// the IMAP listener later.
+		Send: func(msg []byte) { n.pool.Send(msg) },
+	})
 	n.pool, err = membership.Start(membership.Config{
-		Key: key,
+		Key:       key,
+		OnMessage: n.logins.Receive,
 		Meta: membership.Meta{
 			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
 			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
@@ -296,6 +308,9 @@ func (n *Node) Config() config.Config { return n.cfg }
 
 // Members returns the gossip view.
 func (n *Node) Members() []membership.Member { return n.pool.Members() }
+
+// Logins is the node's login guard (throttle and check bound).
+func (n *Node) Logins() *loginguard.Guard { return n.logins }
 
 // Ready reports whether the node has a leader and has applied what it knows
 // to be committed: what a load balancer should route to.

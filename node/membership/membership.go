@@ -51,6 +51,10 @@ type Config struct {
 	// OnChange is called (from memberlist's goroutine; must not block)
 	// whenever a member joins, leaves or updates.
 	OnChange func()
+	// OnMessage is called (from memberlist's goroutine; must not block)
+	// with each user message another member sent (Pool.Send).
+	// The slice is the callee's.
+	OnMessage func([]byte)
 }
 
 // Pool is this node's view of the gossip pool.
@@ -149,6 +153,21 @@ func (p *Pool) Leave(timeout time.Duration) error {
 	return p.ml.Shutdown()
 }
 
+// Send sends msg to every other live member now, one datagram each
+// (memberlist's best-effort user message, encrypted with the cluster key
+// when there is one). Lost datagrams are not resent: a user of Send
+// sends state that a later message repeats, not deltas.
+func (p *Pool) Send(msg []byte) {
+	for _, n := range p.ml.Members() {
+		if n.Name == p.cfg.Meta.ID {
+			continue
+		}
+		if err := p.ml.SendBestEffort(n, msg); err != nil {
+			p.cfg.Logger.Debug("gossip send failed", "component", "membership", "to", n.Name, "err", err)
+		}
+	}
+}
+
 // Close stops gossip without announcing.
 func (p *Pool) Close() error { return p.ml.Shutdown() }
 
@@ -172,8 +191,12 @@ func (p *Pool) update(n *memberlist.Node, alive bool) {
 
 type delegate Pool
 
-func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NodeMeta(limit int) []byte { return d.meta }
+func (d *delegate) NotifyMsg(b []byte) {
+	if d.cfg.OnMessage != nil && len(b) > 0 {
+		d.cfg.OnMessage(append([]byte(nil), b...))
+	}
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
