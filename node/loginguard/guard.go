@@ -61,6 +61,8 @@ type Guard struct {
 	addrs map[string]*entry
 
 	checks, refused atomic.Int64
+	// inFlight counts checks running; peak is its high-water mark.
+	inFlight, peak atomic.Int64
 }
 
 // entry is what this node knows of one address: its own count and the
@@ -125,7 +127,11 @@ func (g *Guard) Attempt(ctx context.Context, addr string, check func() Outcome) 
 		return ctx.Err()
 	}
 	g.checks.Add(1)
+	if n := g.inFlight.Add(1); n > g.peak.Load() {
+		g.raisePeak(n)
+	}
 	out := check()
+	g.inFlight.Add(-1)
 	<-g.slots
 	g.settle(addr, out)
 	if out == Wrong {
@@ -137,6 +143,18 @@ func (g *Guard) Attempt(ctx context.Context, addr string, check func() Outcome) 
 // Stats counts, since start, the password checks run and the attempts
 // refused unchecked.
 func (g *Guard) Stats() (checks, refused int64) { return g.checks.Load(), g.refused.Load() }
+
+// PeakInFlight is the most password checks that ran at once.
+func (g *Guard) PeakInFlight() int64 { return g.peak.Load() }
+
+func (g *Guard) raisePeak(n int64) {
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
 
 // Failures is the number of failures from addr within the window, summed
 // over what this node knows of the cluster.

@@ -3,6 +3,7 @@ package loginguard
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,5 +252,29 @@ func TestReceiveRefusesBadMessages(t *testing.T) {
 	}
 	if n := len(small.addrs); n != 3 {
 		t.Fatalf("%d addresses kept, want the cap 3", n)
+	}
+}
+
+// TestChecksInFlightAreBounded: 50 attempts from 50 addresses at once run
+// at most Slots checks at a time, and all of them run.
+func TestChecksInFlightAreBounded(t *testing.T) {
+	g := New(Config{Self: "n1", Slots: 3, Delay: time.Microsecond})
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.Attempt(context.Background(), "192.0.2."+strconv.Itoa(i), func() Outcome {
+				time.Sleep(2 * time.Millisecond)
+				return Wrong
+			})
+		}()
+	}
+	wg.Wait()
+	if checks, _ := g.Stats(); checks != 50 {
+		t.Fatalf("%d checks ran, want 50", checks)
+	}
+	if p := g.PeakInFlight(); p > 3 || p < 1 {
+		t.Fatalf("%d checks ran at once, want 1 to 3", p)
 	}
 }
