@@ -216,8 +216,9 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		Send: func(msg []byte) { n.pool.Send(msg) },
 	})
 	n.pool, err = membership.Start(membership.Config{
-		Key:       key,
-		OnMessage: n.logins.Receive,
+		Key:         key,
+		KeyringFile: filepath.Join(cfg.DataDir, "gossip-keyring"),
+		OnMessage:   n.logins.Receive,
 		Meta: membership.Meta{
 			ID: cfg.ID, Site: cfg.Site, Role: cfg.Role, Raft: cfg.RaftAddr, GRPC: cfg.GRPCAddr,
 			SMTP: cfg.SMTPAddr, LMTP: cfg.LMTPAddr, IMAP: cfg.IMAPAddr, HTTP: cfg.HTTPAddr,
@@ -770,6 +771,37 @@ func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse
 }
 
 func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }
+
+func (c *clusterView) GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	if id == c.cfg.ID {
+		return (*Node)(c).gossipKeys(req)
+	}
+	return c.router.GossipKeys(ctx, id, req)
+}
+
+// gossipKeys runs one keyring operation on this node's gossip pool.
+func (n *Node) gossipKeys(req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	var err error
+	switch req.Op {
+	case "list":
+	case "install":
+		err = n.pool.InstallKey(req.Key)
+	case "use":
+		err = n.pool.UseKey(req.Key)
+	case "remove":
+		err = n.pool.RemoveKey(req.Key)
+	default:
+		return nil, fmt.Errorf("gossip keys: unknown operation %q (want list, install, use or remove)", req.Op)
+	}
+	if err != nil {
+		return nil, err
+	}
+	primary, all, err := n.pool.Keys()
+	if err != nil {
+		return nil, err
+	}
+	return &peerpb.GossipKeysResponse{Primary: primary, Keys: all}, nil
+}
 
 func (c *clusterView) ProposeCheck(ctx context.Context, by string) (uint64, uint64, error) {
 	return (*Node)(c).ProposeCheck(ctx, by)

@@ -45,6 +45,9 @@ type Cluster interface {
 	// ProposeCheck commits a consistency check entry (forwarded to the
 	// leader) and returns its log index and ID.
 	ProposeCheck(ctx context.Context, by string) (index, id uint64, err error)
+	// GossipKeys runs a gossip keyring operation on the node id (locally
+	// when it is this node).
+	GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error)
 }
 
 // Backup is a consistent view of a node's state being backed up.

@@ -45,9 +45,14 @@ type Config struct {
 	Meta       Meta
 	GossipAddr string // host:port to bind and advertise
 	// Key, when set, encrypts gossip (16, 24 or 32 bytes, AES).
-	Key     []byte
-	Profile string // "local", "lan" or "wan"
-	Logger  *slog.Logger
+	Key []byte
+	// KeyringFile, when set with Key, keeps the keyring across restarts:
+	// it is written (mode 0600) on every keyring change, and when it
+	// exists at start its keys replace Key (Key is what the cluster used
+	// before its first rotation).
+	KeyringFile string
+	Profile     string // "local", "lan" or "wan"
+	Logger      *slog.Logger
 	// OnChange is called (from memberlist's goroutine; must not block)
 	// whenever a member joins, leaves or updates.
 	OnChange func()
@@ -62,6 +67,10 @@ type Pool struct {
 	ml   *memberlist.Memberlist
 	cfg  Config
 	meta []byte
+	// keyring is nil when gossip is not encrypted; keyMu serializes
+	// changes with writing KeyringFile.
+	keyring *memberlist.Keyring
+	keyMu   sync.Mutex
 
 	mu      sync.Mutex
 	members map[string]Member
@@ -104,7 +113,17 @@ func Start(cfg Config) (*Pool, error) {
 	mc.Events = (*events)(p)
 	mc.Logger = logbridge.StdLog(cfg.Logger, "membership")
 	if len(cfg.Key) > 0 {
-		mc.SecretKey = cfg.Key
+		keys, err := loadKeyring(cfg.KeyringFile)
+		if err != nil {
+			return nil, err
+		}
+		if keys == nil {
+			keys = [][]byte{cfg.Key}
+		}
+		if p.keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+			return nil, fmt.Errorf("membership: keyring: %w", err)
+		}
+		mc.Keyring = p.keyring
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}

@@ -131,6 +131,15 @@ func (r *Router) Info(ctx context.Context, id string) (*peerpb.InfoResponse, err
 	return c.Info(ctx, &peerpb.InfoRequest{})
 }
 
+// GossipKeys runs a gossip keyring operation on the node with the given ID.
+func (r *Router) GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	c, err := r.client(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.GossipKeys(ctx, req)
+}
+
 // InfoAt asks the node at a gRPC address for its view.
 func (r *Router) InfoAt(ctx context.Context, addr string) (*peerpb.InfoResponse, error) {
 	c, err := r.dial(addr)

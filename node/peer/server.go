@@ -28,6 +28,9 @@ type Server struct {
 	// authenticated: gs serves mutual TLS with node certificates, and every
 	// call is checked against the caller's certificate (authorize).
 	authenticated bool
+	// Keys, when set, runs a gossip keyring operation on this node
+	// (GossipKeys).
+	Keys func(req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error)
 }
 
 // NewServer registers the Peer service on gs. info reports this node's view.
@@ -173,6 +176,26 @@ func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.Joi
 // Info reports this node's Raft view.
 func (s *Server) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoResponse, error) {
 	return s.info(), nil
+}
+
+// GossipKeys runs a keyring operation on this node for a member (the admin
+// API on another node fans an operator's request out to every node).
+func (s *Server) GossipKeys(ctx context.Context, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
+	if s.Keys == nil {
+		return nil, status.Error(codes.Unimplemented, "peer: no gossip keyring")
+	}
+	who, _ := s.caller(ctx)
+	if req.Op != "list" {
+		s.log.Info("gossip keyring change", "op", req.Op, "caller", who)
+	}
+	resp, err := s.Keys(req)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "peer: %v", err)
+	}
+	return resp, nil
 }
 
 // applyLocal stamps and proposes cmd on this node, the leader.

@@ -21,10 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Forward_FullMethodName   = "/continuum.peer.v1.Peer/Forward"
-	Peer_ReadIndex_FullMethodName = "/continuum.peer.v1.Peer/ReadIndex"
-	Peer_Join_FullMethodName      = "/continuum.peer.v1.Peer/Join"
-	Peer_Info_FullMethodName      = "/continuum.peer.v1.Peer/Info"
+	Peer_Forward_FullMethodName    = "/continuum.peer.v1.Peer/Forward"
+	Peer_ReadIndex_FullMethodName  = "/continuum.peer.v1.Peer/ReadIndex"
+	Peer_Join_FullMethodName       = "/continuum.peer.v1.Peer/Join"
+	Peer_Info_FullMethodName       = "/continuum.peer.v1.Peer/Info"
+	Peer_GossipKeys_FullMethodName = "/continuum.peer.v1.Peer/GossipKeys"
 )
 
 // PeerClient is the client API for Peer service.
@@ -41,6 +42,9 @@ type PeerClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Info reports this node's Raft view, for cluster status.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
+	// GossipKeys lists or changes this node's gossip keyring (members only;
+	// the admin API's GossipKeys calls it on every node).
+	GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error)
 }
 
 type peerClient struct {
@@ -91,6 +95,16 @@ func (c *peerClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *peerClient) GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GossipKeysResponse)
+	err := c.cc.Invoke(ctx, Peer_GossipKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -105,6 +119,9 @@ type PeerServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Info reports this node's Raft view, for cluster status.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
+	// GossipKeys lists or changes this node's gossip keyring (members only;
+	// the admin API's GossipKeys calls it on every node).
+	GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -126,6 +143,9 @@ func (UnimplementedPeerServer) Join(context.Context, *JoinRequest) (*JoinRespons
 }
 func (UnimplementedPeerServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
+}
+func (UnimplementedPeerServer) GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GossipKeys not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -220,6 +240,24 @@ func _Peer_Info_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_GossipKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GossipKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).GossipKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_GossipKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).GossipKeys(ctx, req.(*GossipKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +280,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Info",
 			Handler:    _Peer_Info_Handler,
+		},
+		{
+			MethodName: "GossipKeys",
+			Handler:    _Peer_GossipKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
