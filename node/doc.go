@@ -2,7 +2,15 @@
 // New opens the stores and starts Raft, gossip and every listener; Run
 // blocks until the context ends; Close stops everything in reverse order.
 // It holds no business logic: that lives in node/mail, the protocols in
-// node/smtpd and node/imapd, Raft in node/consensus.
+// node/smtpd and node/imapd, Raft in node/consensus, the membership policy
+// (bootstrap, join, promotion, autopilot, transfer, removal, the
+// wiped-voter rule) in node/cluster.
+//
+// Files: node.go (Options, Node, New, Run), state.go (the stores, Raft and
+// gossip), close.go (Close), status.go (accessors, Ready, Info, the admin
+// adapter), ops.go (the admin adapter's operations, Restore), secure.go
+// (gRPC listeners and their gates), protocols*.go (SMTP, LMTP, IMAP),
+// integrity.go and rebuild.go, archive.go, console.go, metrics*.go.
 //
 // Listeners: the peer gRPC port (node to node: mutual TLS with node
 // certificates; also the two admin calls a node forwards to the leader,
@@ -11,12 +19,8 @@
 // with STARTTLS plus implicit-TLS smtps/imaps (secure.go, protocols.go).
 // Without TLS material a node runs only with insecure-dev.
 //
-// The join loop also forms a new cluster for --bootstrap-expect N
-// (bootstrapExpect): once gossip shows the N first nodes and none of them
-// has a cluster running yet, each bootstraps the same N-voter configuration.
-//
-// Goroutines owned here: the join loop, the leader's promotion loop, one
-// Serve goroutine per listener, and the integrity goroutines (scrub loop,
+// Goroutines owned here: node/cluster's join and reconcile loops (started
+// by New, stopped by Close after Raft), one Serve goroutine per listener, and the integrity goroutines (scrub loop,
 // check schedule, one digest and its comparison at a time); Close stops
 // all of them, the integrity ones before the stores close.
 //

@@ -38,7 +38,7 @@ import (
 //     more others that agree with each other quarantines itself.
 //   - A quarantined node refuses to start until `continuum node rebuild`
 //     moves its damaged state aside; it then rejoins as a wiped node and
-//     installs the leader's snapshot (node/consensus/DESIGN.md, F10).
+//     installs the leader's snapshot (node/cluster/DESIGN.md, F10).
 
 // QuarantineFile, in a node's data directory, holds why the node was
 // quarantined. While it exists the node refuses to start.

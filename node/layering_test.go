@@ -43,6 +43,11 @@ var rules = []rule{
 		instead: "frontends reach the store through node/mail (add the operation there)"},
 	{from: []string{"node/mail"}, to: []string{"node/smtpd", "node/imapd", "node/admin", "node/httpapi"},
 		instead: "node/mail is below the frontends"},
+	{from: []string{"node/"}, to: []string{"github.com/hashicorp/raft"},
+		except:  []string{"node/cluster", "node/consensus", "node/nodetest", "node/clustertest"},
+		instead: "configuration changes are node/cluster's decisions and Raft is node/consensus's: call one of them (add a method there)"},
+	{from: []string{"node/cluster"}, to: []string{"node/peer", "node/admin", "node/mail", "node/smtpd", "node/imapd", "node/httpapi", "raftfsm", "storage"},
+		instead: "node/cluster is membership policy only: reach other nodes through its Peers interface, and leave mail and storage to node/mail"},
 }
 
 // knownViolations are imports that break a rule today, each with the issue
@@ -147,6 +152,8 @@ func TestLayeringCatchesAPlantedImport(t *testing.T) {
 		module + "node":          {module + "node/mail", module + "raftfsm", module + "storage"},
 		module + "node/smtpd":    {module + "node/mail", "github.com/emersion/go-smtp"},
 		module + "node/mail":     {module + "raftfsm", module + "storage", module + "node/consensus"},
+		module + "node/cluster":  {module + "node/consensus", module + "node/membership", "github.com/hashicorp/raft"},
+		module + "node/peer":     {module + "node/cluster", module + "node/consensus"},
 		module + "raftfsm":       {module + "storage", module + "proto/commandpb"},
 		module + "storage":       {"github.com/cockroachdb/pebble/v2"},
 	}
@@ -160,6 +167,8 @@ func TestLayeringCatchesAPlantedImport(t *testing.T) {
 		{"storage", "raftfsm", "bottom layer"},
 		{"node/mail", "node", "wired by package node"},
 		{"proto/commandpb", "storage", "leaves"},
+		{"node/peer", "github.com/hashicorp/raft", "node/cluster's decisions"},
+		{"node/cluster", "node/peer", "Peers interface"},
 	}
 	for _, p := range planted {
 		g := map[string][]string{}

@@ -8,16 +8,18 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
 )
 
-// The operator's cluster actions behind node/admin: leadership transfer,
-// removal, backup. Restore (below) runs offline, before a node starts.
+// The operator's cluster actions behind node/admin: leadership transfer
+// and removal (node/cluster decides), backup. Restore (below) runs
+// offline, before a node starts.
 
 func (c *clusterView) Gossip(id string) (site string, alive bool, since time.Time, ok bool) {
 	m, ok := c.pool.Lookup(id)
@@ -33,77 +35,14 @@ func (c *clusterView) LeaderConn(ctx context.Context) (*grpc.ClientConn, error) 
 	return c.router.LeaderConn(ctx)
 }
 
-// TransferLeader asks raft to hand leadership to the voter to (raft picks
-// the most up-to-date voter when to is empty) and waits until this node
-// knows of another leader.
+// TransferLeader and RemoveServer are node/cluster's policy; its errors
+// are node/admin's (admin.ErrNotLeader is cluster.ErrNotLeader, …).
 func (c *clusterView) TransferLeader(ctx context.Context, to string) (string, error) {
-	if !c.raft.IsLeader() {
-		return "", admin.ErrNotLeader
-	}
-	if to == c.cfg.ID {
-		return to, nil
-	}
-	var addr string
-	if to != "" {
-		servers, err := c.raft.Servers()
-		if err != nil {
-			return "", err
-		}
-		for _, s := range servers {
-			if string(s.ID) == to {
-				if s.Suffrage != raft.Voter {
-					return "", fmt.Errorf("%w: %s is not a voter", admin.ErrRefused, to)
-				}
-				addr = string(s.Address)
-			}
-		}
-		if addr == "" {
-			return "", fmt.Errorf("%w: %s", admin.ErrUnknownNode, to)
-		}
-	}
-	if err := c.raft.TransferLeadership(to, addr); err != nil {
-		return "", fmt.Errorf("%w: leadership transfer: %v", admin.ErrRefused, err)
-	}
-	for {
-		if id, _ := c.raft.Leader(); id != "" && id != c.cfg.ID {
-			return id, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	return c.cluster.TransferLeader(ctx, to)
 }
 
-// RemoveServer removes another server from the configuration. Removing a
-// voter is refused when it would leave no voter.
 func (c *clusterView) RemoveServer(ctx context.Context, id string) error {
-	if !c.raft.IsLeader() {
-		return admin.ErrNotLeader
-	}
-	if id == c.cfg.ID {
-		return fmt.Errorf("%w: the leader cannot remove itself; transfer leadership first", admin.ErrRefused)
-	}
-	servers, err := c.raft.Servers()
-	if err != nil {
-		return err
-	}
-	found := false
-	for _, s := range servers {
-		found = found || string(s.ID) == id
-	}
-	if !found {
-		return fmt.Errorf("%w: %s", admin.ErrUnknownNode, id)
-	}
-	if err := c.raft.RemoveServer(id); err != nil {
-		if err == consensus.ErrNotLeader {
-			return admin.ErrNotLeader
-		}
-		return fmt.Errorf("%w: remove %s: %v", admin.ErrRefused, id, err)
-	}
-	c.log.Info("removed from the raft configuration", "id", id)
-	return nil
+	return c.cluster.Remove(ctx, id)
 }
 
 func (c *clusterView) OpenBackup() (admin.Backup, error) {
@@ -146,7 +85,8 @@ func Restore(r io.Reader, dataDir, id, raftAddr string, keepUIDValidity bool) (i
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
 	if !keepUIDValidity {
-		if err := renewUIDValidity(db); err != nil {
+		renew := &commandpb.Command{Op: &commandpb.Command_UidValidityRenew{UidValidityRenew: &commandpb.UidValidityRenew{}}}
+		if err := raftfsm.ApplyOffline(db, renew); err != nil {
 			return 0, 0, fmt.Errorf("node: restore: %w", err)
 		}
 	}
@@ -154,34 +94,4 @@ func Restore(r io.Reader, dataDir, id, raftAddr string, keepUIDValidity bool) (i
 		return 0, 0, fmt.Errorf("node: restore: %w", err)
 	}
 	return index, term, nil
-}
-
-// renewUIDValidity gives every mailbox a fresh UIDVALIDITY from the
-// state's own counter, so it is still never lower than any value the
-// cluster used before. It runs once, offline, before the node starts: the
-// other nodes receive the result by InstallSnapshot, so replicas agree.
-func renewUIDValidity(db *storage.DB) error {
-	b := db.NewBatch()
-	defer b.Close()
-	users, err := b.Users()
-	if err != nil {
-		return err
-	}
-	for _, u := range users {
-		mbs, err := b.Mailboxes(u.Id)
-		if err != nil {
-			return err
-		}
-		for _, m := range mbs {
-			v, err := b.NextUIDValidity()
-			if err != nil {
-				return err
-			}
-			m.UidValidity = v
-			if err := b.PutMailbox(m); err != nil {
-				return err
-			}
-		}
-	}
-	return b.Commit(true)
 }

@@ -20,7 +20,7 @@ var rebuildMoves = []string{"state", "raft-log", "snapshots", "index", Quarantin
 // removes them instead). Started again with --join, the node finds no Raft
 // state, is re-admitted by the leader as a non-voter, installs the leader's
 // snapshot and is promoted once caught up: the wiped-voter path
-// (node/consensus/DESIGN.md). It refuses while a process holds the
+// (node/cluster/DESIGN.md). It refuses while a process holds the
 // databases' locks, that is while the node runs.
 func Rebuild(dataDir string, discard bool) (movedTo string, err error) {
 	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {

@@ -79,7 +79,7 @@ func (n *Node) startGRPC() error {
 	adminOpts = append(adminOpts, grpc.UnaryInterceptor(n.adminLog))
 
 	n.grpc = grpc.NewServer(peerOpts...)
-	ps := peer.NewServer(n.grpc, n.raft, n.Info, n.log, n.identity != nil)
+	ps := peer.NewServer(n.grpc, n.raft, n.cluster, n.Info, n.log, n.identity != nil)
 	ps.Keys = n.gossipKeys
 	n.admin = grpc.NewServer(adminOpts...)
 	svc := admin.Register(n.admin, n.mail, (*clusterView)(n))

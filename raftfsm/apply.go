@@ -47,6 +47,8 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	54: applyHoldRelease,
 	55: applyVaultRestore,
 	60: applyAppendBatch,
+	// From 300: issue 11 (architecture).
+	300: applyUIDValidityRenew,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

@@ -342,6 +342,7 @@ func (g *gen) command() *commandpb.Command {
 func entries(seed uint64, n int) []*raft.Log {
 	g := &gen{r: rand.New(rand.NewPCG(seed, 7)), a: rand.New(rand.NewPCG(seed, 8)), now: 1_700_000_000e9, batches: rand.New(rand.NewPCG(seed, 60))}
 	logs := make([]*raft.Log, 0, n)
+	renew := rand.New(rand.NewPCG(seed, 300))
 	// A world to play in first.
 	setup := []*commandpb.Command{domainAdd("x.test"), domainAdd("y.test"), userAdd("a@x.test", 0), userAdd("b@x.test", 0), userAdd("c@y.test", 5000)}
 	for i := 1; i <= n; i++ {
@@ -354,6 +355,12 @@ func entries(seed uint64, n int) []*raft.Log {
 			// An archive entry, at the last entry's time; drawn from g.a
 			// only, so the other entries are the ones they always were.
 			c := g.archiveCommand()
+			c.TimeUnixNano = g.now
+			l.Data, _ = Encode(c)
+		case renew.IntN(150) == 0:
+			// A UIDVALIDITY renewal, of everyone or of one user (some
+			// unknown); its own source keeps the other entries as they were.
+			c := cmd(&commandpb.UidValidityRenew{UserId: uint64(renew.IntN(5))})
 			c.TimeUnixNano = g.now
 			l.Data, _ = Encode(c)
 		case g.r.IntN(200) == 0:

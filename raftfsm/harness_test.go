@@ -216,6 +216,8 @@ func cmd(op any) *commandpb.Command {
 		c.Op = &commandpb.Command_HoldRelease{HoldRelease: o}
 	case *commandpb.VaultRestore:
 		c.Op = &commandpb.Command_VaultRestore{VaultRestore: o}
+	case *commandpb.UidValidityRenew:
+		c.Op = &commandpb.Command_UidValidityRenew{UidValidityRenew: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op))
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/cluster"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
@@ -58,11 +59,12 @@ type Backup interface {
 	Close() error
 }
 
-// Errors the Cluster returns; toStatus maps them.
+// Errors the Cluster returns; toStatus maps them. They are node/cluster's,
+// which decides transfers and removals.
 var (
-	ErrUnknownNode = errors.New("admin: no such node in the raft configuration")
-	ErrNotLeader   = errors.New("admin: this node is not the leader")
-	ErrRefused     = errors.New("admin: refused")
+	ErrUnknownNode = cluster.ErrUnknownNode
+	ErrNotLeader   = cluster.ErrNotLeader
+	ErrRefused     = cluster.ErrRefused
 )
 
 // Server is one entry of the Raft configuration.

@@ -8,6 +8,9 @@
 // command that may have been proposed; it retries only refusals that prove
 // nothing was proposed (the callee was not the leader).
 //
+// Join is plumbing: the decision (who may join, the wiped-voter rule) is
+// node/cluster's (Admitter); the server checks the request and the caller.
+//
 // With TLS material the server's gRPC listener takes node certificates from
 // the cluster CA only, and the calls check who calls: Forward and ReadIndex
 // only from members of the Raft configuration, Join only for the ID the

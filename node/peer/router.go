@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/continuum-mail/continuum/node/cluster"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
@@ -119,6 +122,9 @@ func (r *Router) Join(ctx context.Context, grpcAddr string, req *peerpb.JoinRequ
 		return err
 	}
 	_, err = peerpb.NewPeerClient(c).Join(ctx, req)
+	if status.Code(err) == codes.AlreadyExists {
+		return fmt.Errorf("%w: %s", cluster.ErrConflict, status.Convert(err).Message())
+	}
 	return err
 }
 

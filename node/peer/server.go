@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/continuum-mail/continuum/node/cluster"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/identity"
 	"github.com/continuum-mail/continuum/proto/commandpb"
@@ -23,8 +23,10 @@ import (
 type Server struct {
 	peerpb.UnimplementedPeerServer
 	raft *consensus.Node
-	info func() *peerpb.InfoResponse
-	log  *slog.Logger
+	// members decides joins (node/cluster).
+	members Admitter
+	info    func() *peerpb.InfoResponse
+	log     *slog.Logger
 	// authenticated: gs serves mutual TLS with node certificates, and every
 	// call is checked against the caller's certificate (authorize).
 	authenticated bool
@@ -33,11 +35,16 @@ type Server struct {
 	Keys func(req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error)
 }
 
-// NewServer registers the Peer service on gs. info reports this node's view.
-// authenticated says gs requires node certificates from the cluster CA;
-// the calls then check who the caller is.
-func NewServer(gs *grpc.Server, r *consensus.Node, info func() *peerpb.InfoResponse, log *slog.Logger, authenticated bool) *Server {
-	s := &Server{raft: r, info: info, log: log.With("component", "peer"), authenticated: authenticated}
+// Admitter decides whether a node may join (*cluster.Manager).
+type Admitter interface {
+	Admit(id, raftAddr string, fresh bool) error
+}
+
+// NewServer registers the Peer service on gs. members decides joins; info
+// reports this node's view. authenticated says gs requires node
+// certificates from the cluster CA; the calls then check who the caller is.
+func NewServer(gs *grpc.Server, r *consensus.Node, members Admitter, info func() *peerpb.InfoResponse, log *slog.Logger, authenticated bool) *Server {
+	s := &Server{raft: r, members: members, info: info, log: log.With("component", "peer"), authenticated: authenticated}
 	peerpb.RegisterPeerServer(gs, s)
 	return s
 }
@@ -106,15 +113,9 @@ func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*pe
 	return &peerpb.ReadIndexResponse{CommitIndex: idx}, nil
 }
 
-// Join adds a node to the configuration: as a non-voter; the leader's
-// reconciler promotes it once it has caught up (node.promoteLoop).
-//
-// A fresh node (no Raft state; its transport held closed until this
-// returns) is answered by the leader only, from the latest configuration.
-// If its ID is a voter there, that voter's log is gone: counting it in a
-// quorum again could lose acknowledged writes, so the voter is removed and
-// the node re-added as a non-voter (node/consensus/DESIGN.md, "A wiped
-// voter").
+// Join asks the membership policy to admit a node (cluster.Manager.Admit:
+// as a non-voter, promoted once caught up; a wiped voter is removed and
+// re-added as a non-voter).
 //
 // With authentication, a node may join only as itself: the ID it asks for
 // must be its certificate's, so no certificate holder can take another
@@ -130,46 +131,9 @@ func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.Joi
 		s.log.Warn("refused a join for another node's ID", "caller", who, "claimed", req.Id)
 		return nil, status.Errorf(codes.PermissionDenied, "%v: certificate of %s cannot join as %s", ErrNotMember, who, req.Id)
 	}
-	if req.Fresh && !s.raft.IsLeader() {
-		return nil, toStatus(consensus.ErrNotLeader)
-	}
-	servers, err := s.raft.Servers()
-	if err != nil {
+	if err := s.members.Admit(req.Id, req.RaftAddr, req.Fresh); err != nil {
 		return nil, toStatus(err)
 	}
-	for _, sv := range servers {
-		if string(sv.ID) == req.Id && req.Fresh && sv.Suffrage == raft.Voter {
-			if req.Id == s.raft.ID() {
-				return nil, status.Errorf(codes.FailedPrecondition, "peer: node %s is the leader", req.Id)
-			}
-			s.log.Warn("a voter came back with no raft state: removing it and re-adding it as a non-voter",
-				"id", req.Id, "raft", req.RaftAddr, "was", sv.Address)
-			if err := s.raft.RemoveServer(req.Id); err != nil {
-				return nil, toStatus(err)
-			}
-			break
-		}
-		if string(sv.ID) == req.Id && string(sv.Address) == req.RaftAddr {
-			return &peerpb.JoinResponse{}, nil // already a member (a non-voter, or it knows)
-		}
-		if string(sv.ID) == req.Id {
-			if req.Fresh {
-				// A fresh non-voter at a new address: nothing to lose.
-				if err := s.raft.RemoveServer(req.Id); err != nil {
-					return nil, toStatus(err)
-				}
-				break
-			}
-			return nil, status.Errorf(codes.AlreadyExists, "peer: node %s is already a member at %s; remove it first", req.Id, sv.Address)
-		}
-		if string(sv.Address) == req.RaftAddr {
-			return nil, status.Errorf(codes.AlreadyExists, "peer: address %s belongs to node %s", req.RaftAddr, sv.ID)
-		}
-	}
-	if err := s.raft.AddServer(req.Id, req.RaftAddr, false); err != nil {
-		return nil, toStatus(err)
-	}
-	s.log.Info("added node as non-voter", "id", req.Id, "raft", req.RaftAddr)
 	return &peerpb.JoinResponse{}, nil
 }
 
@@ -230,8 +194,10 @@ var ErrRejected = errors.New("peer: command rejected by the state machine")
 // FailedPrecondition alone means "nothing was proposed".
 func toStatus(err error) error {
 	switch {
-	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader):
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, cluster.ErrRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, cluster.ErrConflict):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrRejected):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, consensus.ErrStorageFull):

@@ -183,6 +183,7 @@ type Command struct {
 	//	*Command_HoldRelease
 	//	*Command_VaultRestore
 	//	*Command_AppendBatch
+	//	*Command_UidValidityRenew
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -473,6 +474,15 @@ func (x *Command) GetAppendBatch() *AppendBatch {
 	return nil
 }
 
+func (x *Command) GetUidValidityRenew() *UidValidityRenew {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UidValidityRenew); ok {
+			return x.UidValidityRenew
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -583,6 +593,11 @@ type Command_AppendBatch struct {
 	AppendBatch *AppendBatch `protobuf:"bytes,60,opt,name=append_batch,json=appendBatch,proto3,oneof"`
 }
 
+type Command_UidValidityRenew struct {
+	// Numbers from 300: issue 11 (architecture).
+	UidValidityRenew *UidValidityRenew `protobuf:"bytes,300,opt,name=uid_validity_renew,json=uidValidityRenew,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -635,6 +650,57 @@ func (*Command_VaultRestore) isCommand_Op() {}
 
 func (*Command_AppendBatch) isCommand_Op() {}
 
+func (*Command_UidValidityRenew) isCommand_Op() {}
+
+// UidValidityRenew gives every mailbox a new UIDVALIDITY from the state's
+// own counter (never lower than any value used before), so a mail client
+// that cached UIDs from before a restore resyncs (RFC 9051 §2.3.1.1). A
+// restore applies it offline (raftfsm.ApplyOffline) before the node starts;
+// the other nodes receive the result by InstallSnapshot.
+type UidValidityRenew struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // 0: every user's mailboxes; else that user's only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UidValidityRenew) Reset() {
+	*x = UidValidityRenew{}
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UidValidityRenew) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UidValidityRenew) ProtoMessage() {}
+
+func (x *UidValidityRenew) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UidValidityRenew.ProtoReflect.Descriptor instead.
+func (*UidValidityRenew) Descriptor() ([]byte, []int) {
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UidValidityRenew) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
 // AdminCommand is an operator's request, recorded in the audit log
 // (audit/<index>) in the same apply as its effect. command is the write
 // (any operation but another AdminCommand); without one the entry is only
@@ -652,7 +718,7 @@ type AdminCommand struct {
 
 func (x *AdminCommand) Reset() {
 	*x = AdminCommand{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +730,7 @@ func (x *AdminCommand) String() string {
 func (*AdminCommand) ProtoMessage() {}
 
 func (x *AdminCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[1]
+	mi := &file_proto_commandpb_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +743,7 @@ func (x *AdminCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCommand.ProtoReflect.Descriptor instead.
 func (*AdminCommand) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{1}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AdminCommand) GetActor() string {
@@ -721,7 +787,7 @@ type RetentionSet struct {
 
 func (x *RetentionSet) Reset() {
 	*x = RetentionSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +799,7 @@ func (x *RetentionSet) String() string {
 func (*RetentionSet) ProtoMessage() {}
 
 func (x *RetentionSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[2]
+	mi := &file_proto_commandpb_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +812,7 @@ func (x *RetentionSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionSet.ProtoReflect.Descriptor instead.
 func (*RetentionSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{2}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RetentionSet) GetDomain() string {
@@ -784,7 +850,7 @@ type RetentionRun struct {
 
 func (x *RetentionRun) Reset() {
 	*x = RetentionRun{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +862,7 @@ func (x *RetentionRun) String() string {
 func (*RetentionRun) ProtoMessage() {}
 
 func (x *RetentionRun) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[3]
+	mi := &file_proto_commandpb_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +875,7 @@ func (x *RetentionRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionRun.ProtoReflect.Descriptor instead.
 func (*RetentionRun) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{3}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RetentionRun) GetMax() uint32 {
@@ -832,7 +898,7 @@ type HoldPlace struct {
 
 func (x *HoldPlace) Reset() {
 	*x = HoldPlace{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +910,7 @@ func (x *HoldPlace) String() string {
 func (*HoldPlace) ProtoMessage() {}
 
 func (x *HoldPlace) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[4]
+	mi := &file_proto_commandpb_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +923,7 @@ func (x *HoldPlace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPlace.ProtoReflect.Descriptor instead.
 func (*HoldPlace) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{4}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HoldPlace) GetDomain() string {
@@ -904,7 +970,7 @@ type VaultRestore struct {
 
 func (x *VaultRestore) Reset() {
 	*x = VaultRestore{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +982,7 @@ func (x *VaultRestore) String() string {
 func (*VaultRestore) ProtoMessage() {}
 
 func (x *VaultRestore) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[5]
+	mi := &file_proto_commandpb_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +995,7 @@ func (x *VaultRestore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultRestore.ProtoReflect.Descriptor instead.
 func (*VaultRestore) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{5}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VaultRestore) GetUserId() uint64 {
@@ -964,7 +1030,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1042,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[6]
+	mi := &file_proto_commandpb_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1055,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{6}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HoldRelease) GetDomain() string {
@@ -1022,7 +1088,7 @@ type ConsistencyCheck struct {
 
 func (x *ConsistencyCheck) Reset() {
 	*x = ConsistencyCheck{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1100,7 @@ func (x *ConsistencyCheck) String() string {
 func (*ConsistencyCheck) ProtoMessage() {}
 
 func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[7]
+	mi := &file_proto_commandpb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1113,7 @@ func (x *ConsistencyCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyCheck.ProtoReflect.Descriptor instead.
 func (*ConsistencyCheck) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{7}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConsistencyCheck) GetId() uint64 {
@@ -1074,7 +1140,7 @@ type DomainAdd struct {
 
 func (x *DomainAdd) Reset() {
 	*x = DomainAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1152,7 @@ func (x *DomainAdd) String() string {
 func (*DomainAdd) ProtoMessage() {}
 
 func (x *DomainAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[8]
+	mi := &file_proto_commandpb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1165,7 @@ func (x *DomainAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainAdd.ProtoReflect.Descriptor instead.
 func (*DomainAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{8}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DomainAdd) GetName() string {
@@ -1125,7 +1191,7 @@ type DomainDel struct {
 
 func (x *DomainDel) Reset() {
 	*x = DomainDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1203,7 @@ func (x *DomainDel) String() string {
 func (*DomainDel) ProtoMessage() {}
 
 func (x *DomainDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[9]
+	mi := &file_proto_commandpb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1216,7 @@ func (x *DomainDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainDel.ProtoReflect.Descriptor instead.
 func (*DomainDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{9}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DomainDel) GetName() string {
@@ -1171,7 +1237,7 @@ type UserAdd struct {
 
 func (x *UserAdd) Reset() {
 	*x = UserAdd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1249,7 @@ func (x *UserAdd) String() string {
 func (*UserAdd) ProtoMessage() {}
 
 func (x *UserAdd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[10]
+	mi := &file_proto_commandpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1262,7 @@ func (x *UserAdd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdd.ProtoReflect.Descriptor instead.
 func (*UserAdd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{10}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UserAdd) GetEmail() string {
@@ -1230,7 +1296,7 @@ type UserPasswd struct {
 
 func (x *UserPasswd) Reset() {
 	*x = UserPasswd{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1308,7 @@ func (x *UserPasswd) String() string {
 func (*UserPasswd) ProtoMessage() {}
 
 func (x *UserPasswd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[11]
+	mi := &file_proto_commandpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1321,7 @@ func (x *UserPasswd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPasswd.ProtoReflect.Descriptor instead.
 func (*UserPasswd) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{11}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserPasswd) GetEmail() string {
@@ -1281,7 +1347,7 @@ type UserDel struct {
 
 func (x *UserDel) Reset() {
 	*x = UserDel{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1359,7 @@ func (x *UserDel) String() string {
 func (*UserDel) ProtoMessage() {}
 
 func (x *UserDel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[12]
+	mi := &file_proto_commandpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1372,7 @@ func (x *UserDel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserDel.ProtoReflect.Descriptor instead.
 func (*UserDel) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{12}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UserDel) GetEmail() string {
@@ -1327,7 +1393,7 @@ type AliasSet struct {
 
 func (x *AliasSet) Reset() {
 	*x = AliasSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1405,7 @@ func (x *AliasSet) String() string {
 func (*AliasSet) ProtoMessage() {}
 
 func (x *AliasSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[13]
+	mi := &file_proto_commandpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1418,7 @@ func (x *AliasSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasSet.ProtoReflect.Descriptor instead.
 func (*AliasSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{13}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AliasSet) GetEmail() string {
@@ -1379,7 +1445,7 @@ type QuotaSet struct {
 
 func (x *QuotaSet) Reset() {
 	*x = QuotaSet{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1457,7 @@ func (x *QuotaSet) String() string {
 func (*QuotaSet) ProtoMessage() {}
 
 func (x *QuotaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[14]
+	mi := &file_proto_commandpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1470,7 @@ func (x *QuotaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotaSet.ProtoReflect.Descriptor instead.
 func (*QuotaSet) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{14}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QuotaSet) GetEmail() string {
@@ -1432,7 +1498,7 @@ type MailboxCreate struct {
 
 func (x *MailboxCreate) Reset() {
 	*x = MailboxCreate{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1510,7 @@ func (x *MailboxCreate) String() string {
 func (*MailboxCreate) ProtoMessage() {}
 
 func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[15]
+	mi := &file_proto_commandpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1523,7 @@ func (x *MailboxCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreate.ProtoReflect.Descriptor instead.
 func (*MailboxCreate) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{15}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MailboxCreate) GetUserId() uint64 {
@@ -1492,7 +1558,7 @@ type MailboxRename struct {
 
 func (x *MailboxRename) Reset() {
 	*x = MailboxRename{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1570,7 @@ func (x *MailboxRename) String() string {
 func (*MailboxRename) ProtoMessage() {}
 
 func (x *MailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[16]
+	mi := &file_proto_commandpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1583,7 @@ func (x *MailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxRename.ProtoReflect.Descriptor instead.
 func (*MailboxRename) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{16}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MailboxRename) GetUserId() uint64 {
@@ -1551,7 +1617,7 @@ type MailboxDelete struct {
 
 func (x *MailboxDelete) Reset() {
 	*x = MailboxDelete{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1629,7 @@ func (x *MailboxDelete) String() string {
 func (*MailboxDelete) ProtoMessage() {}
 
 func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[17]
+	mi := &file_proto_commandpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1642,7 @@ func (x *MailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDelete.ProtoReflect.Descriptor instead.
 func (*MailboxDelete) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{17}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MailboxDelete) GetUserId() uint64 {
@@ -1604,7 +1670,7 @@ type MailboxSubscribe struct {
 
 func (x *MailboxSubscribe) Reset() {
 	*x = MailboxSubscribe{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1682,7 @@ func (x *MailboxSubscribe) String() string {
 func (*MailboxSubscribe) ProtoMessage() {}
 
 func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[18]
+	mi := &file_proto_commandpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1695,7 @@ func (x *MailboxSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSubscribe.ProtoReflect.Descriptor instead.
 func (*MailboxSubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{18}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MailboxSubscribe) GetUserId() uint64 {
@@ -1680,7 +1746,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1758,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[19]
+	mi := &file_proto_commandpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1771,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{19}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Blob) GetSha256() []byte {
@@ -1778,7 +1844,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1856,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[20]
+	mi := &file_proto_commandpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1869,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{20}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BlobChunk) GetUploadId() []byte {
@@ -1839,7 +1905,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1917,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[21]
+	mi := &file_proto_commandpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1930,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{21}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Recipient) GetEmail() string {
@@ -1907,7 +1973,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +1985,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[22]
+	mi := &file_proto_commandpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +1998,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{22}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Deliver) GetBlob() *Blob {
@@ -1970,7 +2036,7 @@ type Append struct {
 
 func (x *Append) Reset() {
 	*x = Append{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2048,7 @@ func (x *Append) String() string {
 func (*Append) ProtoMessage() {}
 
 func (x *Append) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[23]
+	mi := &file_proto_commandpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2061,7 @@ func (x *Append) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Append.ProtoReflect.Descriptor instead.
 func (*Append) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{23}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Append) GetUserId() uint64 {
@@ -2052,7 +2118,7 @@ type AppendBatch struct {
 
 func (x *AppendBatch) Reset() {
 	*x = AppendBatch{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2130,7 @@ func (x *AppendBatch) String() string {
 func (*AppendBatch) ProtoMessage() {}
 
 func (x *AppendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[24]
+	mi := &file_proto_commandpb_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2143,7 @@ func (x *AppendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
 func (*AppendBatch) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{24}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AppendBatch) GetUserId() uint64 {
@@ -2118,7 +2184,7 @@ type AppendItem struct {
 
 func (x *AppendItem) Reset() {
 	*x = AppendItem{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2196,7 @@ func (x *AppendItem) String() string {
 func (*AppendItem) ProtoMessage() {}
 
 func (x *AppendItem) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[25]
+	mi := &file_proto_commandpb_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2209,7 @@ func (x *AppendItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendItem.ProtoReflect.Descriptor instead.
 func (*AppendItem) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{25}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AppendItem) GetBlob() *Blob {
@@ -2184,7 +2250,7 @@ type UIDRange struct {
 
 func (x *UIDRange) Reset() {
 	*x = UIDRange{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2262,7 @@ func (x *UIDRange) String() string {
 func (*UIDRange) ProtoMessage() {}
 
 func (x *UIDRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[26]
+	mi := &file_proto_commandpb_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2275,7 @@ func (x *UIDRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UIDRange.ProtoReflect.Descriptor instead.
 func (*UIDRange) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{26}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UIDRange) GetStart() uint32 {
@@ -2240,7 +2306,7 @@ type StoreFlags struct {
 
 func (x *StoreFlags) Reset() {
 	*x = StoreFlags{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2318,7 @@ func (x *StoreFlags) String() string {
 func (*StoreFlags) ProtoMessage() {}
 
 func (x *StoreFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[27]
+	mi := &file_proto_commandpb_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2331,7 @@ func (x *StoreFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlags.ProtoReflect.Descriptor instead.
 func (*StoreFlags) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{27}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StoreFlags) GetUserId() uint64 {
@@ -2322,7 +2388,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2400,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[28]
+	mi := &file_proto_commandpb_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2413,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{28}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Copy) GetUserId() uint64 {
@@ -2390,7 +2456,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2468,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[29]
+	mi := &file_proto_commandpb_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2481,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{29}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Move) GetUserId() uint64 {
@@ -2459,7 +2525,7 @@ type Expunge struct {
 
 func (x *Expunge) Reset() {
 	*x = Expunge{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2537,7 @@ func (x *Expunge) String() string {
 func (*Expunge) ProtoMessage() {}
 
 func (x *Expunge) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[30]
+	mi := &file_proto_commandpb_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2550,7 @@ func (x *Expunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expunge.ProtoReflect.Descriptor instead.
 func (*Expunge) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{30}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Expunge) GetUserId() uint64 {
@@ -2520,7 +2586,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[31]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2598,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[31]
+	mi := &file_proto_commandpb_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2611,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{31}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Delivery) GetCode() Code {
@@ -2599,7 +2665,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_proto_commandpb_command_proto_msgTypes[32]
+	mi := &file_proto_commandpb_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2677,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_commandpb_command_proto_msgTypes[32]
+	mi := &file_proto_commandpb_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2690,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{32}
+	return file_proto_commandpb_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Result) GetCode() Code {
@@ -2715,7 +2781,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xc1\x0e\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x9a\x0f\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2751,8 +2817,11 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"hold_place\x185 \x01(\v2\x1f.continuum.command.v1.HoldPlaceH\x00R\tholdPlace\x12F\n" +
 	"\fhold_release\x186 \x01(\v2!.continuum.command.v1.HoldReleaseH\x00R\vholdRelease\x12I\n" +
 	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestore\x12F\n" +
-	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatchB\x04\n" +
-	"\x02op\"\x8d\x01\n" +
+	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatch\x12W\n" +
+	"\x12uid_validity_renew\x18\xac\x02 \x01(\v2&.continuum.command.v1.UidValidityRenewH\x00R\x10uidValidityRenewB\x04\n" +
+	"\x02op\"+\n" +
+	"\x10UidValidityRenew\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x04R\x06userId\"\x8d\x01\n" +
 	"\fAdminCommand\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
@@ -2946,92 +3015,94 @@ func file_proto_commandpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_commandpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_proto_commandpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_proto_commandpb_command_proto_goTypes = []any{
 	(FlagOp)(0),                     // 0: continuum.command.v1.FlagOp
 	(Code)(0),                       // 1: continuum.command.v1.Code
 	(*Command)(nil),                 // 2: continuum.command.v1.Command
-	(*AdminCommand)(nil),            // 3: continuum.command.v1.AdminCommand
-	(*RetentionSet)(nil),            // 4: continuum.command.v1.RetentionSet
-	(*RetentionRun)(nil),            // 5: continuum.command.v1.RetentionRun
-	(*HoldPlace)(nil),               // 6: continuum.command.v1.HoldPlace
-	(*VaultRestore)(nil),            // 7: continuum.command.v1.VaultRestore
-	(*HoldRelease)(nil),             // 8: continuum.command.v1.HoldRelease
-	(*ConsistencyCheck)(nil),        // 9: continuum.command.v1.ConsistencyCheck
-	(*DomainAdd)(nil),               // 10: continuum.command.v1.DomainAdd
-	(*DomainDel)(nil),               // 11: continuum.command.v1.DomainDel
-	(*UserAdd)(nil),                 // 12: continuum.command.v1.UserAdd
-	(*UserPasswd)(nil),              // 13: continuum.command.v1.UserPasswd
-	(*UserDel)(nil),                 // 14: continuum.command.v1.UserDel
-	(*AliasSet)(nil),                // 15: continuum.command.v1.AliasSet
-	(*QuotaSet)(nil),                // 16: continuum.command.v1.QuotaSet
-	(*MailboxCreate)(nil),           // 17: continuum.command.v1.MailboxCreate
-	(*MailboxRename)(nil),           // 18: continuum.command.v1.MailboxRename
-	(*MailboxDelete)(nil),           // 19: continuum.command.v1.MailboxDelete
-	(*MailboxSubscribe)(nil),        // 20: continuum.command.v1.MailboxSubscribe
-	(*Blob)(nil),                    // 21: continuum.command.v1.Blob
-	(*BlobChunk)(nil),               // 22: continuum.command.v1.BlobChunk
-	(*Recipient)(nil),               // 23: continuum.command.v1.Recipient
-	(*Deliver)(nil),                 // 24: continuum.command.v1.Deliver
-	(*Append)(nil),                  // 25: continuum.command.v1.Append
-	(*AppendBatch)(nil),             // 26: continuum.command.v1.AppendBatch
-	(*AppendItem)(nil),              // 27: continuum.command.v1.AppendItem
-	(*UIDRange)(nil),                // 28: continuum.command.v1.UIDRange
-	(*StoreFlags)(nil),              // 29: continuum.command.v1.StoreFlags
-	(*Copy)(nil),                    // 30: continuum.command.v1.Copy
-	(*Move)(nil),                    // 31: continuum.command.v1.Move
-	(*Expunge)(nil),                 // 32: continuum.command.v1.Expunge
-	(*Delivery)(nil),                // 33: continuum.command.v1.Delivery
-	(*Result)(nil),                  // 34: continuum.command.v1.Result
-	(*storagepb.ParsedMessage)(nil), // 35: continuum.storage.v1.ParsedMessage
+	(*UidValidityRenew)(nil),        // 3: continuum.command.v1.UidValidityRenew
+	(*AdminCommand)(nil),            // 4: continuum.command.v1.AdminCommand
+	(*RetentionSet)(nil),            // 5: continuum.command.v1.RetentionSet
+	(*RetentionRun)(nil),            // 6: continuum.command.v1.RetentionRun
+	(*HoldPlace)(nil),               // 7: continuum.command.v1.HoldPlace
+	(*VaultRestore)(nil),            // 8: continuum.command.v1.VaultRestore
+	(*HoldRelease)(nil),             // 9: continuum.command.v1.HoldRelease
+	(*ConsistencyCheck)(nil),        // 10: continuum.command.v1.ConsistencyCheck
+	(*DomainAdd)(nil),               // 11: continuum.command.v1.DomainAdd
+	(*DomainDel)(nil),               // 12: continuum.command.v1.DomainDel
+	(*UserAdd)(nil),                 // 13: continuum.command.v1.UserAdd
+	(*UserPasswd)(nil),              // 14: continuum.command.v1.UserPasswd
+	(*UserDel)(nil),                 // 15: continuum.command.v1.UserDel
+	(*AliasSet)(nil),                // 16: continuum.command.v1.AliasSet
+	(*QuotaSet)(nil),                // 17: continuum.command.v1.QuotaSet
+	(*MailboxCreate)(nil),           // 18: continuum.command.v1.MailboxCreate
+	(*MailboxRename)(nil),           // 19: continuum.command.v1.MailboxRename
+	(*MailboxDelete)(nil),           // 20: continuum.command.v1.MailboxDelete
+	(*MailboxSubscribe)(nil),        // 21: continuum.command.v1.MailboxSubscribe
+	(*Blob)(nil),                    // 22: continuum.command.v1.Blob
+	(*BlobChunk)(nil),               // 23: continuum.command.v1.BlobChunk
+	(*Recipient)(nil),               // 24: continuum.command.v1.Recipient
+	(*Deliver)(nil),                 // 25: continuum.command.v1.Deliver
+	(*Append)(nil),                  // 26: continuum.command.v1.Append
+	(*AppendBatch)(nil),             // 27: continuum.command.v1.AppendBatch
+	(*AppendItem)(nil),              // 28: continuum.command.v1.AppendItem
+	(*UIDRange)(nil),                // 29: continuum.command.v1.UIDRange
+	(*StoreFlags)(nil),              // 30: continuum.command.v1.StoreFlags
+	(*Copy)(nil),                    // 31: continuum.command.v1.Copy
+	(*Move)(nil),                    // 32: continuum.command.v1.Move
+	(*Expunge)(nil),                 // 33: continuum.command.v1.Expunge
+	(*Delivery)(nil),                // 34: continuum.command.v1.Delivery
+	(*Result)(nil),                  // 35: continuum.command.v1.Result
+	(*storagepb.ParsedMessage)(nil), // 36: continuum.storage.v1.ParsedMessage
 }
 var file_proto_commandpb_command_proto_depIdxs = []int32{
-	10, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
-	11, // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
-	12, // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
-	13, // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
-	14, // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
-	15, // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
-	16, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
-	17, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
-	18, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
-	19, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
-	20, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
-	24, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
-	25, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
-	29, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
-	30, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
-	31, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
-	32, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
-	22, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
-	9,  // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
-	3,  // 19: continuum.command.v1.Command.admin_command:type_name -> continuum.command.v1.AdminCommand
-	4,  // 20: continuum.command.v1.Command.retention_set:type_name -> continuum.command.v1.RetentionSet
-	5,  // 21: continuum.command.v1.Command.retention_run:type_name -> continuum.command.v1.RetentionRun
-	6,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
-	8,  // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
-	7,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
-	26, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
-	2,  // 26: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
-	35, // 27: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	21, // 28: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	23, // 29: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	21, // 30: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	27, // 31: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
-	21, // 32: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
-	28, // 33: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 34: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	28, // 35: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	28, // 36: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	28, // 37: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 38: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 39: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	33, // 40: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	11, // 0: continuum.command.v1.Command.domain_add:type_name -> continuum.command.v1.DomainAdd
+	12, // 1: continuum.command.v1.Command.domain_del:type_name -> continuum.command.v1.DomainDel
+	13, // 2: continuum.command.v1.Command.user_add:type_name -> continuum.command.v1.UserAdd
+	14, // 3: continuum.command.v1.Command.user_passwd:type_name -> continuum.command.v1.UserPasswd
+	15, // 4: continuum.command.v1.Command.user_del:type_name -> continuum.command.v1.UserDel
+	16, // 5: continuum.command.v1.Command.alias_set:type_name -> continuum.command.v1.AliasSet
+	17, // 6: continuum.command.v1.Command.quota_set:type_name -> continuum.command.v1.QuotaSet
+	18, // 7: continuum.command.v1.Command.mailbox_create:type_name -> continuum.command.v1.MailboxCreate
+	19, // 8: continuum.command.v1.Command.mailbox_rename:type_name -> continuum.command.v1.MailboxRename
+	20, // 9: continuum.command.v1.Command.mailbox_delete:type_name -> continuum.command.v1.MailboxDelete
+	21, // 10: continuum.command.v1.Command.mailbox_subscribe:type_name -> continuum.command.v1.MailboxSubscribe
+	25, // 11: continuum.command.v1.Command.deliver:type_name -> continuum.command.v1.Deliver
+	26, // 12: continuum.command.v1.Command.append:type_name -> continuum.command.v1.Append
+	30, // 13: continuum.command.v1.Command.store_flags:type_name -> continuum.command.v1.StoreFlags
+	31, // 14: continuum.command.v1.Command.copy:type_name -> continuum.command.v1.Copy
+	32, // 15: continuum.command.v1.Command.move:type_name -> continuum.command.v1.Move
+	33, // 16: continuum.command.v1.Command.expunge:type_name -> continuum.command.v1.Expunge
+	23, // 17: continuum.command.v1.Command.blob_chunk:type_name -> continuum.command.v1.BlobChunk
+	10, // 18: continuum.command.v1.Command.consistency_check:type_name -> continuum.command.v1.ConsistencyCheck
+	4,  // 19: continuum.command.v1.Command.admin_command:type_name -> continuum.command.v1.AdminCommand
+	5,  // 20: continuum.command.v1.Command.retention_set:type_name -> continuum.command.v1.RetentionSet
+	6,  // 21: continuum.command.v1.Command.retention_run:type_name -> continuum.command.v1.RetentionRun
+	7,  // 22: continuum.command.v1.Command.hold_place:type_name -> continuum.command.v1.HoldPlace
+	9,  // 23: continuum.command.v1.Command.hold_release:type_name -> continuum.command.v1.HoldRelease
+	8,  // 24: continuum.command.v1.Command.vault_restore:type_name -> continuum.command.v1.VaultRestore
+	27, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
+	3,  // 26: continuum.command.v1.Command.uid_validity_renew:type_name -> continuum.command.v1.UidValidityRenew
+	2,  // 27: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	36, // 28: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	22, // 29: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	24, // 30: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	22, // 31: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	28, // 32: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	22, // 33: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	29, // 34: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 35: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	29, // 36: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	29, // 37: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	29, // 38: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 39: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 40: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	34, // 41: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -3066,6 +3137,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_HoldRelease)(nil),
 		(*Command_VaultRestore)(nil),
 		(*Command_AppendBatch)(nil),
+		(*Command_UidValidityRenew)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3073,7 +3145,7 @@ func file_proto_commandpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_commandpb_command_proto_rawDesc), len(file_proto_commandpb_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

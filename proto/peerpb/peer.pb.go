@@ -315,7 +315,7 @@ type JoinRequest struct {
 	// directory) and holds its Raft transport closed until this succeeds. If
 	// its ID is a voter in the configuration, that voter's log is gone: the
 	// leader removes it and re-adds the node as a non-voter (see
-	// node/consensus/DESIGN.md).
+	// node/cluster/DESIGN.md).
 	Fresh         bool `protobuf:"varint,4,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
