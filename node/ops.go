@@ -13,6 +13,7 @@ import (
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/peerpb"
 	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
 )
@@ -43,6 +44,18 @@ func (c *clusterView) TransferLeader(ctx context.Context, to string) (string, er
 
 func (c *clusterView) RemoveServer(ctx context.Context, id string) error {
 	return c.cluster.Remove(ctx, id)
+}
+
+func (c *clusterView) LeaderTransferLeader(ctx context.Context, to, by string) (string, error) {
+	res, err := c.router.TransferLeader(ctx, &peerpb.TransferLeaderRequest{To: to, Admin: by})
+	if err != nil {
+		return "", err
+	}
+	return res.Leader, nil
+}
+
+func (c *clusterView) LeaderRemoveServer(ctx context.Context, id, by string) error {
+	return c.router.RemoveServer(ctx, &peerpb.RemoveServerRequest{Id: id, Admin: by})
 }
 
 func (c *clusterView) OpenBackup() (admin.Backup, error) {

@@ -189,6 +189,12 @@ func TestOutsidersAreRefused(t *testing.T) {
 					t.Errorf("%s: Join as n2 (fresh=%v) on %s accepted", o.name, fresh, target.ID)
 				}
 			}
+			if _, err := peer.TransferLeader(rctx, &peerpb.TransferLeaderRequest{To: c.Cfgs[f].ID}); err == nil {
+				t.Errorf("%s: peer TransferLeader on %s accepted", o.name, target.ID)
+			}
+			if _, err := peer.RemoveServer(rctx, &peerpb.RemoveServerRequest{Id: "n2"}); err == nil {
+				t.Errorf("%s: peer RemoveServer on %s accepted", o.name, target.ID)
+			}
 			// The admin API is not on the peer port, whoever asks.
 			if _, err := adminpb.NewAdminClient(pc).UserList(rctx, &adminpb.UserListRequest{}); err == nil {
 				t.Errorf("%s: admin UserList on %s's peer port answered", o.name, target.ID)
@@ -262,6 +268,19 @@ func TestOutsidersAreRefused(t *testing.T) {
 	defer pc.Close()
 	if _, err := peerpb.NewPeerClient(pc).Join(ctx, &peerpb.JoinRequest{Id: "n2", RaftAddr: "127.0.0.1:1", Fresh: true}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("n3's certificate joining as n2 (fresh): %v, want PermissionDenied", err)
+	}
+	// Not even a member's certificate gets admin calls on the peer port
+	// (a follower passes RemoveNode and TransferLeader on as peer calls).
+	pcl, err := grpc.NewClient(c.Cfgs[l].GRPCAddr, grpc.WithTransportCredentials(n3.creds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	if _, err := adminpb.NewAdminClient(pcl).RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: "n2", Forwarded: true}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("member n3: forwarded admin RemoveNode on the leader's peer port: %v, want PermissionDenied", err)
+	}
+	if _, err := adminpb.NewAdminClient(pcl).TransferLeader(ctx, &adminpb.TransferLeaderRequest{Forwarded: true}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("member n3: forwarded admin TransferLeader on the leader's peer port: %v, want PermissionDenied", err)
 	}
 	// n4's certificate claiming n2 on every peer call that names an ID.
 	n4 := outsider{"n4", outsiderTLS(t, n4c, n4k)}

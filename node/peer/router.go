@@ -146,6 +146,44 @@ func (r *Router) GossipKeys(ctx context.Context, id string, req *peerpb.GossipKe
 	return c.GossipKeys(ctx, req)
 }
 
+// TransferLeader asks the leader to hand leadership over (see
+// peer.Server.TransferLeader); consensus.ErrNotLeader when the leader is
+// this node.
+func (r *Router) TransferLeader(ctx context.Context, req *peerpb.TransferLeaderRequest) (*peerpb.TransferLeaderResponse, error) {
+	c, err := r.leaderClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.TransferLeader(ctx, req)
+}
+
+// RemoveServer asks the leader to remove a server, as TransferLeader.
+func (r *Router) RemoveServer(ctx context.Context, req *peerpb.RemoveServerRequest) error {
+	c, err := r.leaderClient(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.RemoveServer(ctx, req)
+	return err
+}
+
+// leaderClient is a client of the leader's Peer service, waiting for a
+// leader as LeaderConn does.
+func (r *Router) leaderClient(ctx context.Context) (peerpb.PeerClient, error) {
+	leader, err := r.waitLeader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if leader == r.raft.ID() {
+		return nil, fmt.Errorf("%w: leadership moved here; retry", consensus.ErrNotLeader)
+	}
+	c, err := r.client(leader)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
+	}
+	return c, nil
+}
+
 // InfoAt asks the node at a gRPC address for its view.
 func (r *Router) InfoAt(ctx context.Context, addr string) (*peerpb.InfoResponse, error) {
 	c, err := r.dial(addr)

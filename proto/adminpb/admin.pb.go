@@ -2637,9 +2637,11 @@ func (*AliasSetResponse) Descriptor() ([]byte, []int) {
 }
 
 type TransferLeaderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`                // node ID; empty: raft picks the best voter
-	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // set by the node that forwarded it; never forwarded twice
+	state protoimpl.MessageState `protogen:"open.v1"`
+	To    string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"` // node ID; empty: raft picks the best voter
+	// Ignored: a follower now passes the request to the leader over the peer
+	// service (peer.TransferLeader), not as an admin call.
+	Forwarded     bool `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2735,7 +2737,7 @@ func (x *TransferLeaderResponse) GetLeader() string {
 type RemoveNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // ignored, as in TransferLeaderRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
