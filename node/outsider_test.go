@@ -282,8 +282,13 @@ func TestOutsidersAreRefused(t *testing.T) {
 	if _, err := adminpb.NewAdminClient(pcl).TransferLeader(ctx, &adminpb.TransferLeaderRequest{Forwarded: true}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("member n3: forwarded admin TransferLeader on the leader's peer port: %v, want PermissionDenied", err)
 	}
-	// n4's certificate claiming n2 on every peer call that names an ID.
+	// n4's certificate claiming n2 on every peer call that names an ID,
+	// and on Raft (the same stale vote request n3 got answered as itself).
 	n4 := outsider{"n4", outsiderTLS(t, n4c, n4k)}
+	stale.RPCHeader = header("n2", c.Cfgs[1].RaftAddr)
+	if err := raftClient(t, n4).RequestVote(raft.ServerID(target.ID), raft.ServerAddress(target.RaftAddr), stale, &rv); err == nil {
+		t.Error("n4's certificate claiming n2: RequestVote accepted")
+	}
 	pc4, err := grpc.NewClient(c.Cfgs[l].GRPCAddr, grpc.WithTransportCredentials(n4.creds()))
 	if err != nil {
 		t.Fatal(err)
