@@ -84,6 +84,9 @@ func loadKeyring(path string) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: keyring: %w", err)
 	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("membership: keyring %s has mode %v: group or others can read the gossip keys (chmod 600 it)", path, fi.Mode().Perm())
+	}
 	var f keyringFile
 	if err := json.Unmarshal(b, &f); err != nil || len(f.Keys) == 0 {
 		return nil, fmt.Errorf("membership: keyring %s: not a keyring file (%v)", path, err)

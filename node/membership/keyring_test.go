@@ -32,6 +32,10 @@ func TestKeyringFileRoundTrip(t *testing.T) {
 	if err != nil || len(keys) != 2 || !bytes.Equal(keys[0], b) || !bytes.Equal(keys[1], a) {
 		t.Fatalf("loaded %x, %v; want primary %x then %x", keys, err, b, a)
 	}
+	os.Chmod(path, 0o644)
+	if _, err := loadKeyring(path); err == nil {
+		t.Error("a keyring file readable by others loaded without error")
+	}
 	for _, bad := range []string{"", "{}", `{"keys":[]}`, "not json"} {
 		os.WriteFile(path, []byte(bad), 0o600)
 		if _, err := loadKeyring(path); err == nil {
