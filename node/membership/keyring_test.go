@@ -36,6 +36,7 @@ func TestKeyringFileRoundTrip(t *testing.T) {
 	if _, err := loadKeyring(path); err == nil {
 		t.Error("a keyring file readable by others loaded without error")
 	}
+	os.Chmod(path, 0o600)
 	for _, bad := range []string{"", "{}", `{"keys":[]}`, "not json"} {
 		os.WriteFile(path, []byte(bad), 0o600)
 		if _, err := loadKeyring(path); err == nil {
