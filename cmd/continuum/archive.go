@@ -274,7 +274,7 @@ func runArchive(args []string) error {
 		}
 		return printVerify(reports, *asJSON)
 	case "search", "export":
-		q := a.fs.String("query", "", "words to find in headers and body text (ASCII case ignored); required")
+		q := a.fs.String("query", "", "text to find, as IMAP SEARCH TEXT finds it (a substring of the decoded header fields and text parts, case folded; uses the full-text index); required")
 		user := a.fs.String("user", "", "only this user's mail")
 		from := a.fs.String("from", "", "INTERNALDATE on or after DATE (2006-01-02 or RFC 3339)")
 		to := a.fs.String("to", "", "INTERNALDATE on or before DATE (a date means its whole day)")

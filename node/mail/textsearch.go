@@ -127,3 +127,33 @@ func (t *TextSearch) Doc(r storage.Reader, m *storagepb.Message) (*TextDoc, erro
 	}
 	return search.Extract(data, parsed), nil
 }
+
+// Matching returns what the index knows of the messages whose TEXT holds
+// every one of queries (each Folded): sure are UIDs that do (no
+// verification needed), maybe are UIDs that may (verify each on its Doc),
+// both ascending and ≤ hw; messages above hw are not covered by the index
+// and must be checked by the caller. indexed is false when the index
+// cannot narrow at all (no index, the mailbox not indexed yet, or no
+// query usable): then every message must be checked.
+//
+// Archive search uses it per mailbox; IMAP SEARCH can use it for its
+// top-level TEXT criteria (sure UIDs skip the text check).
+func (t *TextSearch) Matching(queries []string) (sure, maybe []uint32, hw uint32, indexed bool, err error) {
+	if !t.indexed || len(queries) == 0 {
+		return nil, nil, 0, false, nil
+	}
+	var usable []string
+	for _, q := range queries {
+		if search.Usable(q) {
+			usable = append(usable, q)
+		}
+	}
+	if len(usable) == 0 {
+		return nil, nil, 0, false, nil
+	}
+	maybe, err = t.view.Candidates(t.mailboxID, t.hw, usable)
+	if err != nil {
+		return nil, nil, 0, false, err
+	}
+	return nil, maybe, t.hw, true, nil
+}
