@@ -102,7 +102,7 @@ func TestIndexMatchesScan(t *testing.T) {
 	compare := func(phase string, queries int) {
 		t.Helper()
 		h.waitIndexed()
-		hits := 0
+		hits, textQueries := 0, 0
 		for range queries {
 			qs := []query{randomQuery(r)}
 			if r.IntN(4) == 0 {
@@ -112,11 +112,17 @@ func TestIndexMatchesScan(t *testing.T) {
 			if !slices.Equal(want, got) {
 				t.Fatalf("%s: %v: scan %v, index %v (seed %d)", phase, qs, want, got, seed)
 			}
+			if allText(qs) {
+				if got := h.matched(qs); !slices.Equal(want, got) {
+					t.Fatalf("%s: %v: scan %v, Matching %v (seed %d)", phase, qs, want, got, seed)
+				}
+				textQueries++
+			}
 			if len(want) > 0 {
 				hits++
 			}
 		}
-		t.Logf("%s: %d queries, %d with hits, %d messages", phase, queries, hits, len(h.messages()))
+		t.Logf("%s: %d queries (%d TEXT-only, also through Matching), %d with hits, %d messages", phase, queries, textQueries, hits, len(h.messages()))
 	}
 	for range 5 {
 		deliver(40)
@@ -136,6 +142,10 @@ func TestIndexMatchesScan(t *testing.T) {
 		if want, got := h.scan(qs), h.indexed(qs); !slices.Equal(want, got) {
 			t.Fatalf("racing the indexer: %v: scan %v, index %v (seed %d)", qs, want, got, seed)
 		}
+		tq := []query{{kind: "text", value: randomQuery(r).value}}
+		if want, got := h.scan(tq), h.matched(tq); !slices.Equal(want, got) {
+			t.Fatalf("racing the indexer: %v: scan %v, Matching %v (seed %d)", tq, want, got, seed)
+		}
 	}
 	compare("incremental", 200)
 
@@ -153,5 +163,18 @@ func TestIndexMatchesScan(t *testing.T) {
 	if want, got := h.scan(qs), h.indexed(qs); !slices.Equal(want, got) {
 		t.Fatalf("during reindex: %v: scan %v, index %v", qs, want, got)
 	}
+	tq := []query{{kind: "text", value: randomQuery(r).value}}
+	if want, got := h.scan(tq), h.matched(tq); !slices.Equal(want, got) {
+		t.Fatalf("during reindex: %v: scan %v, Matching %v", tq, want, got)
+	}
 	compare("reindexed", 100)
+}
+
+func allText(qs []query) bool {
+	for _, q := range qs {
+		if q.kind != "text" {
+			return false
+		}
+	}
+	return true
 }
