@@ -281,6 +281,7 @@ func runArchive(args []string) error {
 		held := a.fs.Bool("include-held", false, "also expunged messages kept by a hold or retention (the vault)")
 		limit := a.fs.Uint("limit", 0, "at most N messages (0: 1000)")
 		asJSON := a.fs.Bool("json", false, "print JSON (search)")
+		scan := a.fs.Bool("scan", false, "ignore the full-text index: check every message (slow; to cross-check the index)")
 		format := a.fs.String("format", "mbox", "export format: mbox")
 		out := a.fs.String("out", "", "export: the mbox file to write (its manifest goes to PATH.manifest.json)")
 		a.fs.Lookup("timeout").DefValue = "10m0s"
@@ -291,7 +292,7 @@ func runArchive(args []string) error {
 		if *q == "" {
 			return errors.New("--query Q is required")
 		}
-		req := &adminpb.ArchiveSearchRequest{Query: *q, User: *user, IncludeHeld: *held, Limit: uint32(*limit)}
+		req := &adminpb.ArchiveSearchRequest{Query: *q, User: *user, IncludeHeld: *held, Limit: uint32(*limit), Scan: *scan}
 		var err error
 		if req.FromUnix, err = parseDate(*from, false); err != nil {
 			return err
