@@ -39,6 +39,10 @@ var (
 	keyApplied = []byte{famMeta, 'a'}
 )
 
+// streamAbove is the message size above which the indexer streams the
+// message (storage.OpenBlob) instead of reading it whole.
+const streamAbove = 1 << 20
+
 // batchMessages is how many messages one index batch holds before it is
 // committed with the mailbox's cursor.
 const batchMessages = 512
@@ -556,18 +560,37 @@ func (x *Index) has(b *pebble.Batch, mbox uint64, uid uint32) bool {
 
 func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *storagepb.Message) error {
 	start := time.Now()
-	data, err := r.Blob(m.Blob)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	parsed, err := r.Parsed(m.Blob)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	d := Extract(data, parsed)
+	var d *Doc
+	size := m.Size
+	if m.Size > streamAbove {
+		// A large message is streamed (one chunk at a time) and only the
+		// ranges the text comes from are kept.
+		br, err := x.state.OpenBlob(m.Blob)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, err = ExtractReader(br, br.Size, parsed)
+		br.Close()
+		if err != nil {
+			return err
+		}
+	} else {
+		data, err := r.Blob(m.Blob)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, size = Extract(data, parsed), uint64(len(data))
+	}
 	if err := b.Set(docKey(mbox, m.Uid), storage.Compress(d.encode()), nil); err != nil {
 		return err
 	}
@@ -580,7 +603,7 @@ func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *st
 		return err
 	}
 	x.indexed.Add(1)
-	x.mailBytes.Add(uint64(len(data)))
+	x.mailBytes.Add(size)
 	x.indexNanos.Add(int64(time.Since(start)))
 	return nil
 }

@@ -1,8 +1,10 @@
 package search_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
@@ -177,4 +179,42 @@ func allText(qs []query) bool {
 		}
 	}
 	return true
+}
+
+// TestExtractReaderMatchesExtract: the indexer's streaming extraction of a
+// large message (only the ranges Extract reads are kept) gives the same
+// Doc as Extract on the whole message: random corpus messages, a message
+// with a 3 MB attachment, and one whose text part is over MaxRawText.
+func TestExtractReaderMatchesExtract(t *testing.T) {
+	seed := uint64(rand.Int64())
+	r := rand.New(rand.NewPCG(seed, 9))
+	var msgs [][]byte
+	for n := range 200 {
+		attach := 0
+		if r.IntN(2) == 0 {
+			attach = 256 + r.IntN(4096)
+		}
+		msgs = append(msgs, randomMessage(r, n, attach))
+	}
+	msgs = append(msgs, randomMessage(r, 1000, 3<<20))
+	big := "Subject: big text\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		strings.Repeat("caf=C3=A9 na=C3=AFve r=C3=A9sum=C3=A9 =\r\n", search.MaxRawText/40+1000) + "\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: x@y.test\r\n\r\ninner body\r\n--b--\r\n"
+	msgs = append(msgs, []byte(big))
+	for i, m := range msgs {
+		parsed, err := mimeparse.Parse(m, mimeparse.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := search.Extract(m, parsed)
+		got, err := search.ExtractReader(bytes.NewReader(m), int64(len(m)), parsed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(want.Fields, got.Fields) || want.Body != got.Body {
+			t.Fatalf("message %d (seed %d): ExtractReader differs:\nfields %q\n  vs   %q\nbody %d bytes vs %d", i, seed, want.Fields, got.Fields, len(want.Body), len(got.Body))
+		}
+	}
+	if d, _ := search.ExtractReader(bytes.NewReader([]byte(big)), int64(len(big)), nil); d == nil {
+		t.Fatal("no Doc without a parsed record")
+	}
 }
