@@ -28,9 +28,12 @@ test-race: ## the unit and cluster tests under the race detector
 test-faults: build ## the fault scenarios, as long as asked: make test-faults SEED=7 DURATION=10m F15RUNS=50
 	CONTINUUM_FAULT_SEED=$(SEED) CONTINUUM_FAULT_DURATION=$(DURATION) CONTINUUM_F15_RUNS=$(F15RUNS) $(GO) test -count=1 -timeout 0 -run 'TestFault|TestChecker' -v ./node/clustertest/
 
-test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders
+test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders (in-process, then real processes)
 	CONTINUUM_LARGE_N=$${CONTINUUM_LARGE_N:-20} CONTINUUM_LARGE_PROFILES=$${CONTINUUM_LARGE_PROFILES:-local,lan,wan} \
 	  $(GO) test -count=1 -timeout 60m -run 'TestLargeMessages' -v ./node/smtpd/
+	for p in $$(echo $${CONTINUUM_LARGE_PROFILES:-local,lan,wan} | tr , ' '); do \
+	  CONTINUUM_LARGE_FULL=1 CONTINUUM_LARGE_PROFILE=$$p $(GO) test -count=1 -timeout 60m -run 'TestLargeMessagesProcesses' -v ./node/clustertest/ || exit 1; \
+	done
 
 test-migrate: ## import/export full size: 10,000-message mbox and Maildir round trips, 2,000 messages from Dovecot, import speed
 	CONTINUUM_MIGRATE_FULL=1 CONTINUUM_REQUIRE_DOVECOT=1 $(GO) test -count=1 -timeout 60m -run 'TestMbox|TestMaildir|TestDovecot|TestImport' -v ./node/migrate/
