@@ -402,7 +402,7 @@ func (s *Service) Search(ctx context.Context, q SearchQuery) (hits []Hit, scanne
 				if ts != nil {
 					d, err = ts.Doc(snap, m)
 				} else {
-					d, err = extractDoc(snap, m)
+					d, err = extractDoc(s.db, snap, m)
 				}
 				if err != nil {
 					return err
@@ -462,7 +462,7 @@ func (s *Service) searchMailbox(snap *storage.Snap, view *search.View, b *storag
 	hit func(ts *TextSearch, mailbox string, m *storagepb.Message, vaulted, verify bool) error) error {
 	from := uint32(1)
 	if view != nil {
-		ts := &TextSearch{view: view, mailboxID: b.Id, uidValidity: b.UidValidity}
+		ts := &TextSearch{db: s.db, view: view, mailboxID: b.Id, uidValidity: b.UidValidity}
 		hw, uv, ok, err := view.Indexed(b.Id)
 		if err != nil {
 			return err
@@ -503,20 +503,6 @@ func (s *Service) searchMailbox(snap *storage.Snap, view *search.View, b *storag
 		return snap.Messages(b.Id, from, 0, func(m *storagepb.Message) error { return hit(ts, b.Name, m, false, true) })
 	}
 	return snap.Messages(b.Id, from, 0, func(m *storagepb.Message) error { return hit(nil, b.Name, m, false, true) })
-}
-
-// extractDoc is a stored message's searchable text, extracted from its
-// bytes (the scanning path).
-func extractDoc(r storage.Reader, m *storagepb.Message) (*TextDoc, error) {
-	data, err := r.Blob(m.Blob)
-	if err != nil {
-		return nil, err
-	}
-	parsed, err := r.Parsed(m.Blob)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return nil, err
-	}
-	return search.Extract(data, parsed), nil
 }
 
 // Blob returns a stored message's bytes by SHA-256 (archive export).

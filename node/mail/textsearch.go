@@ -27,6 +27,7 @@ func (s *Service) Index() *search.Index { return s.index.Load() }
 // messages can match (from the index) and each candidate's text (from the
 // index, else extracted from the stored message). Close it.
 type TextSearch struct {
+	db          *storage.DB // large messages are streamed from it
 	view        *search.View
 	mailboxID   uint64
 	hw          uint32 // messages with a UID ≤ hw are indexed
@@ -38,7 +39,7 @@ type TextSearch struct {
 // index: the scanning path, kept as the fallback and as the oracle the
 // indexed path is tested against.
 func (s *Service) TextSearch(mailboxID uint64, uidValidity uint32, scanOnly bool) (*TextSearch, error) {
-	t := &TextSearch{mailboxID: mailboxID, uidValidity: uidValidity}
+	t := &TextSearch{db: s.db, mailboxID: mailboxID, uidValidity: uidValidity}
 	x := s.index.Load()
 	if x == nil || scanOnly {
 		return t, nil
@@ -117,12 +118,27 @@ func (t *TextSearch) Doc(r storage.Reader, m *storagepb.Message) (*TextDoc, erro
 			return nil, err
 		}
 	}
-	data, err := r.Blob(m.Blob)
-	if err != nil {
-		return nil, err
-	}
+	return extractDoc(t.db, r, m)
+}
+
+// extractDoc is a stored message's searchable text, extracted from its
+// bytes (the scanning path); a message over ChunkBytes is streamed from
+// db (one chunk at a time), keeping only the ranges its text comes from.
+func extractDoc(db *storage.DB, r storage.Reader, m *storagepb.Message) (*TextDoc, error) {
 	parsed, err := r.Parsed(m.Blob)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	if db != nil && m.Size > ChunkBytes {
+		br, err := db.OpenBlob(m.Blob)
+		if err != nil {
+			return nil, err
+		}
+		defer br.Close()
+		return search.ExtractReader(br, br.Size, parsed)
+	}
+	data, err := r.Blob(m.Blob)
+	if err != nil {
 		return nil, err
 	}
 	return search.Extract(data, parsed), nil
