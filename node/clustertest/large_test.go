@@ -3,8 +3,10 @@ package clustertest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -14,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
@@ -67,18 +72,24 @@ func envInt(name string, def int) int {
 // peak and after RSS of each node, per-message times, the small senders'
 // p50/p99. Default N=2, MB=25 (make test); CONTINUUM_LARGE_FULL=1 is the
 // issue's 20 × 45 MB (make test-large); CONTINUUM_LARGE_N, CONTINUUM_LARGE_MB
-// and CONTINUUM_LARGE_PROFILE (local, lan, wan) override.
+// and CONTINUUM_LARGE_PROFILE (local, lan, wan; default lan) override.
+// Then FETCH BODY.PEEK[] of the last big message from the third node: its
+// SHA-256 is the stored one, the node's RSS rise under the same bound.
 func TestLargeMessagesProcesses(t *testing.T) {
 	n, mb := 2, 25
 	if os.Getenv("CONTINUUM_LARGE_FULL") != "" {
 		n, mb = 20, 45
 	}
 	n, mb = envInt("CONTINUUM_LARGE_N", n), envInt("CONTINUUM_LARGE_MB", mb)
+	// lan by default: in "local" (200 ms leader lease) the leader stepped
+	// down in 2 of 4 runs on the shared 2-core machine at load 16-32 (see
+	// docs/notes/large-messages.md); the profile is the variable to study,
+	// not a tolerance of the assertions.
 	profile := os.Getenv("CONTINUUM_LARGE_PROFILE")
 	if profile == "" {
-		profile = "local"
+		profile = "lan"
 	}
-	c := Start(t, Options{Users: []string{"big", "small"}, ExtraArgs: []string{"--raft-profile", profile}})
+	c := Start(t, Options{Users: []string{"big", "small"}, IMAP: true, ExtraArgs: []string{"--raft-profile", profile}})
 	l := c.WaitLeader(30 * time.Second)
 	f := (l + 1) % len(c.Nodes)
 	terms := func() []uint64 {
@@ -162,18 +173,30 @@ func TestLargeMessagesProcesses(t *testing.T) {
 	// The big ones, one after another, through the follower.
 	seed := uint64(time.Now().UnixNano())
 	var bigTimes []time.Duration
+	var bigFail []string
 	ids := make([]string, n)
 	sizes := make([]int, n)
 	for k := range n {
 		ids[k] = fmt.Sprintf("big-%x-%d", seed, k)
 		msg := bigMessage(ids[k], mb*mib, seed+uint64(k))
 		sizes[k] = len(msg)
-		start := time.Now()
-		code, text, err := c.Send(f, "sender@remote.test", []string{c.Users[0]}, msg, 30*time.Second, 5*time.Minute)
-		took := time.Since(start)
-		if err != nil || code != 250 {
-			stopSmall.Store(true)
-			t.Fatalf("big message %d (%d bytes) through follower %s: %d %s %v after %v", k, len(msg), c.Nodes[f].ID, code, text, err, took)
+		var took time.Duration
+		for attempt := 1; ; attempt++ {
+			start := time.Now()
+			code, text, err := c.Send(f, "sender@remote.test", []string{c.Users[0]}, msg, 30*time.Second, 5*time.Minute)
+			took = time.Since(start)
+			if err == nil && code == 250 {
+				break
+			}
+			// Retried as an MTA would (so the figures are still taken),
+			// and a failure of the test.
+			bigFail = append(bigFail, fmt.Sprintf("big message %d attempt %d (%d bytes) through follower %s: %d %s %v after %v",
+				k, attempt, len(msg), c.Nodes[f].ID, code, text, err, took.Round(time.Millisecond)))
+			t.Log(bigFail[len(bigFail)-1])
+			if attempt == 3 {
+				stopSmall.Store(true)
+				t.Fatalf("big message %d: 3 attempts failed", k)
+			}
 		}
 		bigTimes = append(bigTimes, took)
 		t.Logf("big message %d: %.1f MB through %s: 250 after %v", k, float64(len(msg))/1e6, c.Nodes[f].ID, took.Round(time.Millisecond))
@@ -191,11 +214,16 @@ func TestLargeMessagesProcesses(t *testing.T) {
 	if !slices.Equal(termsBefore, termsAfter) {
 		t.Errorf("Raft term changed during the transfers: %v → %v (an election)", termsBefore, termsAfter)
 	}
+	if len(bigFail) > 0 {
+		t.Errorf("%d big-message attempts failed (retried), first: %s", len(bigFail), bigFail[0])
+	}
 	if len(smallFail) > 0 {
 		t.Errorf("%d small deliveries failed (of %d), first: %s", len(smallFail), len(smallFail)+len(smallLat), smallFail[0])
 	}
 
 	// Each big message stored exactly once on every node, the same bytes.
+	var lastUID uint32
+	var lastSHA string
 	for k, id := range ids {
 		var shas []string
 		for i := range c.Nodes {
@@ -213,10 +241,16 @@ func TestLargeMessagesProcesses(t *testing.T) {
 				t.Errorf("big message %d on %s: %d bytes stored, %d sent", k, c.Nodes[i].ID, h.Size, sizes[k])
 			}
 			shas = append(shas, h.Sha256)
+			lastUID, lastSHA = h.Uid, h.Sha256
 		}
 		if len(slices.Compact(slices.Clone(shas))) != 1 {
 			t.Errorf("big message %d: different SHA-256 on the nodes: %v", k, shas)
 		}
+	}
+
+	third := 3 - l - f
+	if len(c.Nodes) == 3 {
+		fetchBig(t, c, third, lastUID, lastSHA)
 	}
 
 	slices.Sort(bigTimes)
@@ -254,6 +288,95 @@ func TestLargeMessagesProcesses(t *testing.T) {
 		if after.RSS-idle[i].RSS >= largeBoundBytes {
 			t.Errorf("%s: RSS after %.0f MB is %.0f MB above idle: bound %d MB", c.Nodes[i].ID, mbOf(after.RSS), mbOf(after.RSS-idle[i].RSS), largeBoundBytes>>20)
 		}
+	}
+}
+
+// fetchBig fetches BODY.PEEK[] of the big user's INBOX message uid from
+// node i over IMAP, reading the literal as it arrives: the time to its
+// first byte and to its end, its SHA-256, and node i's RSS before and its
+// peak (sampled every 20 ms) during the fetch.
+func fetchBig(t *testing.T, c *Cluster, i int, uid uint32, wantSHA string) {
+	cl, err := c.DialIMAP(i, c.Users[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Mem(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if m, err := c.Mem(i); err == nil && m.RSS > peak.Load() {
+				peak.Store(m.RSS)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	sec := &imap.FetchItemBodySection{Peek: true}
+	start := time.Now()
+	cmd := cl.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	var first time.Duration
+	var n int64
+	h := sha256.New()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			if b, ok := item.(imapclient.FetchItemDataBodySection); ok {
+				buf := make([]byte, 64<<10)
+				for {
+					k, err := b.Literal.Read(buf)
+					if k > 0 && n == 0 {
+						first = time.Since(start)
+					}
+					n += int64(k)
+					h.Write(buf[:k])
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	all := time.Since(start)
+	close(stop)
+	<-sampled
+	if n == 0 {
+		t.Fatal("FETCH BODY[]: no literal")
+	}
+	rise := peak.Load() - before.RSS
+	t.Logf("FETCH BODY.PEEK[] of a %.1f MB message from %s: first byte after %v, all after %v (%.0f MB/s); RSS before %.0f MB, peak during %.0f MB (+%.0f); sha256 %x",
+		float64(n)/1e6, c.Nodes[i].ID, first.Round(time.Millisecond), all.Round(time.Millisecond), float64(n)/1e6/all.Seconds(),
+		mbOf(before.RSS), mbOf(peak.Load()), mbOf(rise), h.Sum(nil)[:8])
+	if got := fmt.Sprintf("%x", h.Sum(nil)); got != wantSHA {
+		t.Errorf("FETCH BODY[]: SHA-256 %s, stored %s", got, wantSHA)
+	}
+	if rise >= largeBoundBytes {
+		t.Errorf("FETCH of a big message raised %s's RSS by %.0f MB: bound %d MB", c.Nodes[i].ID, mbOf(rise), largeBoundBytes>>20)
 	}
 }
 
