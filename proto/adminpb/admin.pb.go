@@ -977,13 +977,16 @@ func (x *ArchiveVerifyResponse) GetBlobsChecked() uint64 {
 }
 
 type ArchiveSearchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Query         string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	FromUnix      int64                  `protobuf:"varint,3,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // INTERNALDATE bounds, seconds; 0: open
-	ToUnix        int64                  `protobuf:"varint,4,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`
-	IncludeHeld   bool                   `protobuf:"varint,5,opt,name=include_held,json=includeHeld,proto3" json:"include_held,omitempty"` // also the vault: expunged messages kept by hold or retention
-	Limit         uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`                                // 0: 1000
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Query       string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	User        string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	FromUnix    int64                  `protobuf:"varint,3,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // INTERNALDATE bounds, seconds; 0: open
+	ToUnix      int64                  `protobuf:"varint,4,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`
+	IncludeHeld bool                   `protobuf:"varint,5,opt,name=include_held,json=includeHeld,proto3" json:"include_held,omitempty"` // also the vault: expunged messages kept by hold or retention
+	Limit       uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`                                // 0: 1000
+	// scan: ignore the full-text index and check every message (the
+	// fallback, and the oracle the indexed path is compared with).
+	Scan          bool `protobuf:"varint,800,opt,name=scan,proto3" json:"scan,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,6 +1061,13 @@ func (x *ArchiveSearchRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ArchiveSearchRequest) GetScan() bool {
+	if x != nil {
+		return x.Scan
+	}
+	return false
 }
 
 type ArchiveHit struct {
@@ -4135,14 +4145,15 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"breakIndex\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12#\n" +
-	"\rblobs_checked\x18\b \x01(\x04R\fblobsChecked\"\xaf\x01\n" +
+	"\rblobs_checked\x18\b \x01(\x04R\fblobsChecked\"\xc4\x01\n" +
 	"\x14ArchiveSearchRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1b\n" +
 	"\tfrom_unix\x18\x03 \x01(\x03R\bfromUnix\x12\x17\n" +
 	"\ato_unix\x18\x04 \x01(\x03R\x06toUnix\x12!\n" +
 	"\finclude_held\x18\x05 \x01(\bR\vincludeHeld\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xa1\x02\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\x12\x13\n" +
+	"\x04scan\x18\xa0\x06 \x01(\bR\x04scan\"\xa1\x02\n" +
 	"\n" +
 	"ArchiveHit\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
