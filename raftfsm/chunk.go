@@ -137,17 +137,17 @@ func (t *tx) finishUpload() error {
 }
 
 // putChunkedBlob stores (or references) a blob made of the open upload.
-func (t *tx) putChunkedBlob(b *commandpb.Blob) error {
+func (t *tx) putChunkedBlob(b *commandpb.Blob) (created bool, err error) {
 	if t.upload == nil {
 		// openUpload found the blob existing: just a reference.
-		return t.b.RefBlob(b.GetSha256())
+		return false, t.b.RefBlob(b.GetSha256())
 	}
-	created, err := t.b.PutBlobChunked(b.GetSha256(), t.uploadID, t.upload, b.GetSize(), b.GetParsed())
+	created, err = t.b.PutBlobChunked(b.GetSha256(), t.uploadID, t.upload, b.GetSize(), b.GetParsed())
 	if err != nil {
-		return err
+		return false, err
 	}
 	if created {
 		t.upload, t.uploadID = nil, nil // adopted
 	}
-	return nil
+	return created, nil
 }
