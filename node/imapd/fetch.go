@@ -133,6 +133,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	s.corkOn()
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
+	headersOnly := onlyHeaders(options)
 	for len(idx) > 0 {
 		var batch []fetched
 		nbytes := 0
@@ -143,7 +144,15 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return errBatchFull
 			}
 			var err error
-			if withData && f.msg.Size > streamAbove {
+			if headersOnly {
+				// The header block alone, not the message (node/mail/headers.go).
+				if f.data, err = mail.HeaderBlock(snap, f.msg.Blob); err != nil {
+					return err
+				}
+				n := uint64(len(f.data))
+				f.parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				nbytes += len(f.data)
+			} else if withData && f.msg.Size > streamAbove {
 				sha := f.msg.Blob
 				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
 				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
@@ -192,6 +201,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 var errBatchFull = errors.New("batch full")
+
+// onlyHeaders reports whether the FETCH needs of the message bytes only its
+// top-level header block: BODY[HEADER] and BODY[HEADER.FIELDS[.NOT] (…)],
+// with no ENVELOPE, BODYSTRUCTURE or BINARY.
+func onlyHeaders(o *imap.FetchOptions) bool {
+	if len(o.BodySection) == 0 || o.Envelope || o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > 0 || sec.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
+}
 
 func markSeen(o *imap.FetchOptions) bool {
 	for _, b := range o.BodySection {
