@@ -105,7 +105,7 @@ func (r *Router) ReadIndex(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
 	}
-	resp, err := client.ReadIndex(ctx, &peerpb.ReadIndexRequest{})
+	resp, err := client.ReadIndex(ctx, &peerpb.ReadIndexRequest{KnownCommitIndex: r.raft.CommitIndex()})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
 	}

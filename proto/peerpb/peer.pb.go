@@ -120,9 +120,14 @@ func (x *ForwardResponse) GetIndex() uint64 {
 }
 
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The asking follower's commit index as it knows it (0: unknown, sent by
+	// older nodes). Below the leader's, the leader sends its commit index to
+	// the followers at once instead of at its next replication tick
+	// (node/consensus/publish.go), so the follower's wait is short.
+	KnownCommitIndex uint64 `protobuf:"varint,700,opt,name=known_commit_index,json=knownCommitIndex,proto3" json:"known_commit_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReadIndexRequest) Reset() {
@@ -153,6 +158,13 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReadIndexRequest) GetKnownCommitIndex() uint64 {
+	if x != nil {
+		return x.KnownCommitIndex
+	}
+	return 0
 }
 
 type ReadIndexResponse struct {
@@ -648,8 +660,9 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"?\n" +
 	"\x0fForwardResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
-	"\x10ReadIndexRequest\"6\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"A\n" +
+	"\x10ReadIndexRequest\x12-\n" +
+	"\x12known_commit_index\x18\xbc\x05 \x01(\x04R\x10knownCommitIndex\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
 	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"f\n" +
 	"\vJoinRequest\x12\x0e\n" +
