@@ -97,6 +97,7 @@ func (x reader) blobPrefix(sha []byte, n uint64) ([]byte, error) {
 		return nil, err
 	}
 	src := &readerChunks{x: x, id: cb.GetUploadId(), n: cb.GetChunks()}
+	defer src.close()
 	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxMemory(maxBlobSize))
 	if err != nil {
@@ -116,28 +117,41 @@ func (x reader) blobPrefix(sha []byte, n uint64) ([]byte, error) {
 }
 
 // readerChunks reads a chunked blob's frame one chunk at a time through one
-// view (unlike chunkSource, which takes a snapshot per chunk).
+// view (unlike chunkSource, which takes a snapshot per chunk), reading each
+// chunk in place: the caller calls close when done.
 type readerChunks struct {
-	x    reader
-	id   []byte
-	n    uint32
-	next uint32
-	buf  []byte
+	x      reader
+	id     []byte
+	n      uint32
+	next   uint32
+	buf    []byte
+	closer io.Closer // of the chunk in buf
 }
 
 func (c *readerChunks) Read(p []byte) (int, error) {
 	for len(c.buf) == 0 {
+		c.close()
 		if c.next == c.n {
 			return 0, io.EOF
 		}
-		v, err := c.x.chunk(c.id, c.next)
-		if err != nil {
-			return 0, err
+		v, closer, err := c.x.r.Get(chunkKey(c.id, c.next))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return 0, fmt.Errorf("%w: chunk %x/%d missing", ErrCorrupt, c.id, c.next)
 		}
-		c.buf = v
+		if err != nil {
+			return 0, fmt.Errorf("storage: get chunk: %w", err)
+		}
+		c.buf, c.closer = v, closer
 		c.next++
 	}
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
 	return n, nil
+}
+
+func (c *readerChunks) close() {
+	if c.closer != nil {
+		_ = c.closer.Close()
+		c.closer, c.buf = nil, nil
+	}
 }
