@@ -1,9 +1,17 @@
 package imapd_test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/continuum-mail/continuum/node/mail"
 )
 
 // TestFetchHeaderFieldsOnly: a FETCH whose only body sections are top-level
@@ -42,5 +50,78 @@ func TestFetchHeaderFieldsOnly(t *testing.T) {
 	// Without PEEK the header sections set \Seen, on this path too.
 	if l := c.ok("FETCH 1 (BODY[HEADER.FIELDS (Subject)])"); !strings.Contains(l[0], `\Seen`) || !strings.Contains(l[0], "Subject: header block") {
 		t.Errorf("FETCH BODY[HEADER.FIELDS (Subject)] = %q", l)
+	}
+}
+
+// BenchmarkFetchHeaderFields: FETCH 1:* of five header fields, and of
+// FLAGS, over a mailbox of 10,000 messages (CONTINUUM_BENCH_MESSAGES
+// overrides) at a follower, through the raw client (docs/notes/read-path.md).
+func BenchmarkFetchHeaderFields(b *testing.B) {
+	n := 10_000
+	if v, err := strconv.Atoi(os.Getenv("CONTINUUM_BENCH_MESSAGES")); err == nil {
+		n = v
+	}
+	e := newEnv(b, nil)
+	fillRetrying(b, e, alice, n)
+	e.waitAll()
+	c := login(b, e.addrs[1], alice)
+	if sel := c.ok("SELECT INBOX"); find(sel, fmt.Sprintf("* %d EXISTS", n)) == "" {
+		b.Fatalf("SELECT = %q", sel)
+	}
+	for _, tc := range []struct{ name, items string }{
+		{"header-fields", "BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)]"},
+		{"flags", "FLAGS"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if u := c.ok("FETCH 1:* (%s)", tc.items); len(u) != n {
+					b.Fatalf("%d FETCH lines", len(u))
+				}
+			}
+		})
+	}
+}
+
+// fillRetrying delivers n distinct messages to rcpt through all nodes, 32 at
+// a time, retrying a temporary failure (a shared machine's load can cost
+// an election; retries are deduplicated by the delivery's dedupe key).
+func fillRetrying(b *testing.B, e *env, rcpt string, n int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed atomic.Int64
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				msg := []byte(testMessage(fmt.Sprintf("bulk%d", i), fmt.Sprintf("bulk %d", i), "bulk body"))
+				var err error
+				for try := 0; try < 10; try++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					var d []mail.Delivery
+					d, err = e.c.Nodes[(i+try)%len(e.c.Nodes)].Mail().Deliver(ctx, mail.Envelope{From: "bulk@remote.test", To: []string{rcpt}}, msg, msg)
+					cancel()
+					if err == nil {
+						err = d[0].Err
+					}
+					if err == nil || !mail.IsTemporary(err) {
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d deliveries failed", f, n)
 	}
 }
