@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/klauspost/compress/zstd"
@@ -154,4 +156,53 @@ func (c *readerChunks) close() {
 		_ = c.closer.Close()
 		c.closer, c.buf = nil, nil
 	}
+}
+
+// HeaderBlocks calls fn(i, block) with the header block of each blob in
+// shas (HeaderBlock), in ascending SHA-256 order rather than list order,
+// reading the header/ rows of the whole list with one iterator: the rows'
+// keys are the hashes, so sorted lookups walk the family forwards instead
+// of starting one point lookup per message. block is only valid during fn.
+// A blob without a row goes through HeaderBlock's fallback; a missing blob
+// is ErrNotFound.
+func (x reader) HeaderBlocks(shas [][]byte, fn func(i int, block []byte) error) error {
+	order := make([]int, len(shas))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(shas[a], shas[b]) })
+	it, err := x.r.NewIter(&pebble.IterOptions{LowerBound: []byte{byte(FamilyHeader)}, UpperBound: []byte{byte(FamilyHeader) + 1}})
+	if err != nil {
+		return fmt.Errorf("storage: iterate: %w", err)
+	}
+	defer it.Close()
+	key := make([]byte, 1+SHA256Size)
+	key[0] = byte(FamilyHeader)
+	for _, i := range order {
+		sha := shas[i]
+		if len(sha) == SHA256Size {
+			copy(key[1:], sha)
+			if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+				v, err := it.ValueAndErr()
+				if err != nil {
+					return fmt.Errorf("storage: get header: %w", err)
+				}
+				if err := fn(i, v); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := it.Error(); err != nil {
+				return fmt.Errorf("storage: get header: %w", err)
+			}
+		}
+		h, err := x.HeaderBlock(sha)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, h); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,6 +75,22 @@ func TestHeaderBlock(t *testing.T) {
 	}
 	if _, err := s.HeaderBlock(sum([]byte("nothing"))); !errors.Is(err, ErrNotFound) {
 		t.Errorf("HeaderBlock of a missing blob: %v, want ErrNotFound", err)
+	}
+	// HeaderBlocks: every kind, a repeat, in an order that is not the hashes'.
+	list := [][]byte{sum(big), sum(small), sum(noRow), sum(small)}
+	seen := make([]bool, len(list))
+	err := s.HeaderBlocks(list, func(i int, block []byte) error {
+		if string(block) != hdr || seen[i] {
+			t.Errorf("HeaderBlocks: entry %d: %q (seen before %v)", i, block, seen[i])
+		}
+		seen[i] = true
+		return nil
+	})
+	if err != nil || slices.Contains(seen, false) {
+		t.Errorf("HeaderBlocks: %v, seen %v", err, seen)
+	}
+	if err := s.HeaderBlocks([][]byte{sum(small), sum([]byte("nothing"))}, func(int, []byte) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("HeaderBlocks with a missing blob: %v, want ErrNotFound", err)
 	}
 	s.Close()
 

@@ -145,13 +145,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 			var err error
 			if headersOnly {
-				// The header block alone, not the message (node/mail/headers.go).
-				if f.data, err = mail.HeaderBlock(snap, f.msg.Blob); err != nil {
-					return err
-				}
-				n := uint64(len(f.data))
-				f.parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
-				nbytes += len(f.data)
+				// Header blocks only: read for the whole batch below.
+				nbytes += int(min(f.msg.Size, mail.MaxHeaderBlock))
 			} else if withData && f.msg.Size > streamAbove {
 				sha := f.msg.Blob
 				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
@@ -172,6 +167,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			batch = append(batch, f)
 			return nil
 		})
+		if headersOnly && (err == nil || errors.Is(err, errBatchFull)) {
+			// The header blocks alone, not the messages (node/mail/headers.go).
+			shas := make([][]byte, len(batch))
+			for i, f := range batch {
+				shas[i] = f.msg.Blob
+			}
+			if herr := mail.HeaderBlocks(snap, shas, func(i int, h []byte) error {
+				n := uint64(len(h))
+				batch[i].data = bytes.Clone(h)
+				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				return nil
+			}); herr != nil {
+				err = herr
+			}
+		}
 		snap.Close()
 		if err != nil && !errors.Is(err, errBatchFull) {
 			return reply(err)
