@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/nodetest"
@@ -98,6 +100,19 @@ func TestForwardedWriteSkipsCommitTick(t *testing.T) {
 	}
 	f := (leader + 1) % len(c.Nodes)
 	fm := c.Nodes[f].Mail()
+	// Deliveries through the follower do not wait for their own apply:
+	// they must not make the leader publish (no barrier entries).
+	before := publishBarriers(t)
+	for i := range 3 {
+		m := []byte(fmt.Sprintf("Subject: fwd %d\r\n\r\nbody\r\n", i))
+		if d, err := fm.Deliver(ctx, mail.Envelope{From: "a@remote.test", To: []string{"alice@example.test"}}, m, m); err != nil || d[0].Err != nil {
+			t.Fatal(err, d)
+		}
+	}
+	if n := publishBarriers(t) - before; n != 0 {
+		t.Errorf("3 forwarded deliveries made %v barrier entries, want 0", n)
+	}
+	before = publishBarriers(t)
 	u, err := fm.Authenticate(ctx, "alice@example.test", "correct horse battery")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +139,9 @@ func TestForwardedWriteSkipsCommitTick(t *testing.T) {
 	}
 	if best > 1500*time.Millisecond {
 		t.Fatalf("fastest forwarded write took %v: the follower waited for the commit tick", best)
+	}
+	if n := publishBarriers(t) - before; n < 1 {
+		t.Errorf("3 forwarded STOREs made %v barrier entries, want at least 1", n)
 	}
 
 	// A read-index wait at the follower after a write at the leader: the
@@ -152,4 +170,21 @@ func TestForwardedWriteSkipsCommitTick(t *testing.T) {
 	if best > 1500*time.Millisecond {
 		t.Fatalf("fastest read-index wait at the follower took %v: it waited for the commit tick", best)
 	}
+}
+
+// publishBarriers reads continuum_raft_commit_publish_barriers_total (all
+// nodes of the process share it; only a leader adds to it).
+func publishBarriers(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "continuum_raft_commit_publish_barriers_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("continuum_raft_commit_publish_barriers_total not registered")
+	return 0
 }

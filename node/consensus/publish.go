@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"context"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,4 +62,20 @@ func (n *Node) publishLoop() {
 			publishedBarriers.Inc()
 		}
 	}
+}
+
+type noLocalWaitKey struct{}
+
+// WithoutLocalWait marks ctx as a proposal whose proposer will not wait for
+// its own apply of the entry (node/mail's deliveries): a leader then has no
+// reason to publish the commit index at once for it.
+func WithoutLocalWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noLocalWaitKey{}, true)
+}
+
+// WaitsLocally reports whether the proposer of ctx waits for its own apply
+// (the default).
+func WaitsLocally(ctx context.Context) bool {
+	v, _ := ctx.Value(noLocalWaitKey{}).(bool)
+	return !v
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/storage"
@@ -102,6 +103,9 @@ func (s *Service) proposeWait(ctx context.Context, cmd *commandpb.Command, waitL
 // operator's request (WithActor) is wrapped for the audit log here.
 func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLocal bool) (*commandpb.Result, uint64, error) {
 	cmd = audited(ctx, cmd)
+	if !waitLocal {
+		ctx = consensus.WithoutLocalWait(ctx)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	res, idx, err := s.prop.Propose(ctx, cmd)

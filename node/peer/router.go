@@ -80,7 +80,7 @@ func (r *Router) proposeOnce(ctx context.Context, cmd *commandpb.Command) (*comm
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := client.Forward(ctx, &peerpb.ForwardRequest{Command: data})
+	resp, err := client.Forward(ctx, &peerpb.ForwardRequest{Command: data, NoLocalWait: !consensus.WaitsLocally(ctx)})
 	if err != nil {
 		return nil, 0, fromStatus(err)
 	}

@@ -84,9 +84,11 @@ func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peer
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// The caller waits for its own apply of idx: have the commit index
-	// sent to it now (node/consensus/publish.go).
-	s.raft.PublishCommit()
+	if !req.GetNoLocalWait() {
+		// The caller waits for its own apply of idx: have the commit
+		// index sent to it now (node/consensus/publish.go).
+		s.raft.PublishCommit()
+	}
 	b, err := proto.Marshal(res)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "peer: %v", err)

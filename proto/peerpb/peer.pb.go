@@ -24,8 +24,12 @@ const (
 )
 
 type ForwardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a marshalled commandpb.Command
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a marshalled commandpb.Command
+	// The proposer will not wait for its own apply (an SMTP delivery), so
+	// the leader need not publish the commit index at once for it
+	// (node/consensus/publish.go). false from older nodes: it publishes.
+	NoLocalWait   bool `protobuf:"varint,700,opt,name=no_local_wait,json=noLocalWait,proto3" json:"no_local_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -65,6 +69,13 @@ func (x *ForwardRequest) GetCommand() []byte {
 		return x.Command
 	}
 	return nil
+}
+
+func (x *ForwardRequest) GetNoLocalWait() bool {
+	if x != nil {
+		return x.NoLocalWait
+	}
+	return false
 }
 
 type ForwardResponse struct {
@@ -655,9 +666,10 @@ var File_proto_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17proto/peerpb/peer.proto\x12\x11continuum.peer.v1\"*\n" +
+	"\x17proto/peerpb/peer.proto\x12\x11continuum.peer.v1\"O\n" +
 	"\x0eForwardRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"?\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\x12#\n" +
+	"\rno_local_wait\x18\xbc\x05 \x01(\bR\vnoLocalWait\"?\n" +
 	"\x0fForwardResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"A\n" +
