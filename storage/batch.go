@@ -307,8 +307,8 @@ func (b *Batch) RefBlob(sha []byte) error {
 	return b.put(bytesKey(FamilyBlobRef, sha), ref)
 }
 
-// ReleaseBlob drops a reference and deletes the blob, its parsed form and its
-// blobref row when none is left. It reports whether the blob was deleted.
+// ReleaseBlob drops a reference and deletes the blob, its parsed form, its
+// header block (headers.go) and its blobref row when none is left. It reports whether the blob was deleted.
 func (b *Batch) ReleaseBlob(sha []byte) (deleted bool, err error) {
 	ref, err := b.BlobRef(sha)
 	if err != nil {
@@ -318,7 +318,7 @@ func (b *Batch) ReleaseBlob(sha []byte) (deleted bool, err error) {
 		ref.Refs--
 		return false, b.put(bytesKey(FamilyBlobRef, sha), ref)
 	}
-	for _, f := range []Family{FamilyBlobRef, FamilyBlob, FamilyParsed} {
+	for _, f := range []Family{FamilyBlobRef, FamilyBlob, FamilyParsed, FamilyHeader} {
 		if err := b.del(bytesKey(f, sha)); err != nil {
 			return false, err
 		}

@@ -37,6 +37,12 @@ type Reader interface {
 	// Blob returns the decompressed bytes of a blob.
 	Blob(sha []byte) ([]byte, error)
 	Parsed(sha []byte) (*storagepb.ParsedMessage, error)
+	// HeaderBlock returns the header block of a blob's message
+	// (headers.go), without decompressing the message when it can.
+	HeaderBlock(sha []byte) ([]byte, error)
+	// HeaderBlocks is HeaderBlock for many blobs, in hash order, with
+	// one iterator (headers.go).
+	HeaderBlocks(shas [][]byte, fn func(i int, block []byte) error) error
 	// Changes calls fn for every modseq/ entry of the mailbox above
 	// sinceModSeq, ascending: live messages at their current MODSEQ and
 	// expunge tombstones.

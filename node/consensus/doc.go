@@ -15,8 +15,10 @@
 // voters at once (BootstrapWith, for --bootstrap-expect N: every one of the
 // N bootstraps the same configuration). DESIGN.md explains all three.
 //
-// Goroutines: Open starts one observer goroutine (leader changes, for the
-// cut-off rule); Close stops it and raft's own goroutines.
+// Goroutines: Open starts an observer goroutine (leader changes, for the
+// cut-off rule), the log-size watcher and the commit publisher (publish.go:
+// after a forwarded write the leader sends its commit index to the
+// followers at once); Close stops them and raft's own goroutines.
 //
 // Guards against known hashicorp/raft v1.8 issues: the log store is
 // monotonic (#697, snapshot re-download loop); divergence after a partition

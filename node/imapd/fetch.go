@@ -133,6 +133,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	s.corkOn()
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
+	headersOnly := onlyHeaders(options)
 	for len(idx) > 0 {
 		var batch []fetched
 		nbytes := 0
@@ -143,7 +144,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return errBatchFull
 			}
 			var err error
-			if withData && f.msg.Size > streamAbove {
+			if headersOnly {
+				// Header blocks only: read for the whole batch below.
+				nbytes += int(min(f.msg.Size, mail.MaxHeaderBlock))
+			} else if withData && f.msg.Size > streamAbove {
 				sha := f.msg.Blob
 				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
 				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
@@ -163,6 +167,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			batch = append(batch, f)
 			return nil
 		})
+		if headersOnly && (err == nil || errors.Is(err, errBatchFull)) {
+			// The header blocks alone, not the messages (node/mail/headers.go).
+			shas := make([][]byte, len(batch))
+			for i, f := range batch {
+				shas[i] = f.msg.Blob
+			}
+			if herr := mail.HeaderBlocks(snap, shas, func(i int, h []byte) error {
+				n := uint64(len(h))
+				batch[i].data = bytes.Clone(h)
+				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				return nil
+			}); herr != nil {
+				err = herr
+			}
+		}
 		snap.Close()
 		if err != nil && !errors.Is(err, errBatchFull) {
 			return reply(err)
@@ -192,6 +211,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 var errBatchFull = errors.New("batch full")
+
+// onlyHeaders reports whether the FETCH needs of the message bytes only its
+// top-level header block: BODY[HEADER] and BODY[HEADER.FIELDS[.NOT] (…)],
+// with no ENVELOPE, BODYSTRUCTURE or BINARY.
+func onlyHeaders(o *imap.FetchOptions) bool {
+	if len(o.BodySection) == 0 || o.Envelope || o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > 0 || sec.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
+}
 
 func markSeen(o *imap.FetchOptions) bool {
 	for _, b := range o.BodySection {
