@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -29,8 +30,10 @@ const (
 type Config struct {
 	Protocol string // smtp, lmtp or imap
 	Op       string // imap only: login, fetch-headers (default), fetch-flags, idle
-	Server   string // host:port, plain TCP
-	Sessions int    // concurrent sessions (connections); default 1
+	// Server is host:port (plain TCP), or several separated by commas
+	// (the nodes of a cluster): session i uses the i-th, round-robin.
+	Server   string
+	Sessions int // concurrent sessions (connections); default 1
 	// Duration bounds the run; Count, when set, stops it after that many
 	// operations (whichever comes first). One of them must be set.
 	Duration time.Duration
@@ -118,8 +121,10 @@ func (c *Config) defaults() error {
 	if c.Server == "" {
 		return errors.New("no server (--server HOST:PORT)")
 	}
-	if !strings.Contains(c.Server, ":") {
-		return fmt.Errorf("server %q: want HOST:PORT", c.Server)
+	for _, a := range strings.Split(c.Server, ",") {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("server %q: want HOST:PORT[,HOST:PORT...]", c.Server)
+		}
 	}
 	if c.Sessions == 0 {
 		c.Sessions = 1
@@ -160,6 +165,18 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// server returns session i's server address.
+func (c *Config) server(i int) string {
+	all := strings.Split(c.Server, ",")
+	return all[i%len(all)]
+}
+
+// deliverAddr returns session i's delivery address (idle workload).
+func (c *Config) deliverAddr(i int) string {
+	all := strings.Split(c.Deliver, ",")
+	return all[i%len(all)]
+}
+
 // user returns the i-th (0-based) user name.
 func (c *Config) user(i int) string {
 	if !strings.Contains(c.User, "%d") {
@@ -194,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// Return a nil interface, not a typed nil, on failure.
 		switch cfg.Protocol {
 		case SMTP, LMTP:
-			if s, err := newMailSession(&cfg, b, i, rng, cfg.Protocol == LMTP, cfg.Server); err == nil {
+			if s, err := newMailSession(&cfg, b, i, rng, cfg.Protocol == LMTP, cfg.server(i)); err == nil {
 				return s, nil
 			} else {
 				return nil, err

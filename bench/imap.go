@@ -19,9 +19,10 @@ var HeaderFields = []string{"From", "To", "Subject", "Date", "Message-ID"}
 
 // imapSession is one IMAP connection (login: one per operation).
 type imapSession struct {
-	cfg  *Config
-	user string
-	c    *imapclient.Client
+	cfg    *Config
+	user   string
+	server string
+	c      *imapclient.Client
 	// idle: the IDLE command, the delivery session and the EXISTS counts
 	// the unilateral handler passes on.
 	idle    *imapclient.IdleCommand
@@ -39,7 +40,7 @@ func dialIMAP(addr string, opts *imapclient.Options) (*imapclient.Client, error)
 }
 
 func newIMAPSession(ctx context.Context, cfg *Config, b *bodies, i int, rng *rand.Rand) (*imapSession, error) {
-	s := &imapSession{cfg: cfg, user: cfg.user(i)}
+	s := &imapSession{cfg: cfg, user: cfg.user(i), server: cfg.server(i)}
 	if cfg.Op == OpLogin {
 		return s, nil // each operation is a whole session
 	}
@@ -57,7 +58,7 @@ func newIMAPSession(ctx context.Context, cfg *Config, b *bodies, i int, rng *ran
 			},
 		}
 	}
-	c, err := dialIMAP(cfg.Server, opts)
+	c, err := dialIMAP(s.server, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func newIMAPSession(ctx context.Context, cfg *Config, b *bodies, i int, rng *ran
 	}
 	if cfg.Op == OpIdle {
 		s.current = sel.NumMessages
-		if s.mail, err = newMailSession(cfg, b, i, rng, !cfg.DeliverSMTP, cfg.Deliver); err != nil {
+		if s.mail, err = newMailSession(cfg, b, i, rng, !cfg.DeliverSMTP, cfg.deliverAddr(i)); err != nil {
 			s.close()
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
@@ -88,7 +89,7 @@ func newIMAPSession(ctx context.Context, cfg *Config, b *bodies, i int, rng *ran
 func (s *imapSession) op(ctx context.Context) (int64, int64, error) {
 	switch s.cfg.Op {
 	case OpLogin:
-		c, err := dialIMAP(s.cfg.Server, nil)
+		c, err := dialIMAP(s.server, nil)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/continuum-mail/continuum/bench"
 )
@@ -114,4 +119,78 @@ func parseBenchFlags(proto string, args []string, stdin io.Reader, stderr io.Wri
 	return cfg, *asJSON, nil
 }
 
-func runBenchCompare(args []string) error { return errors.New("bench compare: not built yet") }
+// runBenchCompare is `continuum bench compare` (make bench-compare).
+func runBenchCompare(args []string) error {
+	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+	dir := fs.String("dir", "", "work directory for Dovecot's and the cluster's data (default: a new temporary one, removed after)")
+	d := fs.Duration("duration", 15e9, "length of each timed workload, per server")
+	levels := fs.String("sessions", "1,8,32,128", "LMTP delivery levels")
+	mailbox := fs.Int("mailbox", 10000, "messages in the FETCH mailbox")
+	size := fs.String("size", "10k", "message size")
+	base := fs.Int("base-port", 27000, "first port (the cluster uses base..base+300, Dovecot base+900..)")
+	out := fs.String("out", "", "write BENCHMARKS.md here")
+	notes := fs.String("notes", "", "a Markdown file to include after the table (analysis)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	opts := bench.CompareOptions{Duration: *d, Mailbox: *mailbox, BasePort: *base, Log: os.Stderr}
+	if *d < time.Second {
+		return fmt.Errorf("--duration %v: want 1s or more", *d)
+	}
+	if *mailbox < 1 {
+		return fmt.Errorf("--mailbox %d: want 1 or more", *mailbox)
+	}
+	if *base < 1024 || *base > 64000 {
+		return fmt.Errorf("--base-port %d: want 1024 to 64000", *base)
+	}
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("--sessions %q: want a list like 1,8,32,128", *levels)
+		}
+		opts.Sessions = append(opts.Sessions, n)
+	}
+	var err error
+	if opts.Size, err = bench.ParseSize(*size); err != nil {
+		return err
+	}
+	var noteText []byte
+	if *notes != "" {
+		if noteText, err = os.ReadFile(*notes); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if opts.Binary, err = os.Executable(); err != nil {
+		return err
+	}
+	opts.Dir = *dir
+	if opts.Dir == "" {
+		if opts.Dir, err = os.MkdirTemp("", "continuum-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(opts.Dir)
+	}
+	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Compare(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	bench.WriteSummary(os.Stdout, rep)
+	if *out != "" {
+		var buf bytes.Buffer
+		bench.WriteMarkdown(&buf, rep, string(noteText))
+		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
+	}
+	return nil
+}
