@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -59,8 +61,57 @@ func DecompressSized(frame []byte, size uint64) ([]byte, error) {
 	return out, nil
 }
 
+// Incompressible data is stored in a zstd frame of raw blocks: the same
+// format (every reader, old and new, decodes it, the checksum included),
+// but decoding is a copy and the proposer spends no more time on it.
+const (
+	// rawAbove: a frame over this share of the data (in 1/64ths) saves
+	// too little to be worth decompressing on every replica and read.
+	rawAbove = 56 // 87.5%
+	// A message this large is first tried on a sample from its middle.
+	sampleFrom, sampleSize = 64 << 10, 16 << 10
+	maxRawBlock            = 128 << 10 // zstd's largest block
+)
+
 func compress(data []byte) []byte {
-	return zenc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	if len(data) >= sampleFrom {
+		mid := len(data)/2 - sampleSize/2
+		if s := zenc.EncodeAll(data[mid:mid+sampleSize], nil); len(s)*64 > sampleSize*rawAbove {
+			return rawFrame(data)
+		}
+	}
+	frame := zenc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	if len(data) > 0 && len(frame)*64 > len(data)*rawAbove {
+		return rawFrame(data)
+	}
+	return frame
+}
+
+// rawFrame is data in a zstd frame (RFC 8878 §3.1.1) of raw blocks: a
+// single-segment frame with the content size, and the content checksum
+// the encoder also writes (WithEncoderCRC).
+func rawFrame(data []byte) []byte {
+	out := make([]byte, 0, len(data)+18+3*(len(data)/maxRawBlock+1))
+	out = append(out, 0x28, 0xb5, 0x2f, 0xfd)
+	// Frame header descriptor: FCS field of 8 bytes (11), single segment
+	// (no window descriptor), content checksum, no dictionary.
+	out = append(out, 0b1110_0100)
+	out = binary.LittleEndian.AppendUint64(out, uint64(len(data)))
+	rest := data
+	for {
+		n := min(len(rest), maxRawBlock)
+		h := uint32(n) << 3 // block type 0: raw
+		if n == len(rest) {
+			h |= 1 // last block
+		}
+		out = append(out, byte(h), byte(h>>8), byte(h>>16))
+		out = append(out, rest[:n]...)
+		rest = rest[n:]
+		if len(rest) == 0 {
+			break
+		}
+	}
+	return binary.LittleEndian.AppendUint32(out, uint32(xxhash.Sum64(data)))
 }
 
 func decompress(v []byte) ([]byte, error) {
