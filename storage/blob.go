@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
@@ -44,6 +46,11 @@ func DecompressSized(frame []byte, size uint64) ([]byte, error) {
 	if size > maxBlobSize {
 		return nil, fmt.Errorf("storage: blob of %d bytes is over the limit", size)
 	}
+	return decodeSized(frame, size, make([]byte, 0, size))
+}
+
+// decodeSized is DecompressSized into dst (of capacity size or more).
+func decodeSized(frame []byte, size uint64, dst []byte) ([]byte, error) {
 	var h zstd.Header
 	if err := h.Decode(frame); err != nil {
 		return nil, fmt.Errorf("storage: zstd frame: %w", err)
@@ -51,7 +58,7 @@ func DecompressSized(frame []byte, size uint64) ([]byte, error) {
 	if h.HasFCS && h.FrameContentSize != size {
 		return nil, fmt.Errorf("storage: zstd frame holds %d bytes, want %d", h.FrameContentSize, size)
 	}
-	out, err := zdec.DecodeAll(frame, make([]byte, 0, size))
+	out, err := zdec.DecodeAll(frame, dst)
 	if err != nil {
 		return nil, err
 	}
@@ -116,4 +123,70 @@ func rawFrame(data []byte) []byte {
 
 func decompress(v []byte) ([]byte, error) {
 	return zdec.DecodeAll(v, nil)
+}
+
+// framePool holds decompression buffers for SumFrame (up to 1 MiB each).
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// SumFrame returns the SHA-256 of the bytes a frame holds, which must be
+// exactly size bytes (as DecompressSized checks). A frame of raw blocks is
+// hashed in place, its checksum verified; another is decompressed into a
+// pooled buffer. Apply checks every blob's id with it, on every replica.
+func SumFrame(frame []byte, size uint64) (sum [sha256.Size]byte, err error) {
+	if blocks, ok := rawBlocks(frame, size); ok {
+		h := sha256.New()
+		x := xxhash.New()
+		for _, b := range blocks {
+			h.Write(b)
+			x.Write(b)
+		}
+		if binary.LittleEndian.Uint32(frame[len(frame)-4:]) != uint32(x.Sum64()) {
+			return sum, fmt.Errorf("storage: zstd frame checksum mismatch")
+		}
+		h.Sum(sum[:0])
+		return sum, nil
+	}
+	if size > maxBlobSize {
+		return sum, fmt.Errorf("storage: blob of %d bytes is over the limit", size)
+	}
+	bp := framePool.Get().(*[]byte)
+	if uint64(cap(*bp)) < size {
+		*bp = make([]byte, 0, size)
+	}
+	out, err := decodeSized(frame, size, (*bp)[:0])
+	if err == nil {
+		sum = sha256.Sum256(out)
+	}
+	if cap(*bp) <= 1<<20 {
+		framePool.Put(bp)
+	}
+	return sum, err
+}
+
+// rawBlocks returns the blocks of a frame exactly as rawFrame writes them
+// (single segment, 8-byte content size, raw blocks, checksum) holding
+// size bytes; ok is false for any other frame.
+func rawBlocks(frame []byte, size uint64) (blocks [][]byte, ok bool) {
+	if len(frame) < 4+1+8+4 || frame[0] != 0x28 || frame[1] != 0xb5 || frame[2] != 0x2f || frame[3] != 0xfd ||
+		frame[4] != 0b1110_0100 || binary.LittleEndian.Uint64(frame[5:13]) != size {
+		return nil, false
+	}
+	rest, total := frame[13:len(frame)-4], uint64(0)
+	for {
+		if len(rest) < 3 {
+			return nil, false
+		}
+		h := uint32(rest[0]) | uint32(rest[1])<<8 | uint32(rest[2])<<16
+		n := int(h >> 3)
+		if (h>>1)&3 != 0 || n > maxRawBlock || len(rest) < 3+n {
+			return nil, false
+		}
+		blocks = append(blocks, rest[3:3+n])
+		total += uint64(n)
+		rest = rest[3+n:]
+		if h&1 == 1 {
+			break
+		}
+	}
+	return blocks, len(rest) == 0 && total == size
 }

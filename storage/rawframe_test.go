@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"testing"
 )
@@ -44,5 +45,34 @@ func TestRawFrame(t *testing.T) {
 	}
 	if _, err := DecompressSized(rawFrame(small), uint64(len(small))+1); err == nil {
 		t.Error("raw frame accepted for the wrong size")
+	}
+}
+
+// TestSumFrame: the hash of what a frame holds, raw or compressed, and the
+// same refusals as DecompressSized.
+func TestSumFrame(t *testing.T) {
+	random := make([]byte, 200<<10)
+	rand.Read(random)
+	text := bytes.Repeat([]byte("a line of text\r\n"), 1000)
+	for _, data := range [][]byte{random, random[:5000], text} {
+		for _, frame := range [][]byte{Compress(data), rawFrame(data)} {
+			sum, err := SumFrame(frame, uint64(len(data)))
+			if err != nil || sum != sha256.Sum256(data) {
+				t.Errorf("%d bytes, frame %d: %x %v", len(data), len(frame), sum[:4], err)
+			}
+			if _, err := SumFrame(frame, uint64(len(data))-1); err == nil {
+				t.Errorf("%d bytes: accepted for a smaller size", len(data))
+			}
+		}
+	}
+	bad := rawFrame(random)
+	bad[5000] ^= 1
+	if _, err := SumFrame(bad, uint64(len(random))); err == nil {
+		t.Error("raw frame with a flipped byte: checksum not verified")
+	}
+	bad = Compress(random[:5000]) // raw: its block header damaged
+	bad[14] ^= 0x10
+	if _, err := SumFrame(bad, uint64(len(text))); err == nil {
+		t.Error("raw frame with a damaged block header accepted")
 	}
 }
