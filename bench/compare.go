@@ -24,7 +24,7 @@ type CompareOptions struct {
 	Sessions []int         // LMTP delivery levels (default 1, 8, 32, 128)
 	Mailbox  int           // messages in the FETCH mailbox (default 10,000)
 	Size     int           // message size (default 10 KiB, random body)
-	BasePort int           // first port (default 27000; Dovecot uses base+900..)
+	BasePort int           // first port (default 14000: below the ports tests pick, 20000–32767, and the ephemeral range; Dovecot uses base+924 and base+943)
 	Log      io.Writer     // progress
 }
 
@@ -97,7 +97,7 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 		opts.Size = 10 << 10
 	}
 	if opts.BasePort == 0 {
-		opts.BasePort = 27000
+		opts.BasePort = 14000
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard

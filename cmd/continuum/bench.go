@@ -127,7 +127,7 @@ func runBenchCompare(args []string) error {
 	levels := fs.String("sessions", "1,8,32,128", "LMTP delivery levels")
 	mailbox := fs.Int("mailbox", 10000, "messages in the FETCH mailbox")
 	size := fs.String("size", "10k", "message size")
-	base := fs.Int("base-port", 27000, "first port (the cluster uses base..base+300, Dovecot base+900..)")
+	base := fs.Int("base-port", 14000, "first port (the cluster uses base..base+300, Dovecot base+900..)")
 	out := fs.String("out", "", "write BENCHMARKS.md here")
 	notes := fs.String("notes", "", "a Markdown file to include after the table (analysis)")
 	if err := fs.Parse(args); err != nil {
