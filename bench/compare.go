@@ -39,6 +39,8 @@ type Row struct {
 	// Unit is what the figure is: "ops/s" (higher is better) or "p50"
 	// (latency, lower is better).
 	Unit string
+	// Failed holds why a server's run could not be done (after retries).
+	Failed []string
 }
 
 // Ratio is Continuum's figure over Dovecot's (>1: Continuum better).
@@ -144,11 +146,23 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 		}
 		cfg.Password, cfg.Size = comparePassword, opts.Size
 		cfg.Progress = opts.Log
-		bg := backgroundCPU(2 * time.Second)
-		c0, t0 := procStatBusy(), time.Now()
-		r, err := Run(ctx, cfg)
-		if err != nil {
-			return nil, 0, 0, fmt.Errorf("%s %s: %w", srv.name, cfg.Workload(), err)
+		var r *Result
+		var err error
+		var bg, c0 float64
+		var t0 time.Time
+		// A session that cannot start (a leader change on a loaded
+		// machine: "cluster unavailable") fails the run: try again.
+		for try := 1; ; try++ {
+			bg = backgroundCPU(2 * time.Second)
+			c0, t0 = procStatBusy(), time.Now()
+			if r, err = Run(ctx, cfg); err == nil {
+				break
+			}
+			if try == 3 || ctx.Err() != nil {
+				return nil, 0, 0, fmt.Errorf("%s %s: %w", srv.name, cfg.Workload(), err)
+			}
+			logf("%s %s: %v; again in 5 s", srv.name, cfg.Workload(), err)
+			time.Sleep(5 * time.Second)
 		}
 		busy := procStatBusy() - c0
 		el := time.Since(t0).Seconds()
@@ -166,7 +180,13 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 			logf("%s: %s", name, srv.name)
 			r, cpu, net, err := run(srv, mk(srv))
 			if err != nil {
-				return err
+				if ctx.Err() != nil {
+					return err
+				}
+				// Recorded in the report; the other workloads go on.
+				logf("%s: %s: %v", name, srv.name, err)
+				row.Failed = append(row.Failed, err.Error())
+				continue
 			}
 			if srv.name == "dovecot" {
 				row.Dovecot, row.DovecotCPU, row.DovecotCPUNet = r, cpu, net
@@ -175,7 +195,9 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 			}
 		}
 		rep.Rows = append(rep.Rows, row)
-		logf("%s: dovecot %.1f/s p50 %v, continuum %.1f/s p50 %v, ratio %.2f×", name, row.Dovecot.PerSec, row.Dovecot.P50, row.Continuum.PerSec, row.Continuum.P50, row.Ratio())
+		if row.Dovecot != nil && row.Continuum != nil {
+			logf("%s: dovecot %.1f/s p50 %v, continuum %.1f/s p50 %v, ratio %.2f×", name, row.Dovecot.PerSec, row.Dovecot.P50, row.Continuum.PerSec, row.Continuum.P50, row.Ratio())
+		}
 		return nil
 	}
 

@@ -14,7 +14,7 @@ func WriteSummary(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r.Name, cell(r.Dovecot, r.Unit), cell(r.Continuum, r.Unit), ratio(r))
 	}
 	for _, r := range rep.Rows {
-		if strings.HasPrefix(r.Name, "LMTP delivery") {
+		if strings.HasPrefix(r.Name, "LMTP delivery") && r.Dovecot != nil && r.Continuum != nil {
 			fmt.Fprintf(w, "| whole-machine CPU per delivered message, %s | %.2f ms (%.2f ms less background) | %.2f ms (%.2f ms less background) | %s |\n",
 				strings.TrimPrefix(r.Name, "LMTP delivery, "), r.DovecotCPU, r.DovecotCPUNet, r.ContinuumCPU, r.ContinuumCPUNet, cpuRatio(r))
 		}
@@ -62,6 +62,12 @@ func WriteMarkdown(w io.Writer, rep *Report, notes string) {
 		rep.Start.UTC().Format("2006-01-02 15:04"), rep.End.UTC().Format("15:04"), rep.LoadBefore, rep.LoadAfter)
 	WriteSummary(w, rep)
 	fmt.Fprintf(w, "\nRatio: Continuum ÷ Dovecot for rates, Dovecot ÷ Continuum for latency and CPU (above 1: Continuum better).\n\n")
+	for _, r := range rep.Rows {
+		for _, f := range r.Failed {
+			fmt.Fprintf(w, "- Not measured: %s — %s\n", r.Name, f)
+		}
+	}
+	fmt.Fprintln(w)
 	if notes != "" {
 		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(notes))
 	}
