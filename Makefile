@@ -39,7 +39,7 @@ bench: ## benchmarks: replicated deliveries, FSM apply, log store, parsing
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./storage/... ./raftfsm/... ./node/... 
 
 BENCH_DURATION ?= 15s
-bench-compare: ## Continuum (3 nodes) beside Dovecot on the same workloads; installs dovecot-imapd/-lmtpd if missing; writes BENCHMARKS.md (~6 min)
+bench-compare: ## Continuum (3 nodes) beside Dovecot on the same workloads; installs dovecot-imapd/-lmtpd if missing; writes BENCHMARKS.md (about 10 min)
 	@dpkg -s dovecot-imapd dovecot-lmtpd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd >/dev/null; }
 	$(GO) build -o $(BIN) ./cmd/continuum
