@@ -21,7 +21,8 @@ import (
 // Decompression is deterministic and bounded by the declared size; the
 // cost is measured in docs/notes/fabric.md.
 //
-// It returns the message bytes when it had them (inline or decompressed).
+// It returns the message bytes when it had them inline, and for a
+// compressed blob the prefix that holds the header block (headerPrefix).
 func checkBlob(b *commandpb.Blob) ([]byte, *commandpb.Result) {
 	if len(b.GetUploadId()) > 0 {
 		return nil, checkChunkedBlob(b)
@@ -35,11 +36,13 @@ func checkBlob(b *commandpb.Blob) ([]byte, *commandpb.Result) {
 		case len(b.GetSha256()) != sha256.Size:
 			return nil, invalid("blob id is not a SHA-256")
 		}
-		data, err := storage.DecompressSized(b.GetZstd(), b.GetSize())
+		// Hashed without keeping the bytes (raw frames in place, others
+		// through a pooled buffer), save the header block's prefix.
+		sum, data, err := storage.SumFrameHead(b.GetZstd(), b.GetSize(), headerPrefix(b.GetParsed()))
 		if err != nil {
 			return nil, invalid("compressed blob does not decompress to its size")
 		}
-		if sum := sha256.Sum256(data); !bytes.Equal(sum[:], b.GetSha256()) {
+		if !bytes.Equal(sum[:], b.GetSha256()) {
 			return nil, invalid("blob SHA-256 does not match its data")
 		}
 		return data, nil
@@ -75,6 +78,16 @@ func headerBlock(parsed *storagepb.ParsedMessage, data []byte) []byte {
 		return nil
 	}
 	return data[start:end]
+}
+
+// headerPrefix is how many bytes of a compressed message checkBlob keeps:
+// up to the header block's end, when it is small enough to store apart.
+func headerPrefix(parsed *storagepb.ParsedMessage) int {
+	end := parsed.GetRoot().GetHeaderEnd()
+	if end > storage.MaxHeaderBlock+parsed.GetRoot().GetHeaderStart() {
+		return 0
+	}
+	return int(end)
 }
 
 // maxMessageSize bounds a compressed blob's declared size (1 GiB, the

@@ -44,7 +44,7 @@ func (db *DB) NewBatch() *Batch {
 	db.floorMu.Lock()
 	floor, known := db.dedupeFloor, db.dedupeFloorKnown
 	db.floorMu.Unlock()
-	return &Batch{reader: reader{r: b, cache: make(map[string][]byte)}, b: b, db: db, dedupeFloor: floor, dedupeFloorKnown: known}
+	return &Batch{reader: reader{r: b, cache: make(map[string][]byte), filter: db.filter}, b: b, db: db, dedupeFloor: floor, dedupeFloorKnown: known}
 }
 
 // Commit writes the batch atomically; sync asks for an fsync (ignored when
@@ -84,6 +84,9 @@ func (b *Batch) set(key, value []byte) error {
 	}
 	if cacheable(key) {
 		b.cache[string(key)] = append(make([]byte, 0, len(value)), value...)
+	}
+	if b.filter != nil && filtered(key) {
+		b.filter.add(key)
 	}
 	return nil
 }
