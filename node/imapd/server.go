@@ -210,6 +210,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			return fmt.Errorf("imapd: accept: %w", err)
 		}
 		delay = 0
+		tcp := c
 		c, ok := s.conns.admit(c, s.opts.MaxConnsPerIP, s.opts.MaxConns)
 		if !ok {
 			// RFC 9051 §7.1.5: BYE at greeting time, then close. On an
@@ -221,7 +222,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			c.Close()
 			continue
 		}
-		var conn net.Conn = newCorkConn(c)
+		var conn net.Conn = newCorkConn(c, tcp)
 		if implicitTLS {
 			// go-imap recognises TLS by its conn being a *tls.Conn.
 			s.secureLn.deliver(tls.Server(conn, s.opts.TLSConfig))
