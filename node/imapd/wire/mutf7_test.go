@@ -30,20 +30,20 @@ func TestMUTF7(t *testing.T) {
 // are not modified UTF-7 are refused, not guessed at.
 func TestMUTF7Invalid(t *testing.T) {
 	for _, s := range []string{
-		"!#$&'+,-...",     // issue #21: "&" not followed by base64 or "-"
-		"bad&name",        // unterminated run
-		"&",               // unterminated
-		"&AOQ-&APY-",      // two runs side by side (canonical is &AOQA9g-)
-		"&AGE-",           // "a" encoded: printable ASCII must stand for itself
-		"&2D0-",           // high surrogate alone
-		"&3gA-",           // low surrogate alone
-		"&AOR-",           // nonzero padding bits
-		"&AO-",            // half a UTF-16 unit
-		"&AOQ=-",          // padding is not used
-		"&AOQ/-",          // "/" is "," in modified base64
-		"caf\xc3\xa9",     // 8-bit bytes
-		"tab\there",       // control
-		"&ZeVnLIqe",       // no closing "-"
+		"!#$&'+,-...", // issue #21: "&" not followed by base64 or "-"
+		"bad&name",    // unterminated run
+		"&",           // unterminated
+		"&AOQ-&APY-",  // two runs side by side (canonical is &AOQA9g-)
+		"&AGE-",       // "a" encoded: printable ASCII must stand for itself
+		"&2D0-",       // high surrogate alone
+		"&3gA-",       // low surrogate alone
+		"&AOR-",       // nonzero padding bits
+		"&AO-",        // half a UTF-16 unit
+		"&AOQ=-",      // padding is not used
+		"&AOQ/-",      // "/" is "," in modified base64
+		"caf\xc3\xa9", // 8-bit bytes
+		"tab\there",   // control
+		"&ZeVnLIqe",   // no closing "-"
 	} {
 		if got, err := DecodeMUTF7(s); err == nil {
 			t.Errorf("DecodeMUTF7(%q) = %q, want an error", s, got)
@@ -60,7 +60,7 @@ func TestDecodeMailbox(t *testing.T) {
 	}{
 		{"Entw&APw-rfe", false, "Entwürfe", true},
 		{"Entwürfe", false, "Entwürfe", true}, // UTF-8 sent without ENABLE: taken as UTF-8
-		{"a&b", true, "a&b", true},           // with UTF8=ACCEPT "&" is itself
+		{"a&b", true, "a&b", true},            // with UTF8=ACCEPT "&" is itself
 		{"Entwürfe", true, "Entwürfe", true},
 		{"bad&name", false, "", false},
 		{"\xff", false, "", false},

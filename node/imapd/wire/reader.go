@@ -53,7 +53,9 @@ type Value struct {
 }
 
 // IsNIL says v is the atom NIL.
-func (v Value) IsNIL() bool { return v.Kind == Atom && !v.HasSection && strings.EqualFold(v.Str, "NIL") }
+func (v Value) IsNIL() bool {
+	return v.Kind == Atom && !v.HasSection && strings.EqualFold(v.Str, "NIL")
+}
 
 // AString returns v as an astring (RFC 9051 §9: atom or string) and
 // whether it is one.
