@@ -1,12 +1,14 @@
 package imapd
 
 import (
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
+	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
 )
 
@@ -86,6 +88,16 @@ func topLevelQueries(c *imap.SearchCriteria, folds map[string]string) []string {
 	var out []string
 	add := func(s string) { out = append(out, fold(folds, s)) }
 	for _, h := range c.Header {
+		if addressField(h.Key) != nil {
+			// An address may be written with comments or spaces around
+			// its "@" ("user (c)@ (c) host"): require only the parts.
+			for _, p := range strings.Split(h.Value, "@") {
+				if p != "" {
+					add(p)
+				}
+			}
+			continue
+		}
 		add(h.Value)
 	}
 	for _, t := range c.Body {
@@ -218,7 +230,7 @@ func (m *candidate) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, h := range c.Header {
-		if !m.loadDoc() || !m.doc.MatchHeader(h.Key, fold(m.folds, h.Value)) {
+		if !m.matchHeader(h.Key, h.Value) {
 			return false
 		}
 	}
@@ -246,6 +258,51 @@ func (m *candidate) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	return true
+}
+
+// matchHeader matches a HEADER, FROM, TO, CC or BCC criterion against the
+// field's text; an address field also matches on its parsed addresses,
+// "name <mailbox@host>" without the comments and spaces the text may hold
+// (issue #21: FROM user-from@domain.org and "<user-from (comment)@
+// (comment) domain.org>").
+func (m *candidate) matchHeader(key, value string) bool {
+	if !m.loadDoc() {
+		return false
+	}
+	want := fold(m.folds, value)
+	if m.doc.MatchHeader(key, want) {
+		return true
+	}
+	field := addressField(key)
+	if field == nil || !m.load() {
+		return false
+	}
+	for _, a := range field(m.f.parsed.GetEnvelope()) {
+		if a.Group {
+			continue
+		}
+		s := a.Name + " <" + a.Mailbox + "@" + a.Host + ">"
+		if strings.Contains(mail.FoldText(s), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressField returns the envelope's addresses for an address header
+// name, nil for any other header.
+func addressField(key string) func(*storagepb.Envelope) []*storagepb.Address {
+	switch strings.ToLower(key) {
+	case "from":
+		return (*storagepb.Envelope).GetFrom
+	case "to":
+		return (*storagepb.Envelope).GetTo
+	case "cc":
+		return (*storagepb.Envelope).GetCc
+	case "bcc":
+		return (*storagepb.Envelope).GetBcc
+	}
+	return nil
 }
 
 // matchDate compares dates only, disregarding time and zone (RFC 9051

@@ -34,6 +34,38 @@ type selected struct {
 	own         map[uint32]uint64   // UID → MODSEQ of this session's own flag change, already reported
 	sub         *mail.Subscription
 	searchRes   imap.UIDSet
+	// keywords are those the client has been told of in FLAGS; a flag
+	// change or arrival that brings a new one sets newKeyword, and the
+	// next update sends FLAGS again (RFC 9051 §7.3.5).
+	keywords   map[string]struct{}
+	newKeyword bool
+}
+
+// noteFlags records a message's flags and reports whether they hold a
+// keyword the client has not been told of.
+func (sel *selected) noteFlags(fs []string) {
+	for _, f := range fs {
+		if strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if _, ok := sel.keywords[f]; !ok {
+			sel.keywords[f] = struct{}{}
+			sel.newKeyword = true
+		}
+	}
+}
+
+// mailboxFlags is the FLAGS list: the system flags and every keyword in
+// use, sorted.
+func (sel *selected) mailboxFlags() []imap.Flag {
+	flags := slices.Clone(systemFlags)
+	for k := range sel.keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
+		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
+	})
+	return flags
 }
 
 var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagSeen, imap.FlagDraft}
@@ -86,13 +118,8 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		sub.Cancel()
 		return nil, reply(err)
 	}
-	flags := slices.Clone(systemFlags)
-	for k := range keywords {
-		flags = append(flags, imap.Flag(k))
-	}
-	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
-		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
-	})
+	sel.keywords = keywords
+	flags := sel.mailboxFlags()
 	var permanent []imap.Flag
 	if !sel.readOnly {
 		permanent = append(slices.Clone(flags), imap.FlagWildcard)
@@ -205,6 +232,12 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 			m, gerr := snap.Message(sel.id, uid)
 			if gerr == nil {
 				flags[uid] = m.Flags
+				sel.noteFlags(m.Flags)
+			}
+		}
+		for _, uid := range added {
+			if m, gerr := snap.Message(sel.id, uid); gerr == nil {
+				sel.noteFlags(m.Flags)
 			}
 		}
 	}
@@ -214,6 +247,15 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 	}
 	sel.modseq = newModSeq
 	sel.own = nil
+
+	if sel.newKeyword {
+		// go-imap can send FLAGS here but not PERMANENTFLAGS, which stays
+		// "\*" (any keyword may be created).
+		if err := w.WriteMailboxFlags(sel.mailboxFlags()); err != nil {
+			return err
+		}
+		sel.newKeyword = false
+	}
 
 	if allowExpunge && len(sel.expunged) > 0 {
 		if err := s.expungeFromView(sel.expunged, w.WriteExpunge); err != nil {

@@ -318,16 +318,31 @@ func (s *session) statusData(r storage.Reader, mb *storagepb.Mailbox, options *i
 // List implements LIST with LIST-EXTENDED, LIST-STATUS and SPECIAL-USE
 // (RFC 9051 §6.3.9, RFC 5258, RFC 5819, RFC 6154) and LSUB.
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	out, err := s.listData(ref, patterns, options)
+	if err != nil {
+		return err
+	}
+	for _, d := range out {
+		if err := w.WriteList(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listData is LIST's answer, one entry per matching mailbox.
+func (s *session) listData(ref string, patterns []string, options *imap.ListOptions) ([]*imap.ListData, error) {
 	s.touched = true
-	if len(patterns) == 1 && patterns[0] == "" {
-		// RFC 9051 §6.3.9: the hierarchy delimiter and root name.
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
+	if len(patterns) == 0 || len(patterns) == 1 && patterns[0] == "" {
+		// RFC 9051 §6.3.9: the hierarchy delimiter and root name. go-imap
+		// drops an empty pattern, so LIST "" "" arrives with none.
+		return []*imap.ListData{{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""}}, nil
 	}
 	snap := s.mail.Snapshot()
+	defer snap.Close()
 	boxes, err := snap.Mailboxes(s.user.ID)
 	if err != nil {
-		snap.Close()
-		return reply(err)
+		return nil, reply(err)
 	}
 	names := make(map[string]bool, len(boxes))
 	for _, b := range boxes {
@@ -366,19 +381,12 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		if options.ReturnStatus != nil {
 			if d.Status, err = s.statusData(snap, b, options.ReturnStatus); err != nil {
-				snap.Close()
-				return reply(err)
+				return nil, reply(err)
 			}
 		}
 		out = append(out, d)
 	}
-	snap.Close()
-	for _, d := range out {
-		if err := w.WriteList(d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, nil
 }
 
 func hasChildren(names map[string]bool, name string) bool {

@@ -111,9 +111,11 @@ func TestCommands(t *testing.T) {
 		t.Errorf("FETCH BODY[TEXT] = %q", txt)
 	}
 
-	// STORE answers with the new flags; .SILENT answers nothing.
+	// STORE answers with the new flags, and FLAGS since $Important is a
+	// new keyword (RFC 9051 §7.3.5); .SILENT answers nothing.
 	st := c.ok(`STORE 2 +FLAGS (\Flagged $Important)`)
-	if len(st) != 1 || !strings.Contains(st[0], `\Flagged`) || !strings.Contains(st[0], `$Important`) {
+	if len(st) != 2 || !strings.Contains(st[0], `\Flagged`) || !strings.Contains(st[0], `$Important`) ||
+		!strings.HasPrefix(st[1], "* FLAGS (") || !strings.Contains(st[1], "$Important") {
 		t.Errorf("STORE = %q", st)
 	}
 	if st := c.ok(`UID STORE 3 +FLAGS.SILENT (\Answered)`); len(st) != 0 {

@@ -88,6 +88,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	for _, m := range msgs {
 		sel.own[m.msg.Uid] = m.msg.Modseq
+		sel.noteFlags(m.msg.Flags)
 	}
 	if flags.Silent {
 		return nil
