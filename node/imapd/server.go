@@ -54,6 +54,12 @@ type Options struct {
 	// ScanSearch makes SEARCH read every message's text instead of asking
 	// the full-text index first: the oracle the index is tested against.
 	ScanSearch bool
+	// OwnProtocol serves connections with the project's own protocol
+	// layer (conn.go over node/imapd/wire) instead of go-imap's
+	// imapserver. It does not serve every command yet (FETCH, STORE,
+	// SEARCH, COPY, MOVE, EXPUNGE, UID and IDLE are answered NO
+	// [CANNOT]), so it is off by default; see docs/notes/imap-server.md.
+	OwnProtocol bool
 }
 
 func (o *Options) setDefaults() {
@@ -130,6 +136,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
+	own    map[net.Conn]struct{} // connections served by conn.go
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -147,6 +154,7 @@ func New(opts Options) (*Server, error) {
 		authSlots: make(chan struct{}, opts.MaxConcurrentAuth),
 		conns:     connCounter{perIP: map[string]int{}},
 		lns:       map[net.Listener]struct{}{},
+		own:       map[net.Conn]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	logger := slogPrintf{s.log}
@@ -223,6 +231,10 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			continue
 		}
 		var conn net.Conn = newCorkConn(c, tcp)
+		if s.opts.OwnProtocol {
+			s.startOwn(conn, implicitTLS, s.opts.Dev && isLoopback(c.RemoteAddr()))
+			continue
+		}
 		if implicitTLS {
 			// go-imap recognises TLS by its conn being a *tls.Conn.
 			s.secureLn.deliver(tls.Server(conn, s.opts.TLSConfig))
@@ -248,6 +260,9 @@ func (s *Server) Close() error {
 	for ln := range s.lns {
 		ln.Close()
 	}
+	for c := range s.own {
+		c.Close()
+	}
 	internal := []*chanListener{s.secureLn, s.insecureLn}
 	s.mu.Unlock()
 	// End go-imap's Serve loops first (its Close would race their start),
@@ -261,6 +276,27 @@ func (s *Server) Close() error {
 	s.secure.Close()
 	s.insecure.Close()
 	return nil
+}
+
+// startOwn serves c with the own protocol layer on a goroutine that
+// Close waits for.
+func (s *Server) startOwn(c net.Conn, implicitTLS, dev bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.own[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.serveOwn(c, implicitTLS, dev)
+		s.mu.Lock()
+		delete(s.own, c)
+		s.mu.Unlock()
+	}()
 }
 
 func isLoopback(a net.Addr) bool {

@@ -811,3 +811,35 @@ func (l *Literal) drain() error {
 	}
 	return nil
 }
+
+// ReadLine reads one raw line outside any command: a SASL response after
+// "+" (RFC 9051 §6.2.2) or IDLE's DONE (RFC 2177). It returns the line
+// without CRLF; a line over Limits.MaxLine is discarded and answered with
+// a *SyntaxError.
+func (r *Reader) ReadLine() (string, error) {
+	var sb strings.Builder
+	n := 0
+	for {
+		b, err := r.br.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		if b == '\n' {
+			return strings.TrimSuffix(sb.String(), "\r"), nil
+		}
+		n++
+		if n > r.lim.MaxLine {
+			r.atEOL, r.cmd = false, nil
+			if err := r.discardLine(); err != nil {
+				return "", err
+			}
+			return "", &SyntaxError{Text: fmt.Sprintf("Line too long (more than %d bytes)", r.lim.MaxLine)}
+		}
+		sb.WriteByte(b)
+	}
+}
+
+// Buffered reports how many bytes have been received and not yet parsed.
+// After STARTTLS it must be 0: bytes sent before the handshake must not be
+// taken as commands under TLS (RFC 9051 §11.1).
+func (r *Reader) Buffered() int { return r.br.Buffered() }

@@ -277,3 +277,19 @@ func TestPendingNotRead(t *testing.T) {
 		t.Fatalf("next command %s, want b NOOP", got)
 	}
 }
+
+func TestReadLine(t *testing.T) {
+	r := NewReader(bufio.NewReader(strings.NewReader("AGFsaWNlAHB3\r\nDONE\n"+strings.Repeat("x", 100)+"\r\nb NOOP\r\n")), Limits{MaxLine: 64})
+	for _, want := range []string{"AGFsaWNlAHB3", "DONE"} {
+		if got, err := r.ReadLine(); err != nil || got != want {
+			t.Fatalf("ReadLine = %q, %v; want %q", got, err, want)
+		}
+	}
+	var se *SyntaxError
+	if _, err := r.ReadLine(); !errors.As(err, &se) {
+		t.Fatalf("long line: %v, want a syntax error", err)
+	}
+	if c, err := r.ReadCommand(); render(c, err) != "b NOOP" {
+		t.Fatalf("after a long line: %s", render(c, err))
+	}
+}
