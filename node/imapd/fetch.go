@@ -92,6 +92,10 @@ func needsParsed(o *imap.FetchOptions) bool {
 // parsed structure computed at delivery: sections are slices of the stored
 // bytes at the recorded offsets, never a re-parse.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	return s.fetch(goimapFetch{w}, numSet, options)
+}
+
+func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -207,7 +211,7 @@ func markSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w *imapserver.FetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool) error {
+func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool) error {
 	rw := w.CreateMessage(f.seq)
 	if o.UID {
 		rw.WriteUID(imap.UID(f.msg.Uid))
@@ -435,6 +439,8 @@ func addresses(in []*storagepb.Address) []imap.Address {
 	}
 	out := make([]imap.Address, len(in))
 	for i, a := range in {
+		// A group start is (NIL NIL "name" NIL), its end (NIL NIL NIL NIL)
+		// (RFC 9051 §7.5.2); the record holds them as such.
 		out[i] = imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host}
 	}
 	return out
@@ -493,7 +499,7 @@ func disposition(p *storagepb.Part) *imap.BodyStructureDisposition {
 // message: each literal's size comes from the parsed offsets, its bytes
 // from a fresh blob stream, so no more than a chunk and the decompressor's
 // window are held whatever the message size.
-func streamBodySections(rw *imapserver.FetchResponseWriter, f fetched, secs []*imap.FetchItemBodySection) error {
+func streamBodySections(rw fetchResponseWriter, f fetched, secs []*imap.FetchItemBodySection) error {
 	for _, sec := range secs {
 		start, end, filtered := sectionRange(f.parsed, int64(f.msg.Size), sec)
 		if filtered {

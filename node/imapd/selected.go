@@ -157,6 +157,10 @@ func (s *session) unselectLocked() {
 // mailbox (RFC 9051 §7: EXPUNGE only where allowed, §7.4.1). After NOOP
 // and CHECK it first does the read-index wait.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	return s.poll(w, allowExpunge)
+}
+
+func (s *session) poll(w updateWriter, allowExpunge bool) error {
 	noop := !s.touched
 	s.touched = false
 	s.mu.Lock()
@@ -195,7 +199,7 @@ func drain(sub *mail.Subscription) {
 
 // updateLocked brings the view up to date and tells the client: EXPUNGE
 // (when allowed), then EXISTS, then FETCH FLAGS of changed messages.
-func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 	sel := s.sel
 	var (
 		added   []uint32
@@ -317,6 +321,10 @@ func (s *session) expungeFromView(uids map[uint32]struct{}, write func(seq uint3
 // was proposed, so a message delivered through any node is announced here.
 // After Options.IdleTimeout it logs the client out.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	return s.idle(w, stop)
+}
+
+func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
 	s.touched = true
 	timer := time.NewTimer(s.srv.opts.IdleTimeout)
 	defer timer.Stop()
@@ -328,7 +336,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		select {
 		case <-stop:
 		case <-timer.C:
-			s.conn.Bye("Autologout; idle for too long")
+			s.bye("Autologout; idle for too long")
 		}
 		return nil
 	}
@@ -347,7 +355,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-timer.C:
 			s.srv.log.Debug("idle timeout", "remote", s.remote)
-			s.conn.Bye("Autologout; idle for too long")
+			s.bye("Autologout; idle for too long")
 			return nil
 		case ev, ok := <-events:
 			if !ok {

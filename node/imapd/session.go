@@ -29,7 +29,7 @@ import (
 type session struct {
 	srv    *Server
 	mail   *mail.Service
-	conn   *imapserver.Conn
+	bye    func(text string) // says BYE and closes the connection
 	cork   *corkConn
 	remote string // client IP, the key of the login throttle
 
@@ -62,7 +62,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	if host, _, err := net.SplitHostPort(remote); err == nil {
 		remote = host
 	}
-	return &session{srv: s, mail: s.opts.Mail, conn: c, cork: cork, remote: remote}, nil, nil
+	return &session{srv: s, mail: s.opts.Mail, bye: func(text string) { c.Bye(text) }, cork: cork, remote: remote}, nil, nil
 }
 
 func (s *session) ctx() context.Context { return s.srv.ctx }

@@ -44,6 +44,10 @@ func (sel *selected) uidRanges(idx []int) []*commandpb.UIDRange {
 
 // Store implements STORE (RFC 9051 §6.4.6).
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	return s.store(goimapFetch{w}, numSet, flags, options)
+}
+
+func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -155,6 +159,10 @@ func copyData(res *commandpb.Result, dst *storagepb.Mailbox) *imap.CopyData {
 
 // Move implements MOVE (RFC 6851): one command copies and expunges.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	return s.move(w, numSet, dest)
+}
+
+func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -194,6 +202,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // expunge of CLOSE. On a mailbox opened with EXAMINE it does nothing,
 // as CLOSE must (RFC 9051 §6.4.1).
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	return s.expunge(w.WriteExpunge, uids)
+}
+
+func (s *session) expunge(writeExpunge func(seq uint32) error, uids *imap.UIDSet) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -222,7 +234,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	for _, u := range res.Uids {
 		gone[u] = struct{}{}
 	}
-	return s.expungeFromView(gone, w.WriteExpunge)
+	return s.expungeFromView(gone, writeExpunge)
 }
 
 func (s *session) corkOn() {

@@ -1,0 +1,59 @@
+package imapd
+
+import (
+	"io"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// The session writes its responses through these interfaces, so that the
+// same session code serves go-imap's imapserver (whose writers satisfy
+// them, through goimapFetch for FETCH) and the own protocol layer
+// (conn.go's writers).
+
+// updateWriter reports mailbox changes (EXPUNGE, EXISTS, FLAGS, FETCH
+// FLAGS).
+type updateWriter interface {
+	WriteExpunge(seqNum uint32) error
+	WriteNumMessages(n uint32) error
+	WriteMailboxFlags(flags []imap.Flag) error
+	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+}
+
+// fetchWriter starts one FETCH response per message.
+type fetchWriter interface {
+	CreateMessage(seqNum uint32) fetchResponseWriter
+}
+
+// fetchResponseWriter writes the items of one FETCH response.
+type fetchResponseWriter interface {
+	WriteUID(uid imap.UID)
+	WriteFlags(flags []imap.Flag)
+	WriteInternalDate(t time.Time)
+	WriteRFC822Size(size int64)
+	WriteEnvelope(env *imap.Envelope)
+	WriteBodyStructure(bs imap.BodyStructure)
+	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
+	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
+	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
+	Close() error
+}
+
+// moveWriter reports MOVE's COPYUID and expunges.
+type moveWriter interface {
+	WriteCopyData(data *imap.CopyData) error
+	WriteExpunge(seqNum uint32) error
+}
+
+// goimapFetch adapts go-imap's FetchWriter.
+type goimapFetch struct{ w *imapserver.FetchWriter }
+
+func (g goimapFetch) CreateMessage(seq uint32) fetchResponseWriter { return g.w.CreateMessage(seq) }
+
+var (
+	_ updateWriter        = (*imapserver.UpdateWriter)(nil)
+	_ fetchResponseWriter = (*imapserver.FetchResponseWriter)(nil)
+	_ moveWriter          = (*imapserver.MoveWriter)(nil)
+)
