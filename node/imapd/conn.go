@@ -19,10 +19,8 @@ import (
 
 // conn serves one connection with the project's own protocol layer
 // (node/imapd/wire) instead of go-imap's imapserver: the state machine of
-// RFC 9051 §3 over the same session methods. It is switched on by
-// Options.OwnProtocol while it does not yet serve every command (see
-// docs/notes/imap-server.md); commands it does not serve yet are answered
-// NO [CANNOT] and say so.
+// RFC 9051 §3 over the same session methods (their responses go through
+// the writer interfaces of writers.go, encoded by node/imapd/wire).
 //
 // One goroutine (Server.serveOwn) runs a conn; nothing in it is shared.
 type conn struct {
@@ -59,6 +57,11 @@ func (s *Server) serveOwn(nc net.Conn, implicitTLS, dev bool) {
 	}
 	cork, _ := nc.(*corkConn)
 	c.s = &session{srv: s, mail: s.opts.Mail, cork: cork, remote: remote}
+	c.s.bye = func(text string) {
+		c.w.Status("*", "BYE", "", text)
+		c.w.Flush()
+		c.quit = true
+	}
 	defer c.s.Close()
 	c.setIO()
 	c.w.Status("*", "OK", "CAPABILITY "+c.capabilities(), "Continuum IMAP ready")
@@ -129,7 +132,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "NAMESPACE", "UNSELECT",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -205,12 +208,16 @@ func init() {
 		"CHECK":          sel((*conn).cmdNoop),
 		"UNSELECT":       sel((*conn).cmdUnselect),
 		"CLOSE":          sel((*conn).cmdClose),
+		"FETCH":          sel((*conn).cmdFetch),
+		"STORE":          sel((*conn).cmdStore),
+		"SEARCH":         sel((*conn).cmdSearch),
+		"COPY":           sel((*conn).cmdCopy),
+		"MOVE":           sel((*conn).cmdMove),
+		"EXPUNGE":        sel((*conn).cmdExpunge),
+		"UID":            sel((*conn).cmdUID),
+		"IDLE":           auth((*conn).cmdIdle),
 	}
 }
-
-// notYet are commands this layer does not serve yet (go-imap's server
-// still does, without Options.OwnProtocol).
-var notYet = map[string]bool{"FETCH": true, "STORE": true, "SEARCH": true, "COPY": true, "MOVE": true, "EXPUNGE": true, "UID": true, "IDLE": true}
 
 // errBad is a command whose arguments do not fit its grammar.
 type errBad string
@@ -220,11 +227,7 @@ func (e errBad) Error() string { return string(e) }
 func (c *conn) dispatch(cmd *wire.Command) {
 	h, ok := commands[cmd.Name]
 	if !ok {
-		if notYet[cmd.Name] {
-			c.w.Status(cmd.Tag, "NO", "CANNOT", cmd.Name+" is not served by this protocol layer yet")
-		} else {
-			c.w.Status(cmd.Tag, "BAD", "", "Unknown command "+cmd.Name)
-		}
+		c.w.Status(cmd.Tag, "BAD", "", "Unknown command "+cmd.Name)
 		return
 	}
 	if st := c.state(); st < h.min || st > h.max {
@@ -241,6 +244,9 @@ func (c *conn) dispatch(cmd *wire.Command) {
 		return
 	}
 	err := h.fn(c, cmd)
+	if err != errDone {
+		c.update(cmd)
+	}
 	c.done(cmd, err)
 }
 
@@ -248,7 +254,10 @@ func (c *conn) dispatch(cmd *wire.Command) {
 func (c *conn) done(cmd *wire.Command, err error) {
 	var bad errBad
 	var ie *imap.Error
+	var ok okWith
 	switch {
+	case errors.As(err, &ok):
+		c.w.Status(cmd.Tag, "OK", ok.code, ok.text)
 	case err == errDone:
 	case err == nil:
 		c.w.Status(cmd.Tag, "OK", "", cmd.Name+" completed")
@@ -387,12 +396,16 @@ func (c *conn) cmdLogin(cmd *wire.Command) error {
 	if err := c.s.Login(user, pass); err != nil {
 		return err
 	}
-	c.w.Status(cmd.Tag, "OK", "CAPABILITY "+c.capabilities(), "Logged in")
-	return errDone
+	return okWith{"CAPABILITY " + c.capabilities(), "Logged in"}
 }
 
 // errDone means the handler wrote its own tagged completion.
 var errDone = errors.New("imapd: completion written")
+
+// okWith is a tagged OK with a response code.
+type okWith struct{ code, text string }
+
+func (o okWith) Error() string { return o.text }
 
 // cmdAuthenticate implements AUTHENTICATE PLAIN (RFC 9051 §6.2.2, RFC
 // 4616) with an initial response (SASL-IR, RFC 4959).
@@ -444,8 +457,7 @@ func (c *conn) cmdAuthenticate(cmd *wire.Command) error {
 	if err := c.s.Login(parts[1], parts[2]); err != nil {
 		return err
 	}
-	c.w.Status(cmd.Tag, "OK", "CAPABILITY "+c.capabilities(), "Logged in")
-	return errDone
+	return okWith{"CAPABILITY " + c.capabilities(), "Logged in"}
 }
 
 // cmdStartTLS implements STARTTLS (RFC 9051 §6.2.1). Bytes the client sent
@@ -822,8 +834,7 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 			text = "SELECT completed; this node is cut off from the cluster, so the mailbox is read-only"
 		}
 	}
-	w.Status(cmd.Tag, "OK", code, text)
-	return errDone
+	return okWith{code, text}
 }
 
 func joinFlags(fs []imap.Flag) string {
@@ -914,8 +925,7 @@ func (c *conn) cmdAppend(cmd *wire.Command) error {
 		return aerr
 	}
 	if data != nil && data.UID != 0 {
-		c.w.Raw(cmd.Tag).Raw(" OK [APPENDUID ").Number(uint64(data.UIDValidity)).SP().Number(uint64(data.UID)).Raw("] APPEND completed").CRLF()
-		return errDone
+		return okWith{fmt.Sprintf("APPENDUID %d %d", data.UIDValidity, data.UID), "APPEND completed"}
 	}
 	return nil
 }

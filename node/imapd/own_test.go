@@ -1,6 +1,7 @@
 package imapd_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,113 @@ func TestOwnLoginRules(t *testing.T) {
 		t.Fatalf("AUTHENTICATE without IR → %q", done)
 	}
 	c.ok("LOGOUT")
+}
+
+// TestOwnBinaryAndLiteral8: a part with NUL bytes appended as a literal8
+// is sent as a literal8 for BODY[1] (a plain literal cannot carry NUL), a
+// partial BINARY fetch names its origin (BINARY[1]<0>), and BINARY.SIZE
+// works (RFC 3516; issue #21).
+func TestOwnBinaryAndLiteral8(t *testing.T) {
+	_, addrs := ownEnv(t)
+	c := login(t, addrs[0], alice)
+	bin := "ab\x00cd\x00ef"
+	msg := "From: a@b\r\nSubject: bin\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" +
+		"--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + bin + "\r\n--x--\r\n"
+	c.send("b1 APPEND INBOX ~{%d+}\r\n%s\r\n", len(msg), msg)
+	if _, done := c.until("b1"); !strings.HasPrefix(done, "OK") {
+		t.Fatalf("APPEND literal8 → %q", done)
+	}
+	c.ok("SELECT INBOX")
+	u := c.ok("FETCH 1 (BODY.PEEK[1])")
+	if !strings.Contains(u[0], "BODY[1] ~{8}") {
+		t.Errorf("BODY.PEEK[1] of a NUL part = %q, want a literal8 ~{8}", u[0])
+	}
+	u = c.ok("FETCH 1 (BINARY.PEEK[1]<0.5>)")
+	if !strings.Contains(u[0], "BINARY[1]<0> ~{5}") {
+		t.Errorf("partial BINARY = %q, want BINARY[1]<0> ~{5}", u[0])
+	}
+	if u := c.ok("FETCH 1 (BINARY.SIZE[1])"); !strings.Contains(u[0], "BINARY.SIZE[1] 8") {
+		t.Errorf("BINARY.SIZE = %q", u)
+	}
+}
+
+// TestOwnSelectedCommands: FETCH, STORE, SEARCH (plain and ESEARCH with
+// SAVE), COPY, MOVE, EXPUNGE and UID forms through the own layer, and the
+// ENVELOPE grammar (no space between addresses).
+func TestOwnSelectedCommands(t *testing.T) {
+	e, addrs := ownEnv(t)
+	for i := 1; i <= 3; i++ {
+		e.deliver(0, alice, testMessage(fmt.Sprint("m", i), fmt.Sprint("subject ", i), "body"))
+	}
+	e.waitAll()
+	c := login(t, addrs[1], alice)
+	c.ok("SELECT INBOX")
+	u := c.ok("FETCH 1:* (UID FLAGS ENVELOPE)")
+	if len(u) != 3 || !strings.Contains(u[0], "UID 1 FLAGS () ENVELOPE (") {
+		t.Fatalf("FETCH = %q", u)
+	}
+	if u := c.ok(`STORE 2 +FLAGS (\Seen)`); find(u, `* 2 FETCH (FLAGS (\Seen))`) == "" {
+		t.Errorf("STORE = %q", u)
+	}
+	if u := c.ok("SEARCH UNSEEN"); find(u, "* SEARCH 1 3") == "" {
+		t.Errorf("SEARCH UNSEEN = %q", u)
+	}
+	if u := c.ok("UID SEARCH RETURN (MIN COUNT SAVE) SUBJECT subject"); len(u) != 1 || !strings.HasPrefix(u[0], `* ESEARCH (TAG "a`) || !strings.HasSuffix(u[0], `") UID MIN 1 COUNT 3`) {
+		t.Errorf("ESEARCH = %q", u)
+	}
+	if u := c.ok("UID FETCH $ (FLAGS)"); len(u) != 3 {
+		t.Errorf("UID FETCH $ = %q", u)
+	}
+	c.ok("CREATE Other")
+	if _, done := c.do("COPY 1 Other"); !strings.HasPrefix(done, "OK [COPYUID ") {
+		t.Errorf("COPY → %q", done)
+	}
+	u, done := c.do("UID MOVE 3 Other")
+	if !strings.HasPrefix(done, "OK") || find(u, "* OK [COPYUID ") == "" || find(u, "* 3 EXPUNGE") == "" {
+		t.Errorf("MOVE = %q %q", u, done)
+	}
+	c.ok(`STORE 1 +FLAGS.SILENT (\Deleted)`)
+	if u := c.ok("EXPUNGE"); find(u, "* 1 EXPUNGE") == "" {
+		t.Errorf("EXPUNGE = %q", u)
+	}
+	if u := c.ok("STATUS Other (MESSAGES)"); find(u, "MESSAGES 2") == "" {
+		t.Errorf("STATUS Other = %q", u)
+	}
+	c.expect("BAD", "FETCH 1 (BODY[HEADER.FIELDS])")
+	c.expect("BAD", "FETCH 0 FLAGS")
+	c.expect("BAD", "SEARCH FOO")
+}
+
+// TestOwnIdle: a delivery through another node is announced during IDLE.
+func TestOwnIdle(t *testing.T) {
+	e, addrs := ownEnv(t)
+	c := login(t, addrs[2], alice)
+	c.ok("SELECT INBOX")
+	c.send("i1 IDLE\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	e.deliver(0, alice, testMessage("idle", "during idle", "b"))
+	if l, err := c.readLine(20 * time.Second); err != nil || l != "* 1 EXISTS" {
+		t.Fatalf("during IDLE: %q, %v; want * 1 EXISTS", l, err)
+	}
+	c.send("DONE\r\n")
+	if _, done := c.until("i1"); !strings.HasPrefix(done, "OK") {
+		t.Fatalf("IDLE → %q", done)
+	}
+}
+
+// TestOwnEnvelopeGrammar: ENVELOPE address lists as RFC 9051 writes them,
+// with no space between addresses (go-imap puts one), groups as markers.
+func TestOwnEnvelopeGrammar(t *testing.T) {
+	e, addrs := ownEnv(t)
+	e.deliver(0, alice, "From: x@y\r\nTo: group: a@b, c@d;, e@f\r\nSubject: g\r\n\r\nbody\r\n")
+	e.waitAll()
+	c := login(t, addrs[0], alice)
+	c.ok("EXAMINE INBOX")
+	u := c.ok("FETCH 1 ENVELOPE")
+	want := `((NIL NIL "group" NIL)(NIL NIL "a" "b")(NIL NIL "c" "d")(NIL NIL NIL NIL)(NIL NIL "e" "f"))`
+	if !strings.Contains(u[0], want) {
+		t.Errorf("ENVELOPE = %q, want To %s", u[0], want)
+	}
 }

@@ -22,6 +22,10 @@ import (
 // trigram of the top-level text criteria; each is then verified on its
 // text, so the result is the scanning path's (Options.ScanSearch).
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	return s.search(kind == imapserver.NumKindUID, criteria, options)
+}
+
+func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -53,7 +57,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		uids.AddNum(imap.UID(f.msg.Uid))
 		num := f.seq
-		if kind == imapserver.NumKindUID {
+		if uid {
 			num = f.msg.Uid
 		} else {
 			seqs.AddNum(f.seq)
@@ -70,7 +74,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		s.srv.log.Error("search", "err", err)
 		return nil, reply(err)
 	}
-	if kind == imapserver.NumKindUID {
+	if uid {
 		data.All = uids
 	} else {
 		data.All = seqs

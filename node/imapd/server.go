@@ -56,9 +56,7 @@ type Options struct {
 	ScanSearch bool
 	// OwnProtocol serves connections with the project's own protocol
 	// layer (conn.go over node/imapd/wire) instead of go-imap's
-	// imapserver. It does not serve every command yet (FETCH, STORE,
-	// SEARCH, COPY, MOVE, EXPUNGE, UID and IDLE are answered NO
-	// [CANNOT]), so it is off by default; see docs/notes/imap-server.md.
+	// imapserver; see docs/notes/imap-server.md.
 	OwnProtocol bool
 }
 
