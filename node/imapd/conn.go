@@ -36,6 +36,7 @@ type conn struct {
 	rev2 bool // ENABLE IMAP4rev2
 	utf8 bool // ENABLE UTF8=ACCEPT
 	quit bool
+	bads int // invalid commands in a row
 }
 
 // ownLimits bound what one command may hold (wire.Limits). APPEND's
@@ -68,13 +69,21 @@ func (s *Server) serveOwn(nc net.Conn, implicitTLS, dev bool) {
 	if c.w.Flush() != nil {
 		return
 	}
-	for !c.quit {
+	for first := true; !c.quit; first = false {
 		c.nc.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		cmd, err := c.r.ReadCommand()
 		var se *wire.SyntaxError
 		if errors.As(err, &se) {
 			c.syntaxError(se)
-			if se.Fatal || c.w.Flush() != nil {
+			c.bads++
+			if first && httpMethods[se.Tag] {
+				c.w.Status("*", "BYE", "", "This is an IMAP server")
+				se.Fatal = true
+			} else if c.bads >= maxBadCommands {
+				c.w.Status("*", "BYE", "", "Too many invalid commands")
+				se.Fatal = true
+			}
+			if c.w.Flush() != nil || se.Fatal {
 				return
 			}
 			continue
@@ -92,6 +101,13 @@ func (s *Server) serveOwn(nc net.Conn, implicitTLS, dev bool) {
 		}
 	}
 }
+
+// maxBadCommands is how many invalid commands in a row end the
+// connection (a client that is not speaking IMAP, or is lost).
+const maxBadCommands = 10
+
+// httpMethods: a first line that is an HTTP request gets BYE at once.
+var httpMethods = map[string]bool{"GET": true, "POST": true, "HEAD": true, "PUT": true, "OPTIONS": true, "CONNECT": true}
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -228,8 +244,13 @@ func (c *conn) dispatch(cmd *wire.Command) {
 	h, ok := commands[cmd.Name]
 	if !ok {
 		c.w.Status(cmd.Tag, "BAD", "", "Unknown command "+cmd.Name)
+		if c.bads++; c.bads >= maxBadCommands {
+			c.w.Status("*", "BYE", "", "Too many invalid commands")
+			c.quit = true
+		}
 		return
 	}
+	c.bads = 0
 	if st := c.state(); st < h.min || st > h.max {
 		text := "Not allowed in this state"
 		switch {

@@ -365,13 +365,12 @@ func sectionName(sec *imap.FetchItemBodySection) string {
 	return s + spec
 }
 
+// quoteAll writes header field names as quoted strings, as sent (field
+// names are printable ASCII without ":" or space, RFC 5322 §2.2).
 func quoteAll(names []string) string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = strings.ToUpper(n)
-		if strings.ContainsAny(n, " ()\"\\{%*]") {
-			out[i] = strconv.Quote(n)
-		}
+		out[i] = strconv.Quote(n)
 	}
 	return strings.Join(out, " ")
 }

@@ -74,7 +74,7 @@ func TestOwnMailboxNames(t *testing.T) {
 		t.Errorf(`LIST "" "" = %q`, u)
 	}
 	c.ok("CREATE Entw&APw-rfe")
-	if u := c.ok(`LIST "" "Entw*"`); find(u, `"/" Entw&APw-rfe`) == "" {
+	if u := c.ok(`LIST "" "Entw*"`); find(u, `"/" "Entw&APw-rfe"`) == "" {
 		t.Errorf("LIST = %q, want Entw&APw-rfe", u)
 	}
 	if u := c.ok("ENABLE UTF8=ACCEPT"); find(u, "* ENABLED UTF8=ACCEPT") == "" {

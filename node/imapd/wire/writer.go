@@ -96,14 +96,18 @@ func (w *Writer) AString(s string) *Writer {
 	return w.String(s)
 }
 
-// Mailbox writes a mailbox name: UTF-8 when the client enabled
-// UTF8=ACCEPT, else modified UTF-7 (RFC 3501 §5.1.3). INBOX is always
-// written as INBOX.
+// Mailbox writes a mailbox name as a string: UTF-8 when the client
+// enabled UTF8=ACCEPT, else modified UTF-7 (RFC 3501 §5.1.3). Names are
+// always quoted (as Dovecot and go-imap write them), so a name like NIL
+// cannot be misread; INBOX alone is written as the atom INBOX.
 func (w *Writer) Mailbox(name string) *Writer {
+	if name == "INBOX" {
+		return w.Raw(name)
+	}
 	if !w.UTF8 {
 		name = EncodeMUTF7(name)
 	}
-	return w.AString(name)
+	return w.String(name)
 }
 
 // Literal writes a literal of n bytes from r: "{n}" CRLF and the bytes, or
