@@ -524,7 +524,7 @@ func (c *conn) cmdEnable(cmd *wire.Command) error {
 		switch strings.ToUpper(v.Str) {
 		case "IMAP4REV2":
 			if !c.rev2 {
-				c.rev2 = true
+				c.rev2, c.s.rev2 = true, true
 				on = append(on, "IMAP4rev2")
 			}
 		case "UTF8=ACCEPT":
@@ -834,8 +834,8 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	w := c.w
 	w.Raw("* ").Number(uint64(d.NumMessages)).Raw(" EXISTS").CRLF()
 	if !c.rev2 {
-		// \Recent is not kept (see docs/notes/imap-server.md); rev1 needs
-		// the line.
+		// \Recent: nothing is recent at SELECT; what arrives while
+		// selected is (docs/notes/imap-server.md).
 		w.Raw("* 0 RECENT").CRLF()
 		if d.FirstUnseenSeqNum > 0 {
 			w.Raw("* OK [UNSEEN ").Number(uint64(d.FirstUnseenSeqNum)).Raw("] First unseen").CRLF()

@@ -89,6 +89,11 @@ func (u connUpdates) WriteNumMessages(n uint32) error {
 	return u.done()
 }
 
+func (u connUpdates) WriteNumRecent(n uint32) error {
+	u.c.w.Raw("* ").Number(uint64(n)).Raw(" RECENT").CRLF()
+	return u.done()
+}
+
 func (u connUpdates) WriteMailboxFlags(flags []imap.Flag) error {
 	u.c.w.Raw("* FLAGS (").Raw(joinFlags(flags)).Raw(")").CRLF()
 	if u.c.s.sel != nil && !u.c.s.sel.readOnly {
@@ -533,11 +538,13 @@ func (p *searchParser) key(c *imap.SearchCriteria) error {
 		flag(imap.FlagFlagged, k == "FLAGGED")
 	case "SEEN", "UNSEEN":
 		flag(imap.FlagSeen, k == "SEEN")
-	case "RECENT", "NEW":
-		// \Recent is not kept (docs/notes/imap-server.md): no message is
-		// recent, so RECENT and NEW match none, OLD all.
+	case "RECENT", "OLD":
+		// \Recent as the session sees it (selected.flagsOf); sel.static
+		// resolves it.
+		flag(`\Recent`, k == "RECENT")
+	case "NEW":
 		flag(`\Recent`, true)
-	case "OLD":
+		flag(imap.FlagSeen, false)
 	case "KEYWORD", "UNKEYWORD":
 		s, err := p.str()
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
@@ -91,10 +90,6 @@ func needsParsed(o *imap.FetchOptions) bool {
 // Fetch implements FETCH (RFC 9051 §6.4.5) from the stored records and the
 // parsed structure computed at delivery: sections are slices of the stored
 // bytes at the recorded offsets, never a re-parse.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	return s.fetch(goimapFetch{w}, numSet, options)
-}
-
 func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	s.touched = true
 	s.mu.Lock()
@@ -187,7 +182,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				}
 				sel.own[f.msg.Uid] = f.msg.Modseq
 			}
-			if err := writeFetch(w, f, options, seen[f.msg.Uid]); err != nil {
+			if err := writeFetch(w, f, options, seen[f.msg.Uid], sel.flagsOf(f.msg.Uid, f.msg.Flags)); err != nil {
 				return err
 			}
 		}
@@ -211,13 +206,13 @@ func markSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool) error {
+func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag) error {
 	rw := w.CreateMessage(f.seq)
 	if o.UID {
 		rw.WriteUID(imap.UID(f.msg.Uid))
 	}
 	if o.Flags || flagsChanged {
-		rw.WriteFlags(imapFlags(f.msg.Flags))
+		rw.WriteFlags(flags)
 	}
 	if o.InternalDate {
 		rw.WriteInternalDate(time.Unix(f.msg.InternalDateUnix, 0).UTC())

@@ -65,8 +65,6 @@ func (e *env) serve(i int, tune func(*imapd.Options)) string {
 		Dev:              true,
 		AuthFailureDelay: 20 * time.Millisecond, MaxAuthFailureDelay: 200 * time.Millisecond,
 	}
-	// CONTINUUM_IMAP_OWN=1 runs every test against the own protocol layer.
-	opts.OwnProtocol = os.Getenv("CONTINUUM_IMAP_OWN") == "1"
 	if tune != nil {
 		tune(&opts)
 	}

@@ -5,20 +5,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/continuum-mail/continuum/node/imapd"
 )
 
-// Tests of the own protocol layer (Options.OwnProtocol, conn.go over
-// node/imapd/wire): the issue #21 items that go-imap's server cannot do.
+// Tests of the protocol layer (conn.go over node/imapd/wire) for the
+// issue #21 items that go-imap's server could not do.
 
 func ownEnv(t *testing.T) (*env, []string) {
 	e := newEnv(t, nil)
-	var addrs []string
-	for i := range e.addrs {
-		addrs = append(addrs, e.serve(i, func(o *imapd.Options) { o.OwnProtocol = true }))
-	}
-	return e, addrs
+	return e, e.addrs
 }
 
 // TestOwnSyntaxErrorsBADAtOnce: an unterminated quoted string and deep
@@ -270,5 +264,53 @@ func TestOwnEnvelopeGrammar(t *testing.T) {
 	want := `((NIL NIL "group" NIL)(NIL NIL "a" "b")(NIL NIL "c" "d")(NIL NIL NIL NIL)(NIL NIL "e" "f"))`
 	if !strings.Contains(u[0], want) {
 		t.Errorf("ENVELOPE = %q, want To %s", u[0], want)
+	}
+}
+
+// TestRecentRev1: the \Recent rule (docs/notes/imap-server.md): for an
+// IMAP4rev1 session, nothing is recent at SELECT and what arrives while
+// selected is, with RECENT after EXISTS, \Recent in FLAGS and SEARCH
+// RECENT/NEW/OLD to match; an IMAP4rev2 session sees none of it. The rule
+// depends only on the order of log entries and the session's SELECT, so it
+// is the same on every node.
+func TestRecentRev1(t *testing.T) {
+	e, addrs := ownEnv(t)
+	e.deliver(0, alice, testMessage("r1", "old one", "b"))
+	e.waitAll()
+	c := login(t, addrs[1], alice)
+	if u := c.ok("SELECT INBOX"); find(u, "* 0 RECENT") == "" {
+		t.Errorf("SELECT = %q, want * 0 RECENT", u)
+	}
+	e.deliver(2, alice, testMessage("r2", "new one", "b"))
+	var u []string
+	eventually(t, 10*time.Second, "EXISTS for the new message", func() bool {
+		u = c.ok("NOOP")
+		return find(u, "* 2 EXISTS") != ""
+	})
+	if find(u, "* 1 RECENT") == "" {
+		t.Errorf("NOOP = %q, want * 1 RECENT after EXISTS", u)
+	}
+	if f := c.ok("FETCH 1:2 FLAGS"); strings.Contains(f[0], `\Recent`) || !strings.Contains(f[1], `\Recent`) {
+		t.Errorf("FETCH FLAGS = %q, want \\Recent on 2 only", f)
+	}
+	for q, want := range map[string]string{"RECENT": "* SEARCH 2", "NEW": "* SEARCH 2", "OLD": "* SEARCH 1", "NOT RECENT": "* SEARCH 1"} {
+		if u := c.ok("SEARCH %s", q); len(u) != 1 || u[0] != want {
+			t.Errorf("SEARCH %s = %q, want %q", q, u, want)
+		}
+	}
+	c.expect("BAD", `STORE 1 +FLAGS (\Recent)`)
+
+	r2 := login(t, addrs[1], alice)
+	r2.ok("ENABLE IMAP4rev2")
+	if u := r2.ok("SELECT INBOX"); find(u, "RECENT") != "" {
+		t.Errorf("rev2 SELECT = %q, want no RECENT", u)
+	}
+	e.deliver(0, alice, testMessage("r3", "third", "b"))
+	eventually(t, 10*time.Second, "EXISTS at the rev2 session", func() bool {
+		u = r2.ok("NOOP")
+		return find(u, "* 3 EXISTS") != ""
+	})
+	if find(u, "RECENT") != "" {
+		t.Errorf("rev2 NOOP = %q, want no RECENT", u)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -21,10 +20,6 @@ import (
 // full-text index narrows the messages to check to those that hold every
 // trigram of the top-level text criteria; each is then verified on its
 // text, so the result is the scanning path's (Options.ScanSearch).
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
-	return s.search(kind == imapserver.NumKindUID, criteria, options)
-}
-
 func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	s.touched = true
 	s.mu.Lock()
@@ -133,10 +128,38 @@ func (sel *selected) static(c imap.SearchCriteria) imap.SearchCriteria {
 	for _, set := range c.UID {
 		uidSets = append(uidSets, sel.toUIDSet(sel.indices(set)))
 	}
+	// \Recent is the session's, not a stored flag: a set of UIDs.
+	recent := func() imap.UIDSet {
+		set := imap.UIDSet{}
+		for u := range sel.recent {
+			set.AddNum(imap.UID(u))
+		}
+		return set
+	}
+	var flags, notFlags []imap.Flag
+	var notRecent bool
+	for _, f := range c.Flag {
+		if strings.EqualFold(string(f), `\Recent`) {
+			uidSets = append(uidSets, recent())
+		} else {
+			flags = append(flags, f)
+		}
+	}
+	for _, f := range c.NotFlag {
+		if strings.EqualFold(string(f), `\Recent`) {
+			notRecent = true
+		} else {
+			notFlags = append(notFlags, f)
+		}
+	}
+	c.Flag, c.NotFlag = flags, notFlags
 	c.SeqNum, c.UID = seqSets, uidSets
 	c.Not = append([]imap.SearchCriteria(nil), c.Not...)
 	for i := range c.Not {
 		c.Not[i] = sel.static(c.Not[i])
+	}
+	if notRecent {
+		c.Not = append(c.Not, imap.SearchCriteria{UID: []imap.UIDSet{recent()}})
 	}
 	c.Or = append([][2]imap.SearchCriteria(nil), c.Or...)
 	for i := range c.Or {

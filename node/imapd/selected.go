@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -39,6 +38,20 @@ type selected struct {
 	// next update sends FLAGS again (RFC 9051 §7.3.5).
 	keywords   map[string]struct{}
 	newKeyword bool
+	// recent holds, for an IMAP4rev1 session, the UIDs that are \Recent
+	// to it: those announced by EXISTS while it had the mailbox selected
+	// (docs/notes/imap-server.md, "\Recent").
+	recent map[uint32]struct{}
+}
+
+// flagsOf is a message's flags as this session shows them: the stored
+// ones, plus \Recent where the rule gives it.
+func (sel *selected) flagsOf(uid uint32, stored []string) []imap.Flag {
+	fs := imapFlags(stored)
+	if _, ok := sel.recent[uid]; ok {
+		fs = append(fs, `\Recent`)
+	}
+	return fs
 }
 
 // noteFlags records a message's flags and reports whether they hold a
@@ -156,10 +169,6 @@ func (s *session) unselectLocked() {
 // Poll runs after every command: it reports what changed in the selected
 // mailbox (RFC 9051 §7: EXPUNGE only where allowed, §7.4.1). After NOOP
 // and CHECK it first does the read-index wait.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	return s.poll(w, allowExpunge)
-}
-
 func (s *session) poll(w updateWriter, allowExpunge bool) error {
 	noop := !s.touched
 	s.touched = false
@@ -269,9 +278,21 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 	}
 	if len(added) > 0 {
 		slices.Sort(added)
-		sel.uids = append(sel.uids, slices.Compact(added)...)
+		added = slices.Compact(added)
+		sel.uids = append(sel.uids, added...)
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
+		}
+		if !s.rev2 {
+			if sel.recent == nil {
+				sel.recent = map[uint32]struct{}{}
+			}
+			for _, u := range added {
+				sel.recent[u] = struct{}{}
+			}
+			if err := w.WriteNumRecent(uint32(len(sel.recent))); err != nil {
+				return err
+			}
 		}
 	}
 	for _, uid := range changed {
@@ -286,7 +307,7 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 		if !ok {
 			continue
 		}
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), imapFlags(f)); err != nil {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.flagsOf(uid, f)); err != nil {
 			return err
 		}
 	}
@@ -320,10 +341,6 @@ func (s *session) expungeFromView(uids map[uint32]struct{}, write func(seq uint3
 // node's change feed, fed by this node's apply of every entry wherever it
 // was proposed, so a message delivered through any node is announced here.
 // After Options.IdleTimeout it logs the client out.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	return s.idle(w, stop)
-}
-
 func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
 	s.touched = true
 	timer := time.NewTimer(s.srv.opts.IdleTimeout)

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -43,10 +42,6 @@ func (sel *selected) uidRanges(idx []int) []*commandpb.UIDRange {
 }
 
 // Store implements STORE (RFC 9051 §6.4.6).
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
-	return s.store(goimapFetch{w}, numSet, flags, options)
-}
-
 func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	s.touched = true
 	s.mu.Lock()
@@ -104,7 +99,7 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 		if isUID {
 			rw.WriteUID(imap.UID(m.msg.Uid))
 		}
-		rw.WriteFlags(imapFlags(m.msg.Flags))
+		rw.WriteFlags(sel.flagsOf(m.msg.Uid, m.msg.Flags))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -158,10 +153,6 @@ func copyData(res *commandpb.Result, dst *storagepb.Mailbox) *imap.CopyData {
 }
 
 // Move implements MOVE (RFC 6851): one command copies and expunges.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
-	return s.move(w, numSet, dest)
-}
-
 func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	s.touched = true
 	s.mu.Lock()
@@ -201,10 +192,6 @@ func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 // Expunge implements EXPUNGE, UID EXPUNGE (RFC 4315 §2.1) and the
 // expunge of CLOSE. On a mailbox opened with EXAMINE it does nothing,
 // as CLOSE must (RFC 9051 §6.4.1).
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
-	return s.expunge(w.WriteExpunge, uids)
-}
-
 func (s *session) expunge(writeExpunge func(seq uint32) error, uids *imap.UIDSet) error {
 	s.touched = true
 	s.mu.Lock()

@@ -5,19 +5,17 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
-// The session writes its responses through these interfaces, so that the
-// same session code serves go-imap's imapserver (whose writers satisfy
-// them, through goimapFetch for FETCH) and the own protocol layer
-// (conn.go's writers).
+// The session writes its responses through these interfaces; conn.go's
+// writers encode them with node/imapd/wire.
 
 // updateWriter reports mailbox changes (EXPUNGE, EXISTS, FLAGS, FETCH
 // FLAGS).
 type updateWriter interface {
 	WriteExpunge(seqNum uint32) error
 	WriteNumMessages(n uint32) error
+	WriteNumRecent(n uint32) error
 	WriteMailboxFlags(flags []imap.Flag) error
 	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
 }
@@ -46,14 +44,3 @@ type moveWriter interface {
 	WriteCopyData(data *imap.CopyData) error
 	WriteExpunge(seqNum uint32) error
 }
-
-// goimapFetch adapts go-imap's FetchWriter.
-type goimapFetch struct{ w *imapserver.FetchWriter }
-
-func (g goimapFetch) CreateMessage(seq uint32) fetchResponseWriter { return g.w.CreateMessage(seq) }
-
-var (
-	_ updateWriter        = (*imapserver.UpdateWriter)(nil)
-	_ fetchResponseWriter = (*imapserver.FetchResponseWriter)(nil)
-	_ moveWriter          = (*imapserver.MoveWriter)(nil)
-)
