@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/continuum-mail/continuum/node/imapd/wire"
+	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
 // FETCH for the own protocol layer: the item grammar (RFC 9051 §6.4.5,
@@ -245,9 +246,21 @@ func (r *fetchResp) WriteInternalDate(t time.Time) {
 
 func (r *fetchResp) WriteRFC822Size(size int64) { r.item("RFC822.SIZE ").Number(uint64(size)) }
 
-func (r *fetchResp) WriteEnvelope(env *imap.Envelope) {
+// WriteEnvelope writes the stored ENVELOPE; unlike imap.Envelope the
+// record keeps each address's source route, written as its adl.
+func (r *fetchResp) WriteEnvelope(e *storagepb.Envelope) {
 	r.item("ENVELOPE ")
-	writeEnvelope(r.w, env, r.utf8)
+	env := envelope(e)
+	if e != nil {
+		env.From, env.Sender, env.ReplyTo = nil, nil, nil
+		env.To, env.Cc, env.Bcc = nil, nil, nil
+	}
+	writeEnvelopeWith(r.w, env, r.utf8, func(i int) []*storagepb.Address {
+		if e == nil {
+			return nil
+		}
+		return [][]*storagepb.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc}[i]
+	})
 }
 
 func (r *fetchResp) WriteBodyStructure(bs imap.BodyStructure) {
@@ -395,6 +408,12 @@ func nstring(w *wire.Writer, s string) {
 // writeEnvelope encodes ENVELOPE (RFC 9051 §7.5.2). Address lists have no
 // space between addresses ("(" 1*address ")").
 func writeEnvelope(w *wire.Writer, e *imap.Envelope, utf8 bool) {
+	writeEnvelopeWith(w, e, utf8, nil)
+}
+
+// writeEnvelopeWith writes e, taking the address lists from stored (by
+// position: from, sender, reply-to, to, cc, bcc) when it is set.
+func writeEnvelopeWith(w *wire.Writer, e *imap.Envelope, utf8 bool, stored func(i int) []*storagepb.Address) {
 	if e == nil {
 		e = &imap.Envelope{}
 	}
@@ -413,17 +432,34 @@ func writeEnvelope(w *wire.Writer, e *imap.Envelope, utf8 bool) {
 	if replyTo == nil {
 		replyTo = e.From
 	}
-	for _, l := range [][]imap.Address{e.From, sender, replyTo, e.To, e.Cc, e.Bcc} {
+	for i, l := range [][]imap.Address{e.From, sender, replyTo, e.To, e.Cc, e.Bcc} {
 		w.SP()
+		var sl []*storagepb.Address
+		if stored != nil {
+			sl = stored(i)
+			if len(sl) == 0 && (i == 1 || i == 2) {
+				sl = stored(0) // Sender, Reply-To default to From
+			}
+			l = nil
+			for _, a := range sl {
+				l = append(l, imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host})
+			}
+		}
 		if len(l) == 0 {
 			w.NIL()
 			continue
 		}
 		w.Raw("(")
-		for _, a := range l {
+		for j, a := range l {
 			w.Raw("(")
 			nstring(w, encodeText(a.Name, utf8))
-			w.Raw(" NIL ")
+			w.SP()
+			if sl != nil && sl[j].Route != "" {
+				w.String(sl[j].Route) // adl: the source route
+			} else {
+				w.NIL()
+			}
+			w.SP()
 			nstring(w, a.Mailbox)
 			w.SP()
 			nstring(w, a.Host)

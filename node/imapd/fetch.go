@@ -221,7 +221,7 @@ func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged boo
 		rw.WriteRFC822Size(int64(min(f.msg.Size, math.MaxInt64)))
 	}
 	if o.Envelope {
-		rw.WriteEnvelope(envelope(f.parsed.GetEnvelope()))
+		rw.WriteEnvelope(f.parsed.GetEnvelope())
 	}
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure(f.parsed.GetRoot(), 0))

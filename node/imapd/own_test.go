@@ -253,10 +253,11 @@ func TestOwnIdle(t *testing.T) {
 }
 
 // TestOwnEnvelopeGrammar: ENVELOPE address lists as RFC 9051 writes them,
-// with no space between addresses (go-imap puts one), groups as markers.
+// with no space between addresses (go-imap put one), groups as markers,
+// source routes as the adl.
 func TestOwnEnvelopeGrammar(t *testing.T) {
 	e, addrs := ownEnv(t)
-	e.deliver(0, alice, "From: x@y\r\nTo: group: a@b, c@d;, e@f\r\nSubject: g\r\n\r\nbody\r\n")
+	e.deliver(0, alice, "From: Name <@route:user@domain>\r\nTo: group: a@b, c@d;, e@f\r\nSubject: g\r\n\r\nbody\r\n")
 	e.waitAll()
 	c := login(t, addrs[0], alice)
 	c.ok("EXAMINE INBOX")
@@ -264,6 +265,11 @@ func TestOwnEnvelopeGrammar(t *testing.T) {
 	want := `((NIL NIL "group" NIL)(NIL NIL "a" "b")(NIL NIL "c" "d")(NIL NIL NIL NIL)(NIL NIL "e" "f"))`
 	if !strings.Contains(u[0], want) {
 		t.Errorf("ENVELOPE = %q, want To %s", u[0], want)
+	}
+	// A source route is the address's adl (RFC 9051 §7.5.2), not part of
+	// its mailbox.
+	if from := `(("Name" "@route" "user" "domain"))`; !strings.Contains(u[0], from) {
+		t.Errorf("ENVELOPE = %q, want From %s", u[0], from)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
 // The session writes its responses through these interfaces; conn.go's
@@ -31,7 +33,7 @@ type fetchResponseWriter interface {
 	WriteFlags(flags []imap.Flag)
 	WriteInternalDate(t time.Time)
 	WriteRFC822Size(size int64)
-	WriteEnvelope(env *imap.Envelope)
+	WriteEnvelope(env *storagepb.Envelope)
 	WriteBodyStructure(bs imap.BodyStructure)
 	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
 	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
