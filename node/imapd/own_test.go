@@ -320,3 +320,23 @@ func TestRecentRev1(t *testing.T) {
 		t.Errorf("rev2 NOOP = %q, want no RECENT", u)
 	}
 }
+
+// TestMoveIntoSelectedMailbox: MOVE into the selected mailbox gives the
+// messages new UIDs (COPYUID), EXPUNGE for the old and EXISTS for the new,
+// as Dovecot does (go-imap's server answered NO [CANNOT]).
+func TestMoveIntoSelectedMailbox(t *testing.T) {
+	e, addrs := ownEnv(t)
+	e.deliver(0, alice, testMessage("mv1", "one", "b"))
+	e.deliver(0, alice, testMessage("mv2", "two", "b"))
+	e.waitAll()
+	c := login(t, addrs[0], alice)
+	c.ok("SELECT INBOX")
+	u := c.ok("UID MOVE 1 INBOX")
+	if find(u, "* OK [COPYUID ") == "" || !strings.Contains(find(u, "COPYUID"), " 1 3]") || find(u, "* 1 EXPUNGE") == "" || find(u, "* 2 EXISTS") == "" {
+		t.Fatalf("MOVE into the selected mailbox = %q", u)
+	}
+	f := c.ok("FETCH 1:* (UID FLAGS)")
+	if len(f) != 2 || !strings.Contains(f[0], "UID 2 ") || !strings.Contains(f[1], "UID 3 ") || strings.Contains(f[1], `\Deleted`) {
+		t.Errorf("after MOVE: %q, want UIDs 2 and 3, none \\Deleted", f)
+	}
+}

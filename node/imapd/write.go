@@ -166,12 +166,12 @@ func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	} else if err != nil {
 		return reply(err)
 	}
-	if dst.Id == s.sel.id {
-		return reply(errSameMailbox)
-	}
 	idx := s.sel.indices(numSet)
 	if len(idx) == 0 {
 		return nil
+	}
+	if dst.Id == s.sel.id {
+		return s.moveWithin(w, idx, dst)
 	}
 	res, err := s.mail.Move(s.ctx(), s.user.ID, s.sel.id, s.sel.uidRanges(idx), dst.Id)
 	if err != nil {
@@ -192,6 +192,39 @@ func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 // Expunge implements EXPUNGE, UID EXPUNGE (RFC 4315 §2.1) and the
 // expunge of CLOSE. On a mailbox opened with EXAMINE it does nothing,
 // as CLOSE must (RFC 9051 §6.4.1).
+// moveWithin moves messages into the mailbox they are in, as Dovecot does
+// (RFC 6851 does not forbid it): new UIDs, EXPUNGE of the old ones, EXISTS
+// with the next update. It is COPY, then \Deleted and UID EXPUNGE of the
+// sources: three log entries, not one, because the FSM refuses a
+// same-mailbox MOVE and changing what an entry does would make nodes of
+// two versions apply it differently. If a later step fails the client is
+// told NO and sees the copies, as after a COPY.
+func (s *session) moveWithin(w moveWriter, idx []int, mb *storagepb.Mailbox) error {
+	sel := s.sel
+	ranges := sel.uidRanges(idx)
+	res, err := s.mail.Copy(s.ctx(), s.user.ID, sel.id, ranges, sel.id)
+	if err != nil {
+		return reply(err)
+	}
+	if _, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, ranges, commandpb.FlagOp_FLAG_OP_ADD, []string{string(imap.FlagDeleted)}, 0); err != nil {
+		return reply(err)
+	}
+	exp, err := s.mail.Expunge(s.ctx(), s.user.ID, sel.id, ranges)
+	if err != nil {
+		return reply(err)
+	}
+	if d := copyData(res, mb); d != nil {
+		if err := w.WriteCopyData(d); err != nil {
+			return err
+		}
+	}
+	gone := make(map[uint32]struct{}, len(exp.Uids))
+	for _, u := range exp.Uids {
+		gone[u] = struct{}{}
+	}
+	return s.expungeFromView(gone, w.WriteExpunge)
+}
+
 func (s *session) expunge(writeExpunge func(seq uint32) error, uids *imap.UIDSet) error {
 	s.touched = true
 	s.mu.Lock()
