@@ -148,7 +148,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -527,6 +527,11 @@ func (c *conn) cmdEnable(cmd *wire.Command) error {
 				c.rev2, c.s.rev2 = true, true
 				on = append(on, "IMAP4rev2")
 			}
+		case "CONDSTORE":
+			if !c.s.condstore {
+				c.enableCondstore()
+				on = append(on, "CONDSTORE")
+			}
 		case "UTF8=ACCEPT":
 			if !c.utf8 {
 				c.utf8, c.w.UTF8 = true, true
@@ -827,6 +832,14 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	if err != nil {
 		return err
 	}
+	if len(cmd.Args) == 2 {
+		// RFC 7162 §3.1.8: SELECT name (CONDSTORE).
+		p := cmd.Args[1]
+		if p.Kind != wire.List || len(p.List) != 1 || !strings.EqualFold(p.List[0].Str, "CONDSTORE") {
+			return errBad("Unknown SELECT parameter")
+		}
+		c.enableCondstore()
+	}
 	d, err := c.s.Select(name, &imap.SelectOptions{ReadOnly: cmd.Name == "EXAMINE"})
 	if err != nil {
 		return err
@@ -845,6 +858,9 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	w.Raw("* OK [PERMANENTFLAGS (").Raw(joinFlags(d.PermanentFlags)).Raw(")] Flags permitted").CRLF()
 	w.Raw("* OK [UIDVALIDITY ").Number(uint64(d.UIDValidity)).Raw("] UIDs valid").CRLF()
 	w.Raw("* OK [UIDNEXT ").Number(uint64(d.UIDNext)).Raw("] Predicted next UID").CRLF()
+	if c.s.condstore {
+		w.Raw("* OK [HIGHESTMODSEQ ").Number(d.HighestModSeq).Raw("] Highest").CRLF()
+	}
 	if c.rev2 {
 		w.Raw(`* LIST () "/" `).Mailbox(name).CRLF()
 	}
@@ -857,6 +873,10 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	}
 	return okWith{code, text}
 }
+
+// enableCondstore turns CONDSTORE on for the session (RFC 7162 §3.1: any
+// CONDSTORE-enabling command does).
+func (c *conn) enableCondstore() { c.s.condstore = true }
 
 func joinFlags(fs []imap.Flag) string {
 	s := make([]string, len(fs))

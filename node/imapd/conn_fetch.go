@@ -63,6 +63,8 @@ func parseFetchItems(v wire.Value) (*imap.FetchOptions, error) {
 			o.InternalDate = true
 		case "RFC822.SIZE":
 			o.RFC822Size = true
+		case "MODSEQ":
+			o.ModSeq = true
 		case "ENVELOPE":
 			o.Envelope = true
 		case "BODYSTRUCTURE":
@@ -245,6 +247,8 @@ func (r *fetchResp) WriteInternalDate(t time.Time) {
 }
 
 func (r *fetchResp) WriteRFC822Size(size int64) { r.item("RFC822.SIZE ").Number(uint64(size)) }
+
+func (r *fetchResp) WriteModSeq(modseq uint64) { r.item("MODSEQ (").Number(modseq).Raw(")") }
 
 // WriteEnvelope writes the stored ENVELOPE; unlike imap.Envelope the
 // record keeps each address's source route, written as its adl.

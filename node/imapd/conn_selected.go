@@ -102,8 +102,12 @@ func (u connUpdates) WriteMailboxFlags(flags []imap.Flag) error {
 	return u.done()
 }
 
-func (u connUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
-	u.c.w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS (").Raw(joinFlags(flags)).Raw("))").CRLF()
+func (u connUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error {
+	u.c.w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS (").Raw(joinFlags(flags)).Raw(")")
+	if modseq != 0 {
+		u.c.w.Raw(" MODSEQ (").Number(modseq).Raw(")")
+	}
+	u.c.w.Raw(")").CRLF()
 	return u.done()
 }
 
@@ -143,7 +147,7 @@ func (c *conn) cmdMove(cmd *wire.Command) error    { return c.moveCmd(cmd, false
 func (c *conn) cmdExpunge(cmd *wire.Command) error { return c.expungeCmd(cmd, false) }
 
 func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
-	if err := args(cmd, 2, 2); err != nil {
+	if err := args(cmd, 2, 3); err != nil {
 		return err
 	}
 	set, err := numSetArg(cmd.Args[0], uid)
@@ -155,6 +159,21 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 		return err
 	}
 	o.UID = o.UID || uid
+	if len(cmd.Args) == 3 {
+		// RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE modseq).
+		m := cmd.Args[2]
+		if m.Kind != wire.List || len(m.List) != 2 || !strings.EqualFold(m.List[0].Str, "CHANGEDSINCE") {
+			return errBad("Unknown FETCH modifier")
+		}
+		n, err := strconv.ParseUint(m.List[1].Str, 10, 63)
+		if err != nil {
+			return errBad("Bad CHANGEDSINCE value")
+		}
+		o.ChangedSince, o.ModSeq = n, true
+	}
+	if o.ModSeq {
+		c.enableCondstore()
+	}
 	return c.s.fetch(connFetch{c}, set, o)
 }
 
@@ -165,6 +184,23 @@ func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
 	set, err := numSetArg(cmd.Args[0], uid)
 	if err != nil {
 		return err
+	}
+	var opts *imap.StoreOptions
+	if m := cmd.Args[1]; m.Kind == wire.List {
+		// RFC 7162 §3.1.3: STORE set (UNCHANGEDSINCE modseq) item flags.
+		if len(m.List) != 2 || !strings.EqualFold(m.List[0].Str, "UNCHANGEDSINCE") {
+			return errBad("Unknown STORE modifier")
+		}
+		n, err := strconv.ParseUint(m.List[1].Str, 10, 63)
+		if err != nil {
+			return errBad("Bad UNCHANGEDSINCE value")
+		}
+		opts = &imap.StoreOptions{UnchangedSince: n}
+		c.enableCondstore()
+		cmd = &wire.Command{Tag: cmd.Tag, Name: cmd.Name, Args: append([]wire.Value{cmd.Args[0]}, cmd.Args[2:]...)}
+		if len(cmd.Args) < 3 {
+			return errBad("STORE takes a set, an item and flags")
+		}
 	}
 	item := strings.ToUpper(cmd.Args[1].Str)
 	f := &imap.StoreFlags{}
@@ -194,7 +230,7 @@ func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
 		}
 		f.Flags = append(f.Flags, imap.Flag(canonicalFlag(v.Str)))
 	}
-	return c.s.store(connFetch{c}, set, f, nil)
+	return c.s.store(connFetch{c}, set, f, opts)
 }
 
 // canonicalFlag spells system flags as RFC 9051 does (flags are

@@ -129,6 +129,9 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 		}
 	}
 
+	if s.condstore && options.Flags {
+		options.ModSeq = true // RFC 7162 §3.2
+	}
 	s.corkOn()
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
@@ -176,6 +179,9 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 			idx = nil
 		}
 		for _, f := range batch {
+			if options.ChangedSince != 0 && f.msg.Modseq <= options.ChangedSince && !seen[f.msg.Uid] {
+				continue // RFC 7162 §3.1.4.1
+			}
 			if seen[f.msg.Uid] {
 				if sel.own == nil {
 					sel.own = map[uint32]uint64{}
@@ -219,6 +225,9 @@ func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged boo
 	}
 	if o.RFC822Size {
 		rw.WriteRFC822Size(int64(min(f.msg.Size, math.MaxInt64)))
+	}
+	if o.ModSeq {
+		rw.WriteModSeq(f.msg.Modseq)
 	}
 	if o.Envelope {
 		rw.WriteEnvelope(f.parsed.GetEnvelope())

@@ -340,3 +340,47 @@ func TestMoveIntoSelectedMailbox(t *testing.T) {
 		t.Errorf("after MOVE: %q, want UIDs 2 and 3, none \\Deleted", f)
 	}
 }
+
+// TestCondstoreAcrossNodes (RFC 7162 CONDSTORE): the MODSEQ of every change
+// comes from the log, so after STOREs at n1 a FETCH (CHANGEDSINCE m) at n3
+// returns exactly what it returns at n1, HIGHESTMODSEQ agrees, and STORE
+// (UNCHANGEDSINCE) refuses a message changed since with OK [MODIFIED].
+func TestCondstoreAcrossNodes(t *testing.T) {
+	e, addrs := ownEnv(t)
+	for i := 1; i <= 4; i++ {
+		e.deliver(0, alice, testMessage(fmt.Sprint("cs", i), fmt.Sprint("s", i), "b"))
+	}
+	e.waitAll()
+	c1 := login(t, addrs[0], alice)
+	u := c1.ok("SELECT INBOX (CONDSTORE)")
+	m := respCode(u, "HIGHESTMODSEQ")
+	if m == "" {
+		t.Fatalf("SELECT (CONDSTORE) = %q, want HIGHESTMODSEQ", u)
+	}
+	st := c1.ok(`STORE 2,4 +FLAGS (\Flagged)`)
+	if len(st) != 2 || !strings.Contains(st[0], "MODSEQ (") || !strings.Contains(st[0], "UID 2") {
+		t.Errorf("STORE with CONDSTORE = %q, want UID and MODSEQ", st)
+	}
+	e.waitAll()
+	fetch := func(c *client) []string {
+		return c.ok("FETCH 1:* (UID FLAGS) (CHANGEDSINCE %s)", m)
+	}
+	at1 := fetch(c1)
+	if len(at1) != 2 || !strings.Contains(at1[0], "UID 2 ") || !strings.Contains(at1[1], "UID 4 ") {
+		t.Fatalf("CHANGEDSINCE at n1 = %q, want messages 2 and 4", at1)
+	}
+	c3 := login(t, addrs[2], alice)
+	u3 := c3.ok("SELECT INBOX (CONDSTORE)")
+	u1 := c1.ok("EXAMINE INBOX (CONDSTORE)")
+	if got, at1 := respCode(u3, "HIGHESTMODSEQ"), respCode(u1, "HIGHESTMODSEQ"); got == m || got != at1 {
+		t.Errorf("HIGHESTMODSEQ at n3 = %q, at n1 %q, before the STOREs %s", got, at1, m)
+	}
+	if at3 := fetch(c3); strings.Join(at3, "\n") != strings.Join(at1, "\n") {
+		t.Errorf("CHANGEDSINCE at n3 = %q, at n1 %q", at3, at1)
+	}
+	// UNCHANGEDSINCE below message 2's MODSEQ: 2 is refused, 1 changed.
+	_, done := c3.do(`STORE 1:2 (UNCHANGEDSINCE %s) +FLAGS (\Seen)`, m)
+	if !strings.HasPrefix(done, "OK [MODIFIED 2]") {
+		t.Errorf("STORE UNCHANGEDSINCE → %q, want OK [MODIFIED 2]", done)
+	}
+}

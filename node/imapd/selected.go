@@ -214,6 +214,7 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 		added   []uint32
 		changed []uint32
 		flags   = map[uint32][]string{}
+		modseqs = map[uint32]uint64{}
 	)
 	last := uint32(0)
 	if len(sel.uids) > 0 {
@@ -245,6 +246,7 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 			m, gerr := snap.Message(sel.id, uid)
 			if gerr == nil {
 				flags[uid] = m.Flags
+				modseqs[uid] = m.Modseq
 				sel.noteFlags(m.Flags)
 			}
 		}
@@ -307,7 +309,11 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 		if !ok {
 			continue
 		}
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.flagsOf(uid, f)); err != nil {
+		var ms uint64
+		if s.condstore {
+			ms = modseqs[uid]
+		}
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.flagsOf(uid, f), ms); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,9 @@ type session struct {
 	user *mail.User
 	// rev2 is set by ENABLE IMAP4rev2; a rev1 session sees \Recent.
 	rev2 bool
+	// condstore is set once the client uses CONDSTORE (RFC 7162 §3.1):
+	// from then on every FETCH of flags carries MODSEQ.
+	condstore bool
 
 	// touched is set by every session method; Poll finding it unset knows
 	// the command was NOOP or CHECK, which must catch up (read-index).

@@ -5,6 +5,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
@@ -71,8 +72,27 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 	if options != nil {
 		unchangedSince = options.UnchangedSince
 	}
-	if _, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, sel.uidRanges(idx), op, fs, unchangedSince); err != nil {
+	res, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, sel.uidRanges(idx), op, fs, unchangedSince)
+	if err != nil && !(errors.Is(err, mail.ErrModified) && res != nil) {
 		return reply(err)
+	}
+	// UNCHANGEDSINCE (RFC 7162 §3.1.3): messages changed since are left
+	// alone and named in OK [MODIFIED set].
+	var modified imap.NumSet
+	if len(res.GetModified()) > 0 {
+		_, isUID := numSet.(imap.UIDSet)
+		var uids imap.UIDSet
+		var seqs imap.SeqSet
+		for _, u := range res.GetModified() {
+			uids.AddNum(imap.UID(u))
+			if i, ok := sel.index(u); ok {
+				seqs.AddNum(uint32(i + 1))
+			}
+		}
+		modified = seqs
+		if isUID {
+			modified = uids
+		}
 	}
 	// Read back the flags: the reply (unless .SILENT) reports them, and the
 	// modseq of each marks the change as this session's own, so the next
@@ -89,22 +109,35 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 		sel.own[m.msg.Uid] = m.msg.Modseq
 		sel.noteFlags(m.msg.Flags)
 	}
-	if flags.Silent {
+	done := func() error {
+		if modified != nil {
+			return okWith{"MODIFIED " + modified.String(), "Conditional STORE failed for some messages"}
+		}
 		return nil
+	}
+	if flags.Silent && !s.condstore {
+		return done()
 	}
 	s.corkOn()
 	defer s.corkOff()
 	for _, m := range msgs {
+		// With CONDSTORE even .SILENT reports the new MODSEQ (RFC 7162
+		// §3.1.3), with the UID (§3.2).
 		rw := w.CreateMessage(m.seq)
-		if isUID {
+		if isUID || s.condstore {
 			rw.WriteUID(imap.UID(m.msg.Uid))
 		}
-		rw.WriteFlags(sel.flagsOf(m.msg.Uid, m.msg.Flags))
+		if !flags.Silent {
+			rw.WriteFlags(sel.flagsOf(m.msg.Uid, m.msg.Flags))
+		}
+		if s.condstore {
+			rw.WriteModSeq(m.msg.Modseq)
+		}
 		if err := rw.Close(); err != nil {
 			return err
 		}
 	}
-	return nil
+	return done()
 }
 
 // Copy implements COPY with COPYUID (RFC 9051 §6.4.7, RFC 4315).

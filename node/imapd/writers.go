@@ -19,7 +19,9 @@ type updateWriter interface {
 	WriteNumMessages(n uint32) error
 	WriteNumRecent(n uint32) error
 	WriteMailboxFlags(flags []imap.Flag) error
-	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+	// WriteMessageFlags reports a message's flags; modseq is written too
+	// when not 0 (CONDSTORE).
+	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
 // fetchWriter starts one FETCH response per message.
@@ -38,6 +40,7 @@ type fetchResponseWriter interface {
 	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
 	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
 	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
+	WriteModSeq(modseq uint64)
 	Close() error
 }
 
