@@ -644,6 +644,8 @@ func statusItems(v wire.Value) (*imap.StatusOptions, []string, error) {
 			o.NumDeleted = true
 		case "APPENDLIMIT":
 			o.AppendLimit = true
+		case "HIGHESTMODSEQ":
+			o.HighestModSeq = true
 		default:
 			return nil, nil, errBad("Unknown status item " + it.Str)
 		}
@@ -680,6 +682,8 @@ func (c *conn) writeStatus(name string, d *imap.StatusData, names []string) {
 			c.w.Number(uint64(derefU32(d.NumDeleted)))
 		case "APPENDLIMIT":
 			c.w.Number(uint64(derefU32(d.AppendLimit)))
+		case "HIGHESTMODSEQ":
+			c.w.Number(d.HighestModSeq)
 		}
 	}
 	c.w.Raw(")").CRLF()

@@ -371,6 +371,9 @@ func TestCondstoreAcrossNodes(t *testing.T) {
 	}
 	c3 := login(t, addrs[2], alice)
 	u3 := c3.ok("SELECT INBOX (CONDSTORE)")
+	if st := c3.ok("STATUS INBOX (HIGHESTMODSEQ)"); find(st, "HIGHESTMODSEQ "+respCode(u3, "HIGHESTMODSEQ")+")") == "" {
+		t.Errorf("STATUS HIGHESTMODSEQ = %q, SELECT said %s", st, respCode(u3, "HIGHESTMODSEQ"))
+	}
 	u1 := c1.ok("EXAMINE INBOX (CONDSTORE)")
 	if got, at1 := respCode(u3, "HIGHESTMODSEQ"), respCode(u1, "HIGHESTMODSEQ"); got == m || got != at1 {
 		t.Errorf("HIGHESTMODSEQ at n3 = %q, at n1 %q, before the STOREs %s", got, at1, m)
