@@ -420,6 +420,10 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 	if err != nil {
 		return err
 	}
+	withModSeq := hasModSeq(crit)
+	if withModSeq {
+		c.enableCondstore()
+	}
 	if !esearch {
 		c.w.Raw("* SEARCH")
 		if d.All != nil {
@@ -427,6 +431,9 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 			for _, n := range nums {
 				c.w.SP().Number(uint64(n))
 			}
+		}
+		if withModSeq && d.Count > 0 {
+			c.w.Raw(" (MODSEQ ").Number(d.ModSeq).Raw(")") // RFC 7162 §3.1.5
 		}
 		c.w.CRLF()
 		return nil
@@ -450,8 +457,29 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 	if opts.ReturnCount {
 		c.w.Raw(" COUNT ").Number(uint64(d.Count))
 	}
+	if withModSeq && d.Count > 0 {
+		c.w.Raw(" MODSEQ ").Number(d.ModSeq) // RFC 7162 §3.2
+	}
 	c.w.CRLF()
 	return nil
+}
+
+// hasModSeq says a MODSEQ criterion appears anywhere in c.
+func hasModSeq(c *imap.SearchCriteria) bool {
+	if c.ModSeq != nil {
+		return true
+	}
+	for i := range c.Not {
+		if hasModSeq(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if hasModSeq(&c.Or[i][0]) || hasModSeq(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func numsOf(s imap.NumSet) []uint32 {
@@ -642,6 +670,18 @@ func (p *searchParser) key(c *imap.SearchCriteria) error {
 			return err
 		}
 		c.UID = append(c.UID, set.(imap.UIDSet))
+	case "MODSEQ":
+		// RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] modseq; flags
+		// have no MODSEQ of their own here, so an entry name matches as
+		// the message's.
+		if p.i+2 < len(p.args) && p.args[p.i].Kind == wire.String {
+			p.i += 2
+		}
+		n, err := p.number()
+		if err != nil {
+			return err
+		}
+		c.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: uint64(n)}
 	case "NOT":
 		sub := &imap.SearchCriteria{}
 		if err := p.key(sub); err != nil {

@@ -381,6 +381,9 @@ func TestCondstoreAcrossNodes(t *testing.T) {
 	if at3 := fetch(c3); strings.Join(at3, "\n") != strings.Join(at1, "\n") {
 		t.Errorf("CHANGEDSINCE at n3 = %q, at n1 %q", at3, at1)
 	}
+	if u := c3.ok("SEARCH MODSEQ %s", m); len(u) != 1 || !strings.HasPrefix(u[0], "* SEARCH 2 4 (MODSEQ ") {
+		t.Errorf("SEARCH MODSEQ at n3 = %q, want 2 4 with (MODSEQ n)", u)
+	}
 	// UNCHANGEDSINCE below message 2's MODSEQ: 2 is refused, 1 changed.
 	_, done := c3.do(`STORE 1:2 (UNCHANGEDSINCE %s) +FLAGS (\Seen)`, m)
 	if !strings.HasPrefix(done, "OK [MODIFIED 2]") {

@@ -62,6 +62,7 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 		}
 		data.Max = max(data.Max, num)
 		data.Count++
+		data.ModSeq = max(data.ModSeq, f.msg.Modseq)
 		return nil
 	})
 	snap.Close()
