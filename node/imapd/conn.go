@@ -148,7 +148,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -232,6 +232,9 @@ func init() {
 		"EXPUNGE":        sel((*conn).cmdExpunge),
 		"UID":            sel((*conn).cmdUID),
 		"IDLE":           auth((*conn).cmdIdle),
+		"GETQUOTAROOT":   auth((*conn).cmdGetQuotaRoot),
+		"GETQUOTA":       auth((*conn).cmdGetQuota),
+		"SETQUOTA":       auth((*conn).cmdSetQuota),
 	}
 }
 

@@ -390,3 +390,34 @@ func TestCondstoreAcrossNodes(t *testing.T) {
 		t.Errorf("STORE UNCHANGEDSINCE → %q, want OK [MODIFIED 2]", done)
 	}
 }
+
+// TestQuota (RFC 9208): the quota set by the administrator and the usage
+// are read from the replicated user record, the same at every node; an
+// APPEND over it is NO [OVERQUOTA]; SETQUOTA is refused.
+func TestQuota(t *testing.T) {
+	e, addrs := ownEnv(t)
+	if err := e.c.Nodes[0].Mail().SetQuota(e.c.Ctx(10*time.Second), alice, 4<<10); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(0, alice, testMessage("q1", "quota", strings.Repeat("x", 1500)))
+	e.waitAll()
+	var quota string
+	for i, a := range addrs {
+		c := login(t, a, alice)
+		u := c.ok("GETQUOTAROOT INBOX")
+		if find(u, `* QUOTAROOT INBOX ""`) == "" || find(u, `* QUOTA "" (STORAGE 2 4)`) == "" {
+			t.Errorf("n%d: GETQUOTAROOT = %q, want root \"\" and STORAGE 2 of 4 KiB", i+1, u)
+		}
+		if q := c.ok(`GETQUOTA ""`); quota == "" {
+			quota = q[0]
+		} else if q[0] != quota {
+			t.Errorf("n%d: GETQUOTA = %q, n1 said %q", i+1, q[0], quota)
+		}
+		if i == 0 {
+			msg := testMessage("q2", "too big", strings.Repeat("y", 3000))
+			c.expect("NO [OVERQUOTA]", "APPEND INBOX {%d+}\r\n%s", len(msg), msg)
+			c.expect("NO [NOPERM]", `SETQUOTA "" (STORAGE 100000)`)
+			c.expect("NO [NONEXISTENT]", `GETQUOTA "other"`)
+		}
+	}
+}
