@@ -31,6 +31,10 @@
 // flags_test.go; the planted faults that show the replica-equality and
 // invariant checkers failing (build tags faultdiverge, faultuid, with
 // Options.NodeEnv switching one node's fault on) in planted_test.go.
+// Issue 19's large messages through real processes, with per-process RSS
+// from /proc (Cluster.Mem), are in large_test.go; the full-text index
+// after kill -9 and `continuum reindex` on a live node (archive search
+// through the index against --scan) in search_test.go.
 // IMAP needs Options.IMAP (a throwaway certificate, since
 // a password may cross the bridge only after STARTTLS).
 //
