@@ -16,6 +16,7 @@ import (
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/raftfsm/canon"
 	"github.com/continuum-mail/continuum/storage"
 )
 
@@ -411,24 +412,13 @@ func hasFlag(flags []string, f string) bool {
 	return slices.ContainsFunc(flags, func(x string) bool { return strings.EqualFold(x, f) })
 }
 
-// normalizeName maps a client's mailbox name to the stored form: "/"
-// separated, INBOX upper-case in any case (RFC 9051 §5.1). It mirrors
-// raftfsm's validation, which is authoritative for writes; here it only
-// decides that a name cannot exist.
+// normalizeName maps a client's mailbox name to the stored form ("/"
+// separated, INBOX upper-case in any case, RFC 9051 §5.1) by raftfsm's
+// own rule (raftfsm/canon), so a name imapd accepts is one the state
+// machine accepts; false means such a mailbox cannot exist.
 func normalizeName(s string) (string, bool) {
-	if s == "" || len(s) > 1024 || strings.ContainsAny(s, "\x00\r\n*%") {
-		return "", false
-	}
-	parts := strings.Split(s, "/")
-	for _, p := range parts {
-		if p == "" || p == "." || p == ".." {
-			return "", false
-		}
-	}
-	if strings.EqualFold(parts[0], "INBOX") {
-		parts[0] = "INBOX"
-	}
-	return strings.Join(parts, "/"), true
+	n, err := canon.MailboxName(s)
+	return n, err == nil
 }
 
 // matchList reports whether a mailbox name matches a LIST reference and
