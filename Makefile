@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race test-faults test-disaster test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,8 +19,11 @@ build: ## build bin/continuum
 run: build ## a 3-node cluster on this machine (continuum dev), ready to receive and serve mail
 	$(BIN) dev --dir .dev
 
-test: build ## every test CI runs (unit, cluster, real clients, scaled-down faults)
+test: build test-failpoints ## every test CI runs (unit, cluster, real clients, scaled-down faults)
 	$(GO) test -p 1 -count=1 -timeout 25m $(PKGS)
+
+test-failpoints: ## the failpoint unit tests (package failpoint, tag failpoints): seconds
+	$(GO) test -count=1 -tags failpoints ./storage/failpoint/ ./raftfsm/ ./node/propose/
 
 test-race: ## the unit and cluster tests under the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

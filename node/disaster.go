@@ -16,6 +16,7 @@ import (
 
 	"github.com/continuum-mail/continuum/node/config"
 	"github.com/continuum-mail/continuum/node/membership"
+	"github.com/continuum-mail/continuum/node/propose"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 )
 
@@ -342,7 +343,7 @@ func (n *Node) recordRecovery(id Identity) error {
 			}}},
 		}}}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		res, idx, err := n.router.Propose(ctx, cmd)
+		res, idx, err := n.propose.Propose(ctx, cmd, propose.Committed)
 		cancel()
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/continuum-mail/continuum/node/propose"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
 	"github.com/continuum-mail/continuum/storage/raftlog"
@@ -244,7 +245,7 @@ func (n *Node) ProposeCheck(ctx context.Context, by string) (index, id uint64, e
 		Skippable: true, // a node that predates checks skips them
 		Op:        &commandpb.Command_ConsistencyCheck{ConsistencyCheck: &commandpb.ConsistencyCheck{Id: id, RequestedBy: by}},
 	}
-	res, idx, err := n.router.Propose(ctx, cmd)
+	res, idx, err := n.propose.Propose(ctx, cmd, propose.Committed)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/peer"
+	"github.com/continuum-mail/continuum/node/propose"
 	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
@@ -59,6 +60,8 @@ type Node struct {
 	raft   *consensus.Node
 	pool   *membership.Pool
 	router *peer.Router
+	// propose is the one proposal path (node/propose).
+	propose *propose.Proposer
 	// cluster is the membership policy: join, bootstrap, promotion,
 	// autopilot, transfer, removal (node/cluster).
 	cluster *cluster.Manager
@@ -148,16 +151,19 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if n.identity != nil {
 		peerCreds = credentials.NewTLS(n.identity.ClientConfig(nil))
 	}
-	n.router = peer.NewRouter(n.raft, n.resolveGRPC, peerCreds, cutOff)
+	n.router = peer.NewRouter(n.resolveGRPC, peerCreds)
+	n.propose = propose.New(propose.Config{
+		Raft: n.raft, Forward: n.router, Applied: consensus.NewWaiter(n.raft, n.fsm),
+		Timeout: cfg.ApplyTimeout.Duration, LeaderWait: cutOff,
+	})
 	n.cluster = cluster.New(cluster.Config{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Voter: cfg.Role == "voter",
 		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, AutopilotDeadAfter: cfg.AutopilotDeadAfter.Duration,
 		Raft: n.raft, Gossip: n.pool, Peers: n.router, Logger: log,
 		ClusterID: n.ClusterID, OnAdmitted: n.adoptIdentity,
 	})
-	n.mail = mail.New(n.db, n.router, consensus.NewWaiter(n.raft, n.fsm), n.raft, mail.Options{
+	n.mail = mail.New(n.db, n.propose, n.raft, mail.Options{
 		Logger:          log,
-		ApplyTimeout:    cfg.ApplyTimeout.Duration,
 		CutOffAfter:     cutOff,
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		ReadOnly:        cfg.Role == "archive",

@@ -32,7 +32,11 @@ func (c *clusterView) Gossip(id string) (site string, alive bool, since time.Tim
 func (c *clusterView) IsLeader() bool { return c.raft.IsLeader() }
 
 func (c *clusterView) LeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
-	return c.router.LeaderConn(ctx)
+	leader, err := c.propose.WaitLeader(ctx)
+	if err != nil || leader == c.cfg.ID {
+		return nil, err // nil: this node leads
+	}
+	return c.router.Conn(leader)
 }
 
 // TransferLeader and RemoveServer are node/cluster's policy; its errors

@@ -135,7 +135,7 @@ func storedIDs(t *testing.T, n *node.Node, userID uint64) map[string]int {
 }
 
 // checkNoneLost asserts every acknowledged delivery is stored exactly once
-// on every running node (set-full, TESTPLAN.md §2).
+// on every running node (set-full, docs/TESTPLAN.md §2).
 func checkNoneLost(t *testing.T, c *nodetest.Cluster, userID uint64, acked map[string]time.Time) {
 	t.Helper()
 	for _, n := range c.Nodes {

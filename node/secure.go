@@ -79,7 +79,7 @@ func (n *Node) startGRPC() error {
 	adminOpts = append(adminOpts, grpc.UnaryInterceptor(n.adminLog))
 
 	n.grpc = grpc.NewServer(peerOpts...)
-	peer.NewServer(n.grpc, n.raft, n.cluster, n.Info, n.log, n.identity != nil)
+	peer.NewServer(n.grpc, n.raft, n.cluster, n.propose, n.Info, n.log, n.identity != nil)
 	n.admin = grpc.NewServer(adminOpts...)
 	svc := admin.Register(n.admin, n.mail, (*clusterView)(n))
 	adminpb.RegisterAdminServer(n.grpc, svc) // behind peerGate

@@ -10,6 +10,7 @@ import (
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // handler applies one operation. It returns a Result for every outcome the
@@ -234,8 +235,12 @@ func (t *tx) addMessage(u *storagepb.User, box *storagepb.Mailbox, m *storagepb.
 	m.Uid = box.UidNext
 	m.Modseq = box.HighestModseq
 	box.UidNext++
-	box.UidNext -= plantedUIDStall(t.index)      // a test-only fault (build tag faultuid): the checkers must catch it
-	box.HighestModseq += plantedDiverge(t.index) // a test-only fault (build tag faultdiverge): the checkers must catch it
+	if failpoint.Hit(failpoint.ApplyUIDStall, t.index) { // test-only (tag failpoints): the checkers must catch it
+		box.UidNext--
+	}
+	if failpoint.Hit(failpoint.ApplyDiverge, t.index) { // test-only (tag failpoints): the checkers must catch it
+		box.HighestModseq++
+	}
 	box.Messages++
 	if !hasFlag(m.Flags, `\Seen`) {
 		box.Unseen++

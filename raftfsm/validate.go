@@ -3,18 +3,19 @@ package raftfsm
 import (
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/continuum-mail/continuum/raftfsm/canon"
 )
 
 // Limits on what a command may carry. They are part of the determinism
 // contract: changing one changes which commands succeed, so a change must be
 // gated on a new command version, never made in place.
 const (
-	maxEmailLen       = 254
-	maxLocalLen       = 64
-	maxDomainLen      = 253
-	maxMailboxNameLen = 512
-	maxMailboxDepth   = 32
+	maxEmailLen       = canon.MaxEmailLen
+	maxLocalLen       = canon.MaxLocalLen
+	maxDomainLen      = canon.MaxDomainLen
+	maxMailboxNameLen = canon.MaxMailboxNameLen
+	maxMailboxDepth   = canon.MaxMailboxDepth
 	maxFlagLen        = 128
 	maxFlags          = 100
 	maxAliasTargets   = 100
@@ -25,105 +26,36 @@ const (
 	expirePerCommand  = 64
 )
 
-// asciiLower lower-cases ASCII letters only. strings.ToLower depends on the
-// Unicode tables of the Go release, which would let two binaries disagree.
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
+// The canonical forms of names (email, domain, mailbox name) are package
+// canon's: the rules there are this state machine's, part of its
+// determinism contract, shared with node/mail and the frontends so that
+// what they accept is what a command may carry.
 
-func asciiEqualFold(a, b string) bool { return len(a) == len(b) && asciiLower(a) == asciiLower(b) }
+func asciiLower(s string) string { return canon.ASCIILower(s) }
+
+func asciiEqualFold(a, b string) bool { return canon.ASCIIEqualFold(a, b) }
 
 // normalizeDomain returns the lower-case domain name, or false when it is not
 // a syntactically valid DNS name (RFC 1035 §2.3.1 letters, digits, hyphens).
 func normalizeDomain(s string) (string, bool) {
-	s = asciiLower(s)
-	if s == "" || len(s) > maxDomainLen {
-		return "", false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return "", false
-			}
-		}
-	}
-	return s, true
+	d, err := canon.Domain(s)
+	return d, err == nil
 }
 
 // validLocalPart accepts an RFC 5322 dot-atom local part (ASCII only).
-func validLocalPart(s string) bool {
-	if s == "" || len(s) > maxLocalLen || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
-}
+func validLocalPart(s string) bool { return canon.LocalPart(s) == nil }
 
 // normalizeEmail returns the lower-case address and its domain.
 func normalizeEmail(s string) (email, domain string, ok bool) {
-	if len(s) > maxEmailLen {
-		return "", "", false
-	}
-	s = asciiLower(s)
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 || !validLocalPart(s[:at]) {
-		return "", "", false
-	}
-	d, ok := normalizeDomain(s[at+1:])
-	if !ok {
-		return "", "", false
-	}
-	return s, d, true
+	email, domain, err := canon.Email(s)
+	return email, domain, err == nil
 }
 
-// normalizeMailboxName checks a mailbox name and returns its canonical form:
-// "/" separates levels, no level is empty, "." or "..", no control characters
-// or IMAP wildcards, and a first level equal to INBOX in any case becomes
-// "INBOX" (RFC 9051 §5.1: INBOX is case-insensitive).
+// normalizeMailboxName checks a mailbox name and returns its canonical form
+// (canon.MailboxName).
 func normalizeMailboxName(s string) (string, bool) {
-	if s == "" || len(s) > maxMailboxNameLen || !utf8.ValidString(s) {
-		return "", false
-	}
-	parts := strings.Split(s, "/")
-	if len(parts) > maxMailboxDepth {
-		return "", false
-	}
-	for _, p := range parts {
-		if p == "" || p == "." || p == ".." {
-			return "", false
-		}
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '*' || r == '%' || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
-			return "", false
-		}
-	}
-	if asciiEqualFold(parts[0], "INBOX") {
-		parts[0] = "INBOX"
-		s = strings.Join(parts, "/")
-	}
-	return s, true
+	name, err := canon.MailboxName(s)
+	return name, err == nil
 }
 
 // parentNames returns the ancestors of a normalized name, outermost first.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/continuum-mail/continuum/proto/storagepb"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // marshalOpts is deterministic: map fields (Part.params) are written in key
@@ -52,6 +53,9 @@ func (b *Batch) Commit(sync bool) error {
 	wo := pebble.NoSync
 	if sync && !b.db.opts.NoSync {
 		wo = pebble.Sync
+	}
+	if failpoint.Hit(failpoint.StorageCommit, 0) { // test-only (tag failpoints)
+		return fmt.Errorf("storage: commit: %w", failpoint.ErrInjected)
 	}
 	if err := b.b.Commit(wo); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)

@@ -11,6 +11,8 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // The snapshot stream (WriteSnapshot, Restore):
@@ -74,6 +76,9 @@ func (db *DB) WriteSnapshot(w io.Writer) error {
 
 // WriteSnapshot writes this view in the snapshot stream format.
 func (s *Snap) WriteSnapshot(w io.Writer) error {
+	if failpoint.Hit(failpoint.StorageSnapshot, 0) { // test-only (tag failpoints)
+		return fmt.Errorf("storage: snapshot: %w", failpoint.ErrInjected)
+	}
 	bw := bufio.NewWriterSize(w, 1<<16)
 	h := sha256.New()
 	mw := io.MultiWriter(bw, h)

@@ -132,6 +132,32 @@ func (a *adminFlags) client() (adminpb.AdminClient, context.Context, func(), err
 	return adminpb.NewAdminClient(conn), ctx, func() { cancel(); conn.Close() }, nil
 }
 
+// call is what every admin subcommand does once its flags are parsed:
+// connect to --server with the admin credentials, make one RPC bounded by
+// --timeout, close, and explain an error for the operator (rpcError).
+// rpc is the method, as adminpb.AdminClient.DomainAdd.
+func call[Req, Res any](a *adminFlags, rpc func(adminpb.AdminClient, context.Context, Req, ...grpc.CallOption) (Res, error), req Req) (Res, error) {
+	var res Res
+	err := a.run(func(ctx context.Context, c adminpb.AdminClient) error {
+		var err error
+		res, err = rpc(c, ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// run is call for a subcommand that makes several calls or reads a
+// stream: do gets the client and the --timeout context; the connection is
+// closed when do returns, and an RPC error do returns is explained.
+func (a *adminFlags) run(do func(ctx context.Context, c adminpb.AdminClient) error) error {
+	c, ctx, done, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return rpcError(do(ctx, c), *a.server)
+}
+
 // rpcError turns a gRPC status into a plain message for the operator.
 func rpcError(err error, server string) error {
 	if err == nil {
@@ -173,14 +199,9 @@ func runCluster(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		st, err := call(a, adminpb.AdminClient.ClusterStatus, &adminpb.ClusterStatusRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		st, err := c.ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		if *asJSON {
 			return printStatusJSON(st)
@@ -194,14 +215,9 @@ func runCluster(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.Check, &adminpb.CheckRequest{TimeoutMs: a.timeout.Milliseconds() - 2000})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.Check(ctx, &adminpb.CheckRequest{TimeoutMs: a.timeout.Milliseconds() - 2000})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		if *asJSON {
 			enc := json.NewEncoder(os.Stdout)
@@ -242,14 +258,9 @@ func runCluster(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.TransferLeader, &adminpb.TransferLeaderRequest{To: *to})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.TransferLeader(ctx, &adminpb.TransferLeaderRequest{To: *to})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Println("leader is now", res.Leader)
 		return nil
@@ -261,13 +272,8 @@ func runCluster(args []string) error {
 		if len(pos) != 1 {
 			return errors.New("usage: continuum cluster remove NODE")
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
+		if _, err := call(a, adminpb.AdminClient.RemoveNode, &adminpb.RemoveNodeRequest{Id: pos[0]}); err != nil {
 			return err
-		}
-		defer done()
-		if _, err := c.RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: pos[0]}); err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Println("removed", pos[0], "from the raft configuration")
 		return nil
@@ -276,7 +282,7 @@ func runCluster(args []string) error {
 	}
 }
 
-// statusJSON is the --json shape of ARCHITECTURE.md §8.
+// statusJSON is the --json shape of docs/ARCHITECTURE.md §8.
 type statusJSON struct {
 	Leader string `json:"leader"`
 	Term   uint64 `json:"term"`
@@ -415,13 +421,8 @@ func runDomain(args []string) error {
 		if len(pos) != 1 {
 			return errors.New("usage: continuum domain add NAME")
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
+		if _, err := call(a, adminpb.AdminClient.DomainAdd, &adminpb.DomainAddRequest{Name: pos[0], CatchAll: *catchAll}); err != nil {
 			return err
-		}
-		defer done()
-		if _, err := c.DomainAdd(ctx, &adminpb.DomainAddRequest{Name: pos[0], CatchAll: *catchAll}); err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Println("added domain", strings.ToLower(pos[0]))
 		return nil
@@ -429,14 +430,9 @@ func runDomain(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.DomainList, &adminpb.DomainListRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.DomainList(ctx, &adminpb.DomainListRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		for _, n := range res.Names {
 			fmt.Println(n)
@@ -467,21 +463,16 @@ func runUser(args []string) error {
 		if err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
-			return err
-		}
-		defer done()
 		if args[0] == "add" {
-			res, err := c.UserAdd(ctx, &adminpb.UserAddRequest{Email: pos[0], Password: pw, QuotaBytes: *quota})
+			res, err := call(a, adminpb.AdminClient.UserAdd, &adminpb.UserAddRequest{Email: pos[0], Password: pw, QuotaBytes: *quota})
 			if err != nil {
-				return rpcError(err, *a.server)
+				return err
 			}
 			fmt.Printf("added user %s (id %d)\n", strings.ToLower(pos[0]), res.Id)
 			return nil
 		}
-		if _, err := c.UserPasswd(ctx, &adminpb.UserPasswdRequest{Email: pos[0], Password: pw}); err != nil {
-			return rpcError(err, *a.server)
+		if _, err := call(a, adminpb.AdminClient.UserPasswd, &adminpb.UserPasswdRequest{Email: pos[0], Password: pw}); err != nil {
+			return err
 		}
 		fmt.Println("password changed for", strings.ToLower(pos[0]))
 		return nil
@@ -489,14 +480,9 @@ func runUser(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.UserList, &adminpb.UserListRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.UserList(ctx, &adminpb.UserListRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tEMAIL\tUSED\tQUOTA")
@@ -516,13 +502,8 @@ func runUser(args []string) error {
 		if len(pos) != 1 {
 			return errors.New("usage: continuum user del EMAIL")
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
+		if _, err := call(a, adminpb.AdminClient.UserDel, &adminpb.UserDelRequest{Email: pos[0]}); err != nil {
 			return err
-		}
-		defer done()
-		if _, err := c.UserDel(ctx, &adminpb.UserDelRequest{Email: pos[0]}); err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Println("deleted user", strings.ToLower(pos[0]))
 		return nil
@@ -543,13 +524,8 @@ func runAlias(args []string) error {
 	if len(pos) < 1 {
 		return errors.New("usage: continuum alias set EMAIL TARGET...")
 	}
-	c, ctx, done, err := a.client()
-	if err != nil {
+	if _, err := call(a, adminpb.AdminClient.AliasSet, &adminpb.AliasSetRequest{Email: pos[0], Targets: pos[1:]}); err != nil {
 		return err
-	}
-	defer done()
-	if _, err := c.AliasSet(ctx, &adminpb.AliasSetRequest{Email: pos[0], Targets: pos[1:]}); err != nil {
-		return rpcError(err, *a.server)
 	}
 	fmt.Println("alias set:", pos[0], "→", strings.Join(pos[1:], ", "))
 	return nil

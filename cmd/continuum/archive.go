@@ -74,13 +74,8 @@ func runRetention(args []string) error {
 		if *days < 0 {
 			return errors.New("--days N is required (0 removes the policy)")
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
+		if _, err := call(a, adminpb.AdminClient.RetentionSet, &adminpb.RetentionSetRequest{Domain: *sc.domain, User: *sc.user, Days: uint32(*days)}); err != nil {
 			return err
-		}
-		defer done()
-		if _, err := c.RetentionSet(ctx, &adminpb.RetentionSetRequest{Domain: *sc.domain, User: *sc.user, Days: uint32(*days)}); err != nil {
-			return rpcError(err, *a.server)
 		}
 		if *days == 0 {
 			fmt.Println("retention policy of", sc, "removed")
@@ -93,14 +88,9 @@ func runRetention(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.RetentionList, &adminpb.RetentionListRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.RetentionList(ctx, &adminpb.RetentionListRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		if *asJSON {
 			return printJSON(res)
@@ -120,14 +110,9 @@ func runRetention(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.RetentionRun, &adminpb.RetentionRunRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.RetentionRun(ctx, &adminpb.RetentionRunRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Printf("retention run: %d messages removed (%d log entries)\n", res.Removed, res.Entries)
 		return nil
@@ -154,23 +139,18 @@ func runHold(args []string) error {
 		if err := sc.check(usage); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
-		if err != nil {
-			return err
-		}
-		defer done()
 		if reason != nil {
 			if strings.TrimSpace(*reason) == "" {
 				return errors.New("--reason TEXT is required")
 			}
-			if _, err := c.HoldPlace(ctx, &adminpb.HoldPlaceRequest{Domain: *sc.domain, User: *sc.user, Reason: *reason}); err != nil {
-				return rpcError(err, *a.server)
+			if _, err := call(a, adminpb.AdminClient.HoldPlace, &adminpb.HoldPlaceRequest{Domain: *sc.domain, User: *sc.user, Reason: *reason}); err != nil {
+				return err
 			}
 			fmt.Println("legal hold placed on", sc)
 			return nil
 		}
-		if _, err := c.HoldRelease(ctx, &adminpb.HoldReleaseRequest{Domain: *sc.domain, User: *sc.user}); err != nil {
-			return rpcError(err, *a.server)
+		if _, err := call(a, adminpb.AdminClient.HoldRelease, &adminpb.HoldReleaseRequest{Domain: *sc.domain, User: *sc.user}); err != nil {
+			return err
 		}
 		fmt.Println("legal hold on", sc, "released")
 		return nil
@@ -179,14 +159,9 @@ func runHold(args []string) error {
 		if _, err := a.parse(args[1:]); err != nil {
 			return err
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.HoldList, &adminpb.HoldListRequest{})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.HoldList(ctx, &adminpb.HoldListRequest{})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		if *asJSON {
 			return printJSON(res)
@@ -211,14 +186,9 @@ func runAudit(args []string) error {
 	if _, err := a.parse(args[1:]); err != nil {
 		return err
 	}
-	c, ctx, done, err := a.client()
+	res, err := call(a, adminpb.AdminClient.AuditList, &adminpb.AuditListRequest{Limit: uint32(*limit)})
 	if err != nil {
 		return err
-	}
-	defer done()
-	res, err := c.AuditList(ctx, &adminpb.AuditListRequest{Limit: uint32(*limit)})
-	if err != nil {
-		return rpcError(err, *a.server)
 	}
 	if *asJSON {
 		type entry struct {
@@ -351,14 +321,9 @@ func runArchive(args []string) error {
 		if *user == "" {
 			return errors.New("--user U is required")
 		}
-		c, ctx, done, err := a.client()
+		res, err := call(a, adminpb.AdminClient.VaultRestore, &adminpb.VaultRestoreRequest{User: *user, Mailbox: *mbox, Uid: uint32(*uid)})
 		if err != nil {
 			return err
-		}
-		defer done()
-		res, err := c.VaultRestore(ctx, &adminpb.VaultRestoreRequest{User: *user, Mailbox: *mbox, Uid: uint32(*uid)})
-		if err != nil {
-			return rpcError(err, *a.server)
 		}
 		fmt.Printf("%d messages restored to %s's mailboxes (new UIDs; INBOX where the mailbox is gone)\n", res.Restored, *user)
 		return nil

@@ -26,7 +26,7 @@ import (
 	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
-// devNode is one entry of cluster.json (ARCHITECTURE.md §8).
+// devNode is one entry of cluster.json (docs/ARCHITECTURE.md §8).
 type devNode struct {
 	ID     string `json:"id"`
 	Site   string `json:"site"`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/continuum-mail/continuum/node/migrate"
+	"github.com/continuum-mail/continuum/proto/adminpb"
 )
 
 // stringList is a repeatable flag.
@@ -115,13 +117,11 @@ func runImport(args []string) error {
 	}
 	defer src.Close()
 
-	c, actx, done, err := a.client()
+	c, ctx, done, err := a.clientUntilSignal()
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, stop := signal.NotifyContext(actx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	p := migrate.NewProgress(os.Stderr, isTerminal(os.Stderr), "import")
 	sum, err := migrate.Import(ctx, c, user, src, migrate.ImportOptions{SourceName: what, KeepOrder: *keepOrder, Progress: p})
 	if sum != nil {
@@ -199,13 +199,11 @@ func runExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, actx, done, err := a.client()
+	c, ctx, done, err := a.clientUntilSignal()
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, stop := signal.NotifyContext(actx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	p := migrate.NewProgress(os.Stderr, isTerminal(os.Stderr), "export")
 	sum, err := migrate.Export(ctx, c, pos[0], opts, sink, p)
 	if sum != nil {
@@ -215,4 +213,16 @@ func runExport(args []string) error {
 		fmt.Printf("  %d keywords not written: a Maildir folder names at most 26\n", md.DroppedKeywords)
 	}
 	return rpcError(err, *a.server)
+}
+
+// clientUntilSignal is adminFlags.client for a long copy: its context also
+// ends on an interrupt (SIGINT, SIGTERM), so the copy stops cleanly and can
+// be resumed.
+func (a *adminFlags) clientUntilSignal() (adminpb.AdminClient, context.Context, func(), error) {
+	c, actx, done, err := a.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(actx, os.Interrupt, syscall.SIGTERM)
+	return c, ctx, func() { stop(); done() }, nil
 }

@@ -20,14 +20,9 @@ func runReindex(args []string) error {
 	if *wait > 0 && *a.timeout < *wait+10*time.Second {
 		*a.timeout = *wait + 10*time.Second
 	}
-	c, ctx, done, err := a.client()
+	res, err := call(a, adminpb.AdminClient.Reindex, &adminpb.ReindexRequest{WaitMs: wait.Milliseconds()})
 	if err != nil {
 		return err
-	}
-	defer done()
-	res, err := c.Reindex(ctx, &adminpb.ReindexRequest{WaitMs: wait.Milliseconds()})
-	if err != nil {
-		return rpcError(err, *a.server)
 	}
 	switch {
 	case res.CaughtUp:

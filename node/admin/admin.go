@@ -264,7 +264,7 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *adminpb.ClusterStatusReq
 }
 
 // PlacementWarnings checks that no site holds a quorum of voters
-// (ARCHITECTURE.md §1): then losing any one site leaves a quorum.
+// (docs/ARCHITECTURE.md §1): then losing any one site leaves a quorum.
 func PlacementWarnings(voters int, votersBySite map[string]int) []string {
 	var w []string
 	quorum := voters/2 + 1

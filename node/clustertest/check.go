@@ -16,7 +16,7 @@ import (
 	"github.com/continuum-mail/continuum/storage"
 )
 
-// Figures are a scenario's results (TESTPLAN.md §2–3).
+// Figures are a scenario's results (docs/TESTPLAN.md §2–3).
 type Figures struct {
 	Ops      int `json:"ops"`
 	Attempts int `json:"attempts"`

@@ -1,4 +1,4 @@
-// Package clustertest is the process-cluster fault harness of TESTPLAN.md
+// Package clustertest is the process-cluster fault harness of docs/TESTPLAN.md
 // §1.2: real `continuum serve` processes, each in its own Linux network
 // namespace (a separate host with its own IP, 10.231.<k>.(10+i), joined to
 // the test through a bridge at 10.231.<k>.1), faults from outside the
@@ -16,9 +16,9 @@
 //
 // The scenarios (TestFault…) read CONTINUUM_FAULT_SEED (default 1) and
 // CONTINUUM_FAULT_DURATION (load per scenario, default 15s). netem is not
-// available on this kernel, so WAN latency comes from a test-only build tag
-// instead (faultdelay, node/consensus/delay_fault.go): every Raft write
-// reaches its peer 40–80 ms later, in order (TestFaultWANLatency).
+// available on this kernel, so WAN latency comes from a failpoint instead
+// (package failpoint, tag failpoints, raft/transport-delay): every Raft
+// write reaches its peer 40–80 ms later, in order (TestFaultWANLatency).
 //
 // F15 (fresh cluster, leader killed the moment it says it is ready) runs
 // `continuum dev` itself, on loopback, as a user does (fresh_test.go):
@@ -29,8 +29,11 @@
 // corrupt_test.go; per-UID linearizability of IMAP flag operations
 // (porcupine, unknown outcomes free to take effect late or never) in
 // flags_test.go; the planted faults that show the replica-equality and
-// invariant checkers failing (build tags faultdiverge, faultuid, with
-// Options.NodeEnv switching one node's fault on) in planted_test.go.
+// invariant checkers failing (failpoints fsm/apply-diverge and
+// fsm/apply-uid-stall, armed through Options.NodeEnv, one node's or every
+// node's) in planted_test.go, and the lost delivery (mail/deliver-drop) in
+// fault_test.go. Every scenario that needs a failpoint builds the one
+// binary tagged failpoints.
 // IMAP needs Options.IMAP (a throwaway certificate, since
 // a password may cross the bridge only after STARTTLS).
 //

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/continuum-mail/continuum/proto/adminpb"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 func TestMain(m *testing.M) {
@@ -174,7 +175,7 @@ func runScenario(t *testing.T, sc scenario) *Figures {
 		if f.Lost != 0 {
 			t.Errorf("lost = %d, want 0 (e.g. %v)", f.Lost, f.LostIDs)
 		}
-		// ARCHITECTURE.md §1: a cluster failure is never a 5xx.
+		// docs/ARCHITECTURE.md §1: a cluster failure is never a 5xx.
 		if f.Failed != 0 {
 			for _, op := range ops {
 				if op.Outcome == OutcomeFail {
@@ -518,14 +519,16 @@ func TestFaultF8TimeoutRetry(t *testing.T) {
 	})
 }
 
-// TestCheckerCatchesPlantedLoss: a binary built with -tags faultdrop
-// acknowledges every 10th delivery without proposing it; set-full must
+// TestCheckerCatchesPlantedLoss: a binary built with -tags failpoints and
+// run with mail/deliver-drop=every(10) acknowledges every 10th delivery
+// without proposing it; set-full must
 // report the losses. A checker that cannot fail proves nothing.
 func TestCheckerCatchesPlantedLoss(t *testing.T) {
 	var fired int
 	f := runScenario(t, scenario{
-		tags:       "faultdrop",
+		tags:       "failpoints",
 		expectLoss: true,
+		opts:       Options{NodeEnv: func(int) []string { return []string{failpoint.Env + "=" + failpoint.DeliverDrop + "=every(10)"} }},
 		faults: func(r *run) {
 			// A short load is enough: one in ten deliveries is dropped.
 			r.deadline = time.Now().Add(min(time.Until(r.deadline), 6*time.Second))
@@ -533,12 +536,12 @@ func TestCheckerCatchesPlantedLoss(t *testing.T) {
 		check: func(r *run, ops []*Op, f *Figures) {
 			for _, n := range r.c.Nodes {
 				b, _ := os.ReadFile(n.LogPath)
-				fired += strings.Count(string(b), "faultdrop: planted fault")
+				fired += strings.Count(string(b), "failpoint "+failpoint.DeliverDrop+" fired")
 			}
 		},
 	})
 	if fired == 0 {
-		t.Fatalf("the planted fault never fired: the hook is missing from mail.Service.Deliver. Add, in node/mail/deliver.go, just before `res, err := s.proposeWait(`:\n\tif plantedDrop() {\n\t\treturn fakeDeliveries(env), nil\n\t}")
+		t.Fatalf("the planted fault never fired: the hook is missing from mail.Service.Deliver. Add, in node/mail/deliver.go, just before `res, err := s.proposeWait(`:\n\tif failpoint.Hit(failpoint.DeliverDrop, 0) {\n\t\treturn make([]Delivery, len(env.To)), nil\n\t}")
 	}
 	t.Logf("planted drops: %d; set-full reports lost %d", fired, f.Lost)
 	if f.Lost == 0 {

@@ -285,7 +285,7 @@ func checkFlags(t *testing.T, ops []*flagOp, uids []uint32, t0 time.Time, withRe
 // The checker is shown catching the anomaly it exists for: while a
 // follower is cut off, a probe sets \Flagged on a UID of its own through
 // the majority and then reads it on the follower, which answers from its
-// local replica (read-only, no read-index: ARCHITECTURE.md §1 allows it to
+// local replica (read-only, no read-index: docs/ARCHITECTURE.md §1 allows it to
 // lag); that stale read must make the probe's history not linearizable.
 func TestFaultLinearizableFlags(t *testing.T) {
 	const uids, clients = 4, 6

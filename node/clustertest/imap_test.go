@@ -215,7 +215,7 @@ func TestFaultF12Idle(t *testing.T) {
 				}
 				if len(sd.PermanentFlags) == 0 {
 					// Served read-only from the local replica while no
-					// leader is reachable (ARCHITECTURE.md §1): it may lag;
+					// leader is reachable (docs/ARCHITECTURE.md §1): it may lag;
 					// a client retries until the cluster answers.
 					reconnect.readOnly++
 					reconnect.staleRO = 0
@@ -343,7 +343,7 @@ type readObs struct {
 // after a 250 shows that message (EXISTS counts it); a reader never sees
 // EXISTS or UIDNEXT go backwards across writable SELECTs, wherever they
 // ran, and UIDVALIDITY never changes. SELECTs answered read-only (no
-// leader reachable: the local replica, ARCHITECTURE.md §1) are counted,
+// leader reachable: the local replica, docs/ARCHITECTURE.md §1) are counted,
 // and may lag.
 func TestFaultF7ReadersDuringFaults(t *testing.T) {
 	const readers = 3

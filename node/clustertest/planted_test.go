@@ -5,12 +5,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
-// Planted faults in the state machine (raftfsm/planted_*.go, each behind
-// its own build tag and a one-line hook in raftfsm's addMessage): each
-// checker must be shown catching the fault it exists for. A checker that
-// cannot fail proves nothing.
+// Planted faults in the state machine (failpoints fsm/apply-diverge and
+// fsm/apply-uid-stall, package failpoint, in raftfsm's addMessage; binaries
+// built with -tags failpoints): each checker must be shown catching the
+// fault it exists for. A checker that cannot fail proves nothing.
 
 // logCount counts marker in node i's log (every start of it).
 func logCount(c *Cluster, i int, marker string) int {
@@ -25,16 +27,16 @@ func plantedLoad(r *run) {
 }
 
 const (
-	divergeMarker = "faultdiverge: planted fault"
-	uidMarker     = "faultuid: planted fault"
+	divergeMarker = "failpoint " + failpoint.ApplyDiverge + " fired"
+	uidMarker     = "failpoint " + failpoint.ApplyUIDStall + " fired"
 
 	addMessageHooks = "Add, in raftfsm/apply.go, func (t *tx) addMessage, right after the line `box.UidNext++`:\n" +
-		"\tbox.UidNext -= plantedUIDStall(t.index)      // a test-only fault (build tag faultuid): the checkers must catch it\n" +
-		"\tbox.HighestModseq += plantedDiverge(t.index) // a test-only fault (build tag faultdiverge): the checkers must catch it"
+		"\tif failpoint.Hit(failpoint.ApplyUIDStall, t.index) { box.UidNext-- }\n" +
+		"\tif failpoint.Hit(failpoint.ApplyDiverge, t.index) { box.HighestModseq++ }"
 )
 
 // TestCheckerCatchesPlantedDivergence: a binary built with -tags
-// faultdiverge, run with CONTINUUM_PLANTED_DIVERGE=1 in one node's
+// failpoints, run with fsm/apply-diverge=every(5) in one node's
 // environment only, raises HIGHESTMODSEQ once more on that node for every
 // message stored by an entry whose index is a multiple of 5. No mailbox
 // invariant breaks and nothing is lost; the replica equality checker must
@@ -43,11 +45,11 @@ func TestCheckerCatchesPlantedDivergence(t *testing.T) {
 	const bad = 2 // n3; the environment, not the FSM, picks it
 	fired := make([]int, 3)
 	f := runScenario(t, scenario{
-		tags:             "faultdiverge",
+		tags:             "failpoints",
 		expectDivergence: true,
 		opts: Options{NodeEnv: func(i int) []string {
 			if i == bad {
-				return []string{"CONTINUUM_PLANTED_DIVERGE=1"}
+				return []string{failpoint.Env + "=" + failpoint.ApplyDiverge + "=every(5)"}
 			}
 			return nil
 		}},
@@ -81,9 +83,10 @@ func TestCheckerCatchesPlantedDivergence(t *testing.T) {
 	}
 }
 
-// TestCheckerCatchesPlantedUIDReuse: a binary built with -tags faultuid
-// does not advance UIDNEXT for a message stored by an entry whose index is
-// a multiple of 7, on every node alike: the next message to that mailbox
+// TestCheckerCatchesPlantedUIDReuse: a binary built with -tags failpoints
+// and run with fsm/apply-uid-stall=every(7) on every node does not advance
+// UIDNEXT for a message stored by an entry whose index is a multiple of 7,
+// on every node alike: the next message to that mailbox
 // reuses the UID and overwrites the row. The replicas stay equal; the
 // mailbox invariants (MESSAGES against the rows, the size, UIDNEXT above
 // the highest UID) must report it. Set-full sees the overwritten messages
@@ -91,8 +94,9 @@ func TestCheckerCatchesPlantedDivergence(t *testing.T) {
 func TestCheckerCatchesPlantedUIDReuse(t *testing.T) {
 	var fired []int
 	f := runScenario(t, scenario{
-		tags:       "faultuid",
+		tags:       "failpoints",
 		expectLoss: true,
+		opts:       Options{NodeEnv: func(int) []string { return []string{failpoint.Env + "=" + failpoint.ApplyUIDStall + "=every(7)"} }},
 		faults:     plantedLoad,
 		check: func(r *run, ops []*Op, f *Figures) {
 			for i := range r.c.Nodes {

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // TestFaultWANLatency: every Raft link delays each direction by 40–80 ms
-// with jitter (a binary built with -tags faultdelay, node/consensus/
-// delay_fault.go: this kernel has no netem), and the nodes run the wan
+// with jitter (a binary built with -tags failpoints, run with the
+// raft/transport-delay failpoint: this kernel has no netem), and the nodes run the wan
 // timing profile. MTA-like load must end with lost 0, duplicated 0 and
 // equal replicas, and an acknowledgement must have cost at least one
 // inter-site round trip (so the delay was really in the commit path).
@@ -18,15 +20,15 @@ func TestFaultWANLatency(t *testing.T) {
 	var fired int
 	var median time.Duration
 	runScenario(t, scenario{
-		tags: "faultdelay",
+		tags: "failpoints",
 		opts: Options{
 			ExtraArgs: []string{"--raft-profile", "wan"},
-			NodeEnv:   func(int) []string { return []string{"CONTINUUM_PLANTED_DELAY=40ms-80ms"} },
+			NodeEnv:   func(int) []string { return []string{failpoint.Env + "=" + failpoint.RaftDelay + "=delay(40ms-80ms)"} },
 		},
 		check: func(r *run, ops []*Op, f *Figures) {
 			for _, n := range r.c.Nodes {
 				b, _ := os.ReadFile(n.LogPath)
-				if strings.Contains(string(b), "faultdelay: planted fault") {
+				if strings.Contains(string(b), "failpoint "+failpoint.RaftDelay+" fired") {
 					fired++
 				}
 			}

@@ -6,7 +6,7 @@
 // and never retries: ErrNotLeader and ErrNoLeader mean nothing was proposed;
 // ErrUnknownOutcome means the entry may still commit, so the caller answers
 // with a temporary failure and relies on dedupe to make the client's retry
-// safe (ARCHITECTURE.md §2).
+// safe (docs/ARCHITECTURE.md §2).
 //
 // A node that starts with no Raft state and does not bootstrap holds its
 // transport closed until the leader admits it (Fresh, Admit): a wiped voter

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // streamLayer is raft's transport over TCP, optionally mutual TLS, with a
@@ -58,7 +60,8 @@ func newStreamLayer(cfg Config) (*streamLayer, error) {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	dial, ln = plantedDelay(dial, ln) // a test-only fault (build tag faultdelay): WAN latency
+	// Test-only (tag failpoints): WAN latency on every Raft write.
+	dial, ln = failpoint.WrapDial(failpoint.RaftDelay, dial), failpoint.WrapListener(failpoint.RaftDelay, ln)
 	if cfg.ServerTLS != nil {
 		ln = tls.NewListener(ln, cfg.ServerTLS)
 	}

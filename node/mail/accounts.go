@@ -139,7 +139,7 @@ func (s *Service) Users() ([]*storagepb.User, error) {
 // `user passwd` has returned. A node that is cut off (no leader for longer
 // than the bound), or whose read-index wait fails, answers from the last
 // credentials it applied: its sessions are read-only anyway
-// (ARCHITECTURE.md §1), and refusing every login there would take reads
+// (docs/ARCHITECTURE.md §1), and refusing every login there would take reads
 // away too.
 func (s *Service) Authenticate(ctx context.Context, email, password string) (*User, error) {
 	e, err := CanonicalEmail(email)
@@ -249,7 +249,7 @@ func (s *Service) ResolveRecipient(ctx context.Context, addr string) ([]string, 
 }
 
 func (s *Service) resolveLocal(addr string) ([]string, error) {
-	e, err := CanonicalEmail(addr)
+	e, err := recipientAddress(addr)
 	if err != nil {
 		return nil, err
 	}

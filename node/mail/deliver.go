@@ -10,6 +10,7 @@ import (
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
+	"github.com/continuum-mail/continuum/storage/failpoint"
 )
 
 // Envelope is an SMTP transaction's envelope, recipients already resolved
@@ -72,8 +73,8 @@ func (s *Service) deliverBlob(ctx context.Context, env Envelope, blob *commandpb
 	for _, rcpt := range env.To {
 		d.Recipients = append(d.Recipients, &commandpb.Recipient{Email: rcpt, DedupeKey: dedupeKey(rcpt)})
 	}
-	if plantedDrop() { // a test-only fault (build tag faultdrop): the checkers must catch it
-		return fakeDeliveries(env), nil
+	if failpoint.Hit(failpoint.DeliverDrop, 0) { // test-only (tag failpoints): the checkers must catch it
+		return make([]Delivery, len(env.To)), nil
 	}
 	res, err := s.proposeWait(ctx, &commandpb.Command{Op: &commandpb.Command_Deliver{Deliver: d}}, false)
 	if err != nil {

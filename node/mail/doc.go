@@ -54,7 +54,10 @@
 // Errors are the sentinels below; node/smtpd and node/imapd translate them to
 // reply codes, each from one table.
 //
-// Every operation takes the user it acts for and finds "their" Raft group
-// through Service.group, so sharding users over several groups later changes
-// one function (ARCHITECTURE.md §9).
+// Writes: every operation builds one command and proposes it through
+// Service.proposeAt, the one call into node/propose (timeout, leader,
+// forward, wait for the local apply); Sync is the read-index wait. There is
+// one Raft group and no per-user group hook: sharding users over several
+// groups later would choose the group in proposeAt, from the user the
+// command acts for (docs/ARCHITECTURE.md §9).
 package mail

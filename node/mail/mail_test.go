@@ -32,6 +32,9 @@ func TestCanonicalEmail(t *testing.T) {
 		{"a@-example.test", "", false},
 		{"a@" + strings.Repeat("b", 64) + ".test", "", false},
 		{"a@ex_ample.test", "", false},
+		// UTF-8 local parts: the state machine refuses them (canon.Email),
+		// so no user or alias is created with one.
+		{"jörg@example.test", "", false},
 	} {
 		got, err := CanonicalEmail(tc.in)
 		if tc.ok && (err != nil || got != tc.want) {
@@ -39,6 +42,20 @@ func TestCanonicalEmail(t *testing.T) {
 		}
 		if !tc.ok && (err == nil || !errors.Is(err, ErrInvalid)) {
 			t.Errorf("CanonicalEmail(%q) = %q, %v; want ErrInvalid", tc.in, got, err)
+		}
+	}
+}
+
+// TestRecipientAddress: an envelope recipient with a UTF-8 local part is
+// looked up (it can reach a catch-all), not refused as invalid; what
+// CanonicalEmail refuses otherwise, it refuses too.
+func TestRecipientAddress(t *testing.T) {
+	if got, err := recipientAddress("Jörg@Bücher.example"); err != nil || got != "jörg@xn--bcher-kva.example" {
+		t.Fatalf("recipientAddress = %q, %v", got, err)
+	}
+	for _, in := range []string{"a..b@example.test", "\"quoted\"@example.test", "a@ex_ample.test", "alice"} {
+		if _, err := recipientAddress(in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("recipientAddress(%q) = %v, want ErrInvalid", in, err)
 		}
 	}
 }

@@ -8,21 +8,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/continuum-mail/continuum/node/propose"
 	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/storage"
 )
 
-// Proposer commits commands through the Raft leader (node/peer.Router).
+// Proposer is the node's one proposal path (*propose.Proposer): it
+// commits a command through the leader, bounded by apply-timeout, and with
+// propose.AppliedHere waits for this node's apply; Sync is the read-index
+// wait.
 type Proposer interface {
-	Propose(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, uint64, error)
-	ReadIndex(ctx context.Context) (uint64, error)
-}
-
-// Applier reports and waits for this node's applied index (raftfsm.FSM).
-type Applier interface {
-	AppliedIndex() uint64
-	WaitApplied(ctx context.Context, index uint64) error
+	Propose(ctx context.Context, cmd *commandpb.Command, wait propose.Wait) (*commandpb.Result, uint64, error)
+	Sync(ctx context.Context) error
 }
 
 // Health tells whether this node is cut off from the cluster.
@@ -33,8 +31,6 @@ type Health interface {
 // Options configures a Service.
 type Options struct {
 	Logger *slog.Logger
-	// ApplyTimeout bounds each write (commit + local apply).
-	ApplyTimeout time.Duration
 	// CutOffAfter is how long without a leader before the node is cut off.
 	CutOffAfter time.Duration
 	// MaxMessageBytes is the largest message accepted (SMTP SIZE, APPENDLIMIT).
@@ -49,7 +45,6 @@ type Options struct {
 type Service struct {
 	db     *storage.DB
 	prop   Proposer
-	fsm    Applier
 	health Health
 	feed   *Feed
 	index  atomic.Pointer[search.Index] // full-text index; nil: scan
@@ -58,17 +53,14 @@ type Service struct {
 }
 
 // New returns a Service over the local state database.
-func New(db *storage.DB, prop Proposer, fsm Applier, health Health, opts Options) *Service {
+func New(db *storage.DB, prop Proposer, health Health, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
-	}
-	if opts.ApplyTimeout <= 0 {
-		opts.ApplyTimeout = 10 * time.Second
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 50 << 20
 	}
-	return &Service{db: db, prop: prop, fsm: fsm, health: health, feed: NewFeed(), opts: opts, log: opts.Logger.With("component", "mail")}
+	return &Service{db: db, prop: prop, health: health, feed: NewFeed(), opts: opts, log: opts.Logger.With("component", "mail")}
 }
 
 // Feed returns the node's change feed; raftfsm's OnApply publishes into it.
@@ -113,20 +105,13 @@ func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLoc
 		return nil, 0, ErrUnavailable // an archive replica writes nothing
 	}
 	cmd = audited(ctx, cmd)
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-	defer cancel()
-	res, idx, err := s.prop.Propose(ctx, cmd)
+	wait := propose.Committed
+	if waitLocal {
+		wait = propose.AppliedHere
+	}
+	res, idx, err := s.prop.Propose(ctx, cmd, wait)
 	if err != nil {
-		return nil, 0, proposeError(err)
-	}
-	if !waitLocal {
-		return res, idx, nil
-	}
-	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
-		// Committed on a quorum, so durable, but not yet visible here: the
-		// session could not read its own write, so report a temporary
-		// failure rather than success.
-		return nil, idx, fmt.Errorf("%w: committed at %d but not applied here: %v", ErrUnknownOutcome, idx, err)
+		return nil, idx, proposeError(err)
 	}
 	return res, idx, nil
 }
@@ -136,14 +121,8 @@ func (s *Service) proposeAt(ctx context.Context, cmd *commandpb.Command, waitLoc
 // never goes back in time. It returns ErrUnavailable when no leader can
 // confirm; the caller may then serve local state read-only.
 func (s *Service) Sync(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-	defer cancel()
-	idx, err := s.prop.ReadIndex(ctx)
-	if err != nil {
+	if err := s.prop.Sync(ctx); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
-		return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, idx, err)
 	}
 	return nil
 }

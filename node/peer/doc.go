@@ -1,12 +1,10 @@
-// Package peer is node-to-node gRPC (proto/peerpb): Forward, ReadIndex, Join
-// and Info on the server side, and the Router every write and consistent
-// read goes through on the client side.
-//
-// The Router is "try locally, else forward to the leader": on the leader it
-// stamps the command's log time and calls consensus.Apply; on a follower it
-// sends the command to the leader's Forward RPC. Forward never retries a
-// command that may have been proposed; it retries only refusals that prove
-// nothing was proposed (the callee was not the leader).
+// Package peer is node-to-node gRPC plumbing (proto/peerpb): Forward,
+// ReadIndex, Join and Info on the server side, and the Router (connections
+// and calls) on the client side. It decides nothing and knows no codec: the
+// proposal path (stamp, encode once, local or forward, retry, wait) is
+// node/propose's, whose Local the Forward handler calls with the bytes as
+// they came; the errors cross the wire as gRPC codes (toStatus, fromStatus),
+// FailedPrecondition alone meaning "nothing was proposed".
 //
 // Join is plumbing: the decision (who may join, the wiped-voter rule) is
 // node/cluster's (Admitter); the server checks the request and the caller.

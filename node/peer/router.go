@@ -2,10 +2,8 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,64 +22,36 @@ import (
 // whole message, so it must exceed the largest message accepted.
 const MaxMessageBytes = 1<<30 + 16<<20
 
-// Router sends writes and read-index requests to the leader.
+// Router is the client side of the Peer service: one connection per node,
+// the Forward and ReadIndex calls node/propose makes to the leader, Join
+// and Info for node/cluster, and the leader's connection for admin
+// forwarding. It decides nothing: which node is the leader, and whether to
+// retry, are the caller's.
 type Router struct {
-	raft *consensus.Node
 	// Resolve maps a node ID to its gRPC address (from gossip).
 	resolve func(id string) (string, bool)
 	creds   credentials.TransportCredentials
-	// LeaderWait bounds how long a request waits for a leader to appear.
-	leaderWait time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
 // NewRouter returns a Router. creds nil means plaintext (tests, dev).
-func NewRouter(r *consensus.Node, resolve func(id string) (string, bool), creds credentials.TransportCredentials, leaderWait time.Duration) *Router {
+func NewRouter(resolve func(id string) (string, bool), creds credentials.TransportCredentials) *Router {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	return &Router{raft: r, resolve: resolve, creds: creds, leaderWait: leaderWait, conns: map[string]*grpc.ClientConn{}}
+	return &Router{resolve: resolve, creds: creds, conns: map[string]*grpc.ClientConn{}}
 }
 
-// Propose commits cmd through the leader and returns the state machine's
-// result and the log index. It retries only while the answer proves that
-// nothing was proposed.
-func (r *Router) Propose(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, uint64, error) {
-	for attempt := 0; ; attempt++ {
-		res, idx, err := r.proposeOnce(ctx, cmd)
-		if err == nil || !errors.Is(err, consensus.ErrNotLeader) || attempt >= 5 {
-			if errors.Is(err, consensus.ErrNotLeader) {
-				err = fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
-			}
-			return res, idx, err
-		}
-		// The node we asked was not the leader: nothing was proposed, so
-		// wait for the next leader and try again.
-		select {
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, ctx.Err())
-		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
-		}
-	}
-}
-
-func (r *Router) proposeOnce(ctx context.Context, cmd *commandpb.Command) (*commandpb.Result, uint64, error) {
-	leader, err := r.waitLeader(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	if leader == r.raft.ID() {
-		return applyLocal(ctx, r.raft, cmd)
-	}
+// Forward sends an encoded command to the leader's Forward RPC and returns
+// the state machine's result and the entry's index. A leader that cannot be
+// reached is ErrNotLeader (nothing was proposed); the callee's refusals map
+// back through fromStatus.
+func (r *Router) Forward(ctx context.Context, leader string, data []byte) (*commandpb.Result, uint64, error) {
 	client, err := r.client(leader)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", consensus.ErrNotLeader, err)
-	}
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, 0, err
 	}
 	resp, err := client.Forward(ctx, &peerpb.ForwardRequest{Command: data})
 	if err != nil {
@@ -94,16 +64,8 @@ func (r *Router) proposeOnce(ctx context.Context, cmd *commandpb.Command) (*comm
 	return res, resp.Index, nil
 }
 
-// ReadIndex returns an index that a linearizable read must wait for: the
-// leader's commit index, confirmed by a quorum.
-func (r *Router) ReadIndex(ctx context.Context) (uint64, error) {
-	leader, err := r.waitLeader(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if leader == r.raft.ID() {
-		return r.raft.VerifyLeader(ctx)
-	}
+// ReadIndex asks the leader for its commit index, confirmed by a quorum.
+func (r *Router) ReadIndex(ctx context.Context, leader string) (uint64, error) {
 	client, err := r.client(leader)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
@@ -146,39 +108,14 @@ func (r *Router) InfoAt(ctx context.Context, addr string) (*peerpb.InfoResponse,
 	return peerpb.NewPeerClient(c).Info(ctx, &peerpb.InfoRequest{})
 }
 
-// LeaderConn returns a connection to the leader's gRPC server (for admin
-// forwarding), or nil when this node is the leader.
-func (r *Router) LeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
-	leader, err := r.waitLeader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if leader == r.raft.ID() {
-		return nil, nil
-	}
+// Conn returns a connection to the leader's gRPC server (for admin
+// forwarding; the caller found the leader).
+func (r *Router) Conn(leader string) (*grpc.ClientConn, error) {
 	addr, ok := r.resolve(leader)
 	if !ok {
 		return nil, fmt.Errorf("%w: leader %s has no known gRPC address yet", consensus.ErrNoLeader, leader)
 	}
 	return r.dial(addr)
-}
-
-// waitLeader returns the leader's ID, waiting up to leaderWait for one.
-func (r *Router) waitLeader(ctx context.Context) (string, error) {
-	deadline := time.Now().Add(r.leaderWait)
-	for {
-		if id, _ := r.raft.Leader(); id != "" {
-			return id, nil
-		}
-		if time.Now().After(deadline) {
-			return "", consensus.ErrNoLeader
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w: %v", consensus.ErrNoLeader, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func (r *Router) client(id string) (peerpb.PeerClient, error) {

@@ -14,19 +14,21 @@ import (
 	"github.com/continuum-mail/continuum/node/cluster"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/identity"
+	"github.com/continuum-mail/continuum/node/propose"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/peerpb"
-	"github.com/continuum-mail/continuum/raftfsm"
 )
 
 // Server answers the Peer service.
 type Server struct {
 	peerpb.UnimplementedPeerServer
 	raft *consensus.Node
-	// members decides joins (node/cluster).
-	members Admitter
-	info    func() *peerpb.InfoResponse
-	log     *slog.Logger
+	// members decides joins (node/cluster); proposer proposes forwarded
+	// commands (node/propose).
+	members  Admitter
+	proposer Proposer
+	info     func() *peerpb.InfoResponse
+	log      *slog.Logger
 	// authenticated: gs serves mutual TLS with node certificates, and every
 	// call is checked against the caller's certificate (authorize).
 	authenticated bool
@@ -40,11 +42,17 @@ type Admitter interface {
 	CheckIdentity(id, clusterID string, fresh bool) error
 }
 
-// NewServer registers the Peer service on gs. members decides joins; info
-// reports this node's view. authenticated says gs requires node
-// certificates from the cluster CA; the calls then check who the caller is.
-func NewServer(gs *grpc.Server, r *consensus.Node, members Admitter, info func() *peerpb.InfoResponse, log *slog.Logger, authenticated bool) *Server {
-	s := &Server{raft: r, members: members, info: info, log: log.With("component", "peer"), authenticated: authenticated}
+// Proposer proposes an encoded command on the leader (*propose.Proposer).
+type Proposer interface {
+	Local(ctx context.Context, data []byte) (*commandpb.Result, uint64, error)
+}
+
+// NewServer registers the Peer service on gs. members decides joins;
+// proposer proposes forwarded commands; info reports this node's view.
+// authenticated says gs requires node certificates from the cluster CA;
+// the calls then check who the caller is.
+func NewServer(gs *grpc.Server, r *consensus.Node, members Admitter, proposer Proposer, info func() *peerpb.InfoResponse, log *slog.Logger, authenticated bool) *Server {
+	s := &Server{raft: r, members: members, proposer: proposer, info: info, log: log.With("component", "peer"), authenticated: authenticated}
 	peerpb.RegisterPeerServer(gs, s)
 	return s
 }
@@ -81,16 +89,13 @@ func (s *Server) requireMember(ctx context.Context) error {
 	return nil
 }
 
-// Forward proposes a command that a follower received.
+// Forward proposes, on this node (the leader), the encoded command a
+// follower sent (node/propose does the rest).
 func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
 	if err := s.requireMember(ctx); err != nil {
 		return nil, err
 	}
-	cmd, err := raftfsm.Decode(req.Command)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "peer: %v", err)
-	}
-	res, idx, err := applyLocal(ctx, s.raft, cmd)
+	res, idx, err := s.proposer.Local(ctx, req.Command)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -145,34 +150,6 @@ func (s *Server) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoRespons
 	return s.info(), nil
 }
 
-// applyLocal stamps and proposes cmd on this node, the leader.
-func applyLocal(ctx context.Context, r *consensus.Node, cmd *commandpb.Command) (*commandpb.Result, uint64, error) {
-	if !r.IsLeader() {
-		return nil, 0, consensus.ErrNotLeader
-	}
-	cmd.TimeUnixNano = r.Stamp()
-	data, err := raftfsm.Encode(cmd)
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, idx, err := r.Apply(ctx, data)
-	if err != nil {
-		return nil, 0, err
-	}
-	fr, ok := resp.(*raftfsm.Response)
-	if !ok || fr == nil {
-		return nil, idx, fmt.Errorf("%w: no response from the state machine", ErrRejected)
-	}
-	if fr.Err != nil {
-		return nil, idx, fmt.Errorf("%w: %v", ErrRejected, fr.Err)
-	}
-	return fr.Result, idx, nil
-}
-
-// ErrRejected means the state machine refused the command as a whole (it
-// could not decode or apply it); retrying the same bytes will not help.
-var ErrRejected = errors.New("peer: command rejected by the state machine")
-
 // toStatus maps errors to gRPC codes, one table for the peer service.
 // FailedPrecondition alone means "nothing was proposed".
 func toStatus(err error) error {
@@ -181,7 +158,7 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, cluster.ErrConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrRejected):
+	case errors.Is(err, propose.ErrRejected):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, consensus.ErrStorageFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
@@ -202,7 +179,7 @@ func fromStatus(err error) error {
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s", consensus.ErrNotLeader, st.Message())
 	case codes.InvalidArgument:
-		return fmt.Errorf("%w: %s", ErrRejected, st.Message())
+		return fmt.Errorf("%w: %s", propose.ErrRejected, st.Message())
 	case codes.ResourceExhausted:
 		return fmt.Errorf("%w: %s", consensus.ErrStorageFull, st.Message())
 	case codes.PermissionDenied, codes.Unauthenticated:

@@ -78,7 +78,7 @@ func BenchmarkSearchText(b *testing.B) {
 	}
 	for _, n := range sizes {
 		h := buildMailbox(b, n)
-		svc := mail.New(h.db, nil, nil, nil, mail.Options{Logger: quiet})
+		svc := mail.New(h.db, nil, nil, mail.Options{Logger: quiet})
 		svc.SetIndex(h.index)
 		msgs := h.messages()
 		uids := make([]uint32, len(msgs))

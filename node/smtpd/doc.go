@@ -5,7 +5,7 @@
 // # What a sender can rely on
 //
 //   - 250 only after mail.Deliver returned: the message is committed on a
-//     quorum of sites and applied on this node (ARCHITECTURE.md §1). Every
+//     quorum of sites and applied on this node (docs/ARCHITECTURE.md §1). Every
 //     cluster-caused failure is a temporary 451 4.3.0, never a 5xx.
 //   - A node cut off from the leader for longer than the bound greets every
 //     new connection with "421 4.3.2 <host> cluster unavailable, try another

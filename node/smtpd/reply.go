@@ -38,7 +38,7 @@ func code(c int, class, subject, detail int, msg string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: c, EnhancedCode: smtp.EnhancedCode{class, subject, detail}, Message: msg}
 }
 
-// replies is the one table from errors to SMTP/LMTP replies (TESTPLAN.md §4).
+// replies is the one table from errors to SMTP/LMTP replies (docs/TESTPLAN.md §4).
 // Order matters only where one error wraps another. Enhanced codes: RFC 3463.
 var replies = []replyEntry{
 	// Connection level (listener.go).
@@ -64,7 +64,7 @@ var replies = []replyEntry{
 	{mail.ErrOverQuota, code(452, 4, 2, 2, "mailbox full"), false},
 	{errPartial, code(451, 4, 3, 0, "not every recipient was delivered; retry (delivered ones get no second copy)"), false},
 
-	// The cluster: always temporary (ARCHITECTURE.md §1).
+	// The cluster: always temporary (docs/ARCHITECTURE.md §1).
 	{mail.ErrUnavailable, code(451, 4, 3, 0, "cluster unavailable, try again later"), false},
 	{mail.ErrUnknownOutcome, code(451, 4, 3, 0, "outcome unknown, please retry"), false},
 	{mail.ErrStorageFull, code(452, 4, 3, 1, "insufficient system storage, try again later"), false},

@@ -110,7 +110,7 @@ func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 
 // FuzzDataReader sends a session whose DATA payload is the fuzz input
 // (which may itself hold more commands and messages) through go-smtp and
-// this package's reader, and checks (TESTPLAN.md §5):
+// this package's reader, and checks (docs/TESTPLAN.md §5):
 //
 //   - no accepted message holds a bare CR, a bare LF or a NUL;
 //   - every accepted message ended at a CRLF.CRLF: dot-stuffed and followed
