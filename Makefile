@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate bench bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate test-login-flood bench bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,9 +34,15 @@ test-faults: build ## the fault scenarios, as long as asked: make test-faults SE
 test-disaster: build ## issue 20 full size: archive replica lag and delivery latency over 60 s phases, both recoveries
 	CONTINUUM_DISASTER_DURATION=$${CONTINUUM_DISASTER_DURATION:-60s} $(GO) test -count=1 -timeout 30m -run 'TestDisasterRecover' -v ./node/clustertest/
 
-test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders
+test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders (in-process, then real processes)
 	CONTINUUM_LARGE_N=$${CONTINUUM_LARGE_N:-20} CONTINUUM_LARGE_PROFILES=$${CONTINUUM_LARGE_PROFILES:-local,lan,wan} \
 	  $(GO) test -count=1 -timeout 60m -run 'TestLargeMessages' -v ./node/smtpd/
+	for p in $$(echo $${CONTINUUM_LARGE_PROFILES:-local,lan,wan} | tr , ' '); do \
+	  CONTINUUM_LARGE_FULL=1 CONTINUUM_LARGE_PROFILE=$$p $(GO) test -count=1 -timeout 60m -run 'TestLargeMessagesProcesses' -v ./node/clustertest/ || exit 1; \
+	done
+
+test-login-flood: ## 500 parallel IMAP LOGINs on one node: every one answered, heap under the stated bound
+	CONTINUUM_LOGIN_FLOOD=500 $(GO) test -count=1 -timeout 20m -run 'TestLoginFloodBoundsMemory' -v ./node/
 
 test-migrate: ## import/export full size: 10,000-message mbox and Maildir round trips, 2,000 messages from Dovecot, import speed
 	CONTINUUM_MIGRATE_FULL=1 CONTINUUM_REQUIRE_DOVECOT=1 $(GO) test -count=1 -timeout 60m -run 'TestMbox|TestMaildir|TestDovecot|TestImport' -v ./node/migrate/

@@ -22,6 +22,7 @@ import (
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/httpapi"
 	"github.com/continuum-mail/continuum/node/identity"
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/peer"
@@ -51,14 +52,16 @@ type Options struct {
 
 // Node is one running cluster member.
 type Node struct {
-	cfg    config.Config
-	log    *slog.Logger
-	db     *storage.DB
-	index  *search.Index // full-text index (derived, not replicated)
-	fsm    *raftfsm.FSM
-	feed   atomic.Pointer[mail.Feed] // set once mail exists; the FSM publishes to it
-	raft   *consensus.Node
-	pool   *membership.Pool
+	cfg   config.Config
+	log   *slog.Logger
+	db    *storage.DB
+	index *search.Index // full-text index (derived, not replicated)
+	fsm   *raftfsm.FSM
+	feed  atomic.Pointer[mail.Feed] // set once mail exists; the FSM publishes to it
+	raft  *consensus.Node
+	pool  *membership.Pool
+	// logins throttles and bounds password checks, shared by gossip.
+	logins *loginguard.Guard
 	router *peer.Router
 	// propose is the one proposal path (node/propose).
 	propose *propose.Proposer

@@ -13,6 +13,7 @@ import (
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/proto/commandpb"
+	"github.com/continuum-mail/continuum/proto/peerpb"
 	"github.com/continuum-mail/continuum/raftfsm"
 	"github.com/continuum-mail/continuum/storage"
 )
@@ -47,6 +48,39 @@ func (c *clusterView) TransferLeader(ctx context.Context, to string) (string, er
 
 func (c *clusterView) RemoveServer(ctx context.Context, id string) error {
 	return c.cluster.Remove(ctx, id)
+}
+
+// leader is the current leader's ID, waiting out an election; an error
+// when this node became the leader meanwhile (the caller retries here).
+func (c *clusterView) leader(ctx context.Context) (string, error) {
+	leader, err := c.propose.WaitLeader(ctx)
+	if err != nil {
+		return "", err
+	}
+	if leader == c.cfg.ID {
+		return "", fmt.Errorf("%w: leadership moved here; retry", consensus.ErrNotLeader)
+	}
+	return leader, nil
+}
+
+func (c *clusterView) LeaderTransferLeader(ctx context.Context, to, by string) (string, error) {
+	leader, err := c.leader(ctx)
+	if err != nil {
+		return "", err
+	}
+	res, err := c.router.TransferLeader(ctx, leader, &peerpb.TransferLeaderRequest{To: to, Admin: by})
+	if err != nil {
+		return "", err
+	}
+	return res.Leader, nil
+}
+
+func (c *clusterView) LeaderRemoveServer(ctx context.Context, id, by string) error {
+	leader, err := c.leader(ctx)
+	if err != nil {
+		return err
+	}
+	return c.router.RemoveServer(ctx, leader, &peerpb.RemoveServerRequest{Id: id, Admin: by})
 }
 
 func (c *clusterView) OpenBackup() (admin.Backup, error) {

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/continuum-mail/continuum/node"
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/mail"
@@ -229,8 +232,8 @@ func TestTransferLeaderAndStatus(t *testing.T) {
 	if err != nil || res.Leader == c.Cfgs[target].ID || res.Leader == "" {
 		t.Fatalf("TransferLeader without --to = %v, %v; want another leader", res, err)
 	}
-	if _, err := cl.TransferLeader(ctx, &adminpb.TransferLeaderRequest{To: "nope"}); err == nil {
-		t.Fatal("TransferLeader to an unknown node succeeded")
+	if _, err := cl.TransferLeader(ctx, &adminpb.TransferLeaderRequest{To: "nope"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("TransferLeader to an unknown node via a follower: %v, want NotFound", err)
 	}
 
 	// A stopped node is unreachable; status still names its site, and

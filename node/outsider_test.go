@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -94,7 +97,9 @@ func outsiderTLS(t *testing.T, cert, key string) *tls.Config {
 // with another CA's certificates (named like members), with a valid node
 // certificate of a node that is not a member (n4), and with a member's
 // certificate claiming to be another member, every Raft RPC, every peer
-// RPC that can change or read the cluster and every admin RPC is refused.
+// RPC that can change or read the cluster and every admin RPC is refused;
+// a gossip member without the cluster key can neither join nor make any
+// node count a forged login failure (gossipOutsiders).
 // The replicated state is the same afterwards, the leader and term have not
 // moved, and every node is still running and takes a real write.
 func TestOutsidersAreRefused(t *testing.T) {
@@ -184,6 +189,12 @@ func TestOutsidersAreRefused(t *testing.T) {
 					t.Errorf("%s: Join as n2 (fresh=%v) on %s accepted", o.name, fresh, target.ID)
 				}
 			}
+			if _, err := peer.TransferLeader(rctx, &peerpb.TransferLeaderRequest{To: c.Cfgs[f].ID}); err == nil {
+				t.Errorf("%s: peer TransferLeader on %s accepted", o.name, target.ID)
+			}
+			if _, err := peer.RemoveServer(rctx, &peerpb.RemoveServerRequest{Id: "n2"}); err == nil {
+				t.Errorf("%s: peer RemoveServer on %s accepted", o.name, target.ID)
+			}
 			// The admin API is not on the peer port, whoever asks.
 			if _, err := adminpb.NewAdminClient(pc).UserList(rctx, &adminpb.UserListRequest{}); err == nil {
 				t.Errorf("%s: admin UserList on %s's peer port answered", o.name, target.ID)
@@ -258,8 +269,26 @@ func TestOutsidersAreRefused(t *testing.T) {
 	if _, err := peerpb.NewPeerClient(pc).Join(ctx, &peerpb.JoinRequest{Id: "n2", RaftAddr: "127.0.0.1:1", Fresh: true}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("n3's certificate joining as n2 (fresh): %v, want PermissionDenied", err)
 	}
-	// n4's certificate claiming n2 on every peer call that names an ID.
+	// Not even a member's certificate gets admin calls on the peer port
+	// (a follower passes RemoveNode and TransferLeader on as peer calls).
+	pcl, err := grpc.NewClient(c.Cfgs[l].GRPCAddr, grpc.WithTransportCredentials(n3.creds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	if _, err := adminpb.NewAdminClient(pcl).RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: "n2", Forwarded: true}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("member n3: forwarded admin RemoveNode on the leader's peer port: %v, want PermissionDenied", err)
+	}
+	if _, err := adminpb.NewAdminClient(pcl).TransferLeader(ctx, &adminpb.TransferLeaderRequest{Forwarded: true}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("member n3: forwarded admin TransferLeader on the leader's peer port: %v, want PermissionDenied", err)
+	}
+	// n4's certificate claiming n2 on every peer call that names an ID,
+	// and on Raft (the same stale vote request n3 got answered as itself).
 	n4 := outsider{"n4", outsiderTLS(t, n4c, n4k)}
+	stale.RPCHeader = header("n2", c.Cfgs[1].RaftAddr)
+	if err := raftClient(t, n4).RequestVote(raft.ServerID(target.ID), raft.ServerAddress(target.RaftAddr), stale, &rv); err == nil {
+		t.Error("n4's certificate claiming n2: RequestVote accepted")
+	}
 	pc4, err := grpc.NewClient(c.Cfgs[l].GRPCAddr, grpc.WithTransportCredentials(n4.creds()))
 	if err != nil {
 		t.Fatal(err)
@@ -268,6 +297,8 @@ func TestOutsidersAreRefused(t *testing.T) {
 	if _, err := peerpb.NewPeerClient(pc4).Join(ctx, &peerpb.JoinRequest{Id: "n2", RaftAddr: c.Cfgs[1].RaftAddr, Voter: true, Fresh: true}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("n4's certificate joining as n2 at the leader: %v, want PermissionDenied", err)
 	}
+
+	gossipOutsiders(t, c)
 
 	// Nothing changed; everyone is still there.
 	after := c.WaitConverged(10 * time.Second)
@@ -292,4 +323,79 @@ func TestOutsidersAreRefused(t *testing.T) {
 	if d := c.WaitConverged(10 * time.Second); bytes.Equal(d, before) {
 		t.Fatal("a real write did not change the digest")
 	}
+}
+
+// gossipOutsiders: a memberlist without the cluster key tries to join every
+// node's gossip pool and sends each a forged login-throttle message (the
+// one gossip message kind that changes what a node does: it would lock an
+// address out). Neither is taken. The control: the same message sent with
+// the cluster key is counted, so the refusal is the key's.
+func gossipOutsiders(t *testing.T, c *nodetest.Cluster) {
+	t.Helper()
+	var addrs []string
+	for _, cfg := range c.Cfgs {
+		addrs = append(addrs, cfg.GossipAddr)
+	}
+	const victim = "203.0.113.9"
+	forged := []byte(`L{"o":"n7","a":"` + victim + `","n":1000}`)
+	start := func(name string, key []byte) *memberlist.Memberlist {
+		mc := memberlist.DefaultLocalConfig()
+		mc.Name, mc.BindAddr, mc.BindPort, mc.AdvertisePort = name, "127.0.0.1", 0, 0
+		mc.LogOutput = io.Discard
+		if key != nil {
+			mc.SecretKey = key
+		}
+		ml, err := memberlist.Create(mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ml.Shutdown() })
+		return ml
+	}
+	send := func(ml *memberlist.Memberlist) {
+		for _, a := range addrs {
+			if err := ml.SendToAddress(memberlist.Address{Addr: a, Name: ""}, forged); err != nil {
+				t.Fatalf("sending to %s: %v", a, err)
+			}
+		}
+	}
+	keyless := start("n9", nil)
+	if n, err := keyless.Join(addrs); err == nil && n > 0 {
+		t.Errorf("a gossip member without the key joined %d nodes", n)
+	}
+	send(keyless)
+	// Refusal is silence: watch a bounded window for the join or the
+	// count to show up anywhere.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for i, nd := range c.Nodes {
+			for _, m := range nd.Members() {
+				if m.ID == "n9" {
+					t.Fatalf("node %d lists the keyless gossip member", i)
+				}
+			}
+			if n := nd.Logins().Failures(victim); n != 0 {
+				t.Fatalf("node %d took a forged, unkeyed throttle message (%d failures)", i, n)
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // sampling a bounded window
+	}
+	// Control: with the key, the same datagram is taken.
+	keyText, err := os.ReadFile(identity.GossipKeyFile(c.TLSDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(keyText)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(start("n8", key))
+	c.Eventually(10*time.Second, "the keyed control message counted on every node", func() bool {
+		for _, nd := range c.Nodes {
+			if nd.Logins().Failures(victim) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -24,6 +24,7 @@ func (n *Node) startIMAP() error {
 		Dev:       n.cfg.Dev,
 		// The same per-address cap as SMTP's.
 		MaxConnsPerIP: n.cfg.MaxConnsPerIP,
+		Logins:        n.logins,
 	})
 	if err != nil {
 		return fmt.Errorf("node: imap: %w", err)

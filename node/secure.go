@@ -79,7 +79,9 @@ func (n *Node) startGRPC() error {
 	adminOpts = append(adminOpts, grpc.UnaryInterceptor(n.adminLog))
 
 	n.grpc = grpc.NewServer(peerOpts...)
-	peer.NewServer(n.grpc, n.raft, n.cluster, n.propose, n.Info, n.log, n.identity != nil)
+	ps := peer.NewServer(n.grpc, n.raft, n.cluster, n.propose, n.Info, n.log, n.identity != nil)
+	ps.Keys = n.gossipKeys
+	ps.Ops = n.cluster
 	n.admin = grpc.NewServer(adminOpts...)
 	svc := admin.Register(n.admin, n.mail, (*clusterView)(n))
 	adminpb.RegisterAdminServer(n.grpc, svc) // behind peerGate
@@ -101,30 +103,16 @@ var adminServicePrefix = "/" + adminpb.Admin_ServiceDesc.ServiceName + "/"
 // errAdminElsewhere answers an admin call on the peer port.
 var errAdminElsewhere = status.Error(codes.PermissionDenied, "node: the admin API is served on the admin listener only")
 
-// peerGate lets through the Peer service, and of the admin service only
-// the calls a node forwards to the leader, from a member of the cluster.
+// peerGate lets through the Peer service and refuses every unary call of
+// the admin service, which is registered on the peer port only for the
+// Import stream (peerStreamGate). A follower passes TransferLeader and
+// RemoveNode to the leader as the Peer service's TransferLeader and
+// RemoveServer (members only), not as admin calls.
 func (n *Node) peerGate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !strings.HasPrefix(info.FullMethod, adminServicePrefix) {
 		return handler(ctx, req)
 	}
-	forwarded := false
-	switch r := req.(type) {
-	case *adminpb.TransferLeaderRequest:
-		forwarded = r.Forwarded
-	case *adminpb.RemoveNodeRequest:
-		forwarded = r.Forwarded
-	}
-	if !forwarded {
-		return nil, errAdminElsewhere
-	}
-	if n.identity != nil {
-		id, ok := identity.FromContext(ctx)
-		if !ok || id.Role != identity.RoleNode || !n.raft.IsMember(id.Name) {
-			return nil, status.Error(codes.PermissionDenied, "node: forwarded admin calls are taken from members only")
-		}
-		n.log.Info("admin call forwarded by a member", "component", "admin", "method", info.FullMethod, "from", id.Name)
-	}
-	return handler(ctx, req)
+	return nil, errAdminElsewhere
 }
 
 // peerStreamGate lets through the Peer service's streams and, of the admin

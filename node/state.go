@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/raftfsm"
@@ -95,12 +96,22 @@ func (n *Node) startRaft(opts Options) error {
 	if err != nil {
 		return err
 	}
+	delay := n.cfg.LoginFailureDelay.Duration
+	n.logins = loginguard.New(loginguard.Config{
+		Self: n.cfg.ID, Max: n.cfg.MaxLoginFailures, Slots: n.cfg.MaxConcurrentLogins,
+		Delay: delay, MaxDelay: 16 * delay,
+		// Set before any login can run: the pool is started just below,
+		// the IMAP listener later.
+		Send: func(msg []byte) { n.pool.Send(msg) },
+	})
 	n.pool, err = membership.Start(membership.Config{
-		Key:        key,
-		Meta:       n.memberMeta(), // disaster.go: with the cluster identity
-		GossipAddr: n.cfg.GossipAddr,
-		Profile:    n.cfg.RaftProfile,
-		Logger:     n.log,
+		Key:         key,
+		KeyringFile: filepath.Join(n.cfg.DataDir, "gossip-keyring"),
+		OnMessage:   n.logins.Receive,
+		Meta:        n.memberMeta(), // disaster.go: with the cluster identity
+		GossipAddr:  n.cfg.GossipAddr,
+		Profile:     n.cfg.RaftProfile,
+		Logger:      n.log,
 	})
 	return err
 }

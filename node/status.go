@@ -10,6 +10,7 @@ import (
 	"github.com/continuum-mail/continuum/node/admin"
 	"github.com/continuum-mail/continuum/node/config"
 	"github.com/continuum-mail/continuum/node/consensus"
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/membership"
 	"github.com/continuum-mail/continuum/node/search"
@@ -38,6 +39,9 @@ func (n *Node) Config() config.Config { return n.cfg }
 
 // Members returns the gossip view.
 func (n *Node) Members() []membership.Member { return n.pool.Members() }
+
+// Logins is the node's login guard (throttle and check bound).
+func (n *Node) Logins() *loginguard.Guard { return n.logins }
 
 // Ready reports whether the node has a leader and has applied what it knows
 // to be committed: what a load balancer should route to.
@@ -128,6 +132,37 @@ func (c *clusterView) Info(ctx context.Context, id string) (*peerpb.InfoResponse
 }
 
 func (c *clusterView) Local() *peerpb.InfoResponse { return (*Node)(c).Info() }
+
+func (c *clusterView) GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	if id == c.cfg.ID {
+		return (*Node)(c).gossipKeys(req)
+	}
+	return c.router.GossipKeys(ctx, id, req)
+}
+
+// gossipKeys runs one keyring operation on this node's gossip pool.
+func (n *Node) gossipKeys(req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	var err error
+	switch req.Op {
+	case "list":
+	case "install":
+		err = n.pool.InstallKey(req.Key)
+	case "use":
+		err = n.pool.UseKey(req.Key)
+	case "remove":
+		err = n.pool.RemoveKey(req.Key)
+	default:
+		return nil, fmt.Errorf("gossip keys: unknown operation %q (want list, install, use or remove)", req.Op)
+	}
+	if err != nil {
+		return nil, err
+	}
+	primary, all, err := n.pool.Keys()
+	if err != nil {
+		return nil, err
+	}
+	return &peerpb.GossipKeysResponse{Primary: primary, Keys: all}, nil
+}
 
 func (c *clusterView) ProposeCheck(ctx context.Context, by string) (uint64, uint64, error) {
 	return (*Node)(c).ProposeCheck(ctx, by)

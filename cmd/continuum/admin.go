@@ -190,7 +190,7 @@ func readPassword(fromStdin bool) (string, error) {
 
 func runCluster(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: continuum cluster status [--json] | check [--json] | transfer-leader [--to NODE] | remove NODE")
+		return errors.New("usage: continuum cluster status [--json] | check [--json] | transfer-leader [--to NODE] | remove NODE | keys list | keys install|use|remove KEYFILE")
 	}
 	a := newAdminFlags("cluster " + args[0])
 	switch args[0] {
@@ -277,9 +277,61 @@ func runCluster(args []string) error {
 		}
 		fmt.Println("removed", pos[0], "from the raft configuration")
 		return nil
+	case "keys":
+		return runClusterKeys(a, args[1:])
 	default:
 		return fmt.Errorf("unknown cluster subcommand %q", args[0])
 	}
+}
+
+// runClusterKeys is `continuum cluster keys`: the gossip keyring on every
+// node. A key is read from a file (continuum tls gossip-key writes one;
+// mode 0600), never from the command line.
+func runClusterKeys(a *adminFlags, args []string) error {
+	const usage = "usage: continuum cluster keys list | install KEYFILE | use KEYFILE | remove KEYFILE"
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	op := args[0]
+	if op == "add" { // the issue's name for install
+		op = "install"
+	}
+	pos, err := a.parse(args[1:])
+	if err != nil {
+		return err
+	}
+	req := &adminpb.GossipKeysRequest{Op: op}
+	switch {
+	case op == "list" && len(pos) == 0:
+	case (op == "install" || op == "use" || op == "remove") && len(pos) == 1:
+		b, err := identity.ReadSecret(pos[0])
+		if err != nil {
+			return fmt.Errorf("key file: %w", err)
+		}
+		req.Key = strings.TrimSpace(string(b))
+	default:
+		return errors.New(usage)
+	}
+	res, err := call(a, adminpb.AdminClient.GossipKeys, req)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPRIMARY\tKEYS")
+	failed := 0
+	for _, n := range res.Nodes {
+		if n.Error != "" {
+			failed++
+			fmt.Fprintf(tw, "%s\t-\terror: %s\n", n.Id, n.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Id, n.Primary, strings.Join(n.Keys, ","))
+	}
+	tw.Flush()
+	if failed > 0 {
+		return fmt.Errorf("keys %s failed on %d of %d nodes (repeat it once they answer)", op, failed, len(res.Nodes))
+	}
+	return nil
 }
 
 // statusJSON is the --json shape of docs/ARCHITECTURE.md §8.

@@ -244,13 +244,14 @@ func runArchive(args []string) error {
 		}
 		return printVerify(reports, *asJSON)
 	case "search", "export":
-		q := a.fs.String("query", "", "words to find in headers and body text (ASCII case ignored); required")
+		q := a.fs.String("query", "", "text to find, as IMAP SEARCH TEXT finds it (a substring of the decoded header fields and text parts, case folded; uses the full-text index); required")
 		user := a.fs.String("user", "", "only this user's mail")
 		from := a.fs.String("from", "", "INTERNALDATE on or after DATE (2006-01-02 or RFC 3339)")
 		to := a.fs.String("to", "", "INTERNALDATE on or before DATE (a date means its whole day)")
 		held := a.fs.Bool("include-held", false, "also expunged messages kept by a hold or retention (the vault)")
 		limit := a.fs.Uint("limit", 0, "at most N messages (0: 1000)")
 		asJSON := a.fs.Bool("json", false, "print JSON (search)")
+		scan := a.fs.Bool("scan", false, "ignore the full-text index: check every message (slow; to cross-check the index)")
 		format := a.fs.String("format", "mbox", "export format: mbox")
 		out := a.fs.String("out", "", "export: the mbox file to write (its manifest goes to PATH.manifest.json)")
 		a.fs.Lookup("timeout").DefValue = "10m0s"
@@ -261,7 +262,7 @@ func runArchive(args []string) error {
 		if *q == "" {
 			return errors.New("--query Q is required")
 		}
-		req := &adminpb.ArchiveSearchRequest{Query: *q, User: *user, IncludeHeld: *held, Limit: uint32(*limit)}
+		req := &adminpb.ArchiveSearchRequest{Query: *q, User: *user, IncludeHeld: *held, Limit: uint32(*limit), Scan: *scan}
 		var err error
 		if req.FromUnix, err = parseDate(*from, false); err != nil {
 			return err

@@ -18,7 +18,7 @@ func init() {
 	commands = []command{
 		{"serve", "serve --config FILE | flags", "run one cluster node", runServe},
 		{"dev", "dev [--dir D] [--nodes 3] [--base-port P]", "run a local cluster, one process per node", runDev},
-		{"cluster", "cluster status [--json] | transfer-leader [--to NODE] | remove NODE", "cluster status and membership", runCluster},
+		{"cluster", "cluster status [--json] | transfer-leader [--to NODE] | remove NODE | keys list|install|use|remove [KEYFILE]", "cluster status and membership", runCluster},
 		{"domain", "domain add NAME [--catch-all LOCAL] | list", "manage local domains", runDomain},
 		{"user", "user add EMAIL --password-stdin | list | passwd EMAIL --password-stdin | del EMAIL", "manage users", runUser},
 		{"alias", "alias set EMAIL TARGET...", "point an address at users", runAlias},

@@ -41,11 +41,19 @@ type Cluster interface {
 	TransferLeader(ctx context.Context, to string) (string, error)
 	// RemoveServer removes a server other than this node. Leader only.
 	RemoveServer(ctx context.Context, id string) error
+	// LeaderTransferLeader and LeaderRemoveServer ask the leader, over the
+	// peer service (node certificates), to do the same for a request this
+	// node's admin listener took from the admin by.
+	LeaderTransferLeader(ctx context.Context, to, by string) (string, error)
+	LeaderRemoveServer(ctx context.Context, id, by string) error
 	// OpenBackup takes a consistent view of the state database.
 	OpenBackup() (Backup, error)
 	// ProposeCheck commits a consistency check entry (forwarded to the
 	// leader) and returns its log index and ID.
 	ProposeCheck(ctx context.Context, by string) (index, id uint64, err error)
+	// GossipKeys runs a gossip keyring operation on the node id (locally
+	// when it is this node).
+	GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error)
 }
 
 // Backup is a consistent view of a node's state being backed up.
@@ -281,15 +289,17 @@ func PlacementWarnings(voters int, votersBySite map[string]int) []string {
 	return w
 }
 
-// TransferLeader hands leadership over; any node forwards it to the leader.
+// TransferLeader hands leadership over; any node passes it on to the leader
+// (the Peer service's TransferLeader, authenticated by the node certificate).
 func (s *Service) TransferLeader(ctx context.Context, req *adminpb.TransferLeaderRequest) (*adminpb.TransferLeaderResponse, error) {
 	if !s.cluster.IsLeader() {
-		conn, err := s.forwardConn(ctx, req.Forwarded)
+		// Passed on over the peer service: the admin service answers on
+		// the admin listener only (issue 10).
+		leader, err := s.cluster.LeaderTransferLeader(ctx, req.To, actor(ctx))
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, toStatus(passedOn(err))
 		}
-		req.Forwarded = true
-		return adminpb.NewAdminClient(conn).TransferLeader(ctx, req)
+		return &adminpb.TransferLeaderResponse{Leader: leader}, nil
 	}
 	leader, err := s.cluster.TransferLeader(ctx, req.To)
 	if err != nil {
@@ -299,19 +309,17 @@ func (s *Service) TransferLeader(ctx context.Context, req *adminpb.TransferLeade
 }
 
 // RemoveNode removes a server from the Raft configuration; any node
-// forwards it to the leader. Removing the leader hands leadership over
+// passes it on to the leader. Removing the leader hands leadership over
 // first, then the new leader removes it.
 func (s *Service) RemoveNode(ctx context.Context, req *adminpb.RemoveNodeRequest) (*adminpb.RemoveNodeResponse, error) {
 	if req.Id == "" {
 		return nil, status.Error(codes.InvalidArgument, "admin: remove needs a node ID")
 	}
 	if !s.cluster.IsLeader() {
-		conn, err := s.forwardConn(ctx, req.Forwarded)
-		if err != nil {
-			return nil, toStatus(err)
+		if err := s.cluster.LeaderRemoveServer(ctx, req.Id, actor(ctx)); err != nil {
+			return nil, toStatus(passedOn(err))
 		}
-		req.Forwarded = true
-		return adminpb.NewAdminClient(conn).RemoveNode(ctx, req)
+		return &adminpb.RemoveNodeResponse{}, nil
 	}
 	if req.Id == s.cluster.Local().Id {
 		servers, err := s.cluster.Servers()
@@ -324,16 +332,24 @@ func (s *Service) RemoveNode(ctx context.Context, req *adminpb.RemoveNodeRequest
 		if _, err := s.cluster.TransferLeader(ctx, ""); err != nil {
 			return nil, toStatus(fmt.Errorf("removing the leader: transfer leadership first: %w", err))
 		}
-		conn, err := s.forwardConn(ctx, false)
-		if err != nil {
-			return nil, toStatus(err)
+		if err := s.cluster.LeaderRemoveServer(ctx, req.Id, actor(ctx)); err != nil {
+			return nil, toStatus(passedOn(err))
 		}
-		return adminpb.NewAdminClient(conn).RemoveNode(ctx, &adminpb.RemoveNodeRequest{Id: req.Id, Forwarded: true})
+		return &adminpb.RemoveNodeResponse{}, nil
 	}
 	if err := s.cluster.RemoveServer(ctx, req.Id); err != nil {
 		return nil, toStatus(err)
 	}
 	return &adminpb.RemoveNodeResponse{}, nil
+}
+
+// passedOn is the error of a request passed on to the leader: the leader's
+// answer as it gave it, else (no leader reachable) ErrNotLeader.
+func passedOn(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrNotLeader, err)
 }
 
 func hasOtherVoter(servers []Server, id string) bool {

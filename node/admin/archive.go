@@ -112,7 +112,7 @@ func (s *Service) ArchiveVerify(ctx context.Context, _ *adminpb.ArchiveVerifyReq
 }
 
 func searchQuery(req *adminpb.ArchiveSearchRequest) mail.SearchQuery {
-	return mail.SearchQuery{Query: req.Query, User: req.User, From: req.FromUnix, To: req.ToUnix, IncludeHeld: req.IncludeHeld, Limit: int(req.Limit)}
+	return mail.SearchQuery{Query: req.Query, User: req.User, From: req.FromUnix, To: req.ToUnix, IncludeHeld: req.IncludeHeld, Limit: int(req.Limit), Scan: req.Scan}
 }
 
 func describeSearch(req *adminpb.ArchiveSearchRequest) string {

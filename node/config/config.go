@@ -116,6 +116,15 @@ type Config struct {
 	LMTPMaxConnsPerIP int `toml:"lmtp-max-conns-per-ip"`
 	// LMTPMaxConns caps concurrent LMTP connections in total (1024).
 	LMTPMaxConns int `toml:"lmtp-max-conns"`
+	// MaxLoginFailures from one client address within 15 minutes, summed
+	// over the cluster, make every login from it fail unchecked (0: 10).
+	MaxLoginFailures int `toml:"max-login-failures"`
+	// LoginFailureDelay is the wait before answering a first failed login;
+	// it doubles per further failure up to 16 × (0: 1 s).
+	LoginFailureDelay Duration `toml:"login-failure-delay"`
+	// MaxConcurrentLogins bounds the password checks in flight on this
+	// node, 19 MiB each (0: 8).
+	MaxConcurrentLogins int `toml:"max-concurrent-logins"`
 	// ProtocolTimeout is the idle read/write timeout of SMTP and LMTP.
 	ProtocolTimeout Duration `toml:"protocol-timeout"`
 	// ApplyTimeout bounds how long a write waits for commit before the
@@ -263,6 +272,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "concurrent SMTP connections per client address")
 	fs.IntVar(&c.LMTPMaxConnsPerIP, "lmtp-max-conns-per-ip", c.LMTPMaxConnsPerIP, "concurrent LMTP connections per client address (0: no cap)")
 	fs.IntVar(&c.LMTPMaxConns, "lmtp-max-conns", c.LMTPMaxConns, "concurrent LMTP connections in total")
+	fs.IntVar(&c.MaxLoginFailures, "max-login-failures", c.MaxLoginFailures, "failed logins per client address in 15 minutes, cluster-wide, before it is refused unchecked (0: 10)")
+	fs.DurationVar(&c.LoginFailureDelay.Duration, "login-failure-delay", c.LoginFailureDelay.Duration, "delay before answering a first failed login, doubling per failure (0: 1s)")
+	fs.IntVar(&c.MaxConcurrentLogins, "max-concurrent-logins", c.MaxConcurrentLogins, "password checks in flight on this node, 19 MiB each (0: 8)")
 	fs.DurationVar(&c.ProtocolTimeout.Duration, "protocol-timeout", c.ProtocolTimeout.Duration, "SMTP/LMTP idle timeout")
 	fs.DurationVar(&c.ApplyTimeout.Duration, "apply-timeout", c.ApplyTimeout.Duration, "how long a write waits for commit")
 	fs.DurationVar(&c.LeaderlessAfter.Duration, "leaderless-after", c.LeaderlessAfter.Duration, "time without a leader before the node is cut off (0: 2 × election timeout)")
@@ -361,6 +373,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LMTPMaxConnsPerIP < 0 {
 		bad("lmtp-max-conns-per-ip %d: want 0 (no cap) or more", c.LMTPMaxConnsPerIP)
+	}
+	if c.MaxLoginFailures < 0 || c.MaxConcurrentLogins < 0 || c.LoginFailureDelay.Duration < 0 {
+		bad("max-login-failures, max-concurrent-logins and login-failure-delay: want 0 (default) or more")
 	}
 	if c.LMTPMaxConns < 1 {
 		bad("lmtp-max-conns %d: want at least 1", c.LMTPMaxConns)

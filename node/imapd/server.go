@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 )
 
@@ -47,6 +48,10 @@ type Options struct {
 	// MaxConcurrentAuth bounds the password checks in flight on this node
 	// (each argon2id check holds 19 MiB); more wait. Default 8.
 	MaxConcurrentAuth int
+	// Logins, when set, is the node's login guard (shared with the
+	// cluster through gossip), and the four Auth options above are
+	// ignored; nil makes a guard of this server's own from them.
+	Logins *loginguard.Guard
 	// MaxConnsPerIP and MaxConns cap concurrent IMAP connections from one
 	// client address and in total; one over is answered BYE and closed.
 	// Defaults 50 and 5000.
@@ -115,14 +120,12 @@ var capabilities = imap.CapSet{
 // listener: connections that may log in in the clear (loopback, in dev
 // mode) go to the one with InsecureAuth, all others to the one without.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	throttle *authThrottle
-	// authSlots holds one token per password check in flight.
-	authSlots chan struct{}
-	conns     connCounter
-	ctx       context.Context // canceled by Close: ends in-flight mail calls
-	cancel    context.CancelFunc
+	opts   Options
+	log    *slog.Logger
+	logins *loginguard.Guard
+	conns  connCounter
+	ctx    context.Context // canceled by Close: ends in-flight mail calls
+	cancel context.CancelFunc
 
 	secure, insecure *imapserver.Server
 	secureLn         *chanListener
@@ -141,12 +144,18 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.setDefaults()
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger.With("component", "imap"),
-		throttle:  newAuthThrottle(opts.AuthFailureDelay, opts.MaxAuthFailureDelay, opts.MaxAuthFailures, opts.AuthFailureWindow),
-		authSlots: make(chan struct{}, opts.MaxConcurrentAuth),
-		conns:     connCounter{perIP: map[string]int{}},
-		lns:       map[net.Listener]struct{}{},
+		opts:   opts,
+		log:    opts.Logger.With("component", "imap"),
+		logins: opts.Logins,
+		conns:  connCounter{perIP: map[string]int{}},
+		lns:    map[net.Listener]struct{}{},
+	}
+	if s.logins == nil {
+		s.logins = loginguard.New(loginguard.Config{
+			Delay: opts.AuthFailureDelay, MaxDelay: opts.MaxAuthFailureDelay,
+			Max: opts.MaxAuthFailures, Window: opts.AuthFailureWindow,
+			Slots: opts.MaxConcurrentAuth,
+		})
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	logger := slogPrintf{s.log}

@@ -11,11 +11,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -74,45 +74,36 @@ func (s *session) Close() error {
 	return nil
 }
 
-// Login checks a password (RFC 9051 §6.2.3), throttled per client address.
+// Login checks a password (RFC 9051 §6.2.3) through the node's login
+// guard: throttled per client address across the cluster, and bounded in
+// the checks in flight (node/loginguard).
 func (s *session) Login(username, password string) error {
-	now := time.Now()
-	if !s.srv.throttle.begin(s.remote, now) {
-		s.srv.log.Info("login refused: too many failures", "remote", s.remote)
-		s.wait(s.srv.throttle.failed(s.remote, now))
-		return reply(errThrottled)
-	}
-	// Each check holds argon2's memory (19 MiB): at most
-	// MaxConcurrentAuth of them run at once on this node.
-	select {
-	case s.srv.authSlots <- struct{}{}:
-	case <-s.ctx().Done():
-		s.srv.throttle.abandoned(s.remote)
-		return reply(mail.ErrUnavailable)
-	}
-	u, err := s.mail.Authenticate(s.ctx(), username, password)
-	<-s.srv.authSlots
-	if err != nil {
-		if errors.Is(err, mail.ErrAuthFailed) {
-			s.srv.log.Info("login failed", "remote", s.remote)
-			s.wait(s.srv.throttle.delay(s.remote))
-		} else {
-			s.srv.throttle.abandoned(s.remote)
+	var u *mail.User
+	var authErr error
+	err := s.srv.logins.Attempt(s.ctx(), s.remote, func() loginguard.Outcome {
+		u, authErr = s.mail.Authenticate(s.ctx(), username, password)
+		switch {
+		case authErr == nil:
+			return loginguard.Success
+		case errors.Is(authErr, mail.ErrAuthFailed):
+			return loginguard.Wrong
 		}
-		return reply(err)
+		return loginguard.Unknown
+	})
+	switch {
+	case errors.Is(err, loginguard.ErrThrottled):
+		s.srv.log.Info("login refused: too many failures", "remote", s.remote)
+		return reply(errThrottled)
+	case err != nil:
+		return reply(mail.ErrUnavailable)
+	case authErr != nil:
+		if errors.Is(authErr, mail.ErrAuthFailed) {
+			s.srv.log.Info("login failed", "remote", s.remote)
+		}
+		return reply(authErr)
 	}
-	s.srv.throttle.succeeded(s.remote)
 	s.user = u
 	return nil
-}
-
-func (s *session) wait(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.ctx().Done():
-	}
 }
 
 func (s *session) Unauthenticate() error {

@@ -1,17 +1,14 @@
 package mail
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strings"
 
-	"github.com/emersion/go-message"
-
+	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/raftfsm"
@@ -309,11 +306,14 @@ func (s *Service) Summary(nowUnix int64) (*ArchiveSummary, error) {
 
 // SearchQuery is an eDiscovery search.
 type SearchQuery struct {
-	Query       string // matched, ignoring ASCII case, in the header and decoded text parts
+	Query       string // matched as IMAP SEARCH TEXT matches: a substring of the message's searchable text (search.Doc), Unicode-folded
 	User        string // empty: every user
 	From, To    int64  // INTERNALDATE bounds, unix seconds, inclusive; 0: open
 	IncludeHeld bool   // also the vault (expunged messages kept by hold or retention)
 	Limit       int    // 0: 1000
+	// Scan ignores the full-text index and checks every message: the
+	// fallback, and the oracle the indexed path is tested against.
+	Scan bool
 }
 
 // Hit is one message a search found.
@@ -327,12 +327,16 @@ type Hit struct {
 	Vaulted, Held      bool
 }
 
-// Search scans every message of every user (or one user) on this node's
-// replica, after a read-index wait, and returns those that match. A full
-// scan, not an index: acceptable for an administrator's occasional
-// request (a full-text index is a separate piece of work).
+// Search finds the messages of every user (or one user) on this node's
+// replica, after a read-index wait, whose text holds the query (as
+// SEARCH TEXT: decoded text parts, HTML stripped, RFC 2047 headers, file
+// names, Unicode-folded). Mailbox by mailbox, the full-text index gives
+// the candidates (TextSearch.Matching) and only those are read; messages
+// the index does not cover yet and the vault are checked one by one. With
+// q.Scan every message is checked: same results, the old cost. scanned
+// counts the messages whose text was checked.
 func (s *Service) Search(ctx context.Context, q SearchQuery) (hits []Hit, scanned uint64, truncated bool, err error) {
-	if q.Query == "" {
+	if strings.TrimSpace(q.Query) == "" {
 		return nil, 0, false, fmt.Errorf("%w: empty query", ErrInvalid)
 	}
 	if q.Limit <= 0 {
@@ -341,7 +345,14 @@ func (s *Service) Search(ctx context.Context, q SearchQuery) (hits []Hit, scanne
 	if err := s.Sync(ctx); err != nil {
 		return nil, 0, false, err
 	}
-	needle := []byte(asciiLower(q.Query))
+	needle := FoldText(q.Query)
+	// Index views are taken before the state snapshot: every message of
+	// the snapshot with a UID ≤ a mailbox's watermark is in the view.
+	var view *search.View
+	if x := s.index.Load(); x != nil && !q.Scan {
+		view = x.View()
+		defer view.Close()
+	}
 	snap := s.db.Snapshot()
 	defer snap.Close()
 	var users []*storagepb.User
@@ -368,27 +379,61 @@ func (s *Service) Search(ctx context.Context, q SearchQuery) (hits []Hit, scanne
 	for _, h := range holds {
 		held[h.Scope] = true
 	}
-	type cand struct {
-		mailbox string
-		m       *storagepb.Message
-		vaulted bool
+	inRange := func(m *storagepb.Message) bool {
+		return (q.From == 0 || m.InternalDateUnix >= q.From) && (q.To == 0 || m.InternalDateUnix <= q.To)
 	}
+	errFull := errors.New("full")
 	for _, u := range users {
 		if err := ctx.Err(); err != nil {
 			return nil, scanned, false, err
 		}
 		domain := u.Email[strings.LastIndexByte(u.Email, '@')+1:]
 		isHeld := held[storage.UserScope(u.Email)] || held[storage.DomainScope(domain)]
-		var cands []cand
+		// hit records m if its text holds the needle (verify) or it is
+		// known to (!verify).
+		hit := func(ts *TextSearch, mailbox string, m *storagepb.Message, vaulted, verify bool) error {
+			if !inRange(m) {
+				return nil
+			}
+			if verify {
+				scanned++
+				var d *TextDoc
+				var err error
+				if ts != nil {
+					d, err = ts.Doc(snap, m)
+				} else {
+					d, err = extractDoc(s.db, snap, m)
+				}
+				if err != nil {
+					return err
+				}
+				if !d.MatchText(needle) {
+					return nil
+				}
+			}
+			if len(hits) == q.Limit {
+				return errFull
+			}
+			h := Hit{User: u.Email, Mailbox: mailbox, UID: m.Uid, InternalDate: m.InternalDateUnix,
+				SHA256: m.Blob, Size: m.Size, Vaulted: vaulted, Held: isHeld}
+			if p, err := snap.Parsed(m.Blob); err == nil && p.GetEnvelope() != nil {
+				env := p.GetEnvelope()
+				h.Subject, h.MID = env.GetSubject(), env.GetMessageId()
+				if f := env.GetFrom(); len(f) > 0 {
+					h.From = f[0].GetMailbox() + "@" + f[0].GetHost()
+				}
+			}
+			hits = append(hits, h)
+			return nil
+		}
 		boxes, err := snap.Mailboxes(u.Id)
 		if err != nil {
 			return nil, scanned, false, err
 		}
 		for _, b := range boxes {
-			if err := snap.Messages(b.Id, 1, 0, func(m *storagepb.Message) error {
-				cands = append(cands, cand{b.Name, m, false})
-				return nil
-			}); err != nil {
+			if err := s.searchMailbox(snap, view, b, needle, hit); errors.Is(err, errFull) {
+				return hits, scanned, true, nil
+			} else if err != nil {
 				return nil, scanned, false, err
 			}
 		}
@@ -398,61 +443,66 @@ func (s *Service) Search(ctx context.Context, q SearchQuery) (hits []Hit, scanne
 				return nil, scanned, false, err
 			}
 			for _, e := range vault {
-				cands = append(cands, cand{e.Mailbox, e.Message, true})
-			}
-		}
-		for _, c := range cands {
-			if (q.From != 0 && c.m.InternalDateUnix < q.From) || (q.To != 0 && c.m.InternalDateUnix > q.To) {
-				continue
-			}
-			scanned++
-			raw, err := snap.Blob(c.m.Blob)
-			if err != nil {
-				return nil, scanned, false, err
-			}
-			if !bytes.Contains(bytes.ToLower(searchText(raw)), needle) {
-				continue
-			}
-			if len(hits) == q.Limit {
-				return hits, scanned, true, nil
-			}
-			h := Hit{User: u.Email, Mailbox: c.mailbox, UID: c.m.Uid, InternalDate: c.m.InternalDateUnix,
-				SHA256: c.m.Blob, Size: c.m.Size, Vaulted: c.vaulted, Held: isHeld}
-			if p, err := snap.Parsed(c.m.Blob); err == nil && p.GetEnvelope() != nil {
-				env := p.GetEnvelope()
-				h.Subject, h.MID = env.GetSubject(), env.GetMessageId()
-				if f := env.GetFrom(); len(f) > 0 {
-					h.From = f[0].GetMailbox() + "@" + f[0].GetHost()
+				if err := hit(nil, e.Mailbox, e.Message, true, true); errors.Is(err, errFull) {
+					return hits, scanned, true, nil
+				} else if err != nil {
+					return nil, scanned, false, err
 				}
 			}
-			hits = append(hits, h)
 		}
 	}
 	sort.SliceStable(hits, func(i, j int) bool { return hits[i].InternalDate < hits[j].InternalDate })
 	return hits, scanned, false, nil
 }
 
-// searchText is the message as stored followed by its decoded text parts
-// (quoted-printable and base64 undone), so a word is found however the
-// sender encoded it.
-func searchText(raw []byte) []byte {
-	out := raw
-	e, err := message.Read(bytes.NewReader(raw))
-	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-		return out
-	}
-	out = append([]byte(nil), raw...)
-	_ = e.Walk(func(_ []int, p *message.Entity, err error) error {
+// searchMailbox calls hit for the mailbox's messages that can match, in
+// UID order: the index's sure and maybe candidates up to its watermark,
+// then every message above it; every message when the index cannot help.
+func (s *Service) searchMailbox(snap *storage.Snap, view *search.View, b *storagepb.Mailbox, needle string,
+	hit func(ts *TextSearch, mailbox string, m *storagepb.Message, vaulted, verify bool) error) error {
+	from := uint32(1)
+	if view != nil {
+		ts := &TextSearch{db: s.db, view: view, mailboxID: b.Id, uidValidity: b.UidValidity}
+		hw, uv, ok, err := view.Indexed(b.Id)
 		if err != nil {
-			return nil
+			return err
 		}
-		if t, _, _ := p.Header.ContentType(); strings.HasPrefix(t, "text/") || t == "" {
-			b, _ := io.ReadAll(io.LimitReader(p.Body, 16<<20))
-			out = append(append(out, '\n'), b...)
+		ts.indexed, ts.hw = ok && uv == b.UidValidity, hw
+		sure, maybe, hw, indexed, err := ts.Matching([]string{needle})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	return out
+		if indexed {
+			// Merge the two ascending lists, so hits come in UID order as
+			// on the scanning path.
+			i, j := 0, 0
+			for i < len(sure) || j < len(maybe) {
+				var uid uint32
+				verify := false
+				if j == len(maybe) || (i < len(sure) && sure[i] < maybe[j]) {
+					uid, i = sure[i], i+1
+				} else {
+					uid, j, verify = maybe[j], j+1, true
+				}
+				m, err := snap.Message(b.Id, uid)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue // expunged after the index view
+				}
+				if err != nil {
+					return err
+				}
+				if err := hit(ts, b.Name, m, false, verify); err != nil {
+					return err
+				}
+			}
+			from = hw + 1
+			if hw == ^uint32(0) {
+				return nil
+			}
+		}
+		return snap.Messages(b.Id, from, 0, func(m *storagepb.Message) error { return hit(ts, b.Name, m, false, true) })
+	}
+	return snap.Messages(b.Id, from, 0, func(m *storagepb.Message) error { return hit(nil, b.Name, m, false, true) })
 }
 
 // Blob returns a stored message's bytes by SHA-256 (archive export).
@@ -463,16 +513,6 @@ func (s *Service) Blob(sha []byte) ([]byte, error) {
 		return err
 	})
 	return out, err
-}
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // RestoreVault puts a user's vaulted messages back: one, named by its

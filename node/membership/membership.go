@@ -52,12 +52,21 @@ type Config struct {
 	Meta       Meta
 	GossipAddr string // host:port to bind and advertise
 	// Key, when set, encrypts gossip (16, 24 or 32 bytes, AES).
-	Key     []byte
-	Profile string // "local", "lan" or "wan"
-	Logger  *slog.Logger
+	Key []byte
+	// KeyringFile, when set with Key, keeps the keyring across restarts:
+	// it is written (mode 0600) on every keyring change, and when it
+	// exists at start its keys replace Key (Key is what the cluster used
+	// before its first rotation).
+	KeyringFile string
+	Profile     string // "local", "lan" or "wan"
+	Logger      *slog.Logger
 	// OnChange is called (from memberlist's goroutine; must not block)
 	// whenever a member joins, leaves or updates.
 	OnChange func()
+	// OnMessage is called (from memberlist's goroutine; must not block)
+	// with each user message another member sent (Pool.Send).
+	// The slice is the callee's.
+	OnMessage func([]byte)
 }
 
 // Pool is this node's view of the gossip pool.
@@ -65,6 +74,10 @@ type Pool struct {
 	ml   *memberlist.Memberlist
 	cfg  Config
 	meta []byte
+	// keyring is nil when gossip is not encrypted; keyMu serializes
+	// changes with writing KeyringFile.
+	keyring *memberlist.Keyring
+	keyMu   sync.Mutex
 
 	mu      sync.Mutex
 	members map[string]Member
@@ -107,7 +120,17 @@ func Start(cfg Config) (*Pool, error) {
 	mc.Events = (*events)(p)
 	mc.Logger = logbridge.StdLog(cfg.Logger, "membership")
 	if len(cfg.Key) > 0 {
-		mc.SecretKey = cfg.Key
+		keys, err := loadKeyring(cfg.KeyringFile)
+		if err != nil {
+			return nil, err
+		}
+		if keys == nil {
+			keys = [][]byte{cfg.Key}
+		}
+		if p.keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+			return nil, fmt.Errorf("membership: keyring: %w", err)
+		}
+		mc.Keyring = p.keyring
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -172,6 +195,21 @@ func (p *Pool) Leave(timeout time.Duration) error {
 	return p.ml.Shutdown()
 }
 
+// Send sends msg to every other live member now, one datagram each
+// (memberlist's best-effort user message, encrypted with the cluster key
+// when there is one). Lost datagrams are not resent: a user of Send
+// sends state that a later message repeats, not deltas.
+func (p *Pool) Send(msg []byte) {
+	for _, n := range p.ml.Members() {
+		if n.Name == p.cfg.Meta.ID {
+			continue
+		}
+		if err := p.ml.SendBestEffort(n, msg); err != nil {
+			p.cfg.Logger.Debug("gossip send failed", "component", "membership", "to", n.Name, "err", err)
+		}
+	}
+}
+
 // Close stops gossip without announcing.
 func (p *Pool) Close() error { return p.ml.Shutdown() }
 
@@ -200,7 +238,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	defer d.mu.Unlock()
 	return d.meta
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte) {
+	if d.cfg.OnMessage != nil && len(b) > 0 {
+		d.cfg.OnMessage(append([]byte(nil), b...))
+	}
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}

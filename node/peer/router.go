@@ -99,6 +99,35 @@ func (r *Router) Info(ctx context.Context, id string) (*peerpb.InfoResponse, err
 	return c.Info(ctx, &peerpb.InfoRequest{})
 }
 
+// GossipKeys runs a gossip keyring operation on the node with the given ID.
+func (r *Router) GossipKeys(ctx context.Context, id string, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	c, err := r.client(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.GossipKeys(ctx, req)
+}
+
+// TransferLeader asks the leader to hand leadership over (see
+// peer.Server.TransferLeader). The caller found the leader.
+func (r *Router) TransferLeader(ctx context.Context, leader string, req *peerpb.TransferLeaderRequest) (*peerpb.TransferLeaderResponse, error) {
+	c, err := r.client(leader)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
+	}
+	return c.TransferLeader(ctx, req)
+}
+
+// RemoveServer asks the leader to remove a server, as TransferLeader.
+func (r *Router) RemoveServer(ctx context.Context, leader string, req *peerpb.RemoveServerRequest) error {
+	c, err := r.client(leader)
+	if err != nil {
+		return fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
+	}
+	_, err = c.RemoveServer(ctx, req)
+	return err
+}
+
 // InfoAt asks the node at a gRPC address for its view.
 func (r *Router) InfoAt(ctx context.Context, addr string) (*peerpb.InfoResponse, error) {
 	c, err := r.dial(addr)

@@ -32,6 +32,12 @@ type Server struct {
 	// authenticated: gs serves mutual TLS with node certificates, and every
 	// call is checked against the caller's certificate (authorize).
 	authenticated bool
+	// Ops, when set, carries out leadership transfer and removal for a
+	// member that took the admin request (TransferLeader, RemoveServer).
+	Ops Operator
+	// Keys, when set, runs a gossip keyring operation on this node
+	// (GossipKeys).
+	Keys func(req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error)
 }
 
 // Admitter decides whether a node may join (*cluster.Manager).
@@ -40,6 +46,13 @@ type Admitter interface {
 	// CheckIdentity refuses a node whose Raft state belongs to another
 	// cluster identity (a lost node of a cluster recovered without it).
 	CheckIdentity(id, clusterID string, fresh bool) error
+}
+
+// Operator is what the leader does for TransferLeader and RemoveServer
+// (node/cluster's Manager).
+type Operator interface {
+	TransferLeader(ctx context.Context, to string) (string, error)
+	Remove(ctx context.Context, id string) error
 }
 
 // Proposer proposes an encoded command on the leader (*propose.Proposer).
@@ -148,6 +161,79 @@ func (s *Server) Join(ctx context.Context, req *peerpb.JoinRequest) (*peerpb.Joi
 // Info reports this node's Raft view.
 func (s *Server) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoResponse, error) {
 	return s.info(), nil
+}
+
+// TransferLeader hands leadership over for a member whose authenticated
+// admin listener took the request (the member checked the admin
+// certificate; this checks the member's node certificate).
+func (s *Server) TransferLeader(ctx context.Context, req *peerpb.TransferLeaderRequest) (*peerpb.TransferLeaderResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
+	if s.Ops == nil {
+		return nil, status.Error(codes.Unimplemented, "peer: no cluster operations here")
+	}
+	who, _ := s.caller(ctx)
+	s.log.Info("leadership transfer passed on by a member", "from", who, "admin", req.Admin, "to", req.To)
+	leader, err := s.Ops.TransferLeader(ctx, req.To)
+	if err != nil {
+		return nil, opStatus(err)
+	}
+	return &peerpb.TransferLeaderResponse{Leader: leader}, nil
+}
+
+// RemoveServer removes a server for a member whose authenticated admin
+// listener took the request, as TransferLeader.
+func (s *Server) RemoveServer(ctx context.Context, req *peerpb.RemoveServerRequest) (*peerpb.RemoveServerResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
+	if s.Ops == nil {
+		return nil, status.Error(codes.Unimplemented, "peer: no cluster operations here")
+	}
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "peer: remove needs a node ID")
+	}
+	who, _ := s.caller(ctx)
+	s.log.Info("node removal passed on by a member", "from", who, "admin", req.Admin, "id", req.Id)
+	if err := s.Ops.Remove(ctx, req.Id); err != nil {
+		return nil, opStatus(err)
+	}
+	return &peerpb.RemoveServerResponse{}, nil
+}
+
+// opStatus maps node/cluster's errors to the codes node/admin answers the
+// operator with.
+func opStatus(err error) error {
+	switch {
+	case errors.Is(err, cluster.ErrUnknownNode):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, consensus.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, cluster.ErrRefused):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// GossipKeys runs a keyring operation on this node for a member (the admin
+// API on another node fans an operator's request out to every node).
+func (s *Server) GossipKeys(ctx context.Context, req *peerpb.GossipKeysRequest) (*peerpb.GossipKeysResponse, error) {
+	if err := s.requireMember(ctx); err != nil {
+		return nil, err
+	}
+	if s.Keys == nil {
+		return nil, status.Error(codes.Unimplemented, "peer: no gossip keyring")
+	}
+	who, _ := s.caller(ctx)
+	if req.Op != "list" {
+		s.log.Info("gossip keyring change", "op", req.Op, "caller", who)
+	}
+	resp, err := s.Keys(req)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "peer: %v", err)
+	}
+	return resp, nil
 }
 
 // toStatus maps errors to gRPC codes, one table for the peer service.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/node/search"
 	"github.com/continuum-mail/continuum/proto/commandpb"
@@ -297,6 +298,77 @@ func (h *harness) indexed(qs []query) []uint32 {
 	return out
 }
 
+// matched is the path archive search and IMAP SEARCH take for TEXT
+// criteria (node/mail.TextSearch.Matching): sure UIDs unverified, maybe
+// UIDs and those above the watermark verified. qs must all be "text".
+func (h *harness) matched(qs []query) []uint32 {
+	svc := mail.New(h.db, nil, nil, mail.Options{Logger: quiet})
+	svc.SetIndex(h.index)
+	snap := h.db.Snapshot()
+	box, err := snap.Mailbox(h.user, h.inbox)
+	snap.Close()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ts, err := svc.TextSearch(h.inbox, box.UidValidity, false)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer ts.Close()
+	var folded []string
+	for _, q := range qs {
+		folded = append(folded, search.Fold(q.value))
+	}
+	// The index view is open: the state snapshot is taken after it.
+	snap = h.db.Snapshot()
+	defer snap.Close()
+	sure, maybe, hw, indexed, err := ts.Matching(folded)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !slices.IsSorted(sure) || !slices.IsSorted(maybe) {
+		h.t.Fatalf("Matching: not sorted: %v %v", sure, maybe)
+	}
+	if !indexed {
+		hw = 0
+	}
+	verify := map[uint32]bool{}
+	for _, u := range sure {
+		verify[u] = false
+	}
+	for _, u := range maybe {
+		if _, dup := verify[u]; dup {
+			h.t.Fatalf("Matching: %d both sure and maybe", u)
+		}
+		verify[u] = true
+	}
+	var out []uint32
+	err = snap.Messages(h.inbox, 1, 0, func(m *storagepb.Message) error {
+		v, listed := verify[m.Uid]
+		if m.Uid > hw {
+			listed, v = true, true
+		}
+		if !listed {
+			return nil
+		}
+		if v {
+			d, err := ts.Doc(snap, m)
+			if err != nil {
+				return err
+			}
+			if !matches(d, qs) {
+				return nil
+			}
+		}
+		out = append(out, m.Uid)
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
 // Corpus: realistic messages with words from several scripts, encoded
 // headers, quoted-printable, base64 and HTML bodies, and attachments of
 // random bytes.
@@ -345,9 +417,16 @@ func randomMessage(r *rand.Rand, n int, attach int) []byte {
 	if r.IntN(2) == 0 {
 		fmt.Fprintf(&sb, "Cc: %s <cc%d@example.net>\r\n", words(r, 1), r.IntN(20))
 	}
-	fmt.Fprintf(&sb, "X-Tag: %s\r\n", words(r, 1))
+	if r.IntN(8) == 0 { // a token longer than search.MaxToken
+		fmt.Fprintf(&sb, "X-Tag: %s\r\n", strings.ReplaceAll(words(r, 25), " ", "-"))
+	} else {
+		fmt.Fprintf(&sb, "X-Tag: %s\r\n", words(r, 1))
+	}
 	fmt.Fprintf(&sb, "Subject: %s\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n", subject)
 	body := words(r, 20+r.IntN(200))
+	if r.IntN(8) == 0 {
+		body += " " + strings.ReplaceAll(words(r, 25), " ", "_") // long, if not wrapped
+	}
 	var text string
 	switch r.IntN(3) {
 	case 0:

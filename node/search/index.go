@@ -21,7 +21,7 @@ import (
 
 // FormatVersion is the layout of the index database. An index written with
 // another version is deleted and rebuilt.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // ErrNotFound is returned by View.Doc for a message the index does not hold.
 var ErrNotFound = errors.New("search: not in the index")
@@ -38,6 +38,10 @@ var (
 	keyVersion = []byte{famMeta, 'v'}
 	keyApplied = []byte{famMeta, 'a'}
 )
+
+// streamAbove is the message size above which the indexer streams the
+// message (storage.OpenBlob) instead of reading it whole.
+const streamAbove = 1 << 20
 
 // batchMessages is how many messages one index batch holds before it is
 // committed with the mailbox's cursor.
@@ -76,6 +80,10 @@ type Index struct {
 	mailBytes   atomic.Uint64 // raw bytes of the messages indexed
 	passes      atomic.Uint64
 	appliedSeen atomic.Uint64 // index applied as last recorded
+
+	// vocab holds the vocabulary keys added by the batch being built
+	// (indexer goroutine only).
+	vocab map[string]struct{}
 }
 
 // Open opens (or creates) the index in dir over state and starts its
@@ -179,7 +187,11 @@ func (x *Index) Reindex() error {
 func (x *Index) wipeAll() error {
 	b := x.db.NewBatch()
 	defer b.Close()
-	if err := b.DeleteRange([]byte{famCursor}, []byte{famPosting + 1}, nil); err != nil {
+	// Everything but the meta family (format version).
+	if err := b.DeleteRange([]byte{0}, []byte{famMeta}, nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange([]byte{famMeta + 1}, []byte{0xff}, nil); err != nil {
 		return err
 	}
 	b.Delete(keyApplied, nil)
@@ -453,6 +465,7 @@ func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 	defer snap.Close()
 	b := x.db.NewBatch()
 	defer b.Close()
+	x.vocab = map[string]struct{}{}
 	n := 0
 	last := c.hw
 	errFull := errors.New("full")
@@ -493,6 +506,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	}
 	b := x.db.NewIndexedBatch() // reads its own writes (has, removeMessage)
 	defer b.Close()
+	x.vocab = map[string]struct{}{}
 	n := 0
 	errFull := errors.New("full")
 	err = snap.Changes(c.mailbox, c.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
@@ -546,18 +560,37 @@ func (x *Index) has(b *pebble.Batch, mbox uint64, uid uint32) bool {
 
 func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *storagepb.Message) error {
 	start := time.Now()
-	data, err := r.Blob(m.Blob)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	parsed, err := r.Parsed(m.Blob)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	d := Extract(data, parsed)
+	var d *Doc
+	size := m.Size
+	if m.Size > streamAbove {
+		// A large message is streamed (one chunk at a time) and only the
+		// ranges the text comes from are kept.
+		br, err := x.state.OpenBlob(m.Blob)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, err = ExtractReader(br, br.Size, parsed)
+		br.Close()
+		if err != nil {
+			return err
+		}
+	} else {
+		data, err := r.Blob(m.Blob)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, size = Extract(data, parsed), uint64(len(data))
+	}
 	if err := b.Set(docKey(mbox, m.Uid), storage.Compress(d.encode()), nil); err != nil {
 		return err
 	}
@@ -566,8 +599,11 @@ func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *st
 			return err
 		}
 	}
+	if err := x.addTokens(b, mbox, m.Uid, d.Text(), x.vocab); err != nil {
+		return err
+	}
 	x.indexed.Add(1)
-	x.mailBytes.Add(uint64(len(data)))
+	x.mailBytes.Add(size)
 	x.indexNanos.Add(int64(time.Since(start)))
 	return nil
 }
@@ -588,6 +624,9 @@ func (x *Index) removeMessage(b *pebble.Batch, mbox uint64, uid uint32) error {
 				return err
 			}
 		}
+		if err := removeTokens(b, mbox, uid, d.Text()); err != nil {
+			return err
+		}
 	}
 	x.removed.Add(1)
 	return b.Delete(docKey(mbox, uid), nil)
@@ -596,7 +635,7 @@ func (x *Index) removeMessage(b *pebble.Batch, mbox uint64, uid uint32) error {
 func (x *Index) dropMailbox(mbox uint64) error {
 	b := x.db.NewBatch()
 	defer b.Close()
-	for _, f := range []byte{famDoc, famPosting} {
+	for _, f := range []byte{famDoc, famPosting, famVocab, famGram, famToken, famLong} {
 		lo := binary.BigEndian.AppendUint64([]byte{f}, mbox)
 		hi := binary.BigEndian.AppendUint64([]byte{f}, mbox+1)
 		if err := b.DeleteRange(lo, hi, nil); err != nil {

@@ -1,8 +1,10 @@
 package search_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
@@ -102,7 +104,7 @@ func TestIndexMatchesScan(t *testing.T) {
 	compare := func(phase string, queries int) {
 		t.Helper()
 		h.waitIndexed()
-		hits := 0
+		hits, textQueries := 0, 0
 		for range queries {
 			qs := []query{randomQuery(r)}
 			if r.IntN(4) == 0 {
@@ -112,11 +114,17 @@ func TestIndexMatchesScan(t *testing.T) {
 			if !slices.Equal(want, got) {
 				t.Fatalf("%s: %v: scan %v, index %v (seed %d)", phase, qs, want, got, seed)
 			}
+			if allText(qs) {
+				if got := h.matched(qs); !slices.Equal(want, got) {
+					t.Fatalf("%s: %v: scan %v, Matching %v (seed %d)", phase, qs, want, got, seed)
+				}
+				textQueries++
+			}
 			if len(want) > 0 {
 				hits++
 			}
 		}
-		t.Logf("%s: %d queries, %d with hits, %d messages", phase, queries, hits, len(h.messages()))
+		t.Logf("%s: %d queries (%d TEXT-only, also through Matching), %d with hits, %d messages", phase, queries, textQueries, hits, len(h.messages()))
 	}
 	for range 5 {
 		deliver(40)
@@ -136,6 +144,10 @@ func TestIndexMatchesScan(t *testing.T) {
 		if want, got := h.scan(qs), h.indexed(qs); !slices.Equal(want, got) {
 			t.Fatalf("racing the indexer: %v: scan %v, index %v (seed %d)", qs, want, got, seed)
 		}
+		tq := []query{{kind: "text", value: randomQuery(r).value}}
+		if want, got := h.scan(tq), h.matched(tq); !slices.Equal(want, got) {
+			t.Fatalf("racing the indexer: %v: scan %v, Matching %v (seed %d)", tq, want, got, seed)
+		}
 	}
 	compare("incremental", 200)
 
@@ -153,5 +165,56 @@ func TestIndexMatchesScan(t *testing.T) {
 	if want, got := h.scan(qs), h.indexed(qs); !slices.Equal(want, got) {
 		t.Fatalf("during reindex: %v: scan %v, index %v", qs, want, got)
 	}
+	tq := []query{{kind: "text", value: randomQuery(r).value}}
+	if want, got := h.scan(tq), h.matched(tq); !slices.Equal(want, got) {
+		t.Fatalf("during reindex: %v: scan %v, Matching %v", tq, want, got)
+	}
 	compare("reindexed", 100)
+}
+
+func allText(qs []query) bool {
+	for _, q := range qs {
+		if q.kind != "text" {
+			return false
+		}
+	}
+	return true
+}
+
+// TestExtractReaderMatchesExtract: the indexer's streaming extraction of a
+// large message (only the ranges Extract reads are kept) gives the same
+// Doc as Extract on the whole message: random corpus messages, a message
+// with a 3 MB attachment, and one whose text part is over MaxRawText.
+func TestExtractReaderMatchesExtract(t *testing.T) {
+	seed := uint64(rand.Int64())
+	r := rand.New(rand.NewPCG(seed, 9))
+	var msgs [][]byte
+	for n := range 200 {
+		attach := 0
+		if r.IntN(2) == 0 {
+			attach = 256 + r.IntN(4096)
+		}
+		msgs = append(msgs, randomMessage(r, n, attach))
+	}
+	msgs = append(msgs, randomMessage(r, 1000, 3<<20))
+	big := "Subject: big text\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		strings.Repeat("caf=C3=A9 na=C3=AFve r=C3=A9sum=C3=A9 =\r\n", search.MaxRawText/40+1000) + "\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: x@y.test\r\n\r\ninner body\r\n--b--\r\n"
+	msgs = append(msgs, []byte(big))
+	for i, m := range msgs {
+		parsed, err := mimeparse.Parse(m, mimeparse.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := search.Extract(m, parsed)
+		got, err := search.ExtractReader(bytes.NewReader(m), int64(len(m)), parsed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(want.Fields, got.Fields) || want.Body != got.Body {
+			t.Fatalf("message %d (seed %d): ExtractReader differs:\nfields %q\n  vs   %q\nbody %d bytes vs %d", i, seed, want.Fields, got.Fields, len(want.Body), len(got.Body))
+		}
+	}
+	if d, _ := search.ExtractReader(bytes.NewReader([]byte(big)), int64(len(big)), nil); d == nil {
+		t.Fatal("no Doc without a parsed record")
+	}
 }

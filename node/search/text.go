@@ -24,6 +24,12 @@ import (
 // matched by either search path, so both agree.
 const MaxBodyText = 2 << 20
 
+// MaxRawText bounds the encoded bytes of one text part that are decoded
+// (from the part's start): enough for MaxBodyText of text in any transfer
+// encoding, and what lets ExtractReader keep a few MB of a large message,
+// not all of it.
+const MaxRawText = 4 * MaxBodyText
+
 // Field is one header field as search sees it: the name lower-case ASCII,
 // the value unfolded, RFC 2047 words decoded, then Folded.
 type Field struct {
@@ -163,7 +169,7 @@ func bodyText(sb *strings.Builder, data []byte, p *storagepb.Part, depth int) {
 	if p.Type != "text" || p.Disposition == "attachment" {
 		return
 	}
-	raw := data[p.BodyStart:p.BodyEnd]
+	raw := data[p.BodyStart:min(p.BodyEnd, p.BodyStart+MaxRawText)]
 	var r io.Reader = bytes.NewReader(raw)
 	switch p.Encoding {
 	case "base64":

@@ -977,13 +977,16 @@ func (x *ArchiveVerifyResponse) GetBlobsChecked() uint64 {
 }
 
 type ArchiveSearchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Query         string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	FromUnix      int64                  `protobuf:"varint,3,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // INTERNALDATE bounds, seconds; 0: open
-	ToUnix        int64                  `protobuf:"varint,4,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`
-	IncludeHeld   bool                   `protobuf:"varint,5,opt,name=include_held,json=includeHeld,proto3" json:"include_held,omitempty"` // also the vault: expunged messages kept by hold or retention
-	Limit         uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`                                // 0: 1000
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Query       string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	User        string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	FromUnix    int64                  `protobuf:"varint,3,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // INTERNALDATE bounds, seconds; 0: open
+	ToUnix      int64                  `protobuf:"varint,4,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`
+	IncludeHeld bool                   `protobuf:"varint,5,opt,name=include_held,json=includeHeld,proto3" json:"include_held,omitempty"` // also the vault: expunged messages kept by hold or retention
+	Limit       uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`                                // 0: 1000
+	// scan: ignore the full-text index and check every message (the
+	// fallback, and the oracle the indexed path is compared with).
+	Scan          bool `protobuf:"varint,800,opt,name=scan,proto3" json:"scan,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,6 +1061,13 @@ func (x *ArchiveSearchRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ArchiveSearchRequest) GetScan() bool {
+	if x != nil {
+		return x.Scan
+	}
+	return false
 }
 
 type ArchiveHit struct {
@@ -2637,9 +2647,11 @@ func (*AliasSetResponse) Descriptor() ([]byte, []int) {
 }
 
 type TransferLeaderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`                // node ID; empty: raft picks the best voter
-	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // set by the node that forwarded it; never forwarded twice
+	state protoimpl.MessageState `protogen:"open.v1"`
+	To    string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"` // node ID; empty: raft picks the best voter
+	// Ignored: a follower now passes the request to the leader over the peer
+	// service (peer.TransferLeader), not as an admin call.
+	Forwarded     bool `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2735,7 +2747,7 @@ func (x *TransferLeaderResponse) GetLeader() string {
 type RemoveNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // ignored, as in TransferLeaderRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3905,6 +3917,172 @@ func (x *ReindexResponse) GetIndexed() uint64 {
 	return 0
 }
 
+type GossipKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`   // "list", "install", "use" or "remove"
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // base64 (continuum tls gossip-key); empty for list
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysRequest) Reset() {
+	*x = GossipKeysRequest{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysRequest) ProtoMessage() {}
+
+func (x *GossipKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeysRequest) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *GossipKeysRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeysRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type GossipKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeGossipKeys      `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysResponse) Reset() {
+	*x = GossipKeysResponse{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysResponse) ProtoMessage() {}
+
+func (x *GossipKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeysResponse) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GossipKeysResponse) GetNodes() []*NodeGossipKeys {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeGossipKeys is one node's keyring after the operation, as
+// fingerprints, or the error that node returned.
+type NodeGossipKeys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Primary       string                 `protobuf:"bytes,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeGossipKeys) Reset() {
+	*x = NodeGossipKeys{}
+	mi := &file_proto_adminpb_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeGossipKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeGossipKeys) ProtoMessage() {}
+
+func (x *NodeGossipKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_adminpb_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeGossipKeys.ProtoReflect.Descriptor instead.
+func (*NodeGossipKeys) Descriptor() ([]byte, []int) {
+	return file_proto_adminpb_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *NodeGossipKeys) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NodeGossipKeys) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *NodeGossipKeys) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *NodeGossipKeys) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_proto_adminpb_admin_proto protoreflect.FileDescriptor
 
 const file_proto_adminpb_admin_proto_rawDesc = "" +
@@ -3967,14 +4145,15 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"breakIndex\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12#\n" +
-	"\rblobs_checked\x18\b \x01(\x04R\fblobsChecked\"\xaf\x01\n" +
+	"\rblobs_checked\x18\b \x01(\x04R\fblobsChecked\"\xc4\x01\n" +
 	"\x14ArchiveSearchRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1b\n" +
 	"\tfrom_unix\x18\x03 \x01(\x03R\bfromUnix\x12\x17\n" +
 	"\ato_unix\x18\x04 \x01(\x03R\x06toUnix\x12!\n" +
 	"\finclude_held\x18\x05 \x01(\bR\vincludeHeld\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xa1\x02\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\x12\x13\n" +
+	"\x04scan\x18\xa0\x06 \x01(\bR\x04scan\"\xa1\x02\n" +
 	"\n" +
 	"ArchiveHit\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
@@ -4187,7 +4366,17 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x18\n" +
-	"\aindexed\x18\x04 \x01(\x04R\aindexed2\xdc\x12\n" +
+	"\aindexed\x18\x04 \x01(\x04R\aindexed\"5\n" +
+	"\x11GossipKeysRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"N\n" +
+	"\x12GossipKeysResponse\x128\n" +
+	"\x05nodes\x18\x01 \x03(\v2\".continuum.admin.v1.NodeGossipKeysR\x05nodes\"d\n" +
+	"\x0eNodeGossipKeys\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error2\xb9\x13\n" +
 	"\x05Admin\x12d\n" +
 	"\rClusterStatus\x12(.continuum.admin.v1.ClusterStatusRequest\x1a).continuum.admin.v1.ClusterStatusResponse\x12X\n" +
 	"\tDomainAdd\x12$.continuum.admin.v1.DomainAddRequest\x1a%.continuum.admin.v1.DomainAddResponse\x12[\n" +
@@ -4217,7 +4406,9 @@ const file_proto_adminpb_admin_proto_rawDesc = "" +
 	"\fVaultRestore\x12'.continuum.admin.v1.VaultRestoreRequest\x1a(.continuum.admin.v1.VaultRestoreResponse\x12P\n" +
 	"\x06Import\x12!.continuum.admin.v1.ImportRequest\x1a\x1f.continuum.admin.v1.ImportReply(\x010\x01\x12N\n" +
 	"\x06Export\x12!.continuum.admin.v1.ExportRequest\x1a\x1f.continuum.admin.v1.ExportReply0\x01\x12R\n" +
-	"\aReindex\x12\".continuum.admin.v1.ReindexRequest\x1a#.continuum.admin.v1.ReindexResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
+	"\aReindex\x12\".continuum.admin.v1.ReindexRequest\x1a#.continuum.admin.v1.ReindexResponse\x12[\n" +
+	"\n" +
+	"GossipKeys\x12%.continuum.admin.v1.GossipKeysRequest\x1a&.continuum.admin.v1.GossipKeysResponseB3Z1github.com/continuum-mail/continuum/proto/adminpbb\x06proto3"
 
 var (
 	file_proto_adminpb_admin_proto_rawDescOnce sync.Once
@@ -4231,7 +4422,7 @@ func file_proto_adminpb_admin_proto_rawDescGZIP() []byte {
 	return file_proto_adminpb_admin_proto_rawDescData
 }
 
-var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_proto_adminpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*VaultRestoreRequest)(nil),    // 0: continuum.admin.v1.VaultRestoreRequest
 	(*VaultRestoreResponse)(nil),   // 1: continuum.admin.v1.VaultRestoreResponse
@@ -4298,6 +4489,9 @@ var file_proto_adminpb_admin_proto_goTypes = []any{
 	(*ExportMessage)(nil),          // 62: continuum.admin.v1.ExportMessage
 	(*ReindexRequest)(nil),         // 63: continuum.admin.v1.ReindexRequest
 	(*ReindexResponse)(nil),        // 64: continuum.admin.v1.ReindexResponse
+	(*GossipKeysRequest)(nil),      // 65: continuum.admin.v1.GossipKeysRequest
+	(*GossipKeysResponse)(nil),     // 66: continuum.admin.v1.GossipKeysResponse
+	(*NodeGossipKeys)(nil),         // 67: continuum.admin.v1.NodeGossipKeys
 }
 var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	4,  // 0: continuum.admin.v1.RetentionListResponse.policies:type_name -> continuum.admin.v1.RetentionPolicy
@@ -4315,63 +4509,66 @@ var file_proto_adminpb_admin_proto_depIdxs = []int32{
 	58, // 12: continuum.admin.v1.ImportReply.mailbox:type_name -> continuum.admin.v1.ImportMailboxReady
 	61, // 13: continuum.admin.v1.ExportReply.mailbox:type_name -> continuum.admin.v1.ExportMailbox
 	62, // 14: continuum.admin.v1.ExportReply.message:type_name -> continuum.admin.v1.ExportMessage
-	28, // 15: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
-	31, // 16: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
-	33, // 17: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
-	35, // 18: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
-	37, // 19: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
-	40, // 20: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
-	42, // 21: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
-	44, // 22: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
-	46, // 23: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
-	48, // 24: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
-	50, // 25: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
-	25, // 26: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
-	2,  // 27: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
-	5,  // 28: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
-	7,  // 29: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
-	9,  // 30: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
-	11, // 31: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
-	14, // 32: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
-	16, // 33: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
-	18, // 34: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	18, // 35: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
-	22, // 36: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
-	0,  // 37: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
-	52, // 38: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
-	59, // 39: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
-	63, // 40: continuum.admin.v1.Admin.Reindex:input_type -> continuum.admin.v1.ReindexRequest
-	30, // 41: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
-	32, // 42: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
-	34, // 43: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
-	36, // 44: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
-	39, // 45: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
-	41, // 46: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
-	43, // 47: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
-	45, // 48: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
-	47, // 49: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
-	49, // 50: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
-	51, // 51: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
-	27, // 52: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
-	3,  // 53: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
-	6,  // 54: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
-	8,  // 55: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
-	10, // 56: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
-	12, // 57: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
-	15, // 58: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
-	17, // 59: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
-	20, // 60: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
-	21, // 61: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
-	24, // 62: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
-	1,  // 63: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
-	56, // 64: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
-	60, // 65: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
-	64, // 66: continuum.admin.v1.Admin.Reindex:output_type -> continuum.admin.v1.ReindexResponse
-	41, // [41:67] is the sub-list for method output_type
-	15, // [15:41] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	67, // 15: continuum.admin.v1.GossipKeysResponse.nodes:type_name -> continuum.admin.v1.NodeGossipKeys
+	28, // 16: continuum.admin.v1.Admin.ClusterStatus:input_type -> continuum.admin.v1.ClusterStatusRequest
+	31, // 17: continuum.admin.v1.Admin.DomainAdd:input_type -> continuum.admin.v1.DomainAddRequest
+	33, // 18: continuum.admin.v1.Admin.DomainList:input_type -> continuum.admin.v1.DomainListRequest
+	35, // 19: continuum.admin.v1.Admin.UserAdd:input_type -> continuum.admin.v1.UserAddRequest
+	37, // 20: continuum.admin.v1.Admin.UserList:input_type -> continuum.admin.v1.UserListRequest
+	40, // 21: continuum.admin.v1.Admin.UserPasswd:input_type -> continuum.admin.v1.UserPasswdRequest
+	42, // 22: continuum.admin.v1.Admin.UserDel:input_type -> continuum.admin.v1.UserDelRequest
+	44, // 23: continuum.admin.v1.Admin.AliasSet:input_type -> continuum.admin.v1.AliasSetRequest
+	46, // 24: continuum.admin.v1.Admin.TransferLeader:input_type -> continuum.admin.v1.TransferLeaderRequest
+	48, // 25: continuum.admin.v1.Admin.RemoveNode:input_type -> continuum.admin.v1.RemoveNodeRequest
+	50, // 26: continuum.admin.v1.Admin.Backup:input_type -> continuum.admin.v1.BackupRequest
+	25, // 27: continuum.admin.v1.Admin.Check:input_type -> continuum.admin.v1.CheckRequest
+	2,  // 28: continuum.admin.v1.Admin.RetentionSet:input_type -> continuum.admin.v1.RetentionSetRequest
+	5,  // 29: continuum.admin.v1.Admin.RetentionList:input_type -> continuum.admin.v1.RetentionListRequest
+	7,  // 30: continuum.admin.v1.Admin.RetentionRun:input_type -> continuum.admin.v1.RetentionRunRequest
+	9,  // 31: continuum.admin.v1.Admin.HoldPlace:input_type -> continuum.admin.v1.HoldPlaceRequest
+	11, // 32: continuum.admin.v1.Admin.HoldRelease:input_type -> continuum.admin.v1.HoldReleaseRequest
+	14, // 33: continuum.admin.v1.Admin.HoldList:input_type -> continuum.admin.v1.HoldListRequest
+	16, // 34: continuum.admin.v1.Admin.ArchiveVerify:input_type -> continuum.admin.v1.ArchiveVerifyRequest
+	18, // 35: continuum.admin.v1.Admin.ArchiveSearch:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	18, // 36: continuum.admin.v1.Admin.ArchiveExport:input_type -> continuum.admin.v1.ArchiveSearchRequest
+	22, // 37: continuum.admin.v1.Admin.AuditList:input_type -> continuum.admin.v1.AuditListRequest
+	0,  // 38: continuum.admin.v1.Admin.VaultRestore:input_type -> continuum.admin.v1.VaultRestoreRequest
+	52, // 39: continuum.admin.v1.Admin.Import:input_type -> continuum.admin.v1.ImportRequest
+	59, // 40: continuum.admin.v1.Admin.Export:input_type -> continuum.admin.v1.ExportRequest
+	63, // 41: continuum.admin.v1.Admin.Reindex:input_type -> continuum.admin.v1.ReindexRequest
+	65, // 42: continuum.admin.v1.Admin.GossipKeys:input_type -> continuum.admin.v1.GossipKeysRequest
+	30, // 43: continuum.admin.v1.Admin.ClusterStatus:output_type -> continuum.admin.v1.ClusterStatusResponse
+	32, // 44: continuum.admin.v1.Admin.DomainAdd:output_type -> continuum.admin.v1.DomainAddResponse
+	34, // 45: continuum.admin.v1.Admin.DomainList:output_type -> continuum.admin.v1.DomainListResponse
+	36, // 46: continuum.admin.v1.Admin.UserAdd:output_type -> continuum.admin.v1.UserAddResponse
+	39, // 47: continuum.admin.v1.Admin.UserList:output_type -> continuum.admin.v1.UserListResponse
+	41, // 48: continuum.admin.v1.Admin.UserPasswd:output_type -> continuum.admin.v1.UserPasswdResponse
+	43, // 49: continuum.admin.v1.Admin.UserDel:output_type -> continuum.admin.v1.UserDelResponse
+	45, // 50: continuum.admin.v1.Admin.AliasSet:output_type -> continuum.admin.v1.AliasSetResponse
+	47, // 51: continuum.admin.v1.Admin.TransferLeader:output_type -> continuum.admin.v1.TransferLeaderResponse
+	49, // 52: continuum.admin.v1.Admin.RemoveNode:output_type -> continuum.admin.v1.RemoveNodeResponse
+	51, // 53: continuum.admin.v1.Admin.Backup:output_type -> continuum.admin.v1.BackupChunk
+	27, // 54: continuum.admin.v1.Admin.Check:output_type -> continuum.admin.v1.CheckResponse
+	3,  // 55: continuum.admin.v1.Admin.RetentionSet:output_type -> continuum.admin.v1.RetentionSetResponse
+	6,  // 56: continuum.admin.v1.Admin.RetentionList:output_type -> continuum.admin.v1.RetentionListResponse
+	8,  // 57: continuum.admin.v1.Admin.RetentionRun:output_type -> continuum.admin.v1.RetentionRunResponse
+	10, // 58: continuum.admin.v1.Admin.HoldPlace:output_type -> continuum.admin.v1.HoldPlaceResponse
+	12, // 59: continuum.admin.v1.Admin.HoldRelease:output_type -> continuum.admin.v1.HoldReleaseResponse
+	15, // 60: continuum.admin.v1.Admin.HoldList:output_type -> continuum.admin.v1.HoldListResponse
+	17, // 61: continuum.admin.v1.Admin.ArchiveVerify:output_type -> continuum.admin.v1.ArchiveVerifyResponse
+	20, // 62: continuum.admin.v1.Admin.ArchiveSearch:output_type -> continuum.admin.v1.ArchiveSearchResponse
+	21, // 63: continuum.admin.v1.Admin.ArchiveExport:output_type -> continuum.admin.v1.ArchiveExportChunk
+	24, // 64: continuum.admin.v1.Admin.AuditList:output_type -> continuum.admin.v1.AuditListResponse
+	1,  // 65: continuum.admin.v1.Admin.VaultRestore:output_type -> continuum.admin.v1.VaultRestoreResponse
+	56, // 66: continuum.admin.v1.Admin.Import:output_type -> continuum.admin.v1.ImportReply
+	60, // 67: continuum.admin.v1.Admin.Export:output_type -> continuum.admin.v1.ExportReply
+	64, // 68: continuum.admin.v1.Admin.Reindex:output_type -> continuum.admin.v1.ReindexResponse
+	66, // 69: continuum.admin.v1.Admin.GossipKeys:output_type -> continuum.admin.v1.GossipKeysResponse
+	43, // [43:70] is the sub-list for method output_type
+	16, // [16:43] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_proto_adminpb_admin_proto_init() }
@@ -4394,7 +4591,7 @@ func file_proto_adminpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_adminpb_admin_proto_rawDesc), len(file_proto_adminpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

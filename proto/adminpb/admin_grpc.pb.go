@@ -48,6 +48,7 @@ const (
 	Admin_Import_FullMethodName         = "/continuum.admin.v1.Admin/Import"
 	Admin_Export_FullMethodName         = "/continuum.admin.v1.Admin/Export"
 	Admin_Reindex_FullMethodName        = "/continuum.admin.v1.Admin/Reindex"
+	Admin_GossipKeys_FullMethodName     = "/continuum.admin.v1.Admin/GossipKeys"
 )
 
 // AdminClient is the client API for Admin service.
@@ -106,6 +107,10 @@ type AdminClient interface {
 	// its state in the background (searches scan meanwhile). Not forwarded:
 	// the index is per node; wait > 0 waits (ms) until it has caught up.
 	Reindex(ctx context.Context, in *ReindexRequest, opts ...grpc.CallOption) (*ReindexResponse, error)
+	// GossipKeys lists or rotates the gossip keyring on every node of the
+	// Raft configuration: install a new key everywhere, use it, then remove
+	// the old one.
+	GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error)
 }
 
 type adminClient struct {
@@ -406,6 +411,16 @@ func (c *adminClient) Reindex(ctx context.Context, in *ReindexRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GossipKeysResponse)
+	err := c.cc.Invoke(ctx, Admin_GossipKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -462,6 +477,10 @@ type AdminServer interface {
 	// its state in the background (searches scan meanwhile). Not forwarded:
 	// the index is per node; wait > 0 waits (ms) until it has caught up.
 	Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error)
+	// GossipKeys lists or rotates the gossip keyring on every node of the
+	// Raft configuration: install a new key everywhere, use it, then remove
+	// the old one.
+	GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -549,6 +568,9 @@ func (UnimplementedAdminServer) Export(*ExportRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAdminServer) Reindex(context.Context, *ReindexRequest) (*ReindexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reindex not implemented")
+}
+func (UnimplementedAdminServer) GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GossipKeys not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1007,6 +1029,24 @@ func _Admin_Reindex_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_GossipKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GossipKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GossipKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GossipKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GossipKeys(ctx, req.(*GossipKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1101,6 +1141,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reindex",
 			Handler:    _Admin_Reindex_Handler,
+		},
+		{
+			MethodName: "GossipKeys",
+			Handler:    _Admin_GossipKeys_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

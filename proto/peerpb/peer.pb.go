@@ -23,6 +23,297 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`       // the voter to hand leadership to; empty: any
+	Admin         string                 `protobuf:"bytes,2,opt,name=admin,proto3" json:"admin,omitempty"` // the admin certificate the member verified (for the log)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TransferLeaderRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *TransferLeaderRequest) GetAdmin() string {
+	if x != nil {
+		return x.Admin
+	}
+	return ""
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type RemoveServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Admin         string                 `protobuf:"bytes,2,opt,name=admin,proto3" json:"admin,omitempty"` // the admin certificate the member verified (for the log)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerRequest) Reset() {
+	*x = RemoveServerRequest{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerRequest) ProtoMessage() {}
+
+func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemoveServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveServerRequest) GetAdmin() string {
+	if x != nil {
+		return x.Admin
+	}
+	return ""
+}
+
+type RemoveServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerResponse) Reset() {
+	*x = RemoveServerResponse{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerResponse) ProtoMessage() {}
+
+func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{3}
+}
+
+// GossipKeysRequest is one keyring operation on one node.
+type GossipKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`   // "list", "install", "use" or "remove"
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // 16, 24 or 32 bytes (AES); empty for list
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysRequest) Reset() {
+	*x = GossipKeysRequest{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysRequest) ProtoMessage() {}
+
+func (x *GossipKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeysRequest) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GossipKeysRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeysRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// GossipKeysResponse is the node's keyring after the operation, as key
+// fingerprints (the first 8 bytes of SHA-256, hex), never the keys.
+type GossipKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Primary       string                 `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"` // every key, the primary included
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysResponse) Reset() {
+	*x = GossipKeysResponse{}
+	mi := &file_proto_peerpb_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysResponse) ProtoMessage() {}
+
+func (x *GossipKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_peerpb_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeysResponse) Descriptor() ([]byte, []int) {
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GossipKeysResponse) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeysResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type ForwardRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a marshalled commandpb.Command
@@ -32,7 +323,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[0]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +335,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[0]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +348,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{0}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ForwardRequest) GetCommand() []byte {
@@ -77,7 +368,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[1]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +380,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[1]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +393,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{1}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ForwardResponse) GetResult() []byte {
@@ -127,7 +418,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[2]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +430,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[2]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +443,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{2}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{8}
 }
 
 type ReadIndexResponse struct {
@@ -164,7 +455,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[3]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +467,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[3]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +480,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{3}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadIndexResponse) GetCommitIndex() uint64 {
@@ -221,7 +512,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[4]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +524,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[4]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +537,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{4}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -292,7 +583,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[5]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +595,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[5]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +608,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{5}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{11}
 }
 
 type InfoRequest struct {
@@ -328,7 +619,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[6]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +631,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[6]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +644,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{6}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{12}
 }
 
 type InfoResponse struct {
@@ -393,7 +684,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[7]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +696,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[7]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +709,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{7}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InfoResponse) GetId() string {
@@ -591,7 +882,7 @@ type CheckDigest struct {
 
 func (x *CheckDigest) Reset() {
 	*x = CheckDigest{}
-	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +894,7 @@ func (x *CheckDigest) String() string {
 func (*CheckDigest) ProtoMessage() {}
 
 func (x *CheckDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_peerpb_peer_proto_msgTypes[8]
+	mi := &file_proto_peerpb_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +907,7 @@ func (x *CheckDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDigest.ProtoReflect.Descriptor instead.
 func (*CheckDigest) Descriptor() ([]byte, []int) {
-	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{8}
+	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckDigest) GetIndex() uint64 {
@@ -665,7 +956,22 @@ var File_proto_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17proto/peerpb/peer.proto\x12\x11continuum.peer.v1\"*\n" +
+	"\x17proto/peerpb/peer.proto\x12\x11continuum.peer.v1\"=\n" +
+	"\x15TransferLeaderRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\tR\x05admin\"0\n" +
+	"\x16TransferLeaderResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\";\n" +
+	"\x13RemoveServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\tR\x05admin\"\x16\n" +
+	"\x14RemoveServerResponse\"5\n" +
+	"\x11GossipKeysRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"B\n" +
+	"\x12GossipKeysResponse\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"*\n" +
 	"\x0eForwardRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"?\n" +
 	"\x0fForwardResponse\x12\x16\n" +
@@ -720,12 +1026,16 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12 \n" +
 	"\fdone_unix_ms\x18\x05 \x01(\x03R\n" +
 	"doneUnixMs\x12\x18\n" +
-	"\averdict\x18\x06 \x01(\tR\averdict2\xc2\x02\n" +
+	"\averdict\x18\x06 \x01(\tR\averdict2\xe5\x04\n" +
 	"\x04Peer\x12P\n" +
 	"\aForward\x12!.continuum.peer.v1.ForwardRequest\x1a\".continuum.peer.v1.ForwardResponse\x12V\n" +
 	"\tReadIndex\x12#.continuum.peer.v1.ReadIndexRequest\x1a$.continuum.peer.v1.ReadIndexResponse\x12G\n" +
 	"\x04Join\x12\x1e.continuum.peer.v1.JoinRequest\x1a\x1f.continuum.peer.v1.JoinResponse\x12G\n" +
-	"\x04Info\x12\x1e.continuum.peer.v1.InfoRequest\x1a\x1f.continuum.peer.v1.InfoResponseB2Z0github.com/continuum-mail/continuum/proto/peerpbb\x06proto3"
+	"\x04Info\x12\x1e.continuum.peer.v1.InfoRequest\x1a\x1f.continuum.peer.v1.InfoResponse\x12Y\n" +
+	"\n" +
+	"GossipKeys\x12$.continuum.peer.v1.GossipKeysRequest\x1a%.continuum.peer.v1.GossipKeysResponse\x12e\n" +
+	"\x0eTransferLeader\x12(.continuum.peer.v1.TransferLeaderRequest\x1a).continuum.peer.v1.TransferLeaderResponse\x12_\n" +
+	"\fRemoveServer\x12&.continuum.peer.v1.RemoveServerRequest\x1a'.continuum.peer.v1.RemoveServerResponseB2Z0github.com/continuum-mail/continuum/proto/peerpbb\x06proto3"
 
 var (
 	file_proto_peerpb_peer_proto_rawDescOnce sync.Once
@@ -739,33 +1049,45 @@ func file_proto_peerpb_peer_proto_rawDescGZIP() []byte {
 	return file_proto_peerpb_peer_proto_rawDescData
 }
 
-var file_proto_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_proto_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_proto_peerpb_peer_proto_goTypes = []any{
-	(*ForwardRequest)(nil),    // 0: continuum.peer.v1.ForwardRequest
-	(*ForwardResponse)(nil),   // 1: continuum.peer.v1.ForwardResponse
-	(*ReadIndexRequest)(nil),  // 2: continuum.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 3: continuum.peer.v1.ReadIndexResponse
-	(*JoinRequest)(nil),       // 4: continuum.peer.v1.JoinRequest
-	(*JoinResponse)(nil),      // 5: continuum.peer.v1.JoinResponse
-	(*InfoRequest)(nil),       // 6: continuum.peer.v1.InfoRequest
-	(*InfoResponse)(nil),      // 7: continuum.peer.v1.InfoResponse
-	(*CheckDigest)(nil),       // 8: continuum.peer.v1.CheckDigest
+	(*TransferLeaderRequest)(nil),  // 0: continuum.peer.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 1: continuum.peer.v1.TransferLeaderResponse
+	(*RemoveServerRequest)(nil),    // 2: continuum.peer.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),   // 3: continuum.peer.v1.RemoveServerResponse
+	(*GossipKeysRequest)(nil),      // 4: continuum.peer.v1.GossipKeysRequest
+	(*GossipKeysResponse)(nil),     // 5: continuum.peer.v1.GossipKeysResponse
+	(*ForwardRequest)(nil),         // 6: continuum.peer.v1.ForwardRequest
+	(*ForwardResponse)(nil),        // 7: continuum.peer.v1.ForwardResponse
+	(*ReadIndexRequest)(nil),       // 8: continuum.peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),      // 9: continuum.peer.v1.ReadIndexResponse
+	(*JoinRequest)(nil),            // 10: continuum.peer.v1.JoinRequest
+	(*JoinResponse)(nil),           // 11: continuum.peer.v1.JoinResponse
+	(*InfoRequest)(nil),            // 12: continuum.peer.v1.InfoRequest
+	(*InfoResponse)(nil),           // 13: continuum.peer.v1.InfoResponse
+	(*CheckDigest)(nil),            // 14: continuum.peer.v1.CheckDigest
 }
 var file_proto_peerpb_peer_proto_depIdxs = []int32{
-	8, // 0: continuum.peer.v1.InfoResponse.checks:type_name -> continuum.peer.v1.CheckDigest
-	0, // 1: continuum.peer.v1.Peer.Forward:input_type -> continuum.peer.v1.ForwardRequest
-	2, // 2: continuum.peer.v1.Peer.ReadIndex:input_type -> continuum.peer.v1.ReadIndexRequest
-	4, // 3: continuum.peer.v1.Peer.Join:input_type -> continuum.peer.v1.JoinRequest
-	6, // 4: continuum.peer.v1.Peer.Info:input_type -> continuum.peer.v1.InfoRequest
-	1, // 5: continuum.peer.v1.Peer.Forward:output_type -> continuum.peer.v1.ForwardResponse
-	3, // 6: continuum.peer.v1.Peer.ReadIndex:output_type -> continuum.peer.v1.ReadIndexResponse
-	5, // 7: continuum.peer.v1.Peer.Join:output_type -> continuum.peer.v1.JoinResponse
-	7, // 8: continuum.peer.v1.Peer.Info:output_type -> continuum.peer.v1.InfoResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	14, // 0: continuum.peer.v1.InfoResponse.checks:type_name -> continuum.peer.v1.CheckDigest
+	6,  // 1: continuum.peer.v1.Peer.Forward:input_type -> continuum.peer.v1.ForwardRequest
+	8,  // 2: continuum.peer.v1.Peer.ReadIndex:input_type -> continuum.peer.v1.ReadIndexRequest
+	10, // 3: continuum.peer.v1.Peer.Join:input_type -> continuum.peer.v1.JoinRequest
+	12, // 4: continuum.peer.v1.Peer.Info:input_type -> continuum.peer.v1.InfoRequest
+	4,  // 5: continuum.peer.v1.Peer.GossipKeys:input_type -> continuum.peer.v1.GossipKeysRequest
+	0,  // 6: continuum.peer.v1.Peer.TransferLeader:input_type -> continuum.peer.v1.TransferLeaderRequest
+	2,  // 7: continuum.peer.v1.Peer.RemoveServer:input_type -> continuum.peer.v1.RemoveServerRequest
+	7,  // 8: continuum.peer.v1.Peer.Forward:output_type -> continuum.peer.v1.ForwardResponse
+	9,  // 9: continuum.peer.v1.Peer.ReadIndex:output_type -> continuum.peer.v1.ReadIndexResponse
+	11, // 10: continuum.peer.v1.Peer.Join:output_type -> continuum.peer.v1.JoinResponse
+	13, // 11: continuum.peer.v1.Peer.Info:output_type -> continuum.peer.v1.InfoResponse
+	5,  // 12: continuum.peer.v1.Peer.GossipKeys:output_type -> continuum.peer.v1.GossipKeysResponse
+	1,  // 13: continuum.peer.v1.Peer.TransferLeader:output_type -> continuum.peer.v1.TransferLeaderResponse
+	3,  // 14: continuum.peer.v1.Peer.RemoveServer:output_type -> continuum.peer.v1.RemoveServerResponse
+	8,  // [8:15] is the sub-list for method output_type
+	1,  // [1:8] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_proto_peerpb_peer_proto_init() }
@@ -779,7 +1101,7 @@ func file_proto_peerpb_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_peerpb_peer_proto_rawDesc), len(file_proto_peerpb_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
