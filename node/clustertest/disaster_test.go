@@ -163,7 +163,14 @@ func disasterRun(t *testing.T, survivor int) {
 		// (SIGSTOP): the lost majority then has acknowledged mail the
 		// survivor never saw, which the report must account for.
 		c.Pause(archiveNode)
+		paused := time.Now()
 		time.Sleep(3 * time.Second)
+		// On a loaded machine the voters may have acknowledged nothing
+		// in those 3 s: wait until they have (the scenario needs loss).
+		c.Eventually(60*time.Second, "mail acknowledged while the archive is paused", func() (bool, string) {
+			k := w.AckedSince(paused)
+			return k >= 5, fmt.Sprintf("%d acknowledged since the pause", k)
+		})
 	}
 	c.Kill(0)
 	c.Kill(1)
