@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate test-login-flood bench bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate test-login-flood bench bench-compare bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,13 @@ test-migrate: ## import/export full size: 10,000-message mbox and Maildir round 
 
 bench: ## benchmarks: replicated deliveries, FSM apply, log store, parsing
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./storage/... ./raftfsm/... ./node/... 
+
+BENCH_DURATION ?= 15s
+bench-compare: ## Continuum (3 nodes) beside Dovecot on the same workloads; installs dovecot-imapd/-lmtpd if missing; writes BENCHMARKS.md (about 10 min)
+	@dpkg -s dovecot-imapd dovecot-lmtpd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd >/dev/null; }
+	$(GO) build -o $(BIN) ./cmd/continuum
+	$(BIN) bench compare --duration $(BENCH_DURATION) --out BENCHMARKS.md --notes docs/benchmarks-notes.md
 
 bench-search: ## full-text search: SEARCH TEXT on 10,000 and 100,000 messages, indexing cost, index size (about 20 min)
 	$(GO) test -run '^$$' -bench BenchmarkSearchText -benchtime 5x -timeout 60m -v ./node/search/

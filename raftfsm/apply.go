@@ -85,6 +85,9 @@ type tx struct {
 	// message adopts it (openUpload, finishUpload).
 	upload   *storagepb.Upload
 	uploadID []byte
+	// header is the header block of the blob checkBlob last accepted, or
+	// nil: putBlob stores it apart when the blob is new.
+	header []byte
 
 	// journal is off only in benchmarks (Options.NoJournal); refs are the
 	// messages of the command's journal link, collected as it applies.

@@ -53,7 +53,7 @@ func applyAppendBatch(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 }
 
 func (t *tx) appendItem(u *storagepb.User, box *storagepb.Mailbox, it *commandpb.AppendItem) (*commandpb.Delivery, error) {
-	if res := checkBlob(it.GetBlob()); res != nil {
+	if res := t.checkBlob(it.GetBlob()); res != nil {
 		return delivery(res.Code), nil
 	}
 	flags, ok := normalizeFlags(it.GetFlags())

@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/storage"
@@ -119,10 +120,40 @@ func (t *tx) openUpload(b *commandpb.Blob) (*commandpb.Result, error) {
 				return invalid("chunk %d does not match its SHA-256", i), nil
 			}
 		}
+		// The blob will be stored under b.sha256 from these chunks: the
+		// message they hold must be that hash's, as checkBlob requires of
+		// an inline blob (a wrong hash would make every later message
+		// with that hash share these bytes). The chunk hashes only say
+		// the chunks are those the proposer sent, not what they hold.
+		if res, err := t.verifyUpload(b); res != nil || err != nil {
+			return res, err
+		}
 	}
 	if open {
 		t.upload, t.uploadID = u, b.GetUploadId()
 	}
+	return nil, nil
+}
+
+// verifyUpload decodes the upload's frame (streaming: one chunk and the
+// decoder window at a time) and checks that it holds exactly b.size bytes
+// whose SHA-256 is b.sha256; it keeps the message's header block for
+// putBlob, as checkBlob does for an inline blob. The cost is one
+// decompression and one hash of the message per node, inside apply
+// (docs/notes/read-path.md has the figures).
+func (t *tx) verifyUpload(b *commandpb.Blob) (*commandpb.Result, error) {
+	sum, n, head, err := t.b.UploadContent(b.GetUploadId(), b.GetChunks(), b.GetSize(), storage.MaxHeaderBlock)
+	switch {
+	case errors.Is(err, storage.ErrBadContent):
+		return invalid("chunked blob does not decompress to its size"), nil
+	case err != nil:
+		return nil, err
+	case n != b.GetSize():
+		return invalid("chunked blob holds %d bytes, not its size %d", n, b.GetSize()), nil
+	case !bytes.Equal(sum, b.GetSha256()):
+		return invalid("blob SHA-256 does not match its data"), nil
+	}
+	t.header = headerBlock(b.GetParsed(), head)
 	return nil, nil
 }
 
@@ -137,17 +168,17 @@ func (t *tx) finishUpload() error {
 }
 
 // putChunkedBlob stores (or references) a blob made of the open upload.
-func (t *tx) putChunkedBlob(b *commandpb.Blob) error {
+func (t *tx) putChunkedBlob(b *commandpb.Blob) (created bool, err error) {
 	if t.upload == nil {
 		// openUpload found the blob existing: just a reference.
-		return t.b.RefBlob(b.GetSha256())
+		return false, t.b.RefBlob(b.GetSha256())
 	}
-	created, err := t.b.PutBlobChunked(b.GetSha256(), t.uploadID, t.upload, b.GetSize(), b.GetParsed())
+	created, err = t.b.PutBlobChunked(b.GetSha256(), t.uploadID, t.upload, b.GetSize(), b.GetParsed())
 	if err != nil {
-		return err
+		return false, err
 	}
 	if created {
 		t.upload, t.uploadID = nil, nil // adopted
 	}
-	return nil
+	return created, nil
 }

@@ -20,35 +20,74 @@ import (
 // here too: the proposer is not trusted to have hashed what it compressed.
 // Decompression is deterministic and bounded by the declared size; the
 // cost is measured in docs/notes/fabric.md.
-func checkBlob(b *commandpb.Blob) *commandpb.Result {
+//
+// It returns the message bytes when it had them inline, and for a
+// compressed blob the prefix that holds the header block (headerPrefix).
+func checkBlob(b *commandpb.Blob) ([]byte, *commandpb.Result) {
 	if len(b.GetUploadId()) > 0 {
-		return checkChunkedBlob(b)
+		return nil, checkChunkedBlob(b)
 	}
 	if len(b.GetZstd()) > 0 {
 		switch {
 		case len(b.GetData()) > 0:
-			return invalid("blob has both data and zstd")
+			return nil, invalid("blob has both data and zstd")
 		case b.GetSize() == 0 || b.GetSize() > maxMessageSize:
-			return invalid("compressed blob with a bad size")
+			return nil, invalid("compressed blob with a bad size")
 		case len(b.GetSha256()) != sha256.Size:
-			return invalid("blob id is not a SHA-256")
+			return nil, invalid("blob id is not a SHA-256")
 		}
-		data, err := storage.DecompressSized(b.GetZstd(), b.GetSize())
+		// Hashed without keeping the bytes (raw frames in place, others
+		// through a pooled buffer), save the header block's prefix.
+		sum, data, err := storage.SumFrameHead(b.GetZstd(), b.GetSize(), headerPrefix(b.GetParsed()))
 		if err != nil {
-			return invalid("compressed blob does not decompress to its size")
+			return nil, invalid("compressed blob does not decompress to its size")
 		}
-		if sum := sha256.Sum256(data); !bytes.Equal(sum[:], b.GetSha256()) {
-			return invalid("blob SHA-256 does not match its data")
+		if !bytes.Equal(sum[:], b.GetSha256()) {
+			return nil, invalid("blob SHA-256 does not match its data")
 		}
-		return nil
+		return data, nil
 	}
 	if len(b.GetData()) == 0 {
-		return invalid("empty message")
+		return nil, invalid("empty message")
 	}
 	if sum := sha256.Sum256(b.GetData()); !bytes.Equal(sum[:], b.GetSha256()) {
-		return invalid("blob SHA-256 does not match its data")
+		return nil, invalid("blob SHA-256 does not match its data")
 	}
-	return nil
+	return b.GetData(), nil
+}
+
+// checkBlob is checkBlob (above) that also keeps the command's header block
+// for putBlob: bytes [header_start, header_end) of the message, as the
+// parsed record's root names them (what FETCH BODY[HEADER] returns).
+func (t *tx) checkBlob(b *commandpb.Blob) *commandpb.Result {
+	data, res := checkBlob(b)
+	t.header = nil
+	if res == nil {
+		t.header = headerBlock(b.GetParsed(), data)
+	}
+	return res
+}
+
+// headerBlock is the header block of data as parsed's root names it, or
+// nil when there is none to store apart (no bytes at hand, offsets out of
+// range, or longer than storage.MaxHeaderBlock).
+func headerBlock(parsed *storagepb.ParsedMessage, data []byte) []byte {
+	root := parsed.GetRoot()
+	start, end := root.GetHeaderStart(), root.GetHeaderEnd()
+	if start >= end || end > uint64(len(data)) || end-start > storage.MaxHeaderBlock {
+		return nil
+	}
+	return data[start:end]
+}
+
+// headerPrefix is how many bytes of a compressed message checkBlob keeps:
+// up to the header block's end, when it is small enough to store apart.
+func headerPrefix(parsed *storagepb.ParsedMessage) int {
+	end := parsed.GetRoot().GetHeaderEnd()
+	if end > storage.MaxHeaderBlock+parsed.GetRoot().GetHeaderStart() {
+		return 0
+	}
+	return int(end)
 }
 
 // maxMessageSize bounds a compressed blob's declared size (1 GiB, the
@@ -63,16 +102,21 @@ func blobSize(b *commandpb.Blob) uint64 {
 	return uint64(len(b.GetData()))
 }
 
-// putBlob stores the command's blob, compressed by the proposer or here.
+// putBlob stores the command's blob, compressed by the proposer or here,
+// and, for a new blob, its header block apart (storage/headers.go).
 func (t *tx) putBlob(b *commandpb.Blob) error {
 	var err error
+	created := false
 	switch {
 	case len(b.GetUploadId()) > 0:
-		err = t.putChunkedBlob(b)
+		created, err = t.putChunkedBlob(b)
 	case len(b.GetZstd()) > 0:
-		_, err = t.b.PutBlobCompressed(b.GetSha256(), b.GetZstd(), b.GetSize(), b.GetParsed())
+		created, err = t.b.PutBlobCompressed(b.GetSha256(), b.GetZstd(), b.GetSize(), b.GetParsed())
 	default:
-		_, err = t.b.PutBlob(b.GetSha256(), b.GetData(), b.GetParsed())
+		created, err = t.b.PutBlob(b.GetSha256(), b.GetData(), b.GetParsed())
+	}
+	if err == nil && created {
+		err = t.b.PutHeaderBlock(b.GetSha256(), t.header)
 	}
 	return err
 }
@@ -88,7 +132,7 @@ func delivery(code commandpb.Code) *commandpb.Delivery { return &commandpb.Deliv
 // code is OK unless the command itself is invalid.
 func applyDeliver(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	op := c.GetDeliver()
-	if res := checkBlob(op.GetBlob()); res != nil {
+	if res := t.checkBlob(op.GetBlob()); res != nil {
 		return res, nil
 	}
 	if len(op.GetRecipients()) == 0 {
@@ -207,7 +251,7 @@ func (t *tx) storeMessage(u *storagepb.User, box *storagepb.Mailbox, blob *comma
 // applyAppend implements APPEND (RFC 9051 §6.3.12) into a mailbox of the user.
 func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	op := c.GetAppend()
-	if res := checkBlob(op.GetBlob()); res != nil {
+	if res := t.checkBlob(op.GetBlob()); res != nil {
 		return res, nil
 	}
 	flags, ok := normalizeFlags(op.GetFlags())

@@ -44,7 +44,7 @@ func (db *DB) NewBatch() *Batch {
 	db.floorMu.Lock()
 	floor, known := db.dedupeFloor, db.dedupeFloorKnown
 	db.floorMu.Unlock()
-	return &Batch{reader: reader{r: b, cache: make(map[string][]byte)}, b: b, db: db, dedupeFloor: floor, dedupeFloorKnown: known}
+	return &Batch{reader: reader{r: b, cache: make(map[string][]byte), filter: db.filter}, b: b, db: db, dedupeFloor: floor, dedupeFloorKnown: known}
 }
 
 // Commit writes the batch atomically; sync asks for an fsync (ignored when
@@ -84,6 +84,9 @@ func (b *Batch) set(key, value []byte) error {
 	}
 	if cacheable(key) {
 		b.cache[string(key)] = append(make([]byte, 0, len(value)), value...)
+	}
+	if b.filter != nil && filtered(key) {
+		b.filter.add(key)
 	}
 	return nil
 }
@@ -307,8 +310,8 @@ func (b *Batch) RefBlob(sha []byte) error {
 	return b.put(bytesKey(FamilyBlobRef, sha), ref)
 }
 
-// ReleaseBlob drops a reference and deletes the blob, its parsed form and its
-// blobref row when none is left. It reports whether the blob was deleted.
+// ReleaseBlob drops a reference and deletes the blob, its parsed form, its
+// header block (headers.go) and its blobref row when none is left. It reports whether the blob was deleted.
 func (b *Batch) ReleaseBlob(sha []byte) (deleted bool, err error) {
 	ref, err := b.BlobRef(sha)
 	if err != nil {
@@ -318,7 +321,7 @@ func (b *Batch) ReleaseBlob(sha []byte) (deleted bool, err error) {
 		ref.Refs--
 		return false, b.put(bytesKey(FamilyBlobRef, sha), ref)
 	}
-	for _, f := range []Family{FamilyBlobRef, FamilyBlob, FamilyParsed} {
+	for _, f := range []Family{FamilyBlobRef, FamilyBlob, FamilyParsed, FamilyHeader} {
 		if err := b.del(bytesKey(f, sha)); err != nil {
 			return false, err
 		}

@@ -76,6 +76,10 @@ type DB struct {
 	pdb    *pebble.DB
 	cur    string // name of the live state directory inside dir
 	closed bool
+	// filter answers "certainly absent" for blobref/ and dedupe/ keys of
+	// pdb (keyfilter.go); rebuilt with pdb, guarded by mu like it. nil:
+	// no filter, every lookup goes to Pebble.
+	filter *keyFilter
 
 	restoreMu sync.Mutex // one Restore at a time
 
@@ -123,6 +127,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
 	if err := db.checkSeal(pdb, cur); err != nil {
+		pdb.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
+	if db.filter, err = buildKeyFilter(pdb); err != nil {
 		pdb.Close()
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}

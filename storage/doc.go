@@ -43,6 +43,7 @@
 //	0x17    journal        <index u64>                            storagepb.JournalLink
 //	0x01    meta           "journal-head"                         index u64 | SHA-256 of the last link
 //	0x01    meta           "retention-cursor"                     u64: user ID the next RetentionRun starts at
+//	0x18    header         <sha256>                               raw header block of the blob's message (≤ 64 KiB)
 //
 // A scope is "domain:NAME" or "user:EMAIL" (DomainScope, UserScope). A
 // vault row holds a reference to its blob like a msg/ row, so single
@@ -53,6 +54,14 @@
 // chunk/ rows, in seq order, are the frame (see chunks.go). Reader.Blob
 // assembles either; DB.OpenBlob streams either, one chunk at a time.
 //
+// header/<sha> holds a message's header block (its header fields and the
+// blank line ending them: bytes [header_start, header_end) of the parsed
+// record's root), uncompressed, so FETCH of header fields need not
+// decompress the message (headers.go). raftfsm writes it with a new blob,
+// from the command's bytes; it is absent for blobs stored before the row
+// existed and for header blocks over MaxHeaderBlock, and Reader.HeaderBlock
+// then cuts the same bytes out of the message. ReleaseBlob deletes it.
+//
 // Names, e-mail addresses and mailbox names are stored as raftfsm validated
 // them: domains and addresses lower-case ASCII, mailbox names UTF-8 with "/"
 // as separator and "INBOX" upper-case. A mailbox's rows are keyed by its user
@@ -61,7 +70,7 @@
 // message, at its current MODSEQ, and one tombstone (expunged) per expunged
 // message, kept for QRESYNC. A blob is stored once however many messages
 // refer to it; blobref/ counts the references and the last ReleaseBlob
-// deletes blob/, blobref/ and parsed/. dedupe-exp/ indexes dedupe/ by expiry
+// deletes blob/, blobref/, parsed/ and header/. dedupe-exp/ indexes dedupe/ by expiry
 // so ExpireDedupe is a bounded range scan from the start of the family.
 //
 // # Directory

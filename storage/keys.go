@@ -36,8 +36,9 @@ const (
 	FamilyVault         Family = 0x15
 	FamilyAudit         Family = 0x16
 	FamilyJournal       Family = 0x17
+	FamilyHeader        Family = 0x18
 
-	familyEnd Family = 0x18 // first byte above every family: the upper bound of a full scan
+	familyEnd Family = 0x19 // first byte above every family: the upper bound of a full scan
 )
 
 var familyNames = map[Family]string{
@@ -49,7 +50,7 @@ var familyNames = map[Family]string{
 	FamilyChunk: "chunk", FamilyUpload: "upload", FamilyUploadExp: "upload-exp",
 	FamilyBlobChunks: "blob-chunks",
 	FamilyRetention:  "retention", FamilyHold: "hold", FamilyVault: "vault",
-	FamilyAudit: "audit", FamilyJournal: "journal",
+	FamilyAudit: "audit", FamilyJournal: "journal", FamilyHeader: "header",
 }
 
 func (f Family) String() string {
@@ -130,7 +131,7 @@ func (k Key) Encode() []byte {
 	case FamilyModSeq:
 		b = binary.BigEndian.AppendUint64(b, k.MailboxID)
 		b = binary.BigEndian.AppendUint64(b, k.ModSeq)
-	case FamilyBlob, FamilyBlobRef, FamilyParsed:
+	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyHeader:
 		if len(k.Hash) != SHA256Size {
 			panic("storage: blob key with a hash of the wrong length")
 		}
@@ -236,7 +237,7 @@ func ParseKey(b []byte) (Key, error) {
 		}
 		k.MailboxID = binary.BigEndian.Uint64(rest)
 		k.ModSeq = binary.BigEndian.Uint64(rest[8:])
-	case FamilyBlob, FamilyBlobRef, FamilyParsed:
+	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyHeader:
 		if err := fixed(SHA256Size); err != nil {
 			return Key{}, err
 		}

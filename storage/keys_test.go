@@ -24,6 +24,7 @@ func sampleKeys() []Key {
 		{Family: FamilyBlob, Hash: sha},
 		{Family: FamilyBlobRef, Hash: sha},
 		{Family: FamilyParsed, Hash: sha},
+		{Family: FamilyHeader, Hash: sha},
 		{Family: FamilyDedupe, Hash: []byte{0, 1, 2}},
 		{Family: FamilyDedupeExp, Expires: -5, Hash: []byte{9}},
 		{Family: FamilyDedupeExp, Expires: 1 << 62, Hash: []byte{0}},
@@ -89,7 +90,7 @@ func compareTuple(a, b Key) int {
 		return cmp.Compare(a.Index, b.Index)
 	case FamilyDedupeExp:
 		return cmp.Or(cmp.Compare(a.Expires, b.Expires), bytes.Compare(a.Hash, b.Hash))
-	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyDedupe:
+	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyHeader, FamilyDedupe:
 		return bytes.Compare(a.Hash, b.Hash)
 	default:
 		return cmp.Compare(a.Name, b.Name)
@@ -99,7 +100,7 @@ func compareTuple(a, b Key) int {
 func randomKey(r *rand.Rand) Key {
 	fams := []Family{FamilyMeta, FamilyDomain, FamilyUser, FamilyUserByEmail, FamilyAlias, FamilyMailbox,
 		FamilyMailboxByName, FamilyMessage, FamilyModSeq, FamilyBlob, FamilyBlobRef, FamilyParsed,
-		FamilyDedupe, FamilyDedupeExp, FamilyRetention, FamilyHold, FamilyVault, FamilyAudit, FamilyJournal}
+		FamilyDedupe, FamilyDedupeExp, FamilyRetention, FamilyHold, FamilyVault, FamilyAudit, FamilyJournal, FamilyHeader}
 	// Small ranges so that ties in leading fields are frequent.
 	u64 := func() uint64 {
 		if r.IntN(4) == 0 {
@@ -134,7 +135,7 @@ func randomKey(r *rand.Rand) Key {
 		k.MailboxID, k.UID = u64(), uint32(u64())
 	case FamilyModSeq:
 		k.MailboxID, k.ModSeq = u64(), u64()
-	case FamilyBlob, FamilyBlobRef, FamilyParsed:
+	case FamilyBlob, FamilyBlobRef, FamilyParsed, FamilyHeader:
 		k.Hash = bytes.Repeat([]byte(str()[:1]), SHA256Size)
 	case FamilyDedupe:
 		k.Hash = []byte(str())

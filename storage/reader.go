@@ -37,6 +37,12 @@ type Reader interface {
 	// Blob returns the decompressed bytes of a blob.
 	Blob(sha []byte) ([]byte, error)
 	Parsed(sha []byte) (*storagepb.ParsedMessage, error)
+	// HeaderBlock returns the header block of a blob's message
+	// (headers.go), without decompressing the message when it can.
+	HeaderBlock(sha []byte) ([]byte, error)
+	// HeaderBlocks is HeaderBlock for many blobs, in hash order, with
+	// one iterator (headers.go).
+	HeaderBlocks(shas [][]byte, fn func(i int, block []byte) error) error
 	// Changes calls fn for every modseq/ entry of the mailbox above
 	// sinceModSeq, ascending: live messages at their current MODSEQ and
 	// expunge tombstones.
@@ -53,6 +59,9 @@ type reader struct {
 	// each user, mailbox and counter from pebble once per batch. It is exact:
 	// the batch is the only writer while it is open (see Batch).
 	cache map[string][]byte
+	// filter, set only for a Batch, says which blobref/ and dedupe/ keys
+	// are certainly not in the committed database (keyfilter.go).
+	filter *keyFilter
 }
 
 // cacheable reports whether rows of the key's family go into a batch cache:
@@ -73,6 +82,14 @@ func (x reader) lookup(key []byte) (v []byte, ok bool, err error) {
 		if v, hit := x.cache[string(key)]; hit {
 			return v, v != nil, nil
 		}
+	}
+	// Not written by this batch (else it would be cached) and not in the
+	// committed database either: no Pebble read.
+	if x.filter != nil && filtered(key) && x.filter.absent(key) {
+		if x.cache != nil && cacheable(key) {
+			x.cache[string(key)] = nil
+		}
+		return nil, false, nil
 	}
 	pv, closer, err := x.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {

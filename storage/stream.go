@@ -182,6 +182,13 @@ func (db *DB) RestoreChecked(r io.Reader, check func(live, staged Reader) error)
 	}
 	old, oldName := db.pdb, db.cur
 	db.pdb, db.cur = staged, name
+	// No batch is open (the write lock): the filter is rebuilt for the new
+	// state before any can be; without one every lookup reads Pebble.
+	filter, ferr := buildKeyFilter(staged)
+	if ferr != nil {
+		db.logger.Warn("no key filter for the restored state (lookups read Pebble)", "err", ferr)
+	}
+	db.filter = filter
 	db.floorMu.Lock()
 	db.dedupeFloorKnown = false
 	db.floorMu.Unlock()

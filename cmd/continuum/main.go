@@ -34,6 +34,7 @@ func init() {
 		{"import", "import USER --format mbox|maildir --in PATH | --from imap://HOST:PORT --login L --password-stdin [--tls|--starttls] [--mailbox M]", "copy mail into a user's account (resumable: what is there is skipped)", runImport},
 		{"export", "export USER [--mailbox M] [--since DATE] --format mbox|maildir --out PATH", "write a user's mail to mbox or Maildir", runExport},
 		{"reindex", "reindex [--server ADDR] [--wait D]", "rebuild one live node's full-text index from its state (searches scan meanwhile)", runReindex},
+		{"bench", "bench smtp|lmtp|imap --server ADDR [--sessions N] [--duration D] [--size S] [--body random|text|corpus DIR] [--users N] [--json] | compare", "load any SMTP/LMTP/IMAP server; compare: side by side with Dovecot (make bench-compare)", runBench},
 		{"restore", "restore --from FILE --data DIR --id ID --raft ADDR", "seed a new node's data directory from a backup (then serve it, others join)", runRestore},
 	}
 }

@@ -34,6 +34,10 @@
 // node's) in planted_test.go, and the lost delivery (mail/deliver-drop) in
 // fault_test.go. Every scenario that needs a failpoint builds the one
 // binary tagged failpoints.
+// Issue 19's large messages through real processes, with per-process RSS
+// from /proc (Cluster.Mem), are in large_test.go; the full-text index
+// after kill -9 and `continuum reindex` on a live node (archive search
+// through the index against --scan) in search_test.go.
 // IMAP needs Options.IMAP (a throwaway certificate, since
 // a password may cross the bridge only after STARTTLS).
 //

@@ -107,6 +107,8 @@ type Node struct {
 	observer *raft.Observer
 	done     chan struct{}
 	wg       sync.WaitGroup
+	// publish holds one pending PublishCommit request (publish.go).
+	publish chan struct{}
 
 	// leaderlessSince is the unix nano time the node last lost its leader,
 	// 0 while it has one.
@@ -128,7 +130,7 @@ func Open(cfg Config) (*Node, error) {
 	if !ok {
 		return nil, fmt.Errorf("consensus: unknown profile %q", cfg.Profile)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raft"), profile: prof, done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raft"), profile: prof, done: make(chan struct{}), publish: make(chan struct{}, 1)}
 	n.leaderlessSince.Store(time.Now().UnixNano())
 
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
@@ -245,8 +247,9 @@ func Open(cfg Config) (*Node, error) {
 		return ok
 	})
 	r.RegisterObserver(n.observer)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeader()
+	go n.publishLoop()
 	go n.watchLogSize(raft.ReloadableConfig{TrailingLogs: rc.TrailingLogs, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout})
 	return n, nil
 }

@@ -1,6 +1,8 @@
 // Package consensus owns a node's *raft.Raft (hashicorp/raft v1.8): the
 // Pebble log and stable store (storage/raftlog), the file snapshot store, the
-// TCP/mTLS transport, bootstrap, voters and leadership, and Apply.
+// TCP/mTLS transport, the configuration calls (bootstrap, add, remove,
+// leadership transfer), and Apply. Which configuration changes to make is
+// node/cluster's decision; which bytes to Apply is node/propose's.
 //
 // Apply is the only way a write enters the log. It runs on the leader only
 // and never retries: ErrNotLeader and ErrNoLeader mean nothing was proposed;
@@ -13,10 +15,14 @@
 // must not come back as that voter with an empty log. Seed prepares a data
 // directory restored from a backup. A new cluster forms with all its first
 // voters at once (BootstrapWith, for --bootstrap-expect N: every one of the
-// N bootstraps the same configuration). DESIGN.md explains all three.
+// N bootstraps the same configuration). When to admit and whom to
+// bootstrap with are node/cluster's decisions (node/cluster/DESIGN.md);
+// DESIGN.md here explains the hold and the restore.
 //
-// Goroutines: Open starts one observer goroutine (leader changes, for the
-// cut-off rule); Close stops it and raft's own goroutines.
+// Goroutines: Open starts an observer goroutine (leader changes, for the
+// cut-off rule), the log-size watcher and the commit publisher (publish.go:
+// after a forwarded write the leader sends its commit index to the
+// followers at once); Close stops them and raft's own goroutines.
 //
 // Guards against known hashicorp/raft v1.8 issues: the log store is
 // monotonic (#697, snapshot re-download loop); divergence after a partition

@@ -14,3 +14,10 @@ var applySeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 	Help:    "Time from proposing a command on the leader to its commit on a quorum and local apply.",
 	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 })
+
+// publishedBarriers counts the barrier entries PublishCommit appended to send
+// the commit index to the followers at once (publish.go).
+var publishedBarriers = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "continuum", Subsystem: "raft", Name: "commit_publish_barriers_total",
+	Help: "Barrier entries the leader appended so that followers learn a forwarded write's commit at once.",
+})

@@ -3,7 +3,9 @@ package imapd_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"sort"
 	"strconv"
@@ -124,4 +126,47 @@ func rssBytes() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkImaplibLatency runs Python's imaplib (100 APPENDs of 10 KiB, then
+// 100 STOREs, one command at a time) against the leader and a follower and
+// reports the p50 of each. One script run per b.N iteration; run with
+// -benchtime=1x.
+func BenchmarkImaplibLatency(b *testing.B) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		b.Skip("python3 not installed")
+	}
+	e := newEnv(b, nil)
+	for _, name := range []string{"leader", "follower"} {
+		b.Run(name, func(b *testing.B) {
+			leader := e.c.WaitLeader(10 * time.Second)
+			node := leader
+			if name == "follower" {
+				node = (leader + 1) % len(e.addrs)
+			}
+			defer func() {
+				if l := e.c.WaitLeader(10 * time.Second); l != leader {
+					b.Logf("leadership moved from node %d to %d during the run: figures mix roles", leader+1, l+1)
+				}
+			}()
+			host, port, _ := net.SplitHostPort(e.addrs[node])
+			var app, sto []float64
+			for i := 0; i < b.N; i++ {
+				out, err := exec.Command(py, "testdata/imaplib_latency.py", host, port, alice, password, "100", "10240").CombinedOutput()
+				if err != nil {
+					b.Fatalf("imaplib: %v\n%s", err, out)
+				}
+				var a, s float64
+				if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "append_p50_ms=%f store_p50_ms=%f", &a, &s); err != nil {
+					b.Fatalf("output %q: %v", out, err)
+				}
+				app, sto = append(app, a), append(sto, s)
+			}
+			sort.Float64s(app)
+			sort.Float64s(sto)
+			b.ReportMetric(app[len(app)/2], "append-p50-ms")
+			b.ReportMetric(sto[len(sto)/2], "store-p50-ms")
+		})
+	}
 }

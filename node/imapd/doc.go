@@ -1,14 +1,25 @@
-// Package imapd serves IMAP on every node: a thin adapter from
-// github.com/emersion/go-imap/v2 imapserver sessions to node/mail.
+// Package imapd serves IMAP on every node with the project's own protocol
+// layer: node/imapd/wire parses commands and encodes responses, conn.go is
+// the state machine (RFC 9051 §3) and dispatch table, and the session
+// (session.go, selected.go, fetch.go, search.go, write.go) does the work
+// against node/mail, writing through the small interfaces of writers.go.
+// go-imap v2 is used only for its data types (imap.FetchOptions and the
+// like) and, in tests, as a client.
 //
 // What it implements: IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501), with
 // IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), SPECIAL-USE and
 // CREATE-SPECIAL-USE (RFC 6154), NAMESPACE (RFC 2342), ESEARCH (RFC 4731),
 // SEARCHRES (RFC 5182), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 // STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889), BINARY (RFC 3516),
-// LITERAL+ (RFC 7888), UNSELECT, UNAUTHENTICATE (RFC 8437), SASL-IR and
-// STARTTLS. Records keep MODSEQ and expunge tombstones so CONDSTORE and
-// QRESYNC (RFC 7162) can follow; they are not advertised yet.
+// LITERAL+ (RFC 7888), UNSELECT, UNAUTHENTICATE (RFC 8437), SASL-IR,
+// STARTTLS, ID (RFC 2971), ENABLE (RFC 5161) and UTF8=ACCEPT (RFC 6855).
+// Records keep MODSEQ and expunge tombstones so CONDSTORE and QRESYNC
+// (RFC 7162) can follow; they are not advertised yet.
+//
+// Syntax errors are answered BAD at once, never by reading past the end
+// of the bad line (wire's doc). A client that writes a literal and its
+// CRLF separately with Nagle on is not stalled by a delayed ACK: the
+// connection sends the ACK it owes before each blocking read (cork.go).
 //
 // Reads. Each command reads the local state database through one
 // consistent snapshot (storage.Snap), closed before the reply is written.
@@ -16,9 +27,8 @@
 // what the leader had committed (mail.Sync, read-index), so a client that
 // reconnects to another site never sees time go backwards. When no leader
 // can be reached the node serves its local replica read-only: EXAMINE says
-// [READ-ONLY]; go-imap lets a backend send that code only for EXAMINE, so
-// SELECT there answers with empty PERMANENTFLAGS, and every write is
-// refused with NO [UNAVAILABLE] (ARCHITECTURE.md §1).
+// [READ-ONLY], and so does SELECT there (with empty PERMANENTFLAGS); every
+// write is refused with NO [UNAVAILABLE] (ARCHITECTURE.md §1).
 //
 // FETCH never re-parses: ENVELOPE and BODYSTRUCTURE come from the parsed
 // record computed at delivery, BODY[section]<partial> is a slice of the
@@ -44,14 +54,17 @@
 // spelling reveals or reaches another user's mailbox. The state machine
 // checks that every write's mailbox belongs to its user.
 //
-// Limits: go-imap bounds a command line to 50 KiB and literals outside
-// APPEND to 4 KiB; APPEND over APPENDLIMIT (the node's MaxMessageBytes) is
-// refused with NO [TOOBIG] before the continuation is sent. IDLE longer
+// Limits (Server.ownLimits): a line between literals is bounded to 64 KiB,
+// nesting to 32, a literal outside APPEND to 64 KiB and a command to
+// 1 MiB; APPEND's literal is streamed, and one over APPENDLIMIT (the
+// node's MaxMessageBytes) is refused with NO [TOOBIG] before the
+// continuation is sent. Ten invalid commands in a row, or an HTTP request
+// as the first line, end the connection with BYE. IDLE longer
 // than Options.IdleTimeout (30 minutes) ends with BYE. Failed logins are
 // delayed per client address, doubling up to a cap, and refused outright
 // after too many; this state is per node (sharing it is a later change).
 //
-// Goroutines: Server.Serve runs the accept loop and one go-imap Serve per
-// internal listener; go-imap runs one goroutine per connection and one more
-// during IDLE. Close stops all of them.
+// Goroutines: Server.Serve runs the accept loop; each connection has one
+// goroutine (Server.serveOwn) and one more during IDLE, which reads DONE.
+// Close closes every connection and waits for them.
 package imapd

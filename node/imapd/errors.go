@@ -13,7 +13,6 @@ var (
 	errNoMailbox    = errors.New("imapd: no such mailbox")
 	errReadOnly     = errors.New("imapd: mailbox is read-only")
 	errCutOff       = errors.New("imapd: node is cut off from the cluster")
-	errSameMailbox  = errors.New("imapd: source and destination are the same mailbox")
 	errNoSuchPart   = errors.New("imapd: no such message part")
 	errThrottled    = errors.New("imapd: too many failed logins")
 	errBadName      = errors.New("imapd: bad mailbox name")
@@ -44,7 +43,6 @@ var replyTable = []struct {
 	{mail.ErrAuthFailed, imap.ResponseCodeAuthenticationFailed, "Authentication failed"},
 	{errThrottled, imap.ResponseCodeAuthenticationFailed, "Authentication failed"},
 	{errReadOnly, imap.ResponseCodeCannot, "Mailbox is read-only"},
-	{errSameMailbox, imap.ResponseCodeCannot, "Source and destination are the same mailbox"},
 	{errNoSelectable, imap.ResponseCodeCannot, "Mailbox cannot be selected"},
 	{errNoSuchPart, imap.ResponseCodeCannot, "No such message part"},
 	{mail.ErrInvalid, imap.ResponseCodeCannot, "Invalid request"},

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
@@ -91,7 +90,7 @@ func needsParsed(o *imap.FetchOptions) bool {
 // Fetch implements FETCH (RFC 9051 §6.4.5) from the stored records and the
 // parsed structure computed at delivery: sections are slices of the stored
 // bytes at the recorded offsets, never a re-parse.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,9 +129,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 
+	if s.condstore && options.Flags {
+		options.ModSeq = true // RFC 7162 §3.2
+	}
 	s.corkOn()
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
+	headersOnly := onlyHeaders(options)
 	for len(idx) > 0 {
 		var batch []fetched
 		nbytes := 0
@@ -143,7 +146,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return errBatchFull
 			}
 			var err error
-			if withData && f.msg.Size > streamAbove {
+			if headersOnly {
+				// Header blocks only: read for the whole batch below.
+				nbytes += int(min(f.msg.Size, mail.MaxHeaderBlock))
+			} else if withData && f.msg.Size > streamAbove {
 				sha := f.msg.Blob
 				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
 				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
@@ -163,6 +169,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			batch = append(batch, f)
 			return nil
 		})
+		if headersOnly && (err == nil || errors.Is(err, errBatchFull)) {
+			// The header blocks alone, not the messages (node/mail/headers.go).
+			shas := make([][]byte, len(batch))
+			for i, f := range batch {
+				shas[i] = f.msg.Blob
+			}
+			if herr := mail.HeaderBlocks(snap, shas, func(i int, h []byte) error {
+				n := uint64(len(h))
+				batch[i].data = bytes.Clone(h)
+				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				return nil
+			}); herr != nil {
+				err = herr
+			}
+		}
 		snap.Close()
 		if err != nil && !errors.Is(err, errBatchFull) {
 			return reply(err)
@@ -177,13 +198,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			idx = nil
 		}
 		for _, f := range batch {
+			if options.ChangedSince != 0 && f.msg.Modseq <= options.ChangedSince && !seen[f.msg.Uid] {
+				continue // RFC 7162 §3.1.4.1
+			}
 			if seen[f.msg.Uid] {
 				if sel.own == nil {
 					sel.own = map[uint32]uint64{}
 				}
 				sel.own[f.msg.Uid] = f.msg.Modseq
 			}
-			if err := writeFetch(w, f, options, seen[f.msg.Uid]); err != nil {
+			if err := writeFetch(w, f, options, seen[f.msg.Uid], sel.flagsOf(f.msg.Uid, f.msg.Flags)); err != nil {
 				return err
 			}
 		}
@@ -192,6 +216,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 var errBatchFull = errors.New("batch full")
+
+// onlyHeaders reports whether the FETCH needs of the message bytes only its
+// top-level header block: BODY[HEADER] and BODY[HEADER.FIELDS[.NOT] (…)],
+// with no ENVELOPE, BODYSTRUCTURE or BINARY.
+func onlyHeaders(o *imap.FetchOptions) bool {
+	if len(o.BodySection) == 0 || o.Envelope || o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > 0 || sec.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
+}
 
 func markSeen(o *imap.FetchOptions) bool {
 	for _, b := range o.BodySection {
@@ -207,13 +246,13 @@ func markSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w *imapserver.FetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool) error {
+func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag) error {
 	rw := w.CreateMessage(f.seq)
 	if o.UID {
 		rw.WriteUID(imap.UID(f.msg.Uid))
 	}
 	if o.Flags || flagsChanged {
-		rw.WriteFlags(imapFlags(f.msg.Flags))
+		rw.WriteFlags(flags)
 	}
 	if o.InternalDate {
 		rw.WriteInternalDate(time.Unix(f.msg.InternalDateUnix, 0).UTC())
@@ -221,8 +260,11 @@ func writeFetch(w *imapserver.FetchWriter, f fetched, o *imap.FetchOptions, flag
 	if o.RFC822Size {
 		rw.WriteRFC822Size(int64(min(f.msg.Size, math.MaxInt64)))
 	}
+	if o.ModSeq {
+		rw.WriteModSeq(f.msg.Modseq)
+	}
 	if o.Envelope {
-		rw.WriteEnvelope(envelope(f.parsed.GetEnvelope()))
+		rw.WriteEnvelope(f.parsed.GetEnvelope())
 	}
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure(f.parsed.GetRoot(), 0))
@@ -435,6 +477,8 @@ func addresses(in []*storagepb.Address) []imap.Address {
 	}
 	out := make([]imap.Address, len(in))
 	for i, a := range in {
+		// A group start is (NIL NIL "name" NIL), its end (NIL NIL NIL NIL)
+		// (RFC 9051 §7.5.2); the record holds them as such.
 		out[i] = imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host}
 	}
 	return out
@@ -493,7 +537,7 @@ func disposition(p *storagepb.Part) *imap.BodyStructureDisposition {
 // message: each literal's size comes from the parsed offsets, its bytes
 // from a fresh blob stream, so no more than a chunk and the decompressor's
 // window are held whatever the message size.
-func streamBodySections(rw *imapserver.FetchResponseWriter, f fetched, secs []*imap.FetchItemBodySection) error {
+func streamBodySections(rw fetchResponseWriter, f fetched, secs []*imap.FetchItemBodySection) error {
 	for _, sec := range secs {
 		start, end, filtered := sectionRange(f.parsed, int64(f.msg.Size), sec)
 		if filtered {

@@ -82,6 +82,9 @@ func TestConcurrentLoginsBoundMemory(t *testing.T) {
 				ok.Add(1)
 			} else {
 				failed.Add(1)
+				if i%2 == 0 {
+					t.Logf("correct password refused: %s", st)
+				}
 			}
 			c.conn.Close()
 		}()

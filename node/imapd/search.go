@@ -1,12 +1,13 @@
 package imapd
 
 import (
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
+	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
 )
 
@@ -19,7 +20,7 @@ import (
 // full-text index narrows the messages to check to those that hold every
 // trigram of the top-level text criteria; each is then verified on its
 // text, so the result is the scanning path's (Options.ScanSearch).
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,7 +52,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		uids.AddNum(imap.UID(f.msg.Uid))
 		num := f.seq
-		if kind == imapserver.NumKindUID {
+		if uid {
 			num = f.msg.Uid
 		} else {
 			seqs.AddNum(f.seq)
@@ -61,6 +62,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		data.Max = max(data.Max, num)
 		data.Count++
+		data.ModSeq = max(data.ModSeq, f.msg.Modseq)
 		return nil
 	})
 	snap.Close()
@@ -68,7 +70,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		s.srv.log.Error("search", "err", err)
 		return nil, reply(err)
 	}
-	if kind == imapserver.NumKindUID {
+	if uid {
 		data.All = uids
 	} else {
 		data.All = seqs
@@ -86,6 +88,16 @@ func topLevelQueries(c *imap.SearchCriteria, folds map[string]string) []string {
 	var out []string
 	add := func(s string) { out = append(out, fold(folds, s)) }
 	for _, h := range c.Header {
+		if addressField(h.Key) != nil {
+			// An address may be written with comments or spaces around
+			// its "@" ("user (c)@ (c) host"): require only the parts.
+			for _, p := range strings.Split(h.Value, "@") {
+				if p != "" {
+					add(p)
+				}
+			}
+			continue
+		}
 		add(h.Value)
 	}
 	for _, t := range c.Body {
@@ -117,10 +129,38 @@ func (sel *selected) static(c imap.SearchCriteria) imap.SearchCriteria {
 	for _, set := range c.UID {
 		uidSets = append(uidSets, sel.toUIDSet(sel.indices(set)))
 	}
+	// \Recent is the session's, not a stored flag: a set of UIDs.
+	recent := func() imap.UIDSet {
+		set := imap.UIDSet{}
+		for u := range sel.recent {
+			set.AddNum(imap.UID(u))
+		}
+		return set
+	}
+	var flags, notFlags []imap.Flag
+	var notRecent bool
+	for _, f := range c.Flag {
+		if strings.EqualFold(string(f), `\Recent`) {
+			uidSets = append(uidSets, recent())
+		} else {
+			flags = append(flags, f)
+		}
+	}
+	for _, f := range c.NotFlag {
+		if strings.EqualFold(string(f), `\Recent`) {
+			notRecent = true
+		} else {
+			notFlags = append(notFlags, f)
+		}
+	}
+	c.Flag, c.NotFlag = flags, notFlags
 	c.SeqNum, c.UID = seqSets, uidSets
 	c.Not = append([]imap.SearchCriteria(nil), c.Not...)
 	for i := range c.Not {
 		c.Not[i] = sel.static(c.Not[i])
+	}
+	if notRecent {
+		c.Not = append(c.Not, imap.SearchCriteria{UID: []imap.UIDSet{recent()}})
 	}
 	c.Or = append([][2]imap.SearchCriteria(nil), c.Or...)
 	for i := range c.Or {
@@ -218,7 +258,7 @@ func (m *candidate) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, h := range c.Header {
-		if !m.loadDoc() || !m.doc.MatchHeader(h.Key, fold(m.folds, h.Value)) {
+		if !m.matchHeader(h.Key, h.Value) {
 			return false
 		}
 	}
@@ -246,6 +286,51 @@ func (m *candidate) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	return true
+}
+
+// matchHeader matches a HEADER, FROM, TO, CC or BCC criterion against the
+// field's text; an address field also matches on its parsed addresses,
+// "name <mailbox@host>" without the comments and spaces the text may hold
+// (issue #21: FROM user-from@domain.org and "<user-from (comment)@
+// (comment) domain.org>").
+func (m *candidate) matchHeader(key, value string) bool {
+	if !m.loadDoc() {
+		return false
+	}
+	want := fold(m.folds, value)
+	if m.doc.MatchHeader(key, want) {
+		return true
+	}
+	field := addressField(key)
+	if field == nil || !m.load() {
+		return false
+	}
+	for _, a := range field(m.f.parsed.GetEnvelope()) {
+		if a.Group {
+			continue
+		}
+		s := a.Name + " <" + a.Mailbox + "@" + a.Host + ">"
+		if strings.Contains(mail.FoldText(s), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressField returns the envelope's addresses for an address header
+// name, nil for any other header.
+func addressField(key string) func(*storagepb.Envelope) []*storagepb.Address {
+	switch strings.ToLower(key) {
+	case "from":
+		return (*storagepb.Envelope).GetFrom
+	case "to":
+		return (*storagepb.Envelope).GetTo
+	case "cc":
+		return (*storagepb.Envelope).GetCc
+	case "bcc":
+		return (*storagepb.Envelope).GetBcc
+	}
+	return nil
 }
 
 // matchDate compares dates only, disregarding time and zone (RFC 9051

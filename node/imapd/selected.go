@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -34,6 +33,52 @@ type selected struct {
 	own         map[uint32]uint64   // UID → MODSEQ of this session's own flag change, already reported
 	sub         *mail.Subscription
 	searchRes   imap.UIDSet
+	// keywords are those the client has been told of in FLAGS; a flag
+	// change or arrival that brings a new one sets newKeyword, and the
+	// next update sends FLAGS again (RFC 9051 §7.3.5).
+	keywords   map[string]struct{}
+	newKeyword bool
+	// recent holds, for an IMAP4rev1 session, the UIDs that are \Recent
+	// to it: those announced by EXISTS while it had the mailbox selected
+	// (docs/notes/imap-server.md, "\Recent").
+	recent map[uint32]struct{}
+}
+
+// flagsOf is a message's flags as this session shows them: the stored
+// ones, plus \Recent where the rule gives it.
+func (sel *selected) flagsOf(uid uint32, stored []string) []imap.Flag {
+	fs := imapFlags(stored)
+	if _, ok := sel.recent[uid]; ok {
+		fs = append(fs, `\Recent`)
+	}
+	return fs
+}
+
+// noteFlags records a message's flags and reports whether they hold a
+// keyword the client has not been told of.
+func (sel *selected) noteFlags(fs []string) {
+	for _, f := range fs {
+		if strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if _, ok := sel.keywords[f]; !ok {
+			sel.keywords[f] = struct{}{}
+			sel.newKeyword = true
+		}
+	}
+}
+
+// mailboxFlags is the FLAGS list: the system flags and every keyword in
+// use, sorted.
+func (sel *selected) mailboxFlags() []imap.Flag {
+	flags := slices.Clone(systemFlags)
+	for k := range sel.keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
+		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
+	})
+	return flags
 }
 
 var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagSeen, imap.FlagDraft}
@@ -86,13 +131,8 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		sub.Cancel()
 		return nil, reply(err)
 	}
-	flags := slices.Clone(systemFlags)
-	for k := range keywords {
-		flags = append(flags, imap.Flag(k))
-	}
-	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
-		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
-	})
+	sel.keywords = keywords
+	flags := sel.mailboxFlags()
 	var permanent []imap.Flag
 	if !sel.readOnly {
 		permanent = append(slices.Clone(flags), imap.FlagWildcard)
@@ -129,7 +169,7 @@ func (s *session) unselectLocked() {
 // Poll runs after every command: it reports what changed in the selected
 // mailbox (RFC 9051 §7: EXPUNGE only where allowed, §7.4.1). After NOOP
 // and CHECK it first does the read-index wait.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) poll(w updateWriter, allowExpunge bool) error {
 	noop := !s.touched
 	s.touched = false
 	s.mu.Lock()
@@ -168,12 +208,13 @@ func drain(sub *mail.Subscription) {
 
 // updateLocked brings the view up to date and tells the client: EXPUNGE
 // (when allowed), then EXISTS, then FETCH FLAGS of changed messages.
-func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 	sel := s.sel
 	var (
 		added   []uint32
 		changed []uint32
 		flags   = map[uint32][]string{}
+		modseqs = map[uint32]uint64{}
 	)
 	last := uint32(0)
 	if len(sel.uids) > 0 {
@@ -205,6 +246,13 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 			m, gerr := snap.Message(sel.id, uid)
 			if gerr == nil {
 				flags[uid] = m.Flags
+				modseqs[uid] = m.Modseq
+				sel.noteFlags(m.Flags)
+			}
+		}
+		for _, uid := range added {
+			if m, gerr := snap.Message(sel.id, uid); gerr == nil {
+				sel.noteFlags(m.Flags)
 			}
 		}
 	}
@@ -215,6 +263,15 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 	sel.modseq = newModSeq
 	sel.own = nil
 
+	if sel.newKeyword {
+		// go-imap can send FLAGS here but not PERMANENTFLAGS, which stays
+		// "\*" (any keyword may be created).
+		if err := w.WriteMailboxFlags(sel.mailboxFlags()); err != nil {
+			return err
+		}
+		sel.newKeyword = false
+	}
+
 	if allowExpunge && len(sel.expunged) > 0 {
 		if err := s.expungeFromView(sel.expunged, w.WriteExpunge); err != nil {
 			return err
@@ -223,9 +280,21 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 	}
 	if len(added) > 0 {
 		slices.Sort(added)
-		sel.uids = append(sel.uids, slices.Compact(added)...)
+		added = slices.Compact(added)
+		sel.uids = append(sel.uids, added...)
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
+		}
+		if !s.rev2 {
+			if sel.recent == nil {
+				sel.recent = map[uint32]struct{}{}
+			}
+			for _, u := range added {
+				sel.recent[u] = struct{}{}
+			}
+			if err := w.WriteNumRecent(uint32(len(sel.recent))); err != nil {
+				return err
+			}
 		}
 	}
 	for _, uid := range changed {
@@ -240,7 +309,11 @@ func (s *session) updateLocked(w *imapserver.UpdateWriter, allowExpunge bool) er
 		if !ok {
 			continue
 		}
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), imapFlags(f)); err != nil {
+		var ms uint64
+		if s.condstore {
+			ms = modseqs[uid]
+		}
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.flagsOf(uid, f), ms); err != nil {
 			return err
 		}
 	}
@@ -274,7 +347,7 @@ func (s *session) expungeFromView(uids map[uint32]struct{}, write func(seq uint3
 // node's change feed, fed by this node's apply of every entry wherever it
 // was proposed, so a message delivered through any node is announced here.
 // After Options.IdleTimeout it logs the client out.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
 	s.touched = true
 	timer := time.NewTimer(s.srv.opts.IdleTimeout)
 	defer timer.Stop()
@@ -286,7 +359,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		select {
 		case <-stop:
 		case <-timer.C:
-			s.conn.Bye("Autologout; idle for too long")
+			s.bye("Autologout; idle for too long")
 		}
 		return nil
 	}
@@ -305,7 +378,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-timer.C:
 			s.srv.log.Debug("idle timeout", "remote", s.remote)
-			s.conn.Bye("Autologout; idle for too long")
+			s.bye("Autologout; idle for too long")
 			return nil
 		case ev, ok := <-events:
 			if !ok {

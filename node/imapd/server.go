@@ -11,9 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-
 	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
 )
@@ -91,34 +88,9 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// capabilities advertised to every client (the library adds IDLE, UNSELECT,
-// ENABLE, SASL-IR, LITERAL-, STARTTLS, LOGINDISABLED and APPENDLIMIT=n by
-// connection state).
-var capabilities = imap.CapSet{
-	imap.CapIMAP4rev1:        {},
-	imap.CapIMAP4rev2:        {},
-	imap.CapNamespace:        {},
-	imap.CapUIDPlus:          {},
-	imap.CapESearch:          {},
-	imap.CapSearchRes:        {},
-	imap.CapListExtended:     {},
-	imap.CapListStatus:       {},
-	imap.CapMove:             {},
-	imap.CapStatusSize:       {},
-	imap.CapBinary:           {},
-	imap.CapChildren:         {},
-	imap.CapSpecialUse:       {},
-	imap.CapCreateSpecialUse: {},
-	imap.CapLiteralPlus:      {},
-	imap.CapUnauthenticate:   {},
-}
-
-// Server serves IMAP for one node.
-//
-// go-imap decides per server, not per connection, whether a password may
-// be sent without TLS, so a Server runs two imapserver.Servers over one
-// listener: connections that may log in in the clear (loopback, in dev
-// mode) go to the one with InsecureAuth, all others to the one without.
+// Server serves IMAP for one node: one goroutine per connection
+// (conn.go), whose password may be sent in the clear only over TLS or,
+// in dev mode, from loopback.
 type Server struct {
 	opts   Options
 	log    *slog.Logger
@@ -127,12 +99,9 @@ type Server struct {
 	ctx    context.Context // canceled by Close: ends in-flight mail calls
 	cancel context.CancelFunc
 
-	secure, insecure *imapserver.Server
-	secureLn         *chanListener
-	insecureLn       *chanListener
-
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
+	own    map[net.Conn]struct{} // connections served by conn.go
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -149,6 +118,7 @@ func New(opts Options) (*Server, error) {
 		logins: opts.Logins,
 		conns:  connCounter{perIP: map[string]int{}},
 		lns:    map[net.Listener]struct{}{},
+		own:    map[net.Conn]struct{}{},
 	}
 	if s.logins == nil {
 		s.logins = loginguard.New(loginguard.Config{
@@ -158,17 +128,6 @@ func New(opts Options) (*Server, error) {
 		})
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	logger := slogPrintf{s.log}
-	mk := func(insecure bool) *imapserver.Server {
-		return imapserver.New(&imapserver.Options{
-			NewSession:   s.newSession,
-			Caps:         capabilities,
-			Logger:       logger,
-			TLSConfig:    opts.TLSConfig,
-			InsecureAuth: insecure,
-		})
-	}
-	s.secure, s.insecure = mk(false), mk(true)
 	return s, nil
 }
 
@@ -190,12 +149,6 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	if s.closed {
 		s.mu.Unlock()
 		return net.ErrClosed
-	}
-	if s.secureLn == nil {
-		s.secureLn, s.insecureLn = newChanListener(ln.Addr()), newChanListener(ln.Addr())
-		s.wg.Add(2)
-		go func() { defer s.wg.Done(); s.secure.Serve(s.secureLn) }()
-		go func() { defer s.wg.Done(); s.insecure.Serve(s.insecureLn) }()
 	}
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
@@ -219,6 +172,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			return fmt.Errorf("imapd: accept: %w", err)
 		}
 		delay = 0
+		tcp := c
 		c, ok := s.conns.admit(c, s.opts.MaxConnsPerIP, s.opts.MaxConns)
 		if !ok {
 			// RFC 9051 §7.1.5: BYE at greeting time, then close. On an
@@ -230,17 +184,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			c.Close()
 			continue
 		}
-		var conn net.Conn = newCorkConn(c)
-		if implicitTLS {
-			// go-imap recognises TLS by its conn being a *tls.Conn.
-			s.secureLn.deliver(tls.Server(conn, s.opts.TLSConfig))
-			continue
-		}
-		if s.opts.Dev && isLoopback(c.RemoteAddr()) {
-			s.insecureLn.deliver(conn)
-		} else {
-			s.secureLn.deliver(conn)
-		}
+		s.startOwn(newCorkConn(c, tcp), implicitTLS, s.opts.Dev && isLoopback(c.RemoteAddr()))
 	}
 }
 
@@ -256,67 +200,37 @@ func (s *Server) Close() error {
 	for ln := range s.lns {
 		ln.Close()
 	}
-	internal := []*chanListener{s.secureLn, s.insecureLn}
-	s.mu.Unlock()
-	// End go-imap's Serve loops first (its Close would race their start),
-	// then let it close every connection.
-	for _, l := range internal {
-		if l != nil {
-			l.Close()
-		}
+	for c := range s.own {
+		c.Close()
 	}
+	s.mu.Unlock()
 	s.wg.Wait()
-	s.secure.Close()
-	s.insecure.Close()
 	return nil
+}
+
+// startOwn serves c on a goroutine that Close waits for.
+func (s *Server) startOwn(c net.Conn, implicitTLS, dev bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.own[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.serveOwn(c, implicitTLS, dev)
+		s.mu.Lock()
+		delete(s.own, c)
+		s.mu.Unlock()
+	}()
 }
 
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
-}
-
-// chanListener hands accepted connections to an imapserver.Server.
-type chanListener struct {
-	addr   net.Addr
-	ch     chan net.Conn
-	done   chan struct{}
-	closer sync.Once
-}
-
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) {
-	select {
-	case l.ch <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closer.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// slogPrintf adapts slog to imapserver.Logger.
-type slogPrintf struct{ l *slog.Logger }
-
-func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn(fmt.Sprintf(format, args...))
 }
 
 // connCounter counts open connections per client address and in total.

@@ -2,18 +2,15 @@ package imapd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"math"
-	"net"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/continuum-mail/continuum/node/loginguard"
 	"github.com/continuum-mail/continuum/node/mail"
@@ -22,18 +19,23 @@ import (
 	"github.com/continuum-mail/continuum/storage"
 )
 
-// session is one IMAP connection. go-imap calls its methods from the
-// connection's goroutine one at a time, except Idle, which runs on a
-// second goroutine while the first waits for DONE, and Close, which may
-// run while that Idle goroutine is still finishing: mu guards sel for them.
+// session is one IMAP connection's state above the protocol: the user and
+// the selected mailbox. conn.go calls its methods from the connection's
+// goroutine one at a time; during IDLE a second goroutine reads DONE and
+// only closes the stop channel. mu guards sel.
 type session struct {
 	srv    *Server
 	mail   *mail.Service
-	conn   *imapserver.Conn
+	bye    func(text string) // says BYE and closes the connection
 	cork   *corkConn
 	remote string // client IP, the key of the login throttle
 
 	user *mail.User
+	// rev2 is set by ENABLE IMAP4rev2; a rev1 session sees \Recent.
+	rev2 bool
+	// condstore is set once the client uses CONDSTORE (RFC 7162 §3.1):
+	// from then on every FETCH of flags carries MODSEQ.
+	condstore bool
 
 	// touched is set by every session method; Poll finding it unset knows
 	// the command was NOOP or CHECK, which must catch up (read-index).
@@ -41,28 +43,6 @@ type session struct {
 
 	mu  sync.Mutex
 	sel *selected
-}
-
-var (
-	_ imapserver.Session               = (*session)(nil)
-	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
-	_ imapserver.SessionNamespace      = (*session)(nil)
-	_ imapserver.SessionMove           = (*session)(nil)
-	_ imapserver.SessionUnauthenticate = (*session)(nil)
-	_ imapserver.SessionAppendLimit    = (*session)(nil)
-)
-
-func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	nc := c.NetConn()
-	if tc, ok := nc.(*tls.Conn); ok { // implicit TLS: the cork is below it
-		nc = tc.NetConn()
-	}
-	cork, _ := nc.(*corkConn)
-	remote := nc.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		remote = host
-	}
-	return &session{srv: s, mail: s.opts.Mail, conn: c, cork: cork, remote: remote}, nil, nil
 }
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
@@ -306,19 +286,20 @@ func (s *session) statusData(r storage.Reader, mb *storagepb.Mailbox, options *i
 	return data, nil
 }
 
-// List implements LIST with LIST-EXTENDED, LIST-STATUS and SPECIAL-USE
-// (RFC 9051 §6.3.9, RFC 5258, RFC 5819, RFC 6154) and LSUB.
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+// listData is LIST's answer (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258,
+// LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154), one entry per matching
+// mailbox.
+func (s *session) listData(ref string, patterns []string, options *imap.ListOptions) ([]*imap.ListData, error) {
 	s.touched = true
-	if len(patterns) == 1 && patterns[0] == "" {
+	if len(patterns) == 0 || len(patterns) == 1 && patterns[0] == "" {
 		// RFC 9051 §6.3.9: the hierarchy delimiter and root name.
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
+		return []*imap.ListData{{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""}}, nil
 	}
 	snap := s.mail.Snapshot()
+	defer snap.Close()
 	boxes, err := snap.Mailboxes(s.user.ID)
 	if err != nil {
-		snap.Close()
-		return reply(err)
+		return nil, reply(err)
 	}
 	names := make(map[string]bool, len(boxes))
 	for _, b := range boxes {
@@ -329,7 +310,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	for _, b := range boxes {
 		match := false
 		for _, p := range patterns {
-			if imapserver.MatchList(b.Name, '/', ref, p) || (strings.EqualFold(b.Name, "INBOX") && imapserver.MatchList("INBOX", '/', ref, strings.ToUpper(p))) {
+			if matchList(b.Name, ref, p) || (b.Name == "INBOX" && matchList("INBOX", strings.ToUpper(ref), strings.ToUpper(p))) {
 				match = true
 				break
 			}
@@ -357,19 +338,12 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		if options.ReturnStatus != nil {
 			if d.Status, err = s.statusData(snap, b, options.ReturnStatus); err != nil {
-				snap.Close()
-				return reply(err)
+				return nil, reply(err)
 			}
 		}
 		out = append(out, d)
 	}
-	snap.Close()
-	for _, d := range out {
-		if err := w.WriteList(d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, nil
 }
 
 func hasChildren(names map[string]bool, name string) bool {
@@ -455,4 +429,42 @@ func normalizeName(s string) (string, bool) {
 		parts[0] = "INBOX"
 	}
 	return strings.Join(parts, "/"), true
+}
+
+// matchList reports whether a mailbox name matches a LIST reference and
+// pattern (RFC 9051 §6.3.9): "*" matches any run of characters, "%" any
+// run without the "/" delimiter. The reference is prefixed to the pattern
+// unless the pattern starts with the delimiter. The match is a table over
+// positions, so no pattern takes exponential time.
+func matchList(name, ref, pattern string) bool {
+	if strings.HasPrefix(pattern, "/") {
+		ref, pattern = "", pattern[1:]
+	}
+	p := ref + pattern
+	if len(p) > 1024 {
+		return false
+	}
+	// ok[j]: name[:i] matches p[:j], for the current i.
+	ok := make([]bool, len(p)+1)
+	ok[0] = true
+	for j := 1; j <= len(p); j++ {
+		ok[j] = ok[j-1] && (p[j-1] == '*' || p[j-1] == '%')
+	}
+	next := make([]bool, len(p)+1)
+	for i := 1; i <= len(name); i++ {
+		c := name[i-1]
+		next[0] = false
+		for j := 1; j <= len(p); j++ {
+			switch p[j-1] {
+			case '*':
+				next[j] = next[j-1] || ok[j]
+			case '%':
+				next[j] = next[j-1] || (ok[j] && c != '/')
+			default:
+				next[j] = ok[j-1] && p[j-1] == c
+			}
+		}
+		ok, next = next, ok
+	}
+	return ok[len(p)]
 }

@@ -111,9 +111,13 @@ func TestCommands(t *testing.T) {
 		t.Errorf("FETCH BODY[TEXT] = %q", txt)
 	}
 
-	// STORE answers with the new flags; .SILENT answers nothing.
+	// STORE answers with the new flags, and FLAGS since $Important is a
+	// new keyword (RFC 9051 §7.3.5), with PERMANENTFLAGS where the
+	// protocol layer can send it (the own layer; go-imap cannot).
 	st := c.ok(`STORE 2 +FLAGS (\Flagged $Important)`)
-	if len(st) != 1 || !strings.Contains(st[0], `\Flagged`) || !strings.Contains(st[0], `$Important`) {
+	if len(st) < 2 || len(st) > 3 || !strings.Contains(st[0], `\Flagged`) || !strings.Contains(st[0], `$Important`) ||
+		!strings.HasPrefix(st[1], "* FLAGS (") || !strings.Contains(st[1], "$Important") ||
+		len(st) == 3 && (!strings.HasPrefix(st[2], "* OK [PERMANENTFLAGS (") || !strings.Contains(st[2], "$Important")) {
 		t.Errorf("STORE = %q", st)
 	}
 	if st := c.ok(`UID STORE 3 +FLAGS.SILENT (\Answered)`); len(st) != 0 {

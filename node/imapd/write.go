@@ -4,8 +4,8 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
@@ -43,7 +43,7 @@ func (sel *selected) uidRanges(idx []int) []*commandpb.UIDRange {
 }
 
 // Store implements STORE (RFC 9051 §6.4.6).
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,8 +72,27 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if options != nil {
 		unchangedSince = options.UnchangedSince
 	}
-	if _, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, sel.uidRanges(idx), op, fs, unchangedSince); err != nil {
+	res, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, sel.uidRanges(idx), op, fs, unchangedSince)
+	if err != nil && !(errors.Is(err, mail.ErrModified) && res != nil) {
 		return reply(err)
+	}
+	// UNCHANGEDSINCE (RFC 7162 §3.1.3): messages changed since are left
+	// alone and named in OK [MODIFIED set].
+	var modified imap.NumSet
+	if len(res.GetModified()) > 0 {
+		_, isUID := numSet.(imap.UIDSet)
+		var uids imap.UIDSet
+		var seqs imap.SeqSet
+		for _, u := range res.GetModified() {
+			uids.AddNum(imap.UID(u))
+			if i, ok := sel.index(u); ok {
+				seqs.AddNum(uint32(i + 1))
+			}
+		}
+		modified = seqs
+		if isUID {
+			modified = uids
+		}
 	}
 	// Read back the flags: the reply (unless .SILENT) reports them, and the
 	// modseq of each marks the change as this session's own, so the next
@@ -88,23 +107,37 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	for _, m := range msgs {
 		sel.own[m.msg.Uid] = m.msg.Modseq
+		sel.noteFlags(m.msg.Flags)
 	}
-	if flags.Silent {
+	done := func() error {
+		if modified != nil {
+			return okWith{"MODIFIED " + modified.String(), "Conditional STORE failed for some messages"}
+		}
 		return nil
+	}
+	if flags.Silent && !s.condstore {
+		return done()
 	}
 	s.corkOn()
 	defer s.corkOff()
 	for _, m := range msgs {
+		// With CONDSTORE even .SILENT reports the new MODSEQ (RFC 7162
+		// §3.1.3), with the UID (§3.2).
 		rw := w.CreateMessage(m.seq)
-		if isUID {
+		if isUID || s.condstore {
 			rw.WriteUID(imap.UID(m.msg.Uid))
 		}
-		rw.WriteFlags(imapFlags(m.msg.Flags))
+		if !flags.Silent {
+			rw.WriteFlags(sel.flagsOf(m.msg.Uid, m.msg.Flags))
+		}
+		if s.condstore {
+			rw.WriteModSeq(m.msg.Modseq)
+		}
 		if err := rw.Close(); err != nil {
 			return err
 		}
 	}
-	return nil
+	return done()
 }
 
 // Copy implements COPY with COPYUID (RFC 9051 §6.4.7, RFC 4315).
@@ -153,7 +186,7 @@ func copyData(res *commandpb.Result, dst *storagepb.Mailbox) *imap.CopyData {
 }
 
 // Move implements MOVE (RFC 6851): one command copies and expunges.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,12 +199,12 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	} else if err != nil {
 		return reply(err)
 	}
-	if dst.Id == s.sel.id {
-		return reply(errSameMailbox)
-	}
 	idx := s.sel.indices(numSet)
 	if len(idx) == 0 {
 		return nil
+	}
+	if dst.Id == s.sel.id {
+		return s.moveWithin(w, idx, dst)
 	}
 	res, err := s.mail.Move(s.ctx(), s.user.ID, s.sel.id, s.sel.uidRanges(idx), dst.Id)
 	if err != nil {
@@ -192,7 +225,40 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // Expunge implements EXPUNGE, UID EXPUNGE (RFC 4315 §2.1) and the
 // expunge of CLOSE. On a mailbox opened with EXAMINE it does nothing,
 // as CLOSE must (RFC 9051 §6.4.1).
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+// moveWithin moves messages into the mailbox they are in, as Dovecot does
+// (RFC 6851 does not forbid it): new UIDs, EXPUNGE of the old ones, EXISTS
+// with the next update. It is COPY, then \Deleted and UID EXPUNGE of the
+// sources: three log entries, not one, because the FSM refuses a
+// same-mailbox MOVE and changing what an entry does would make nodes of
+// two versions apply it differently. If a later step fails the client is
+// told NO and sees the copies, as after a COPY.
+func (s *session) moveWithin(w moveWriter, idx []int, mb *storagepb.Mailbox) error {
+	sel := s.sel
+	ranges := sel.uidRanges(idx)
+	res, err := s.mail.Copy(s.ctx(), s.user.ID, sel.id, ranges, sel.id)
+	if err != nil {
+		return reply(err)
+	}
+	if _, err := s.mail.StoreFlags(s.ctx(), s.user.ID, sel.id, ranges, commandpb.FlagOp_FLAG_OP_ADD, []string{string(imap.FlagDeleted)}, 0); err != nil {
+		return reply(err)
+	}
+	exp, err := s.mail.Expunge(s.ctx(), s.user.ID, sel.id, ranges)
+	if err != nil {
+		return reply(err)
+	}
+	if d := copyData(res, mb); d != nil {
+		if err := w.WriteCopyData(d); err != nil {
+			return err
+		}
+	}
+	gone := make(map[uint32]struct{}, len(exp.Uids))
+	for _, u := range exp.Uids {
+		gone[u] = struct{}{}
+	}
+	return s.expungeFromView(gone, w.WriteExpunge)
+}
+
+func (s *session) expunge(writeExpunge func(seq uint32) error, uids *imap.UIDSet) error {
 	s.touched = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,7 +287,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	for _, u := range res.Uids {
 		gone[u] = struct{}{}
 	}
-	return s.expungeFromView(gone, w.WriteExpunge)
+	return s.expungeFromView(gone, writeExpunge)
 }
 
 func (s *session) corkOn() {

@@ -48,12 +48,14 @@ func NewRouter(resolve func(id string) (string, bool), creds credentials.Transpo
 // the state machine's result and the entry's index. A leader that cannot be
 // reached is ErrNotLeader (nothing was proposed); the callee's refusals map
 // back through fromStatus.
-func (r *Router) Forward(ctx context.Context, leader string, data []byte) (*commandpb.Result, uint64, error) {
+func (r *Router) Forward(ctx context.Context, leader string, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
 	client, err := r.client(leader)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", consensus.ErrNotLeader, err)
 	}
-	resp, err := client.Forward(ctx, &peerpb.ForwardRequest{Command: data})
+	// waitLocal: the proposer will wait for its own apply, so the leader
+	// publishes its commit index at once (consensus.PublishCommit).
+	resp, err := client.Forward(ctx, &peerpb.ForwardRequest{Command: data, NoLocalWait: !waitLocal})
 	if err != nil {
 		return nil, 0, fromStatus(err)
 	}
@@ -65,12 +67,14 @@ func (r *Router) Forward(ctx context.Context, leader string, data []byte) (*comm
 }
 
 // ReadIndex asks the leader for its commit index, confirmed by a quorum.
-func (r *Router) ReadIndex(ctx context.Context, leader string) (uint64, error) {
+// known is this node's commit index: a leader ahead of it publishes its
+// own at once, since the caller will wait for it.
+func (r *Router) ReadIndex(ctx context.Context, leader string, known uint64) (uint64, error) {
 	client, err := r.client(leader)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
 	}
-	resp, err := client.ReadIndex(ctx, &peerpb.ReadIndexRequest{})
+	resp, err := client.ReadIndex(ctx, &peerpb.ReadIndexRequest{KnownCommitIndex: known})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
 	}

@@ -112,6 +112,11 @@ func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peer
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if !req.GetNoLocalWait() {
+		// The caller waits for its own apply of idx: have the commit
+		// index sent to it now (node/consensus/publish.go).
+		s.raft.PublishCommit()
+	}
 	b, err := proto.Marshal(res)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "peer: %v", err)
@@ -120,13 +125,17 @@ func (s *Server) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peer
 }
 
 // ReadIndex confirms leadership and returns the commit index.
-func (s *Server) ReadIndex(ctx context.Context, _ *peerpb.ReadIndexRequest) (*peerpb.ReadIndexResponse, error) {
+func (s *Server) ReadIndex(ctx context.Context, req *peerpb.ReadIndexRequest) (*peerpb.ReadIndexResponse, error) {
 	if err := s.requireMember(ctx); err != nil {
 		return nil, err
 	}
 	idx, err := s.raft.VerifyLeader(ctx)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if k := req.GetKnownCommitIndex(); k != 0 && k < idx {
+		// The caller will wait for idx, which it has not heard of yet.
+		s.raft.PublishCommit()
 	}
 	return &peerpb.ReadIndexResponse{CommitIndex: idx}, nil
 }

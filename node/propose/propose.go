@@ -22,6 +22,7 @@ type Raft interface {
 	Stamp() int64
 	Apply(ctx context.Context, data []byte) (any, uint64, error)
 	VerifyLeader(ctx context.Context) (uint64, error)
+	CommitIndex() uint64
 }
 
 // Forwarder reaches the leader's Peer service (*peer.Router). Its errors
@@ -29,8 +30,11 @@ type Raft interface {
 // (it was not the leader, or could not be reached before the call),
 // ErrUnknownOutcome when it may have been; ErrRejected passes through.
 type Forwarder interface {
-	Forward(ctx context.Context, leader string, data []byte) (*commandpb.Result, uint64, error)
-	ReadIndex(ctx context.Context, leader string) (uint64, error)
+	// waitLocal says the proposer will wait for its own apply (the leader
+	// then publishes the commit index at once); known is this node's
+	// commit index (a leader ahead of it publishes too).
+	Forward(ctx context.Context, leader string, data []byte, waitLocal bool) (*commandpb.Result, uint64, error)
+	ReadIndex(ctx context.Context, leader string, known uint64) (uint64, error)
 }
 
 // Applied waits until this node has applied an index (consensus.Waiter).
@@ -88,7 +92,7 @@ func (p *Proposer) Propose(ctx context.Context, cmd *commandpb.Command, wait Wai
 	if err != nil {
 		return nil, 0, err
 	}
-	res, idx, err := p.propose(ctx, data)
+	res, idx, err := p.propose(ctx, data, wait == AppliedHere)
 	if err != nil || wait == Committed {
 		return res, idx, err
 	}
@@ -102,9 +106,9 @@ func (p *Proposer) Propose(ctx context.Context, cmd *commandpb.Command, wait Wai
 
 // propose sends the encoded command to the leader, retrying only while the
 // answer proves that nothing was proposed.
-func (p *Proposer) propose(ctx context.Context, data []byte) (*commandpb.Result, uint64, error) {
+func (p *Proposer) propose(ctx context.Context, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
 	for attempt := 0; ; attempt++ {
-		res, idx, err := p.proposeOnce(ctx, data)
+		res, idx, err := p.proposeOnce(ctx, data, waitLocal)
 		if err == nil || !errors.Is(err, consensus.ErrNotLeader) || attempt >= maxAttempts-1 {
 			if errors.Is(err, consensus.ErrNotLeader) {
 				err = fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
@@ -121,7 +125,7 @@ func (p *Proposer) propose(ctx context.Context, data []byte) (*commandpb.Result,
 	}
 }
 
-func (p *Proposer) proposeOnce(ctx context.Context, data []byte) (*commandpb.Result, uint64, error) {
+func (p *Proposer) proposeOnce(ctx context.Context, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
 	leader, err := p.WaitLeader(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -129,7 +133,7 @@ func (p *Proposer) proposeOnce(ctx context.Context, data []byte) (*commandpb.Res
 	if leader == p.cfg.Raft.ID() {
 		return p.Local(ctx, data)
 	}
-	res, idx, err := p.cfg.Forward.Forward(ctx, leader, data)
+	res, idx, err := p.cfg.Forward.Forward(ctx, leader, data, waitLocal)
 	if err == nil && failpoint.Hit(failpoint.ProposeForward, 0) { // test-only (tag failpoints)
 		// The leader took it, and the answer is lost on the way back.
 		return nil, 0, fmt.Errorf("%w: %w", consensus.ErrUnknownOutcome, failpoint.ErrInjected)
@@ -186,7 +190,7 @@ func (p *Proposer) ReadIndex(ctx context.Context) (uint64, error) {
 	if leader == p.cfg.Raft.ID() {
 		return p.cfg.Raft.VerifyLeader(ctx)
 	}
-	return p.cfg.Forward.ReadIndex(ctx, leader)
+	return p.cfg.Forward.ReadIndex(ctx, leader, p.cfg.Raft.CommitIndex())
 }
 
 // WaitLeader returns the leader's ID, waiting up to LeaderWait for one.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ func (f *fakeRaft) Leader() (string, string)                     { return f.lead
 func (f *fakeRaft) IsLeader() bool                               { return f.leader == "n1" }
 func (f *fakeRaft) Stamp() int64                                 { return 1_700_000_000_000_000_000 }
 func (f *fakeRaft) VerifyLeader(context.Context) (uint64, error) { return 7, nil }
+func (f *fakeRaft) CommitIndex() uint64                          { return 3 }
 func (f *fakeRaft) Apply(_ context.Context, data []byte) (any, uint64, error) {
 	f.applied = append(f.applied, data)
 	return f.resp, 42, nil
@@ -32,12 +34,15 @@ func (f *fakeRaft) Apply(_ context.Context, data []byte) (any, uint64, error) {
 
 // fakeForward answers from errs in turn, then with a result.
 type fakeForward struct {
-	sent [][]byte
-	errs []error
+	sent      [][]byte
+	errs      []error
+	waitLocal []bool   // per Forward call
+	known     []uint64 // per ReadIndex call
 }
 
-func (f *fakeForward) Forward(_ context.Context, _ string, data []byte) (*commandpb.Result, uint64, error) {
+func (f *fakeForward) Forward(_ context.Context, _ string, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
 	f.sent = append(f.sent, data)
+	f.waitLocal = append(f.waitLocal, waitLocal)
 	if len(f.errs) > 0 {
 		err := f.errs[0]
 		f.errs = f.errs[1:]
@@ -46,7 +51,10 @@ func (f *fakeForward) Forward(_ context.Context, _ string, data []byte) (*comman
 	return &commandpb.Result{UserId: 5}, 43, nil
 }
 
-func (f *fakeForward) ReadIndex(context.Context, string) (uint64, error) { return 9, nil }
+func (f *fakeForward) ReadIndex(_ context.Context, _ string, known uint64) (uint64, error) {
+	f.known = append(f.known, known)
+	return 9, nil
+}
 
 type fakeApplied struct {
 	waited []uint64
@@ -172,5 +180,26 @@ func TestSync(t *testing.T) {
 	p.cfg.LeaderWait = 50 * time.Millisecond
 	if err := p.Sync(context.Background()); !errors.Is(err, consensus.ErrNoLeader) {
 		t.Fatalf("no leader: %v, want ErrNoLeader", err)
+	}
+}
+
+// A forward says whether the proposer waits for its own apply (the leader
+// then publishes its commit index at once), and a read-index request
+// carries this node's commit index.
+func TestForwardSaysWhoWaits(t *testing.T) {
+	p, _, fw, _ := setup("n2")
+	for _, wait := range []Wait{Committed, AppliedHere} {
+		if _, _, err := p.Propose(context.Background(), domainAdd(), wait); err != nil {
+			t.Fatalf("Propose(%v): %v", wait, err)
+		}
+	}
+	if got, want := fw.waitLocal, []bool{false, true}; !slices.Equal(got, want) {
+		t.Fatalf("waitLocal sent = %v, want %v", got, want)
+	}
+	if err := p.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fw.known, []uint64{3}; !slices.Equal(got, want) {
+		t.Fatalf("known commit index sent = %v, want %v", got, want)
 	}
 }

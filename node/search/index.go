@@ -96,7 +96,13 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	if opts.FullPassEvery <= 0 {
 		opts.FullPassEvery = 5 * time.Minute
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	// Every message adds a posting key per distinct trigram, spread over
+	// the whole mailbox's key range, so each memtable flush overlaps
+	// everything below it: with Pebble's defaults (4 MiB memtables, the
+	// oldest format's row blocks) compacting the index cost more CPU than
+	// delivering the message (docs/notes/bench.md). Larger memtables
+	// flush less often; the columnar format (as storage's) writes faster.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, FormatMajorVersion: pebble.FormatWALSyncChunks})
 	if err != nil {
 		return nil, fmt.Errorf("search: open %s: %w", dir, err)
 	}

@@ -315,8 +315,12 @@ func (x *GossipKeysResponse) GetKeys() []string {
 }
 
 type ForwardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a marshalled commandpb.Command
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"` // a marshalled commandpb.Command
+	// The proposer will not wait for its own apply (an SMTP delivery), so
+	// the leader need not publish the commit index at once for it
+	// (node/consensus/publish.go). false from older nodes: it publishes.
+	NoLocalWait   bool `protobuf:"varint,700,opt,name=no_local_wait,json=noLocalWait,proto3" json:"no_local_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +360,13 @@ func (x *ForwardRequest) GetCommand() []byte {
 		return x.Command
 	}
 	return nil
+}
+
+func (x *ForwardRequest) GetNoLocalWait() bool {
+	if x != nil {
+		return x.NoLocalWait
+	}
+	return false
 }
 
 type ForwardResponse struct {
@@ -411,9 +422,14 @@ func (x *ForwardResponse) GetIndex() uint64 {
 }
 
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The asking follower's commit index as it knows it (0: unknown, sent by
+	// older nodes). Below the leader's, the leader sends its commit index to
+	// the followers at once instead of at its next replication tick
+	// (node/consensus/publish.go), so the follower's wait is short.
+	KnownCommitIndex uint64 `protobuf:"varint,700,opt,name=known_commit_index,json=knownCommitIndex,proto3" json:"known_commit_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReadIndexRequest) Reset() {
@@ -444,6 +460,13 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 	return file_proto_peerpb_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReadIndexRequest) GetKnownCommitIndex() uint64 {
+	if x != nil {
+		return x.KnownCommitIndex
+	}
+	return 0
 }
 
 type ReadIndexResponse struct {
@@ -971,13 +994,15 @@ const file_proto_peerpb_peer_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"B\n" +
 	"\x12GossipKeysResponse\x12\x18\n" +
 	"\aprimary\x18\x01 \x01(\tR\aprimary\x12\x12\n" +
-	"\x04keys\x18\x02 \x03(\tR\x04keys\"*\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"O\n" +
 	"\x0eForwardRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"?\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\x12#\n" +
+	"\rno_local_wait\x18\xbc\x05 \x01(\bR\vnoLocalWait\"?\n" +
 	"\x0fForwardResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
-	"\x10ReadIndexRequest\"6\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"A\n" +
+	"\x10ReadIndexRequest\x12-\n" +
+	"\x12known_commit_index\x18\xbc\x05 \x01(\x04R\x10knownCommitIndex\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
 	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"\x86\x01\n" +
 	"\vJoinRequest\x12\x0e\n" +

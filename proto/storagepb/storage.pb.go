@@ -629,10 +629,17 @@ func (x *Dedupe) GetExpiresUnixNano() int64 {
 
 // Address is one RFC 5322 address as IMAP ENVELOPE lists it.
 type Address struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // decoded display name
-	Mailbox       string                 `protobuf:"bytes,2,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // local part
-	Host          string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // decoded display name
+	Mailbox string                 `protobuf:"bytes,2,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // local part
+	Host    string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// group marks RFC 5322 group syntax (RFC 9051 §7.5.2): the start of a
+	// group has mailbox = the group's name and no host; its end has no name,
+	// mailbox or host. The members lie between.
+	Group bool `protobuf:"varint,200,opt,name=group,proto3" json:"group,omitempty"`
+	// route is an obsolete source route ("@a,@b", RFC 5322 §4.4), the
+	// ENVELOPE's adl.
+	Route         string `protobuf:"bytes,201,opt,name=route,proto3" json:"route,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -684,6 +691,20 @@ func (x *Address) GetMailbox() string {
 func (x *Address) GetHost() string {
 	if x != nil {
 		return x.Host
+	}
+	return ""
+}
+
+func (x *Address) GetGroup() bool {
+	if x != nil {
+		return x.Group
+	}
+	return false
+}
+
+func (x *Address) GetRoute() string {
+	if x != nil {
+		return x.Route
 	}
 	return ""
 }
@@ -1757,11 +1778,13 @@ const file_proto_storagepb_storage_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\x04R\tmailboxId\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12*\n" +
-	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"K\n" +
+	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"y\n" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x12\n" +
-	"\x04host\x18\x03 \x01(\tR\x04host\"\xc7\x03\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x15\n" +
+	"\x05group\x18\xc8\x01 \x01(\bR\x05group\x12\x15\n" +
+	"\x05route\x18\xc9\x01 \x01(\tR\x05route\"\xc7\x03\n" +
 	"\bEnvelope\x12\x12\n" +
 	"\x04date\x18\x01 \x01(\tR\x04date\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x121\n" +
