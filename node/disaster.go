@@ -290,6 +290,9 @@ func (n *Node) writeProgress() {
 	if leader == "" || n.raft.Fresh() {
 		return
 	}
+	// The time is taken before the leader is asked: the commit index it
+	// reports covers at least everything committed by then.
+	at := time.Now().UTC()
 	commit := n.raft.CommitIndex()
 	if leader != n.cfg.ID {
 		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
@@ -300,7 +303,7 @@ func (n *Node) writeProgress() {
 		}
 		commit = in.CommitIndex
 	}
-	b, err := json.Marshal(Progress{At: time.Now().UTC(), Leader: leader, LeaderCommit: commit, Applied: n.fsm.AppliedIndex()})
+	b, err := json.Marshal(Progress{At: at, Leader: leader, LeaderCommit: commit, Applied: n.fsm.AppliedIndex()})
 	if err != nil {
 		return
 	}

@@ -157,6 +157,19 @@ func (w *Workload) Stop() []*Op {
 }
 
 // Ops returns the operations so far (finished or not).
+// AckedSince counts the messages acknowledged (250) after t so far.
+func (w *Workload) AckedSince(t time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := 0
+	for _, op := range w.ops {
+		if op.Outcome == OutcomeOK && op.Complete.After(t) {
+			k++
+		}
+	}
+	return k
+}
+
 func (w *Workload) Ops() []*Op {
 	w.mu.Lock()
 	defer w.mu.Unlock()
