@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,10 @@ import (
 // attachment names, RFC 2047 words decoded, Unicode-folded). The
 // full-text index narrows the messages to check to those that hold every
 // trigram of the top-level text criteria; each is then verified on its
-// text, so the result is the scanning path's (Options.ScanSearch).
+// text, so the result is the scanning path's (Options.ScanSearch). For
+// top-level TEXT criteria the index's token postings answer exactly
+// (mail.TextSearch.Matching): a message they name as sure is not
+// verified for TEXT, only for the other criteria.
 func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	s.touched = true
 	s.mu.Lock()
@@ -39,15 +43,21 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 	}
 	defer text.Close()
 	folds := map[string]string{}
-	idx, err := text.Narrow(sel.uids, topLevelQueries(&c, folds))
+	idx, sure, err := narrow(text, sel.uids, &c, folds)
 	if err != nil {
 		s.srv.log.Error("search", "err", err)
 		return nil, reply(err)
 	}
+	noText := c // for a message whose TEXT criteria the index answered
+	noText.Text = nil
 	snap := s.mail.Snapshot()
 	err = s.scan(snap, idx, func(f fetched) error {
+		crit := &c
+		if _, ok := slices.BinarySearch(sure, f.msg.Uid); ok {
+			crit = &noText
+		}
 		m := &candidate{f: f, r: snap, text: text, folds: folds}
-		if !m.match(&c) {
+		if !m.match(crit) {
 			return m.err
 		}
 		uids.AddNum(imap.UID(f.msg.Uid))
@@ -81,10 +91,48 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 	return data, nil
 }
 
+// narrow returns the positions in uids of the messages to check, and the
+// UIDs (sorted) whose top-level TEXT criteria the index's token postings
+// answered exactly. Without a usable index for TEXT it is the trigram
+// narrowing of every top-level text criterion, nothing sure.
+func narrow(text *mail.TextSearch, uids []uint32, c *imap.SearchCriteria, folds map[string]string) ([]int, []uint32, error) {
+	if len(c.Text) == 0 {
+		idx, err := text.Narrow(uids, topLevelQueries(c, folds, true))
+		return idx, nil, err
+	}
+	var qs []string
+	for _, t := range c.Text {
+		qs = append(qs, fold(folds, t))
+	}
+	sure, maybe, hw, indexed, err := text.Matching(qs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !indexed {
+		idx, err := text.Narrow(uids, topLevelQueries(c, folds, true))
+		return idx, nil, err
+	}
+	idx, err := text.Narrow(uids, topLevelQueries(c, folds, false))
+	if err != nil {
+		return nil, nil, err
+	}
+	out := idx[:0:0]
+	for _, i := range idx {
+		u := uids[i]
+		_, isSure := slices.BinarySearch(sure, u)
+		_, isMaybe := slices.BinarySearch(maybe, u)
+		if u > hw || isSure || isMaybe {
+			out = append(out, i)
+		}
+	}
+	return out, sure, nil
+}
+
 // topLevelQueries returns the folded strings every match must contain:
-// those of the TEXT, BODY and HEADER criteria ANDed at the top level (not
-// under NOT or OR). folds caches each criterion's folded form.
-func topLevelQueries(c *imap.SearchCriteria, folds map[string]string) []string {
+// those of the BODY and HEADER criteria, and TEXT's when withText, ANDed
+// at the top level (not under NOT or OR). folds caches each criterion's
+// folded form.
+func topLevelQueries(c *imap.SearchCriteria, folds map[string]string, withText bool) []string {
 	var out []string
 	add := func(s string) { out = append(out, fold(folds, s)) }
 	for _, h := range c.Header {
@@ -103,8 +151,10 @@ func topLevelQueries(c *imap.SearchCriteria, folds map[string]string) []string {
 	for _, t := range c.Body {
 		add(t)
 	}
-	for _, t := range c.Text {
-		add(t)
+	if withText {
+		for _, t := range c.Text {
+			add(t)
+		}
 	}
 	return out
 }
