@@ -127,8 +127,12 @@ func (w *Writer) Literal(n int64, r io.Reader, binary bool) *Writer {
 	return w
 }
 
+// literal writes a string as a literal. An IMAP string cannot hold NUL
+// (RFC 9051 §9: CHAR8 is %x01-ff) and literal8 is only for BINARY
+// content, so NUL bytes (a header field may carry them) are dropped.
 func (w *Writer) literal(s string) *Writer {
-	return w.Literal(int64(len(s)), strings.NewReader(s), strings.IndexByte(s, 0) >= 0)
+	s = strings.ReplaceAll(s, "\x00", "")
+	return w.Literal(int64(len(s)), strings.NewReader(s), false)
 }
 
 func (w *Writer) quoted(s string) *Writer {
