@@ -107,8 +107,10 @@ type Node struct {
 	observer *raft.Observer
 	done     chan struct{}
 	wg       sync.WaitGroup
-	// publish holds one pending PublishCommit request (publish.go).
-	publish chan struct{}
+	// publish holds one pending PublishCommit request (publish.go);
+	// barriers counts the barrier entries appended for them.
+	publish  chan struct{}
+	barriers atomic.Uint64
 
 	// leaderlessSince is the unix nano time the node last lost its leader,
 	// 0 while it has one.

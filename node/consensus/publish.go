@@ -59,8 +59,11 @@ func (n *Node) publishLoop() {
 		// commit-timeout tick to publish the index.
 		if f := n.raft.Barrier(publishTimeout); f != nil {
 			publishedBarriers.Inc()
+			n.barriers.Add(1)
 		}
 	}
 }
 
-type noLocalWaitKey struct{}
+// Barriers is how many barrier entries this node's PublishCommit appended
+// while it led: log entries that carry no command.
+func (n *Node) Barriers() uint64 { return n.barriers.Load() }
