@@ -19,7 +19,7 @@ import (
 	"github.com/continuum-mail/continuum/node/imapd"
 )
 
-// TestBadInput covers the IMAP rows of TESTPLAN.md §4 that a single node
+// TestBadInput covers the IMAP rows of docs/TESTPLAN.md §4 that a single node
 // can show (the leaderless rows are TestCutOffNodeReadOnly).
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, nil)

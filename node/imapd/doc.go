@@ -29,7 +29,7 @@
 // reconnects to another site never sees time go backwards. When no leader
 // can be reached the node serves its local replica read-only: EXAMINE says
 // [READ-ONLY], and so does SELECT there (with empty PERMANENTFLAGS); every
-// write is refused with NO [UNAVAILABLE] (ARCHITECTURE.md §1).
+// write is refused with NO [UNAVAILABLE] (docs/ARCHITECTURE.md §1).
 //
 // FETCH never re-parses: ENVELOPE and BODYSTRUCTURE come from the parsed
 // record computed at delivery, BODY[section]<partial> is a slice of the

@@ -484,7 +484,7 @@ func addresses(in []*storagepb.Address) []imap.Address {
 }
 
 // maxStructureDepth bounds BODYSTRUCTURE nesting whatever the record says
-// (TESTPLAN §4: message/rfc822 nested 100 deep).
+// (docs/TESTPLAN.md §4: message/rfc822 nested 100 deep).
 const maxStructureDepth = 64
 
 // bodyStructure converts the stored part tree (RFC 9051 §7.5.2). Parts the

@@ -102,7 +102,7 @@ func (s *session) AppendLimit() uint32 {
 // this node applies everything the leader had committed, so a client that
 // moves between nodes never sees time go backwards. It reports whether
 // the node is cut off, in which case the local replica is served
-// read-only (ARCHITECTURE.md §1).
+// read-only (docs/ARCHITECTURE.md §1).
 func (s *session) catchUp() (cutOff bool, err error) {
 	if s.mail.CutOff() {
 		return true, nil
