@@ -58,7 +58,7 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	var blob *commandpb.Blob
 	if len(stored) <= ChunkBytes {
 		blob = newBlob(stored, parsed)
-	} else if blob, err = s.upload(ctx, stored, parsed); err != nil {
+	} else if blob, err = s.upload(ctx, stored, parsed, nil); err != nil {
 		return nil, err
 	}
 	return s.deliverBlob(ctx, env, blob, func(rcpt string) []byte { return DedupeKey(rcpt, env.From, received) })

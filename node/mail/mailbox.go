@@ -64,7 +64,7 @@ func (s *Service) Append(ctx context.Context, userID, mailboxID uint64, flags []
 	var blob *commandpb.Blob
 	if len(data) <= ChunkBytes {
 		blob = newBlob(data, parsed)
-	} else if blob, err = s.upload(ctx, data, parsed); err != nil {
+	} else if blob, err = s.upload(ctx, data, parsed, nil); err != nil {
 		return nil, err
 	}
 	return s.appendBlob(ctx, userID, mailboxID, flags, date, blob)
