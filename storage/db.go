@@ -350,3 +350,16 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(msg, "fatal", true)
 	panic("storage: pebble: " + msg)
 }
+
+// Memory reports what Pebble holds in memory for the state database: the
+// block cache's bytes and the memtables' (with large batches queued as
+// memtables). Both are outside Go's heap except those batches.
+func (db *DB) Memory() (cache, memtables int64) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return 0, 0
+	}
+	m := db.pdb.Metrics()
+	return m.BlockCache.Size, int64(m.MemTable.Size)
+}

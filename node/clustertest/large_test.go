@@ -305,9 +305,9 @@ func TestLargeMessagesProcesses(t *testing.T) {
 			c.Nodes[i].ID, role, mbOf(idle[i].RSS), mbOf(peak[i]), mbOf(peak[i]-idle[i].RSS), mbOf(after.HWM), mbOf(after.HWM-idle[i].RSS),
 			mbOf(after.RSS), mbOf(after.RSS-idle[i].RSS))
 		g := peakGo[i]
-		t.Logf("  %s at its last sampled peak (RSS %.0f MB): Go heap in use %.0f MB, freed not returned %.0f MB, Go runtime other %.0f MB; not Go (Pebble caches and memtables, cgo) %.0f MB",
+		t.Logf("  %s at its last sampled peak (RSS %.0f MB): Go heap in use %.0f MB, freed not returned %.0f MB, Go runtime other %.0f MB; not Go (RSS − Go's mapped − released) %.0f MB, of which Pebble reports block caches %.0f MB, memtables %.0f MB",
 			c.Nodes[i].ID, mbOf(peakGoRSS[i]), mbOf(g.HeapInuse), mbOf(g.HeapIdle-g.HeapReleased), mbOf(g.Sys-g.HeapInuse-g.HeapIdle),
-			mbOf(peakGoRSS[i]-(g.Sys-g.HeapReleased)))
+			mbOf(peakGoRSS[i]-(g.Sys-g.HeapReleased)), mbOf(g.PebbleCache), mbOf(g.PebbleMemtables))
 		if after.HWM-idle[i].RSS >= largeBoundBytes {
 			t.Errorf("%s: peak RSS (VmHWM) %.0f MB is %.0f MB above idle (%.0f MB): bound %d MB", c.Nodes[i].ID,
 				mbOf(after.HWM), mbOf(after.HWM-idle[i].RSS), mbOf(idle[i].RSS), largeBoundBytes>>20)

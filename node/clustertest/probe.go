@@ -179,9 +179,11 @@ func (c *Cluster) Loopback(i int, path string) ([]byte, error) {
 	return out, nil
 }
 
-// GoMemory is a node's Go runtime memory, from its /metrics.
+// GoMemory is a node's Go runtime memory and Pebble's caches and
+// memtables (all stores), from its /metrics.
 type GoMemory struct {
 	HeapInuse, HeapIdle, HeapReleased, Sys int64
+	PebbleCache, PebbleMemtables           int64
 }
 
 // GoMem reads node i's Go runtime memory from /metrics.
@@ -211,6 +213,13 @@ func (c *Cluster) GoMem(i int) (GoMemory, error) {
 			m.HeapReleased = int64(v)
 		case "go_memstats_sys_bytes":
 			m.Sys = int64(v)
+		}
+		if strings.HasPrefix(f[0], "continuum_pebble_memory_bytes{") {
+			if strings.Contains(f[0], `kind="cache"`) {
+				m.PebbleCache += int64(v)
+			} else {
+				m.PebbleMemtables += int64(v)
+			}
 		}
 	}
 	return m, nil

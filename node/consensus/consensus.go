@@ -474,6 +474,10 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 	}
 }
 
+// LogMemory reports the Raft log database's block cache and memtable
+// bytes (raftlog.Store.Memory).
+func (n *Node) LogMemory() (cache, memtables int64) { return n.logs.Memory() }
+
 // Stamp returns a log time for a command proposed now: wall-clock time, but
 // never lower than the last stamp this node gave, so log time is monotone
 // under one leader (the FSM also keeps it monotone across leaders).
