@@ -49,6 +49,7 @@ func runServe(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	pinMallocThreshold()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// One node per process: Go's soft limit from the node's memory
 		// budget (package node, "Memory"); GOMEMLIMIT overrides it.
