@@ -50,7 +50,7 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	if int64(len(stored)) > s.opts.MaxMessageBytes {
 		return nil, ErrTooBig
 	}
-	blob, err := s.blobFor(ctx, stored)
+	blob, err := s.blobFor(ctx, stored, nil)
 	if err != nil {
 		return nil, err
 	}

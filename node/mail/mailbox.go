@@ -55,7 +55,7 @@ func (s *Service) Append(ctx context.Context, userID, mailboxID uint64, flags []
 	if int64(len(data)) > s.opts.MaxMessageBytes {
 		return nil, ErrTooBig
 	}
-	blob, err := s.blobFor(ctx, data)
+	blob, err := s.blobFor(ctx, data, nil)
 	if err != nil {
 		return nil, err
 	}
