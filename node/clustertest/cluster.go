@@ -166,6 +166,9 @@ type Cluster struct {
 	hungStops int
 	// retired nodes are gone for good (Retire).
 	retired map[int]bool
+	// workloads counts StartWorkload calls: message IDs must be unique
+	// across every workload of one test (workload.go, sender).
+	workloads int
 
 	adminMu sync.Mutex
 	admin   map[int]*grpc.ClientConn

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +35,56 @@ import (
 func TestDisasterRecoverArchive(t *testing.T) { disasterRun(t, 3) }
 
 func TestDisasterRecoverVoter(t *testing.T) { disasterRun(t, 2) }
+
+// TestLossReportCheck: the check of the recovery report against the
+// acknowledged messages the survivor lacks (lossReportProblems) passes an
+// honest report and catches each planted lie, among them a report that
+// omits a missing message (its record claims a time after that message
+// was acknowledged, all of it held). No cluster: synthetic messages.
+func TestLossReportCheck(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC)
+	acked := map[string]*Op{}
+	for i, s := range []int{1, 2, 3, 11, 12} { // m0..m4, acknowledged at t0 + s seconds
+		id := fmt.Sprintf("m%d", i)
+		acked[id] = &Op{TestID: id, Outcome: OutcomeOK, Invoke: t0.Add(time.Duration(s)*time.Second - 300*time.Millisecond), Complete: t0.Add(time.Duration(s) * time.Second)}
+	}
+	report := func(at time.Time, ahead int) string {
+		tail := "all of which this node holds; what it committed after that time is unknown and lost"
+		if ahead > 0 {
+			tail = fmt.Sprintf("%d entries beyond what this node holds: those writes are lost, and whatever it committed after that time", ahead)
+		}
+		return fmt.Sprintf("node n4 (archive replica, raft x), cluster \"\"\napplied: index 90, term 2, log time x (kept)\nlost majority: its leader n1 had committed index %d at %s, %s\n",
+			90+ahead, at.Format(time.RFC3339), tail)
+	}
+	for _, tc := range []struct {
+		name    string
+		out     string
+		missing []string
+		bad     bool
+	}{
+		{"nothing missing, all held", report(t0.Add(10*time.Second), 0), nil, false},
+		{"missing after the record", report(t0.Add(10*time.Second), 0), []string{"m3", "m4"}, false},
+		{"omits a missing message: acknowledged before a record that holds all", report(t0.Add(10*time.Second), 0), []string{"m2", "m3", "m4"}, true},
+		{"record truncated to the second, acknowledged in that second", report(t0.Add(11*time.Second+500*time.Millisecond), 0), []string{"m3"}, true},
+		{"missing before the record, within the entries named", report(t0.Add(10*time.Second), 2), []string{"m1", "m2", "m4"}, false},
+		{"more missing before the record than the entries named", report(t0.Add(10*time.Second), 1), []string{"m1", "m2", "m4"}, true},
+		{"a missing ID that was never acknowledged", report(t0.Add(10*time.Second), 0), []string{"nope"}, true},
+		{"no record", "lost majority: this node has no record of the leader's commit index; it cannot tell how far ahead it was\n", nil, true},
+		{"no lost-majority line", "applied: index 90, term 2\n", nil, true},
+		{"unparsable line", "lost majority: something else\n", nil, true},
+	} {
+		summary, problems := lossReportProblems(tc.out, acked, tc.missing)
+		if (len(problems) > 0) != tc.bad {
+			t.Errorf("%s: problems %q (summary %q), want bad=%v", tc.name, problems, summary, tc.bad)
+		}
+	}
+	// plantLossRecord turns an honest report into one the check refuses.
+	honest := report(t0.Add(10*time.Second), 0)
+	planted := plantLossRecord(t, honest, t0.Add(13*time.Second))
+	if _, p := lossReportProblems(planted, acked, []string{"m3", "m4"}); len(p) == 0 {
+		t.Errorf("the planted record at t0+13s passes the check:\n%s", planted)
+	}
+}
 
 const (
 	archiveNode = 3 // n4
@@ -70,11 +122,15 @@ func disasterRun(t *testing.T, survivor int) {
 	var without []time.Duration
 	var cpuA []time.Duration
 	var loadA string
+	// every message of every phase: each has its own ID (StartWorkload).
+	var all []*Op
 	if survivor == archiveNode {
 		cpu0 := c.cpuTimes()
 		w := c.StartWorkload(WorkloadOptions{Seed: seed, Nodes: voters})
 		time.Sleep(dur)
-		without = okLatencies(w.Stop())
+		opsA := w.Stop()
+		all = append(all, opsA...)
+		without = okLatencies(opsA)
 		cpuA, loadA = cpuSince(cpu0, c.cpuTimes()), loadAvg()
 	}
 
@@ -101,6 +157,7 @@ func disasterRun(t *testing.T, survivor int) {
 	w := c.StartWorkload(WorkloadOptions{Seed: seed + 1, Nodes: voters})
 	lags := c.sampleLag(archiveNode, dur)
 	ops := w.Stop()
+	all = append(all, ops...)
 	with := okLatencies(ops)
 	if survivor == archiveNode {
 		cpuB := cpuSince(cpu0, c.cpuTimes())
@@ -119,7 +176,9 @@ func disasterRun(t *testing.T, survivor int) {
 		cpu0 := c.cpuTimes()
 		w := c.StartWorkload(WorkloadOptions{Seed: seed + 3, Nodes: voters})
 		lagsC := c.sampleLag(archiveNode, dur)
-		niced := okLatencies(w.Stop())
+		opsC := w.Stop()
+		all = append(all, opsC...)
+		niced := okLatencies(opsC)
 		t.Logf("delivery latency with the archive at nice 19: %s (load average %s)", pctl(niced), loadAvg())
 		t.Logf("archive replica lag at nice 19, %d samples: %s", len(lagsC), pctlN(lagsC))
 		t.Logf("CPU per delivery with the archive at nice 19: %s", cpuPer(cpuSince(cpu0, c.cpuTimes()), len(niced)))
@@ -158,18 +217,20 @@ func disasterRun(t *testing.T, survivor int) {
 	// The disaster: load on the voters; two voters die, then the rest.
 	w = c.StartWorkload(WorkloadOptions{Seed: seed + 2, Nodes: voters})
 	time.Sleep(dur)
+	var paused time.Time
 	if survivor == archiveNode {
 		// The archive replica stops receiving 3 s before the voters die
 		// (SIGSTOP): the lost majority then has acknowledged mail the
 		// survivor never saw, which the report must account for.
 		c.Pause(archiveNode)
-		paused := time.Now()
+		paused = time.Now()
 		time.Sleep(3 * time.Second)
 		// On a loaded machine the voters may have acknowledged nothing
-		// in those 3 s: wait until they have (the scenario needs loss).
-		c.Eventually(60*time.Second, "mail acknowledged while the archive is paused", func() (bool, string) {
-			k := w.AckedSince(paused)
-			return k >= 5, fmt.Sprintf("%d acknowledged since the pause", k)
+		// in those 3 s: wait until they have acknowledged messages first
+		// sent after the pause (the scenario needs loss).
+		c.Eventually(60*time.Second, "mail sent and acknowledged while the archive is paused", func() (bool, string) {
+			k := w.AckedInvokedSince(paused)
+			return k >= 5, fmt.Sprintf("%d sent and acknowledged since the pause", k)
 		})
 	}
 	c.Kill(0)
@@ -183,11 +244,14 @@ func disasterRun(t *testing.T, survivor int) {
 			c.Retire(i)
 		}
 	}
-	ops = append(ops, w.Stop()...)
-	acked := map[string]bool{}
-	for _, op := range ops {
+	all = append(all, w.Stop()...)
+	acked := map[string]*Op{}
+	for _, op := range all {
 		if op.Outcome == OutcomeOK {
-			acked[op.TestID] = true
+			if acked[op.TestID] != nil {
+				t.Fatalf("two messages with the ID %s: a check by ID cannot tell them apart", op.TestID)
+			}
+			acked[op.TestID] = op
 		}
 	}
 	before, err := c.readNode(survivor)
@@ -200,8 +264,28 @@ func disasterRun(t *testing.T, survivor int) {
 			missing = append(missing, id)
 		}
 	}
+	slices.Sort(missing)
 	t.Logf("%d messages acknowledged; the survivor %s had applied index %d with %d of them; %d acknowledged messages only the lost majority had",
 		len(acked), c.Nodes[survivor].ID, before.applied, len(acked)-len(missing), len(missing))
+	if survivor == archiveNode {
+		// The scenario's own check: a message first sent after the
+		// SIGSTOP cannot be on the archive replica. One that is means the
+		// pause did not stop it (or the IDs are not what the test thinks),
+		// and the loss check below would prove nothing.
+		late := 0
+		for id, op := range acked {
+			if op.Invoke.After(paused) {
+				late++
+				if before.found[id] != nil {
+					t.Errorf("message %s, first sent %v after the archive replica was paused, is on it", id, op.Invoke.Sub(paused).Round(time.Millisecond))
+				}
+			}
+		}
+		t.Logf("%d acknowledged messages were first sent after the archive replica was paused", late)
+		if late == 0 {
+			t.Fatalf("no message sent after the archive replica's pause was acknowledged: the scenario has no loss to report")
+		}
+	}
 
 	out, err := c.recover(survivor)
 	if err != nil {
@@ -213,9 +297,27 @@ func disasterRun(t *testing.T, survivor int) {
 	}
 	if len(missing) > 0 {
 		t.Logf("acknowledged but not on the survivor (%d): %v", len(missing), missing[:min(len(missing), 10)])
-		c.checkLossReport(out, ops, missing)
-	} else if survivor == archiveNode {
-		t.Fatalf("the archive replica was paused 3 s before the disaster under load, yet it holds every acknowledged message")
+	}
+	// Every acknowledged message is on the survivor or accounted for by
+	// the report (possibly none is missing: a voter is part of every
+	// commit it acknowledged, an archive replica that kept up has all).
+	summary, problems := lossReportProblems(out, acked, missing)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	t.Logf("the report against the acknowledged messages: %s", summary)
+	// The checker must be able to fail on this run's data: a report that
+	// claims a later record, after every missing message was
+	// acknowledged, omits them all.
+	if len(missing) > 0 {
+		latest := time.Time{}
+		for _, id := range missing {
+			latest = later(latest, acked[id].Complete)
+		}
+		planted := plantLossRecord(t, out, latest.Add(time.Second))
+		if _, p := lossReportProblems(planted, acked, missing); len(p) == 0 {
+			t.Errorf("a report whose record (%s) postdates every missing message says all is held, yet the check finds nothing wrong", latest.Add(time.Second).UTC().Format(time.RFC3339))
+		}
 	}
 
 	// Restarted with its usual command line, it takes mail within 10 s.
@@ -540,56 +642,91 @@ func (c *Cluster) renice(i, prio int) error {
 	return nil
 }
 
-// checkLossReport checks what `recover` said about the lost majority
-// against the messages only the lost majority had. It either names a
-// positive number of committed entries beyond what the survivor holds, or
-// says that everything committed up to its record at time T is held and
-// what came after T is lost: then every missing message must have been
-// acknowledged after T (acknowledged means committed before the reply, and
-// everything committed by T is held, by the report's own claim).
-func (c *Cluster) checkLossReport(out string, ops []*Op, missing []string) {
-	c.t.Helper()
+// lossRecord matches the report's lost-majority line (cmd/continuum,
+// recover.go): the leader's commit index at the record's time, then either
+// the count of committed entries beyond what the node holds or "all of
+// which this node holds".
+var lossRecord = regexp.MustCompile(`^lost majority: its leader (\S+) had committed index (\d+) at (\S+), (?:(\d+) entries beyond what this node holds|all of which this node holds)`)
+
+// lossReportProblems checks what `recover` said about the lost majority
+// against the acknowledged messages the survivor does not hold (missing,
+// IDs into acked). The report names the lost writes the only way the
+// survivor can: its last record of the leader's commit index, at time T,
+// and how many committed entries beyond its own state that index was (n,
+// possibly 0); everything committed after T is lost too. So a missing
+// message acknowledged by T (committed by T, hence at an index the record
+// covers) is one of those n entries: there can be at most n of them, and
+// none when the report says the node holds all. A missing message
+// acknowledged after T is named by "what it committed after that time".
+// It returns a summary and every contradiction.
+func lossReportProblems(out string, acked map[string]*Op, missing []string) (summary string, problems []string) {
 	line := ""
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "lost majority:") {
 			line = l
 		}
 	}
-	switch {
-	case line == "":
-		c.t.Fatalf("the recovery report has no lost-majority line:\n%s", out)
-	case strings.Contains(line, "cannot tell"):
-		c.t.Fatalf("the survivor kept no record of the leader's commit index, yet it ran for the whole load:\n%s", line)
-	case strings.Contains(line, "entries beyond what this node holds"):
-		var n int
-		if i := strings.Index(line, "Z, "); i < 0 {
-			c.t.Fatalf("unparsable report line %q", line)
-		} else if _, err := fmt.Sscan(line[i+3:], &n); err != nil || n <= 0 {
-			c.t.Fatalf("report line %q: want a positive count (%v)", line, err)
-		}
-		return
+	if line == "" {
+		return "", []string{"the recovery report has no lost-majority line:\n" + out}
 	}
-	i := strings.Index(line, " at ")
-	if i < 0 {
-		c.t.Fatalf("unparsable report line %q", line)
+	if strings.Contains(line, "cannot tell") {
+		// The survivor ran for the whole load: it must have a record.
+		return "", []string{"the survivor kept no record of the leader's commit index: " + line}
 	}
-	ts := strings.TrimSuffix(strings.Fields(line[i+4:])[0], ",")
-	at, err := time.Parse(time.RFC3339, ts)
+	m := lossRecord.FindStringSubmatch(line)
+	if m == nil {
+		return "", []string{fmt.Sprintf("unparsable report line %q", line)}
+	}
+	at, err := time.Parse(time.RFC3339, m[3])
 	if err != nil {
-		c.t.Fatalf("report line %q: time %q: %v", line, ts, err)
+		return "", []string{fmt.Sprintf("report line %q: time: %v", line, err)}
 	}
-	byID := map[string]*Op{}
-	for _, op := range ops {
-		byID[op.TestID] = op
-	}
-	late := 0
-	for _, id := range missing {
-		if op := byID[id]; op != nil && !op.Complete.After(at) {
-			c.t.Errorf("message %s was acknowledged at %s, before the record at %s the report says this node holds all of, yet it is not on the survivor",
-				id, op.Complete.Format(time.RFC3339Nano), at.Format(time.RFC3339))
-		} else {
-			late++
+	ahead := 0
+	if m[4] != "" {
+		ahead, _ = strconv.Atoi(m[4])
+		if ahead <= 0 {
+			problems = append(problems, fmt.Sprintf("report line %q: want a positive count", line))
 		}
 	}
-	c.t.Logf("the report's record is from %s; the %d missing messages were all acknowledged after it", at.Format(time.RFC3339), late)
+	var early []string
+	for _, id := range missing {
+		op := acked[id]
+		if op == nil {
+			problems = append(problems, fmt.Sprintf("missing message %s is not an acknowledged one", id))
+			continue
+		}
+		if !op.Complete.After(at) {
+			early = append(early, fmt.Sprintf("%s (acknowledged %s)", id, op.Complete.UTC().Format(time.RFC3339Nano)))
+		}
+	}
+	if len(early) > ahead {
+		problems = append(problems, fmt.Sprintf("%d missing messages were acknowledged by the record's time %s, more than the %d committed entries the report names beyond what the survivor holds: %v",
+			len(early), at.Format(time.RFC3339), ahead, early[:min(len(early), 10)]))
+	}
+	return fmt.Sprintf("record at %s, %d entries named beyond the survivor's state; of %d missing messages %d were acknowledged after the record, %d by it",
+		at.Format(time.RFC3339), ahead, len(missing), len(missing)-len(early), len(early)), problems
+}
+
+// plantLossRecord returns the report out with its lost-majority line
+// replaced by one that claims a record at at, all of which the node holds:
+// the planted fault lossReportProblems must catch when messages acknowledged
+// before at are missing.
+func plantLossRecord(t *testing.T, out string, at time.Time) string {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "lost majority:") {
+			lines[i] = fmt.Sprintf("lost majority: its leader n1 had committed index 1 at %s, all of which this node holds; what it committed after that time is unknown and lost", at.UTC().Format(time.RFC3339))
+			return strings.Join(lines, "\n")
+		}
+	}
+	t.Fatalf("no lost-majority line to plant a fault in:\n%s", out)
+	return ""
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
