@@ -136,18 +136,7 @@ func disasterRun(t *testing.T, survivor int) {
 
 	// The archive replica joins as a permanent non-voter.
 	c.StartNode(archiveNode)
-	c.Eventually(60*time.Second, "n4 in the configuration as an archive that has caught up", func() (bool, string) {
-		st, err := c.status()
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, ns := range st.Nodes {
-			if ns.Id == "n4" {
-				return ns.Role == "archive" && ns.State == "follower", fmt.Sprintf("n4 role %s state %s", ns.Role, ns.State)
-			}
-		}
-		return false, "n4 not in the configuration"
-	})
+	c.waitArchiveFollower(archiveNode, 60*time.Second)
 	if code, err := c.Greeting(archiveNode, 5*time.Second); err != nil || code != 421 {
 		t.Fatalf("archive replica's SMTP greeting: %d %v, want 421", code, err)
 	}
@@ -212,6 +201,10 @@ func disasterRun(t *testing.T, survivor int) {
 			t.Fatalf("recover with a live quorum: err %v, output:\n%s", err, out)
 		}
 		c.StartNode(archiveNode)
+		// Back and caught up before the disaster's load: the survivor's
+		// lag then comes from the pause below, not from this restart.
+		c.waitArchiveFollower(archiveNode, 60*time.Second)
+		c.waitCaughtUp(archiveNode, 60*time.Second)
 	}
 
 	// The disaster: load on the voters; two voters die, then the rest.
@@ -430,6 +423,25 @@ func (c *Cluster) status() (*adminpb.ClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return c.Admin(l).ClusterStatus(ctx, &adminpb.ClusterStatusRequest{})
+}
+
+// waitArchiveFollower waits until the leader's cluster status shows node i
+// as an archive replica in the follower state (caught up enough to apply).
+func (c *Cluster) waitArchiveFollower(i int, timeout time.Duration) {
+	c.t.Helper()
+	id := c.Nodes[i].ID
+	c.Eventually(timeout, id+" in the configuration as an archive that has caught up", func() (bool, string) {
+		st, err := c.status()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, ns := range st.Nodes {
+			if ns.Id == id {
+				return ns.Role == "archive" && ns.State == "follower", fmt.Sprintf("%s role %s state %s", id, ns.Role, ns.State)
+			}
+		}
+		return false, id + " not in the configuration"
+	})
 }
 
 // recover runs `continuum recover --yes` on node i's data directory.
