@@ -21,20 +21,24 @@ import (
 //
 // On one machine the stand-in for an archive replica on hardware of its
 // own is a separate, fixed CPU budget: the three voters run confined to
-// CPU 0 and the archive replica n4 to CPU 1 (Options.CPUs, a cpuset
-// cgroup each), the same budgets with and without it. The load (4 SMTP
-// senders through the voters only) runs in phases that alternate without
-// and with the archive, CONTINUUM_ARCHIVE_ROUNDS times (3): "without"
-// stops n4 (SIGTERM; it stays in the configuration and the leader retries
-// it with raft's backoff); "with" starts it again and waits, load-free,
-// until it has caught up, then loads. Every phase samples the same status
-// calls, so the voters answer the same probes in both. Figures are
-// logged (per phase and pooled), not asserted; what is asserted is that
-// the archive stays an archive follower and catches up after every phase,
-// and that at the end every acknowledged message is on all four nodes.
+// CPU 0 and the archive replica to CPU 1 (Options.CPUs, a cpuset cgroup
+// each), the same budgets with and without it. The machine has one disk;
+// two archive replicas separate that part: n4 keeps its data on the disk
+// the voters use, n5 on a tmpfs (its own "disk", with no fsync cost, so
+// its lag is a lower bound). The load (4 SMTP senders through the voters
+// only) runs in phases that cycle without an archive, with n4, with n5,
+// CONTINUUM_ARCHIVE_ROUNDS times (3). "Without" stops the archive
+// replicas (SIGTERM; they stay in the configuration and the leader
+// retries them with raft's backoff); "with" starts one again and waits,
+// load-free, until it has caught up, then loads. Every phase samples the
+// same status calls, so the voters answer the same probes in all.
+// Figures are logged (per phase and pooled), not asserted; what is
+// asserted is that each archive stays an archive follower and catches up
+// after every phase, and that at the end every acknowledged message is
+// on all five nodes.
 //
 // CONTINUUM_ARCHIVE_PROFILE=DIR records the leader with perf (cpu-clock,
-// call graphs) during the last round's two phases and logs its CPU per
+// call graphs) during the last round's phases and logs its CPU per
 // delivery by Go package, without against with.
 func TestArchiveReplicaCost(t *testing.T) {
 	v := os.Getenv("CONTINUUM_ARCHIVE_BENCH")
@@ -61,34 +65,49 @@ func TestArchiveReplicaCost(t *testing.T) {
 		}
 	}
 	const voterCPUs, archiveCPUs = "0", "1"
+	const diskArchive, tmpfsArchive = 3, 4 // n4, n5
+	isArchive := func(i int) bool { return i == diskArchive || i == tmpfsArchive }
 	seed, _ := params(t)
-	c := Start(t, Options{Nodes: 4, Start: 3, Voters: 3, Users: []string{"user1", "user2", "user3"},
+	c := Start(t, Options{Nodes: 5, Start: 3, Voters: 3, Users: []string{"user1", "user2", "user3"},
 		ExtraArgs: []string{"--raft-profile", "lan"},
 		NodeArgs: func(i int) []string {
-			if i == archiveNode {
+			if isArchive(i) {
 				return []string{"--role", "archive"}
 			}
 			return nil
 		},
 		CPUs: func(i int) string {
-			if i == archiveNode {
+			if isArchive(i) {
 				return archiveCPUs
 			}
 			return voterCPUs
 		}})
+	shm, err := os.MkdirTemp("/dev/shm", "clustertest-archive-")
+	if err != nil {
+		t.Fatalf("a tmpfs for n5: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	c.Nodes[tmpfsArchive].DataDir = filepath.Join(shm, c.Nodes[tmpfsArchive].ID)
 	voters := []int{0, 1, 2}
-	c.StartNode(archiveNode)
-	c.waitArchiveFollower(archiveNode, 60*time.Second)
-	t.Logf("voters on CPU %s, the archive replica on CPU %s; %d rounds of %v without, then with it; load average %s",
+	for _, i := range []int{diskArchive, tmpfsArchive} {
+		c.StartNode(i)
+		c.waitArchiveFollower(i, 60*time.Second)
+	}
+	t.Logf("voters on CPU %s, the archive replicas on CPU %s (n4's data on the voters' disk, n5's on a tmpfs); %d rounds of %v without, with n4, with n5; load average %s",
 		voterCPUs, archiveCPUs, rounds, dur, loadAvg())
 
-	// Warm-up with the archive attached (not counted).
+	// Warm-up with both archives attached (not counted).
 	w := c.StartWorkload(WorkloadOptions{Seed: seed, Nodes: voters})
 	time.Sleep(min(dur, 10*time.Second))
 	all := w.Stop()
 
+	type mode struct {
+		name    string
+		archive int // -1: none
+	}
+	modes := []mode{{"without", -1}, {"with n4 (shared disk)", diskArchive}, {"with n5 (tmpfs)", tmpfsArchive}}
 	type phase struct {
-		with    bool
+		mode    int
 		lat     []time.Duration
 		lags    []float64
 		cpu     []time.Duration
@@ -96,20 +115,25 @@ func TestArchiveReplicaCost(t *testing.T) {
 		load    string
 		took    time.Duration
 		profile map[string]float64 // package → share of the leader's samples
-		catchup time.Duration      // with: from the archive's start to caught up
+		catchup time.Duration      // from the archive's start to caught up
 	}
 	var phases []*phase
 	for r := 0; r < rounds; r++ {
-		for _, with := range []bool{false, true} {
-			p := &phase{with: with}
-			if with {
+		for m, md := range modes {
+			p := &phase{mode: m}
+			for _, i := range []int{diskArchive, tmpfsArchive} {
+				if i != md.archive {
+					c.Stop(i)
+				}
+			}
+			sampled := diskArchive // without: probes n4's stopped port, as the others probe a live one
+			if md.archive >= 0 {
+				sampled = md.archive
 				start := time.Now()
-				c.StartNode(archiveNode)
-				c.waitArchiveFollower(archiveNode, 120*time.Second)
-				c.waitCaughtUp(archiveNode, 120*time.Second)
+				c.StartNode(md.archive)
+				c.waitArchiveFollower(md.archive, 120*time.Second)
+				c.waitCaughtUp(md.archive, 120*time.Second)
 				p.catchup = time.Since(start)
-			} else {
-				c.Stop(archiveNode)
 			}
 			p.leader = c.Leader()
 			if p.leader < 0 {
@@ -118,13 +142,13 @@ func TestArchiveReplicaCost(t *testing.T) {
 			var perf *exec.Cmd
 			var perfOut string
 			if profDir != "" && r == rounds-1 {
-				perfOut = filepath.Join(profDir, fmt.Sprintf("leader-%s.data", map[bool]string{false: "without", true: "with"}[with]))
+				perfOut = filepath.Join(profDir, fmt.Sprintf("leader-%d.data", m))
 				perf = c.startPerf(p.leader, perfOut, dur)
 			}
 			cpu0 := c.cpuTimes()
 			t0 := time.Now()
 			w := c.StartWorkload(WorkloadOptions{Seed: seed + uint64(1+len(phases)), Nodes: voters})
-			p.lags = c.sampleLag(archiveNode, dur)
+			p.lags = c.sampleLag(sampled, dur)
 			ops := w.Stop()
 			p.took = time.Since(t0)
 			p.cpu = cpuSince(cpu0, c.cpuTimes())
@@ -132,7 +156,7 @@ func TestArchiveReplicaCost(t *testing.T) {
 			all = append(all, ops...)
 			p.lat = okLatencies(ops)
 			if len(p.lat) == 0 {
-				t.Fatalf("round %d (archive attached: %v): no delivery acknowledged", r+1, with)
+				t.Fatalf("round %d %s: no delivery acknowledged", r+1, md.name)
 			}
 			if perf != nil {
 				if err := perf.Wait(); err != nil {
@@ -142,51 +166,63 @@ func TestArchiveReplicaCost(t *testing.T) {
 					t.Fatalf("perf report: %v", err)
 				}
 			}
-			if with && len(p.lags) == 0 {
-				t.Fatalf("round %d: no lag sample of the archive replica", r+1)
+			if md.archive >= 0 && len(p.lags) == 0 {
+				t.Fatalf("round %d %s: no lag sample", r+1, md.name)
 			}
 			phases = append(phases, p)
-			t.Logf("round %d %-7s: %s, %.1f/s; leader n%d; CPU per delivery %s; lag %s; catch-up before it %v; load average %s",
-				r+1, map[bool]string{false: "without", true: "with"}[with], pctl(p.lat), float64(len(p.lat))/p.took.Seconds(),
-				p.leader+1, cpuPer(p.cpu, len(p.lat)), pctlN(p.lags), p.catchup.Round(time.Millisecond), p.load)
+			t.Logf("round %d %s: %s, %.1f/s; leader n%d busy %.0f%%; CPU per delivery %s; lag %s; catch-up before it %v; load average %s",
+				r+1, md.name, pctl(p.lat), float64(len(p.lat))/p.took.Seconds(), p.leader+1, 100*p.cpu[p.leader].Seconds()/p.took.Seconds(),
+				cpuPer(p.cpu, len(p.lat)), pctlN(p.lags), p.catchup.Round(time.Millisecond), p.load)
 		}
 	}
 
-	// Pooled, and the spread of the phases' medians.
-	var latA, latB []time.Duration
-	var lags []float64
-	var p50A, p50B []string
-	var leaderA, leaderB, nA, nB float64
-	for _, p := range phases {
-		s := slices.Clone(p.lat)
-		slices.Sort(s)
-		med := s[len(s)/2].Round(100 * time.Microsecond).String()
-		leaderCPU := float64(p.cpu[p.leader]) / float64(time.Millisecond)
-		if p.with {
-			latB, lags, p50B = append(latB, p.lat...), append(lags, p.lags...), append(p50B, med)
-			leaderB, nB = leaderB+leaderCPU, nB+float64(len(p.lat))
-		} else {
-			latA, p50A = append(latA, p.lat...), append(p50A, med)
-			leaderA, nA = leaderA+leaderCPU, nA+float64(len(p.lat))
+	// Pooled per mode, with the spread of the phases' medians.
+	leaderPer := func(p *phase) float64 {
+		return float64(p.cpu[p.leader]) / float64(time.Millisecond) / float64(len(p.lat))
+	}
+	for m, md := range modes {
+		var lat []time.Duration
+		var lags []float64
+		var meds []string
+		var leaderCPU time.Duration
+		n := 0
+		for _, p := range phases {
+			if p.mode != m {
+				continue
+			}
+			s := slices.Clone(p.lat)
+			slices.Sort(s)
+			meds = append(meds, s[len(s)/2].Round(100*time.Microsecond).String())
+			lat, lags = append(lat, p.lat...), append(lags, p.lags...)
+			leaderCPU += p.cpu[p.leader]
+			n += len(p.lat)
+		}
+		t.Logf("%s, pooled: %s; phase medians %v; leader CPU per delivery %.2f ms", md.name, pctl(lat), meds,
+			float64(leaderCPU)/float64(time.Millisecond)/float64(n))
+		if md.archive >= 0 {
+			t.Logf("%s: lag (entries behind the leader's commit, sampled every 50 ms, %d samples): %s", md.name, len(lags), pctlN(lags))
 		}
 	}
-	t.Logf("without the archive, pooled: %s; phase medians %v", pctl(latA), p50A)
-	t.Logf("with the archive, pooled:    %s; phase medians %v", pctl(latB), p50B)
-	t.Logf("leader CPU per delivery: without %.2f ms, with %.2f ms", leaderA/nA, leaderB/nB)
-	t.Logf("archive replica lag (entries behind the leader's commit, %d samples every 50 ms): %s", len(lags), pctlN(lags))
 	if profDir != "" {
-		c.logProfiles(phases[len(phases)-2].profile, phases[len(phases)-1].profile,
-			float64(phases[len(phases)-2].cpu[phases[len(phases)-2].leader])/float64(time.Millisecond)/float64(len(phases[len(phases)-2].lat)),
-			float64(phases[len(phases)-1].cpu[phases[len(phases)-1].leader])/float64(time.Millisecond)/float64(len(phases[len(phases)-1].lat)))
+		last := phases[len(phases)-len(modes):]
+		for m := 1; m < len(modes); m++ {
+			c.logProfiles(modes[m].name, last[0].profile, last[m].profile, leaderPer(last[0]), leaderPer(last[m]))
+		}
 	}
 
-	// Every acknowledged message is on all four nodes, which agree.
-	c.WaitConvergedOn([]int{0, 1, 2, 3}, 120*time.Second)
-	for i := 0; i <= archiveNode; i++ {
+	// Every acknowledged message is on all five nodes, which agree.
+	for _, i := range []int{diskArchive, tmpfsArchive} {
+		if !c.Running(i) {
+			c.StartNode(i)
+		}
+	}
+	everyone := []int{0, 1, 2, diskArchive, tmpfsArchive}
+	c.WaitConvergedOn(everyone, 120*time.Second)
+	for _, i := range everyone {
 		c.Stop(i)
 	}
 	var digest []byte
-	for i := 0; i <= archiveNode; i++ {
+	for _, i := range everyone {
 		st, err := c.readNode(i)
 		if err != nil {
 			t.Fatal(err)
@@ -270,7 +306,7 @@ func perfPackages(data string) (map[string]float64, error) {
 		if err != nil {
 			continue
 		}
-		shares[goPackage(strings.Join(f[2:], " "))] += pct / 100
+		shares[goPackage(f[2])] += pct / 100
 	}
 	return shares, sc.Err()
 }
@@ -285,9 +321,9 @@ func goPackage(sym string) string {
 	return sym
 }
 
-// logProfiles logs the leader's CPU per delivery by package, without and
-// with the archive, largest difference first.
-func (c *Cluster) logProfiles(without, with map[string]float64, perA, perB float64) {
+// logProfiles logs the leader's CPU per delivery by package, without an
+// archive and with one (name), largest difference first.
+func (c *Cluster) logProfiles(name string, without, with map[string]float64, perA, perB float64) {
 	type row struct {
 		pkg  string
 		a, b float64 // ms per delivery
@@ -313,7 +349,7 @@ func (c *Cluster) logProfiles(without, with map[string]float64, perA, perB float
 		return strings.Compare(x.pkg, y.pkg)
 	})
 	var b strings.Builder
-	fmt.Fprintf(&b, "leader CPU per delivery by package (perf, last round): without %.3f ms, with %.3f ms\n", perA, perB)
+	fmt.Fprintf(&b, "leader CPU per delivery by package (perf, last round): without %.3f ms, %s %.3f ms\n", perA, name, perB)
 	for i, r := range rows {
 		if i == 20 {
 			break

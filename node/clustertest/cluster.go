@@ -170,7 +170,7 @@ type Cluster struct {
 	hungStops int
 	// retired nodes are gone for good (Retire).
 	retired map[int]bool
-	cpus cpuGroups // Options.CPUs
+	cpus    cpuGroups // Options.CPUs
 	// workloads counts StartWorkload calls: message IDs must be unique
 	// across every workload of one test (workload.go, sender).
 	workloads int
