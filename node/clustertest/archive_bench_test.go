@@ -115,6 +115,7 @@ func TestArchiveReplicaCost(t *testing.T) {
 		load    string
 		took    time.Duration
 		profile map[string]float64 // package → share of the leader's samples
+		repl    float64            // share of the leader's samples in replicationRoots
 		catchup time.Duration      // from the archive's start to caught up
 	}
 	var phases []*phase
@@ -165,6 +166,13 @@ func TestArchiveReplicaCost(t *testing.T) {
 				if p.profile, err = perfPackages(perfOut); err != nil {
 					t.Fatalf("perf report: %v", err)
 				}
+				roots, err := perfCumulative(perfOut, replicationRoots)
+				if err != nil {
+					t.Fatalf("perf report: %v", err)
+				}
+				for _, v := range roots {
+					p.repl += v
+				}
 			}
 			if md.archive >= 0 && len(p.lags) == 0 {
 				t.Fatalf("round %d %s: no lag sample", r+1, md.name)
@@ -207,6 +215,10 @@ func TestArchiveReplicaCost(t *testing.T) {
 		last := phases[len(phases)-len(modes):]
 		for m := 1; m < len(modes); m++ {
 			c.logProfiles(modes[m].name, last[0].profile, last[m].profile, leaderPer(last[0]), leaderPer(last[m]))
+		}
+		for m, md := range modes {
+			t.Logf("leader's replication goroutines (raft replicate and heartbeat, cumulative; perf, last round), %s: %.1f%% of its samples, %.3f ms per delivery",
+				md.name, 100*last[m].repl, last[m].repl*leaderPer(last[m]))
 		}
 	}
 
@@ -296,6 +308,7 @@ func perfPackages(data string) (map[string]float64, error) {
 	}
 	shares := map[string]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		// "  12.34%  [.] crypto/tls.(*Conn).Write"
@@ -307,6 +320,36 @@ func perfPackages(data string) (map[string]float64, error) {
 			continue
 		}
 		shares[goPackage(f[2])] += pct / 100
+	}
+	return shares, sc.Err()
+}
+
+// replicationRoots are the leader's goroutines that stream the log to
+// the other members (hashicorp/raft: one replicate and one heartbeat
+// goroutine per member): their cumulative samples (with what they call:
+// reading the log, encoding, TLS, the socket) are the leader's cost of
+// its replication streams.
+var replicationRoots = []string{"github.com/hashicorp/raft.(*Raft).replicate", "github.com/hashicorp/raft.(*Raft).heartbeat"}
+
+// perfCumulative returns the share of the samples under each of syms
+// (children included).
+func perfCumulative(data string, syms []string) (map[string]float64, error) {
+	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "0").Output()
+	if err != nil {
+		return nil, err
+	}
+	shares := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		// "   4.05%     0.00%  [.] github.com/hashicorp/raft.(*Raft).replicateTo"
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasSuffix(f[0], "%") || !slices.Contains(syms, f[3]) {
+			continue
+		}
+		if pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64); err == nil {
+			shares[f[3]] = pct / 100
+		}
 	}
 	return shares, sc.Err()
 }
