@@ -275,6 +275,18 @@ func disasterRun(t *testing.T, survivor int) {
 			}
 		}
 		t.Logf("%d acknowledged messages were first sent after the archive replica was paused", late)
+		// Whether a stopped archive replica slows the voters: their
+		// acknowledgements in the 3 s before the pause and after it.
+		var pre, post int
+		for _, op := range acked {
+			switch {
+			case op.Complete.Before(paused) && op.Complete.After(paused.Add(-3*time.Second)):
+				pre++
+			case !op.Complete.Before(paused) && op.Complete.Before(paused.Add(3*time.Second)):
+				post++
+			}
+		}
+		t.Logf("acknowledged in the 3 s before the archive replica's pause: %d; in the 3 s after: %d", pre, post)
 		if late == 0 {
 			t.Fatalf("no message sent after the archive replica's pause was acknowledged: the scenario has no loss to report")
 		}
