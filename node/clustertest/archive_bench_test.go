@@ -229,16 +229,9 @@ func TestArchiveReplicaCost(t *testing.T) {
 		}
 	}
 	everyone := []int{0, 1, 2, diskArchive, tmpfsArchive}
-	c.WaitConvergedOn(everyone, 120*time.Second)
-	for _, i := range everyone {
-		c.Stop(i)
-	}
 	var digest []byte
-	for _, i := range everyone {
-		st, err := c.readNode(i)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for k, st := range c.convergedStates(everyone, 120*time.Second) {
+		i := everyone[k]
 		lost := 0
 		for _, op := range all {
 			if op.Outcome == OutcomeOK && st.found[op.TestID] == nil {
@@ -301,10 +294,15 @@ func (c *Cluster) startPerf(i int, out string, d time.Duration) *exec.Cmd {
 	return cmd
 }
 
-// perfPackages reads a perf recording and returns each Go package's share
-// of the samples (self time, by the package of the sampled function).
-func perfPackages(data string) (map[string]float64, error) {
-	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "0").Output()
+// perfSymbols runs perf report on a recording and returns, for every
+// sampled symbol, its share of the samples: self time, or with children
+// (what it calls) included.
+func perfSymbols(data string, children bool) (map[string]float64, error) {
+	mode := "--no-children"
+	if children {
+		mode = "--children"
+	}
+	out, err := exec.Command("perf", "report", "-i", data, "--stdio", mode, "--sort", "symbol", "-g", "none", "--percent-limit", "0").Output()
 	if err != nil {
 		return nil, err
 	}
@@ -312,18 +310,32 @@ func perfPackages(data string) (map[string]float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
+		// "  12.34%  [.] crypto/tls.(*Conn).Write", or with children
+		// "   4.05%     0.00%  [.] github.com/hashicorp/raft.(*Raft).replicateTo"
 		f := strings.Fields(sc.Text())
-		// "  12.34%  [.] crypto/tls.(*Conn).Write"
-		if len(f) < 3 || !strings.HasSuffix(f[0], "%") || !strings.HasPrefix(f[1], "[") {
+		k := slices.IndexFunc(f, func(x string) bool { return strings.HasPrefix(x, "[") })
+		if k < 1 || k+1 >= len(f) || !strings.HasSuffix(f[0], "%") {
 			continue
 		}
-		pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
-		if err != nil {
-			continue
+		if pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64); err == nil {
+			shares[f[k+1]] += pct / 100
 		}
-		shares[goPackage(f[2])] += pct / 100
 	}
 	return shares, sc.Err()
+}
+
+// perfPackages returns each Go package's share of a recording's samples
+// (self time, by the package of the sampled function).
+func perfPackages(data string) (map[string]float64, error) {
+	syms, err := perfSymbols(data, false)
+	if err != nil {
+		return nil, err
+	}
+	shares := map[string]float64{}
+	for sym, v := range syms {
+		shares[goPackage(sym)] += v
+	}
+	return shares, nil
 }
 
 // replicationRoots are the leader's goroutines that stream the log to
@@ -333,27 +345,18 @@ func perfPackages(data string) (map[string]float64, error) {
 // its replication streams.
 var replicationRoots = []string{"github.com/hashicorp/raft.(*Raft).replicate", "github.com/hashicorp/raft.(*Raft).heartbeat"}
 
-// perfCumulative returns the share of the samples under each of syms
-// (children included).
+// perfCumulative returns the share of a recording's samples under each of
+// syms (children included).
 func perfCumulative(data string, syms []string) (map[string]float64, error) {
-	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "0").Output()
+	all, err := perfSymbols(data, true)
 	if err != nil {
 		return nil, err
 	}
 	shares := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		// "   4.05%     0.00%  [.] github.com/hashicorp/raft.(*Raft).replicateTo"
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasSuffix(f[0], "%") || !slices.Contains(syms, f[3]) {
-			continue
-		}
-		if pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64); err == nil {
-			shares[f[3]] = pct / 100
-		}
+	for _, sym := range syms {
+		shares[sym] = all[sym]
 	}
-	return shares, sc.Err()
+	return shares, nil
 }
 
 // goPackage is the package path of a Go symbol ("crypto/tls.(*Conn).Write"

@@ -390,16 +390,9 @@ func disasterRun(t *testing.T, survivor int) {
 	members := []int{survivor, 4, 5, 0}
 
 	// Everything the survivor had applied is still there, on every member.
-	c.WaitConvergedOn(members, 90*time.Second)
-	for _, i := range members {
-		c.Stop(i)
-	}
 	var digest []byte
-	for _, i := range members {
-		after, err := c.readNode(i)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for k, after := range c.convergedStates(members, 90*time.Second) {
+		i := members[k]
 		for id := range before.found {
 			if after.found[id] == nil {
 				t.Errorf("%s: message %s, applied on the survivor before the disaster, is gone", c.Nodes[i].ID, id)
@@ -550,6 +543,25 @@ func (c *Cluster) sampleLag(i int, d time.Duration) []float64 {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return lags
+}
+
+// convergedStates waits until nodes have applied the same index, stops
+// them and reads each one's state, in the order of nodes.
+func (c *Cluster) convergedStates(nodes []int, timeout time.Duration) []*nodeState {
+	c.t.Helper()
+	c.WaitConvergedOn(nodes, timeout)
+	for _, i := range nodes {
+		c.Stop(i)
+	}
+	var out []*nodeState
+	for _, i := range nodes {
+		st, err := c.readNode(i)
+		if err != nil {
+			c.t.Fatalf("%s: %v", c.Nodes[i].ID, err)
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // WaitConvergedOn is WaitConverged over some nodes only.
