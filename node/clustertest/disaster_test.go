@@ -453,7 +453,7 @@ func checkLoss(t *testing.T, out string, acked map[string]*Op, after *nodeState)
 		if _, p := lossReportProblems(planted, acked, missing); len(p) == 0 {
 			t.Errorf("a report whose record (%s) postdates every missing message says all is held, yet the check finds nothing wrong", latest.Add(time.Second).UTC().Format(time.RFC3339))
 		} else {
-			t.Logf("a planted report claiming all is held up to %s is refused: %s", latest.Add(time.Second).UTC().Format(time.RFC3339), tail(p[0], 160))
+			t.Logf("a planted report claiming all is held up to %s is refused: %s", latest.Add(time.Second).UTC().Format(time.RFC3339), p[0][:min(len(p[0]), 160)])
 		}
 	}
 }
