@@ -117,6 +117,7 @@ func (n *Node) consoleOptions() httpapi.Options {
 		Console: n,
 		Flow:    n.flow,
 		Dev:     n.cfg.Dev,
+		Pprof:   n.cfg.Pprof || n.cfg.Dev,
 		Logger:  n.log,
 		// Audit: set once the audit log exists ([audit]).
 		// Authorize: DefaultAuthorize(Dev) until admin client certificates

@@ -98,6 +98,9 @@ type Config struct {
 	// Dev relaxes security for a cluster on one machine: passwords over
 	// plaintext are accepted on loopback connections.
 	Dev bool `toml:"dev"`
+	// Pprof serves Go's runtime profiles at /debug/pprof/ on the HTTP
+	// listener (loopback clients only unless Dev). On in dev mode.
+	Pprof bool `toml:"pprof"`
 
 	// TLSCert and TLSKey, when set, enable STARTTLS on SMTP/LMTP and IMAP
 	// and the smtps/imaps listeners; they are re-read when they change.
@@ -265,6 +268,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "INSECURE: run without TLS material and gossip key (plaintext node-to-node and admin traffic)")
 	fs.StringVar(&c.RaftProfile, "raft-profile", c.RaftProfile, "Raft timing: local, lan or wan")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: plaintext passwords allowed on loopback")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go runtime profiles at /debug/pprof/ on the HTTP listener (loopback only unless --dev; on with --dev)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate (PEM) for STARTTLS, smtps and imaps")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key (PEM)")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted")

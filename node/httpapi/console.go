@@ -95,7 +95,10 @@ type Options struct {
 	// open (load balancers and Prometheus read them).
 	Authorize func(*http.Request) bool
 	// Dev: the node runs in `continuum dev` mode.
-	Dev    bool
+	Dev bool
+	// Pprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/, behind the same gate as the console (Authorize).
+	Pprof  bool
 	Logger *slog.Logger
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -62,5 +63,33 @@ func NewHandler(n Node, opts Options) http.Handler {
 		mux.HandleFunc("GET /{$}", c.gate(c.page))
 		mux.HandleFunc("GET /console/live", c.gate(c.live))
 	}
+	if opts.Pprof {
+		handlePprof(mux, opts)
+	}
 	return mux
+}
+
+// handlePprof registers net/http/pprof's handlers under /debug/pprof/
+// (CPU profile: /debug/pprof/profile?seconds=N), each behind
+// opts.Authorize (DefaultAuthorize(opts.Dev) when nil): a profile shows
+// code paths and timing, not mail, but it costs CPU while it runs.
+func handlePprof(mux *http.ServeMux, opts Options) {
+	allow := opts.Authorize
+	if allow == nil {
+		allow = DefaultAuthorize(opts.Dev)
+	}
+	gate := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !allow(r) {
+				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("GET /debug/pprof/", gate(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", gate(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", gate(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", gate(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", gate(pprof.Trace))
 }
