@@ -21,17 +21,18 @@ import (
 
 // FormatVersion is the layout of the index database. An index written with
 // another version is deleted and rebuilt.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // ErrNotFound is returned by View.Doc for a message the index does not hold.
 var ErrNotFound = errors.New("search: not in the index")
 
 // Key families of the index database (see doc.go).
 const (
-	famMeta    = 'm'
-	famCursor  = 'c'
-	famDoc     = 'd'
-	famPosting = 'p'
+	famMeta   = 'm'
+	famCursor = 'c'
+	famDoc    = 'd'
+	// 'p' held one trigram posting per message (FormatVersion 2); phrases
+	// now narrow through the token postings (View.Candidates).
 )
 
 var (
@@ -628,11 +629,6 @@ func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *st
 		return nil, err
 	}
 	text := d.Text()
-	for _, t := range trigramSet(text) {
-		if err := b.Set(postingKey(mbox, t, m.Uid), nil, nil); err != nil {
-			return nil, err
-		}
-	}
 	if err := x.addTokens(b, mbox, m.Uid, text, x.vocab); err != nil {
 		return nil, err
 	}
@@ -666,11 +662,6 @@ func (x *Index) removeMessage(st *step, mbox uint64, uid uint32) error {
 	}
 	b := st.b
 	if ok {
-		for _, t := range trigramSet(text) {
-			if err := b.Delete(postingKey(mbox, t, uid), nil); err != nil {
-				return err
-			}
-		}
 		if err := removeTokens(b, mbox, uid, text); err != nil {
 			return err
 		}
@@ -684,7 +675,7 @@ func (x *Index) removeMessage(st *step, mbox uint64, uid uint32) error {
 func (x *Index) dropMailbox(mbox uint64) error {
 	b := x.db.NewBatch()
 	defer b.Close()
-	for _, f := range []byte{famDoc, famPosting, famVocab, famGram, famToken, famLong} {
+	for _, f := range []byte{famDoc, famVocab, famGram, famToken, famLong} {
 		lo := binary.BigEndian.AppendUint64([]byte{f}, mbox)
 		hi := binary.BigEndian.AppendUint64([]byte{f}, mbox+1)
 		if err := b.DeleteRange(lo, hi, nil); err != nil {
@@ -698,17 +689,6 @@ func (x *Index) dropMailbox(mbox uint64) error {
 func docKey(mbox uint64, uid uint32) []byte {
 	k := binary.BigEndian.AppendUint64(make([]byte, 0, 13), mbox)
 	return binary.BigEndian.AppendUint32(append([]byte{famDoc}, k...), uid)
-}
-
-func postingPrefix(mbox uint64, tri uint32) []byte {
-	k := make([]byte, 0, 17)
-	k = append(k, famPosting)
-	k = binary.BigEndian.AppendUint64(k, mbox)
-	return binary.BigEndian.AppendUint32(k, tri)
-}
-
-func postingKey(mbox uint64, tri uint32, uid uint32) []byte {
-	return binary.BigEndian.AppendUint32(postingPrefix(mbox, tri), uid)
 }
 
 // trigramSet returns the distinct trigram hashes of s (runes, as Folded).
