@@ -54,8 +54,9 @@ func Usable(q string) bool { return utf8.RuneCountInString(q) >= 3 }
 // its white space) are free of separators, so in a text that holds the
 // query each piece lies inside one token: the messages holding the query
 // are among those with, for every piece, a token containing it
-// (TokenMatches' sure and maybe). Where the query has no piece, every
-// indexed message is a candidate.
+// (TokenMatches' sure and maybe). Pieces are taken longest first, and
+// the intersection stops once narrowEnough candidates or fewer are left.
+// Where the query has no piece, every indexed message is a candidate.
 func (v *View) Candidates(mbox uint64, hw uint32, queries []string) ([]uint32, error) {
 	var pieces []string
 	for _, q := range queries {
@@ -84,12 +85,18 @@ func (v *View) Candidates(mbox uint64, hw uint32, queries []string) ([]uint32, e
 		} else {
 			out = intersectUIDs(out, set)
 		}
-		if len(out) == 0 {
+		if len(out) <= narrowEnough {
+			// Verifying this few costs less than reading the next
+			// pieces' postings (a common word's are most of the mailbox).
 			break
 		}
 	}
 	return out, nil
 }
+
+// narrowEnough is the candidate count at which Candidates stops
+// intersecting further pieces' postings.
+const narrowEnough = 64
 
 // mergeUIDs is the union of two ascending, disjoint UID lists.
 func mergeUIDs(a, b []uint32) []uint32 {
