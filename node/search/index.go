@@ -82,9 +82,31 @@ type Index struct {
 	passes      atomic.Uint64
 	appliedSeen atomic.Uint64 // index applied as last recorded
 
-	// vocab holds the vocabulary keys added by the batch being built
-	// (indexer goroutine only).
+	// vocab holds the vocabulary keys added by the batch being built;
+	// known, vocabulary keys the index database holds (committed), so
+	// addTokens need not look each token up again: a cache, cleared when
+	// it reaches maxKnown entries and when the index or a mailbox is
+	// dropped (indexer goroutine only).
 	vocab map[string]struct{}
+	known map[string]struct{}
+}
+
+// maxKnown bounds the vocabulary cache (about 70 bytes an entry).
+const maxKnown = 200_000
+
+// commit commits a step's batch and then adds the vocabulary keys it
+// wrote to the cache of known ones.
+func (x *Index) commit(b *pebble.Batch) error {
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if x.known == nil || len(x.known)+len(x.vocab) > maxKnown {
+		x.known = make(map[string]struct{}, len(x.vocab))
+	}
+	for k := range x.vocab {
+		x.known[k] = struct{}{}
+	}
+	return nil
 }
 
 // Open opens (or creates) the index in dir over state and starts its
@@ -192,6 +214,7 @@ func (x *Index) Reindex() error {
 }
 
 func (x *Index) wipeAll() error {
+	x.known = nil
 	b := x.db.NewBatch()
 	defer b.Close()
 	// Everything but the meta family (format version).
@@ -496,7 +519,7 @@ func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 		c.modseq = c.startModseq
 	}
 	b.Set(cursorKey(c.mailbox), c.encode(), nil)
-	return c, b.Commit(pebble.NoSync)
+	return c, x.commit(b)
 }
 
 // followStep applies up to batchMessages modseq/ entries above the
@@ -562,7 +585,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 		}
 	}
 	b.Set(cursorKey(c.mailbox), c.encode(), nil)
-	return c, more, b.Commit(pebble.NoSync)
+	return c, more, x.commit(b)
 }
 
 // step is one followStep's batch and what it wrote, so the step reads
@@ -673,6 +696,7 @@ func (x *Index) removeMessage(st *step, mbox uint64, uid uint32) error {
 }
 
 func (x *Index) dropMailbox(mbox uint64) error {
+	x.known = nil // its vocabulary goes
 	b := x.db.NewBatch()
 	defer b.Close()
 	for _, f := range []byte{famDoc, famVocab, famGram, famToken, famLong} {
