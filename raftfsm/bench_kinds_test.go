@@ -42,15 +42,7 @@ func BenchmarkApplyKinds(b *testing.B) {
 
 func benchApplyKind(b *testing.B, kind string, batch int) {
 	h := newHarness(b)
-	db, err := storage.Open(b.TempDir(), storage.Options{NoSync: true, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	h.db = db
-	if h.f, err = New(db, Options{Logger: quiet}); err != nil {
-		b.Fatal(err)
-	}
+	h.onDisk(b)
 	user := h.setup("a@example.test")[0]
 	inbox := h.mailbox(user, "INBOX").Id
 	rng := rand.New(rand.NewPCG(1, 2))
