@@ -148,7 +148,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -535,6 +535,10 @@ func (c *conn) cmdEnable(cmd *wire.Command) error {
 				c.enableCondstore()
 				on = append(on, "CONDSTORE")
 			}
+		case "QRESYNC":
+			if c.enableQresync() {
+				on = append(on, "QRESYNC")
+			}
 		case "UTF8=ACCEPT":
 			if !c.utf8 {
 				c.utf8, c.w.UTF8 = true, true
@@ -839,13 +843,16 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	if err != nil {
 		return err
 	}
+	var q *qresyncParams
 	if len(cmd.Args) == 2 {
-		// RFC 7162 §3.1.8: SELECT name (CONDSTORE).
-		p := cmd.Args[1]
-		if p.Kind != wire.List || len(p.List) != 1 || !strings.EqualFold(p.List[0].Str, "CONDSTORE") {
-			return errBad("Unknown SELECT parameter")
+		// RFC 7162 §3.1.8, §3.2.5: (CONDSTORE), (QRESYNC (...)).
+		if q, err = c.selectParams(cmd.Args[1]); err != nil {
+			return err
 		}
-		c.enableCondstore()
+	}
+	if c.s.sel != nil {
+		// RFC 7162 §3.2.11, RFC 9051 §7.1: the previous mailbox is closed.
+		c.w.Raw("* OK [CLOSED] Previous mailbox closed").CRLF()
 	}
 	d, err := c.s.Select(name, &imap.SelectOptions{ReadOnly: cmd.Name == "EXAMINE"})
 	if err != nil {
@@ -870,6 +877,11 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	}
 	if c.rev2 {
 		w.Raw(`* LIST () "/" `).Mailbox(name).CRLF()
+	}
+	if q != nil {
+		if err := c.qresyncSelect(q); err != nil {
+			return err
+		}
 	}
 	code, text := "READ-WRITE", cmd.Name+" completed"
 	if c.s.sel.readOnly {

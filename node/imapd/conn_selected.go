@@ -161,15 +161,17 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 	o.UID = o.UID || uid
 	if len(cmd.Args) == 3 {
 		// RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE modseq).
-		m := cmd.Args[2]
-		if m.Kind != wire.List || len(m.List) != 2 || !strings.EqualFold(m.List[0].Str, "CHANGEDSINCE") {
-			return errBad("Unknown FETCH modifier")
-		}
-		n, err := strconv.ParseUint(m.List[1].Str, 10, 63)
+		// RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE m VANISHED).
+		n, vanished, err := c.fetchModifiers(cmd.Args[2], uid)
 		if err != nil {
-			return errBad("Bad CHANGEDSINCE value")
+			return err
 		}
 		o.ChangedSince, o.ModSeq = n, true
+		if vanished {
+			if err := c.fetchVanished(set, n); err != nil {
+				return err
+			}
+		}
 	}
 	if o.ModSeq {
 		c.enableCondstore()

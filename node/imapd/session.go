@@ -37,6 +37,9 @@ type session struct {
 	// condstore is set once the client uses CONDSTORE (RFC 7162 §3.1):
 	// from then on every FETCH of flags carries MODSEQ.
 	condstore bool
+	// vanished is set by ENABLE QRESYNC (conn_qresync.go): expunges are
+	// then reported as VANISHED of UIDs.
+	vanished func(uids imap.UIDSet) error
 
 	// touched is set by every session method; Poll finding it unset knows
 	// the command was NOOP or CHECK, which must catch up (read-index).
