@@ -129,6 +129,10 @@ func (c *conn) cmdUID(cmd *wire.Command) error {
 		return c.storeCmd(sub, true)
 	case "SEARCH":
 		return c.searchCmd(sub, true)
+	case "SORT":
+		return c.sortCmd(sub, true)
+	case "THREAD":
+		return c.threadCmd(sub, true)
 	case "COPY":
 		return c.copyCmd(sub, true)
 	case "MOVE":
