@@ -148,7 +148,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "MULTIAPPEND", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -219,7 +219,7 @@ func init() {
 		"STATUS":         auth((*conn).cmdStatus),
 		"SELECT":         auth((*conn).cmdSelect),
 		"EXAMINE":        auth((*conn).cmdSelect),
-		"APPEND":         auth((*conn).cmdAppend),
+		"APPEND":         auth((*conn).appendCmd),
 		"UNAUTHENTICATE": auth((*conn).cmdUnauthenticate),
 		"CHECK":          sel((*conn).cmdNoop),
 		"UNSELECT":       sel((*conn).cmdUnselect),
@@ -941,73 +941,5 @@ func (c *conn) cmdUnauthenticate(cmd *wire.Command) error {
 type literalReader struct{ *wire.Literal }
 
 func (l literalReader) Size() int64 { return l.Literal.Size }
-
-// cmdAppend implements APPEND (RFC 9051 §6.3.12) with APPENDUID: the
-// message literal is streamed into the store as it arrives (to a spool
-// file when large, see Session.Append), not gathered first by the parser.
-func (c *conn) cmdAppend(cmd *wire.Command) error {
-	if cmd.Pending == nil {
-		return errBad("APPEND takes a mailbox, optional flags and date, and a message literal")
-	}
-	if len(cmd.Args) < 1 || len(cmd.Args) > 3 {
-		return c.finishAppend(cmd, errBad("APPEND takes a mailbox, optional flags and date, and a message literal"))
-	}
-	name, err := c.mailboxArg(cmd.Args[0])
-	if err != nil {
-		return c.finishAppend(cmd, err)
-	}
-	opts := &imap.AppendOptions{}
-	for _, a := range cmd.Args[1:] {
-		switch {
-		case a.Kind == wire.List:
-			for _, f := range a.List {
-				if f.Kind != wire.Atom {
-					return c.finishAppend(cmd, errBad("Flags are atoms"))
-				}
-				opts.Flags = append(opts.Flags, imap.Flag(f.Str))
-			}
-		case a.Kind == wire.String:
-			t, perr := time.Parse("_2-Jan-2006 15:04:05 -0700", a.Str)
-			if perr != nil {
-				return c.finishAppend(cmd, errBad("Invalid date-time "+a.Str))
-			}
-			opts.Time = t
-		default:
-			return c.finishAppend(cmd, errBad("Unexpected APPEND argument"))
-		}
-	}
-	data, aerr := c.s.Append(name, literalReader{cmd.Pending}, opts)
-	if errors.Is(aerr, wire.ErrNUL) {
-		aerr = errBad("NUL byte in a message literal; use literal8 (~{n}) for binary data")
-	}
-	if ferr := c.finishAppend(cmd, nil); ferr != nil {
-		return ferr
-	}
-	if aerr != nil {
-		return aerr
-	}
-	if data != nil && data.UID != 0 {
-		return okWith{fmt.Sprintf("APPENDUID %d %d", data.UIDValidity, data.UID), "APPEND completed"}
-	}
-	return nil
-}
-
-// finishAppend reads the rest of the command after the literal (its CRLF)
-// and returns err, or the syntax error found there. A second message
-// (MULTIAPPEND, RFC 3502) is not served yet.
-func (c *conn) finishAppend(cmd *wire.Command, err error) error {
-	n := len(cmd.Args)
-	more, merr := c.r.More(cmd)
-	if merr != nil {
-		return merr
-	}
-	if more.Pending != nil {
-		return errBad("MULTIAPPEND is not served yet")
-	}
-	if len(more.Args) != n {
-		return errBad("Unexpected arguments after the message literal")
-	}
-	return err
-}
 
 var _ io.Reader = literalReader{}

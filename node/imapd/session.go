@@ -386,13 +386,16 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() > mail.ChunkBytes {
 		// A large literal goes to a spool file as it arrives, not to
 		// memory (node/mail proposes it in chunks).
-		sp, serr := mail.NewSpool("")
-		if serr != nil {
-			return nil, reply(serr)
-		}
-		defer sp.Close()
-		if _, err := io.Copy(sp, io.LimitReader(r, r.Size())); err != nil {
-			return nil, err
+		sp, ok := spooled(r) // already spooled by appendCmd (conn_multiappend.go)
+		if !ok {
+			var serr error
+			if sp, serr = mail.NewSpool(""); serr != nil {
+				return nil, reply(serr)
+			}
+			defer sp.Close()
+			if _, err := io.Copy(sp, io.LimitReader(r, r.Size())); err != nil {
+				return nil, err
+			}
 		}
 		res, err = s.mail.AppendSpool(s.ctx(), s.user.ID, mb.Id, flags, options.Time, sp)
 	} else {
