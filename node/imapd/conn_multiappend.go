@@ -21,6 +21,13 @@ import (
 // through session.Append as before, several through mail.AppendAll as one
 // log entry.
 
+// A MULTIAPPEND holds at most this many messages and bytes (the log
+// entry that stores them carries at most mail.ChunkBytes compressed).
+const (
+	maxMultiAppend      = 1000
+	maxMultiAppendBytes = 8 * mail.ChunkBytes
+)
+
 // heldMessage is one message of an APPEND command, read and held.
 type heldMessage struct {
 	opts *imap.AppendOptions
@@ -106,6 +113,7 @@ func (c *conn) appendCmd(cmd *wire.Command) error {
 	}
 	name, err := c.mailboxArg(cmd.Args[0])
 	var msgs []heldMessage
+	var held int64
 	defer func() {
 		for _, m := range msgs {
 			if m.sp != nil {
@@ -118,9 +126,13 @@ func (c *conn) appendCmd(cmd *wire.Command) error {
 		if err == nil {
 			opts, err = appendOptions(cmd.Args[start:])
 		}
+		if err == nil && len(msgs) > 0 && (len(msgs) >= maxMultiAppend || held+cmd.Pending.Size > maxMultiAppendBytes) {
+			err = errMultiTooBig // bounds what one command holds
+		}
 		if err == nil {
 			var m heldMessage
 			m, err = c.holdLiteral(cmd.Pending, opts)
+			held += m.size
 			if m.sp != nil || m.data != nil {
 				msgs = append(msgs, m)
 			}

@@ -53,6 +53,10 @@ func TestMultiAppend(t *testing.T) {
 	c.expect("BAD", "APPEND INBOX {%d+}\r\n%s \"not a date\" {%d+}\r\n%s", len(m1), m1, len(m2), m2)
 	// A missing mailbox.
 	c.expect("NO [TRYCREATE]", "APPEND Nowhere {%d+}\r\n%s {%d+}\r\n%s", len(m1), m1, len(m2), m2)
+	// A message over one log entry's worth cannot be part of one: NO
+	// [TOOBIG], nothing stored (a single APPEND of it is fine).
+	large := testMessage("ma3", "large", strings.Repeat("0123456789abcdef\r\n", 80000))
+	c.expect("NO [TOOBIG]", "APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s", len(m1), m1, len(large), large)
 	// Over quota together, though the first alone would fit.
 	used := 4 * len(m1)
 	if err := e.c.Nodes[0].Mail().SetQuota(e.c.Ctx(10*time.Second), alice, uint64(used+len(m1)+len(m1)/2)); err != nil {
