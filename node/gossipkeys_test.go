@@ -141,4 +141,25 @@ func TestGossipKeyRotation(t *testing.T) {
 	})
 	keys("list", "", newFP, newFP)
 	gossipWorks("192.0.2.14")
+
+	// Each change is in the audit log, by fingerprint; lists are not.
+	audit, err := c.Admin(l).AuditList(ctx, &adminpb.AuditListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range audit.Entries {
+		if strings.HasPrefix(e.Action, "cluster keys") {
+			got = append(got, e.Action+" "+e.Detail)
+		}
+		if strings.Contains(e.Detail, newText) || strings.Contains(e.Detail, oldText) {
+			t.Errorf("audit entry %q shows a key itself", e.Detail)
+		}
+	}
+	slices.Reverse(got) // the list is newest first
+	want := []string{"cluster keys install key " + newFP, "cluster keys use key " + newFP,
+		"cluster keys remove key " + newFP, "cluster keys remove key " + oldFP}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit log of key changes:\n got %q\nwant %q", got, want)
+	}
 }

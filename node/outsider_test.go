@@ -93,7 +93,7 @@ func outsiderTLS(t *testing.T, cert, key string) *tls.Config {
 	return cfg
 }
 
-// TestOutsidersAreRefused is TESTPLAN F18 in process: with no certificate,
+// TestOutsidersAreRefused is docs/TESTPLAN.md F18 in process: with no certificate,
 // with another CA's certificates (named like members), with a valid node
 // certificate of a node that is not a member (n4), and with a member's
 // certificate claiming to be another member, every Raft RPC, every peer

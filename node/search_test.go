@@ -43,9 +43,9 @@ func indexMessage(r *rand.Rand, n int) []byte {
 // SEARCH does (node/mail.TextSearch), through the index or scanning.
 func textSearch(t *testing.T, svc *mail.Service, userID uint64, q string, scanOnly bool) []uint32 {
 	t.Helper()
-	snap := svc.Snapshot()
+	snap := svc.View()
 	defer snap.Close()
-	box, err := snap.MailboxByName(userID, "INBOX")
+	box, err := snap.Mailbox(userID, "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestArchiveSearchIndexAgreesWithScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		snap := m.Snapshot()
+		snap := m.View()
 		var uids []*commandpb.UIDRange
 		snap.Messages(box.Id, 1, 0, func(msg *storagepb.Message) error {
 			if r.IntN(3) == 0 {

@@ -126,7 +126,7 @@ func TestForwardedWriteSkipsCommitTick(t *testing.T) {
 		}
 		best = min(best, time.Since(t0))
 		// Read-your-writes at the follower: its own view shows the flag.
-		snap := fm.Snapshot()
+		snap := fm.View()
 		m, err := snap.Message(d[0].MailboxID, d[0].UID)
 		snap.Close()
 		if err != nil {
@@ -160,7 +160,7 @@ func TestForwardedWriteSkipsCommitTick(t *testing.T) {
 			t.Fatalf("sync %d at follower: %v", i, err)
 		}
 		best = min(best, time.Since(t0))
-		snap := fm.Snapshot()
+		snap := fm.View()
 		m, err := snap.Message(d[0].MailboxID, d[0].UID)
 		snap.Close()
 		if err != nil || !slices.Contains(m.Flags, fmt.Sprintf("k%d", i)) {

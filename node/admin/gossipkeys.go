@@ -22,7 +22,7 @@ import (
 // unless every node has the key installed, so no node is left unable to
 // read the others. Each node's answer, or its error, is in the response;
 // a node that does not answer keeps its keyring and must be brought in
-// line by repeating the operation.
+// line by repeating the operation. Every change is in the audit log.
 func (s *Service) GossipKeys(ctx context.Context, req *adminpb.GossipKeysRequest) (*adminpb.GossipKeysResponse, error) {
 	var key []byte
 	switch req.Op {
@@ -73,6 +73,14 @@ func (s *Service) GossipKeys(ctx context.Context, req *adminpb.GossipKeysRequest
 		if len(missing) > 0 {
 			return nil, status.Errorf(codes.FailedPrecondition,
 				"admin: key %s is not installed on %s: install it on every node first", fp, strings.Join(missing, ", "))
+		}
+	}
+	// A change of the keyring is an admin write: it is recorded in the
+	// audit log (with the key's fingerprint, never the key) before any node
+	// is asked, and not done if it cannot be recorded.
+	if req.Op != "list" {
+		if _, err := s.mail.Audit(audit(ctx), "cluster keys "+req.Op, "key "+membership.Fingerprint(key)); err != nil {
+			return nil, toStatus(err)
 		}
 	}
 	return each(req.Op), nil

@@ -591,9 +591,9 @@ func (s *Service) Export(req *adminpb.ExportRequest, stream grpc.ServerStreaming
 	if err != nil {
 		return toStatus(fmt.Errorf("export of %s: %w", req.User, err))
 	}
-	snap := s.mail.Snapshot()
-	defer snap.Close()
-	boxes, err := snap.Mailboxes(u.Id)
+	v := s.mail.View()
+	defer v.Close()
+	boxes, err := v.Mailboxes(u.Id)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -621,7 +621,7 @@ func (s *Service) Export(req *adminpb.ExportRequest, stream grpc.ServerStreaming
 		next := uint32(1)
 		for next != 0 {
 			var page []*storagepb.Message
-			err := snap.Messages(b.Id, next, 0, func(m *storagepb.Message) error {
+			err := v.Messages(b.Id, next, 0, func(m *storagepb.Message) error {
 				if len(page) == 256 {
 					return errPageFull
 				}

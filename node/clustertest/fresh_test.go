@@ -21,7 +21,7 @@ import (
 	"github.com/continuum-mail/continuum/proto/peerpb"
 )
 
-// TestFaultF15FreshClusterLeaderKill is TESTPLAN F15: start a fresh
+// TestFaultF15FreshClusterLeaderKill is docs/TESTPLAN.md F15: start a fresh
 // 3-node cluster the way a user does (`continuum dev`, real processes on
 // loopback, every node with --bootstrap-expect 3), kill -9 the leader the
 // moment the cluster says it is ready (cluster.json appears), and expect a

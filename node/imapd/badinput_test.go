@@ -19,7 +19,7 @@ import (
 	"github.com/continuum-mail/continuum/node/imapd"
 )
 
-// TestBadInput covers the IMAP rows of TESTPLAN.md §4 that a single node
+// TestBadInput covers the IMAP rows of docs/TESTPLAN.md §4 that a single node
 // can show (the leaderless rows are TestCutOffNodeReadOnly).
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, nil)
@@ -228,8 +228,8 @@ func TestIsolation(t *testing.T) {
 	a.ok("UID EXPUNGE 1:*")
 	e.waitAll()
 	for i := range e.c.Nodes {
-		snap := e.c.Nodes[i].Mail().Snapshot()
-		inbox, err := snap.MailboxByName(e.users[bob], "INBOX")
+		snap := e.c.Nodes[i].Mail().View()
+		inbox, err := snap.Mailbox(e.users[bob], "INBOX")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 		for _, box := range []string{"Archive", "Trash"} {
-			mb, _ := snap.MailboxByName(e.users[alice], box)
+			mb, _ := snap.Mailbox(e.users[alice], box)
 			if mb.Messages != 0 {
 				t.Errorf("node %d: alice's %s got %d messages", i+1, box, mb.Messages)
 			}

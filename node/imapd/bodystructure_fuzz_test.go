@@ -15,7 +15,7 @@ import (
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 )
 
-// FuzzBodyStructure is TESTPLAN §5's BODYSTRUCTURE builder target: any
+// FuzzBodyStructure is docs/TESTPLAN.md §5's BODYSTRUCTURE builder target: any
 // message the MIME parser accepts is rendered, through bodyStructure and
 // writeBodyStructure, as one well-formed IMAP list, with and without
 // extension data, in UTF-8 and in 7-bit mode. The oracle is a parser

@@ -216,8 +216,8 @@ func TestCutOffNodeReadOnly(t *testing.T) {
 		t.Errorf("STATUS = %q", st)
 	}
 	// No local change happened.
-	snap := e.c.Nodes[iso].Mail().Snapshot()
-	mb, err := snap.MailboxByName(e.users[alice], "INBOX")
+	snap := e.c.Nodes[iso].Mail().View()
+	mb, err := snap.Mailbox(e.users[alice], "INBOX")
 	snap.Close()
 	if err != nil || mb.Messages != 1 {
 		t.Errorf("INBOX on isolated node: %v %v", mb, err)

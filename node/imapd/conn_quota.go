@@ -16,15 +16,15 @@ import (
 const quotaRoot = ""
 
 func (c *conn) writeQuota() error {
-	snap := c.s.mail.Snapshot()
-	u, err := snap.User(c.s.user.ID)
-	snap.Close()
+	v := c.s.mail.View()
+	used, limit, err := v.Quota(c.s.user.ID)
+	v.Close()
 	if err != nil {
 		return reply(err)
 	}
 	c.w.Raw("* QUOTA ").String(quotaRoot).Raw(" (")
-	if u.QuotaBytes != 0 {
-		c.w.Raw("STORAGE ").Number((u.UsedBytes + 1023) / 1024).SP().Number(u.QuotaBytes / 1024)
+	if limit != 0 {
+		c.w.Raw("STORAGE ").Number((used + 1023) / 1024).SP().Number(limit / 1024)
 	}
 	c.w.Raw(")").CRLF()
 	return nil

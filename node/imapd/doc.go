@@ -21,14 +21,15 @@
 // CRLF separately with Nagle on is not stalled by a delayed ACK: the
 // connection sends the ACK it owes before each blocking read (cork.go).
 //
-// Reads. Each command reads the local state database through one
-// consistent snapshot (storage.Snap), closed before the reply is written.
+// Reads. Each command reads the local replica through one mail.View (a
+// consistent view of one point of the log), closed before the reply is
+// written; imapd imports node/mail and nothing below it (node/layering_test.go).
 // SELECT, EXAMINE, STATUS and NOOP first wait until this node has applied
 // what the leader had committed (mail.Sync, read-index), so a client that
 // reconnects to another site never sees time go backwards. When no leader
 // can be reached the node serves its local replica read-only: EXAMINE says
 // [READ-ONLY], and so does SELECT there (with empty PERMANENTFLAGS); every
-// write is refused with NO [UNAVAILABLE] (ARCHITECTURE.md §1).
+// write is refused with NO [UNAVAILABLE] (docs/ARCHITECTURE.md §1).
 //
 // FETCH never re-parses: ENVELOPE and BODYSTRUCTURE come from the parsed
 // record computed at delivery, BODY[section]<partial> is a slice of the

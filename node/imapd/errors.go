@@ -22,7 +22,7 @@ var (
 // replyTable is the one mapping of errors to IMAP responses (RFC 5530
 // response codes). The first row whose error matches wins. A temporary
 // failure of the cluster is always NO [UNAVAILABLE], never a permanent
-// refusal and never OK (ARCHITECTURE.md §1).
+// refusal and never OK (docs/ARCHITECTURE.md §1).
 var replyTable = []struct {
 	err  error
 	code imap.ResponseCode

@@ -17,7 +17,6 @@ import (
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
-	"github.com/continuum-mail/continuum/storage"
 )
 
 // fetched is one message read for a command: its record, sequence number
@@ -34,36 +33,36 @@ type fetched struct {
 }
 
 // streamAbove is the message size above which FETCH streams the body
-// instead of reading it into memory under the batch's snapshot.
+// instead of reading it into memory under the batch's view.
 const streamAbove = mail.ChunkBytes
 
 // Batch bounds: a FETCH reads this many messages (or bytes of message
-// data) under one snapshot, then writes them with no snapshot held.
+// data) through one mail.View, then writes them with no view held.
 const (
 	fetchBatchMessages = 4096
 	fetchBatchBytes    = 16 << 20
 )
 
-// readMessages reads the messages at view positions idx (ascending) from
-// one snapshot; messages gone from storage are skipped.
+// readMessages reads the messages at view positions idx (ascending)
+// through one mail.View; messages gone from storage are skipped.
 func (s *session) readMessages(idx []int) ([]fetched, error) {
-	snap := s.mail.Snapshot()
-	defer snap.Close()
+	v := s.mail.View()
+	defer v.Close()
 	var out []fetched
-	err := s.scan(snap, idx, func(f fetched) error {
+	err := s.scan(v, idx, func(f fetched) error {
 		out = append(out, f)
 		return nil
 	})
 	return out, err
 }
 
-// scan calls fn for every message at view positions idx found in r, with
+// scan calls fn for every message at view positions idx found in v, with
 // one range scan per run of adjacent positions.
-func (s *session) scan(r storage.Reader, idx []int, fn func(fetched) error) error {
+func (s *session) scan(v *mail.View, idx []int, fn func(fetched) error) error {
 	sel := s.sel
 	for _, run := range runs(idx) {
 		k := run[0]
-		err := r.Messages(sel.id, sel.uids[run[0]], sel.uids[run[1]], func(m *storagepb.Message) error {
+		err := v.Messages(sel.id, sel.uids[run[0]], sel.uids[run[1]], func(m *storagepb.Message) error {
 			for k <= run[1] && sel.uids[k] < m.Uid {
 				k++
 			}
@@ -139,9 +138,9 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 	for len(idx) > 0 {
 		var batch []fetched
 		nbytes := 0
-		snap := s.mail.Snapshot()
+		v := s.mail.View()
 		n := 0
-		err := s.scan(snap, idx, func(f fetched) error {
+		err := s.scan(v, idx, func(f fetched) error {
 			if len(batch) >= fetchBatchMessages || nbytes >= fetchBatchBytes {
 				return errBatchFull
 			}
@@ -152,17 +151,17 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 			} else if withData && f.msg.Size > streamAbove {
 				sha := f.msg.Blob
 				f.open = func() (io.ReadCloser, error) { return s.mail.OpenBlob(sha) }
-				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
+				if f.parsed, err = v.Parsed(f.msg.Blob); err != nil {
 					return err
 				}
 			} else if withData {
-				if f.data, err = snap.Blob(f.msg.Blob); err != nil {
+				if f.data, err = v.Blob(f.msg.Blob); err != nil {
 					return err
 				}
 				nbytes += len(f.data)
 			}
 			if withParsed && f.parsed == nil {
-				if f.parsed, err = snap.Parsed(f.msg.Blob); err != nil {
+				if f.parsed, err = v.Parsed(f.msg.Blob); err != nil {
 					return err
 				}
 			}
@@ -175,7 +174,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 			for i, f := range batch {
 				shas[i] = f.msg.Blob
 			}
-			if herr := mail.HeaderBlocks(snap, shas, func(i int, h []byte) error {
+			if herr := v.HeaderBlocks(shas, func(i int, h []byte) error {
 				n := uint64(len(h))
 				batch[i].data = bytes.Clone(h)
 				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
@@ -184,7 +183,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				err = herr
 			}
 		}
-		snap.Close()
+		v.Close()
 		if err != nil && !errors.Is(err, errBatchFull) {
 			return reply(err)
 		}
@@ -485,7 +484,7 @@ func addresses(in []*storagepb.Address) []imap.Address {
 }
 
 // maxStructureDepth bounds BODYSTRUCTURE nesting whatever the record says
-// (TESTPLAN §4: message/rfc822 nested 100 deep).
+// (docs/TESTPLAN.md §4: message/rfc822 nested 100 deep).
 const maxStructureDepth = 64
 
 // bodyStructure converts the stored part tree (RFC 9051 §7.5.2). Parts the

@@ -25,7 +25,7 @@ func writerAndFollower(e *env) (int, int) {
 	return l, (l + 2) % len(e.addrs)
 }
 
-// TestLoginRightAfterUserAdd is TESTPLAN F19 for new users: 100 times, a
+// TestLoginRightAfterUserAdd is docs/TESTPLAN.md F19 for new users: 100 times, a
 // user is added through one node and logs in at another at once. Every
 // login succeeds: a failed check is retried after a read-index wait.
 func TestLoginRightAfterUserAdd(t *testing.T) {
@@ -50,7 +50,7 @@ func TestLoginRightAfterUserAdd(t *testing.T) {
 	}
 }
 
-// TestLoginRightAfterPasswd is TESTPLAN F19 for password changes: 100
+// TestLoginRightAfterPasswd is docs/TESTPLAN.md F19 for password changes: 100
 // times, the password is changed through one node, and at another at once
 // the old password is refused and the new one works.
 func TestLoginRightAfterPasswd(t *testing.T) {

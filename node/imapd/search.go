@@ -9,7 +9,6 @@ import (
 
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/storagepb"
-	"github.com/continuum-mail/continuum/storage"
 )
 
 // Search implements SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH
@@ -50,13 +49,13 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 	}
 	noText := c // for a message whose TEXT criteria the index answered
 	noText.Text = nil
-	snap := s.mail.Snapshot()
-	err = s.scan(snap, idx, func(f fetched) error {
+	v := s.mail.View()
+	err = s.scan(v, idx, func(f fetched) error {
 		crit := &c
 		if _, ok := slices.BinarySearch(sure, f.msg.Uid); ok {
 			crit = &noText
 		}
-		m := &candidate{f: f, r: snap, text: text, folds: folds}
+		m := &candidate{f: f, v: v, text: text, folds: folds}
 		if !m.match(crit) {
 			return m.err
 		}
@@ -75,7 +74,7 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 		data.ModSeq = max(data.ModSeq, f.msg.Modseq)
 		return nil
 	})
-	snap.Close()
+	v.Close()
 	if err != nil {
 		s.srv.log.Error("search", "err", err)
 		return nil, reply(err)
@@ -231,7 +230,7 @@ func (sel *selected) toUIDSet(idx []int) imap.UIDSet {
 // read at most once, and only if a criterion needs them.
 type candidate struct {
 	f      fetched
-	r      storage.Reader
+	v      *mail.View
 	text   *mail.TextSearch
 	folds  map[string]string
 	doc    *mail.TextDoc
@@ -244,7 +243,7 @@ func (m *candidate) load() bool {
 		return m.err == nil
 	}
 	m.loaded = true
-	parsed, err := m.r.Parsed(m.f.msg.Blob)
+	parsed, err := m.v.Parsed(m.f.msg.Blob)
 	if err != nil {
 		m.err = err
 		return false
@@ -260,7 +259,7 @@ func (m *candidate) loadDoc() bool {
 	if m.err != nil {
 		return false
 	}
-	d, err := m.text.Doc(m.r, m.f.msg)
+	d, err := m.text.Doc(m.v, m.f.msg)
 	if err != nil {
 		m.err = err
 		return false

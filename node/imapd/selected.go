@@ -18,7 +18,7 @@ import (
 // or EXPUNGE, so the client's numbering and ours never disagree.
 //
 // What changed since the view was last brought up to date is read from
-// the mailbox's modseq index (storage.Reader.Changes above modseq): every
+// the mailbox's modseq index (mail.View.Changes above modseq): every
 // flag change, arrival and expunge has an entry there, written by the same
 // apply on every node. The change feed only says when to look, so a feed
 // overflow loses nothing.
@@ -100,10 +100,10 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	// Subscribe before reading, so no change falls between the two.
 	sub := s.mail.Feed().Subscribe(s.user.ID)
-	snap := s.mail.Snapshot()
-	mb, err := s.lookup(snap, name)
+	v := s.mail.View()
+	mb, err := s.lookup(v, name)
 	if err != nil {
-		snap.Close()
+		v.Close()
 		sub.Cancel()
 		return nil, reply(err)
 	}
@@ -114,7 +114,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	keywords := map[string]struct{}{}
 	var firstUnseen uint32
-	err = snap.Messages(mb.Id, 1, 0, func(m *storagepb.Message) error {
+	err = v.Messages(mb.Id, 1, 0, func(m *storagepb.Message) error {
 		sel.uids = append(sel.uids, m.Uid)
 		if firstUnseen == 0 && !hasFlag(m.Flags, string(imap.FlagSeen)) {
 			firstUnseen = uint32(len(sel.uids))
@@ -126,7 +126,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 		return nil
 	})
-	snap.Close()
+	v.Close()
 	if err != nil {
 		sub.Cancel()
 		return nil, reply(err)
@@ -221,8 +221,8 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 		last = sel.uids[len(sel.uids)-1]
 	}
 	newModSeq := sel.modseq
-	snap := s.mail.Snapshot()
-	err := snap.Changes(sel.id, sel.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
+	v := s.mail.View()
+	err := v.Changes(sel.id, sel.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
 		newModSeq = max(newModSeq, modseq)
 		switch {
 		case e.Expunged:
@@ -243,7 +243,7 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 	})
 	if err == nil {
 		for _, uid := range changed {
-			m, gerr := snap.Message(sel.id, uid)
+			m, gerr := v.Message(sel.id, uid)
 			if gerr == nil {
 				flags[uid] = m.Flags
 				modseqs[uid] = m.Modseq
@@ -251,12 +251,12 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 			}
 		}
 		for _, uid := range added {
-			if m, gerr := snap.Message(sel.id, uid); gerr == nil {
+			if m, gerr := v.Message(sel.id, uid); gerr == nil {
 				sel.noteFlags(m.Flags)
 			}
 		}
 	}
-	snap.Close()
+	v.Close()
 	if err != nil {
 		return reply(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/raftfsm/canon"
-	"github.com/continuum-mail/continuum/storage"
 )
 
 // session is one IMAP connection's state above the protocol: the user and
@@ -106,7 +105,7 @@ func (s *session) AppendLimit() uint32 {
 // this node applies everything the leader had committed, so a client that
 // moves between nodes never sees time go backwards. It reports whether
 // the node is cut off, in which case the local replica is served
-// read-only (ARCHITECTURE.md §1).
+// read-only (docs/ARCHITECTURE.md §1).
 func (s *session) catchUp() (cutOff bool, err error) {
 	if s.mail.CutOff() {
 		return true, nil
@@ -132,22 +131,22 @@ func (s *session) writable() error {
 // lookup finds one of the session user's mailboxes. Every name resolves
 // inside the user's own namespace, so no spelling reaches another user's
 // mailbox: names that are not valid are simply not found.
-func (s *session) lookup(r storage.Reader, name string) (*storagepb.Mailbox, error) {
+func (s *session) lookup(v *mail.View, name string) (*storagepb.Mailbox, error) {
 	n, ok := normalizeName(name)
 	if !ok {
 		return nil, errNoMailbox
 	}
-	mb, err := r.MailboxByName(s.user.ID, n)
-	if errors.Is(err, storage.ErrNotFound) {
+	mb, err := v.Mailbox(s.user.ID, n)
+	if errors.Is(err, mail.ErrNotFound) {
 		return nil, errNoMailbox
 	}
 	return mb, err
 }
 
 func (s *session) lookupNow(name string) (*storagepb.Mailbox, error) {
-	snap := s.mail.Snapshot()
-	defer snap.Close()
-	return s.lookup(snap, name)
+	v := s.mail.View()
+	defer v.Close()
+	return s.lookup(v, name)
 }
 
 // tryCreate is the reply for a missing APPEND/COPY/MOVE destination
@@ -229,13 +228,13 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if _, err := s.catchUp(); err != nil {
 		return nil, reply(err)
 	}
-	snap := s.mail.Snapshot()
-	defer snap.Close()
-	mb, err := s.lookup(snap, name)
+	v := s.mail.View()
+	defer v.Close()
+	mb, err := s.lookup(v, name)
 	if err != nil {
 		return nil, reply(err)
 	}
-	data, err := s.statusData(snap, mb, options)
+	data, err := s.statusData(v, mb, options)
 	if err != nil {
 		return nil, reply(err)
 	}
@@ -243,7 +242,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	return data, nil
 }
 
-func (s *session) statusData(r storage.Reader, mb *storagepb.Mailbox, options *imap.StatusOptions) (*imap.StatusData, error) {
+func (s *session) statusData(v *mail.View, mb *storagepb.Mailbox, options *imap.StatusOptions) (*imap.StatusData, error) {
 	data := &imap.StatusData{Mailbox: mb.Name}
 	if options.NumMessages {
 		n := mb.Messages
@@ -276,7 +275,7 @@ func (s *session) statusData(r storage.Reader, mb *storagepb.Mailbox, options *i
 	}
 	if options.NumDeleted {
 		var n uint32
-		err := r.Messages(mb.Id, 1, 0, func(m *storagepb.Message) error {
+		err := v.Messages(mb.Id, 1, 0, func(m *storagepb.Message) error {
 			if hasFlag(m.Flags, string(imap.FlagDeleted)) {
 				n++
 			}
@@ -299,9 +298,9 @@ func (s *session) listData(ref string, patterns []string, options *imap.ListOpti
 		// RFC 9051 §6.3.9: the hierarchy delimiter and root name.
 		return []*imap.ListData{{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""}}, nil
 	}
-	snap := s.mail.Snapshot()
-	defer snap.Close()
-	boxes, err := snap.Mailboxes(s.user.ID)
+	v := s.mail.View()
+	defer v.Close()
+	boxes, err := v.Mailboxes(s.user.ID)
 	if err != nil {
 		return nil, reply(err)
 	}
@@ -341,7 +340,7 @@ func (s *session) listData(ref string, patterns []string, options *imap.ListOpti
 			d.Attrs = append(d.Attrs, imap.MailboxAttr(b.SpecialUse))
 		}
 		if options.ReturnStatus != nil {
-			if d.Status, err = s.statusData(snap, b, options.ReturnStatus); err != nil {
+			if d.Status, err = s.statusData(v, b, options.ReturnStatus); err != nil {
 				return nil, reply(err)
 			}
 		}

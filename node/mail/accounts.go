@@ -126,7 +126,7 @@ func (s *Service) Users() ([]*storagepb.User, error) {
 // Authenticate checks a password against the credentials the cluster has
 // committed, so a login at any node sees a user added, a password changed
 // or a user disabled a moment ago at another (read-your-writes across
-// nodes, TESTPLAN F19). A wrong password and an unknown user give the same
+// nodes, docs/TESTPLAN.md F19). A wrong password and an unknown user give the same
 // error.
 //
 // The check is made on the local replica first. A failed check (unknown

@@ -8,6 +8,31 @@
 // local state database through a consistent snapshot, after Sync when the
 // caller needs to see everything committed cluster-wide (read-index).
 //
+// # Reads: View
+//
+// A frontend reads through a View (view.go): one consistent snapshot of
+// the local replica per command, opened by Service.View and closed by the
+// caller before it writes its reply. Its methods are what IMAP and export
+// need — mailbox by name, the mailbox list, message records in UID order,
+// a message's bytes, parsed structure and header block, the changes since
+// a MODSEQ, the quota — and a missing row is ErrNotFound. The frontends
+// never see package storage: its reader, key layout, iterators and errors
+// stay behind this package (node/layering_test.go enforces it for smtpd
+// and imapd).
+//
+// # Records
+//
+// What a View hands out are the replicated records themselves
+// (proto/storagepb: Mailbox, Message, ParsedMessage, Envelope, ModSeqEntry),
+// not types of this package. They are the state machine's schema, the
+// same bytes on every node, and proto/* sits below every layer; copying
+// them into look-alike structs would cost an allocation and a field-by-
+// field copy per message on FETCH and SEARCH of tens of thousands of
+// messages, and a second definition to keep in step, for no gain in
+// isolation: what a frontend must not depend on is how rows are stored
+// and read, and that is what View hides. The records are read-only to the
+// caller.
+//
 // Authenticate sees committed credentials: a failed check is retried once
 // after a read-index wait, and a successful one is confirmed by one, so a
 // login at any node right after `user add`, `user passwd` or `user del` at

@@ -173,13 +173,13 @@ func BenchmarkHeaderBlocks(b *testing.B) {
 			return data[p.GetRoot().GetHeaderStart():p.GetRoot().GetHeaderEnd()], nil
 		})
 	})
-	b.Run("row", func(b *testing.B) { run(b, withRows.db, HeaderBlock) })
+	b.Run("row", func(b *testing.B) { run(b, withRows.db, headerBlock) })
 	b.Run("rows-one-iterator", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			s := withRows.db.Snapshot()
 			total := 0
-			err := HeaderBlocks(s, withRows.shas, func(_ int, h []byte) error { total += len(h); return nil })
+			err := headerBlocks(s, withRows.shas, func(_ int, h []byte) error { total += len(h); return nil })
 			s.Close()
 			if err != nil || total < n*1000 {
 				b.Fatal(total, err)
@@ -187,5 +187,5 @@ func BenchmarkHeaderBlocks(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/n, "µs/msg")
 	})
-	b.Run("fallback", func(b *testing.B) { run(b, without.db, HeaderBlock) })
+	b.Run("fallback", func(b *testing.B) { run(b, without.db, headerBlock) })
 }

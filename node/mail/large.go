@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -258,12 +257,13 @@ func (u *uploader) flush() {
 
 // OpenBlob streams a stored message: at most one stored chunk and the
 // decompressor's window in memory, no database view held between reads.
-func (s *Service) OpenBlob(sha []byte) (*storage.BlobReader, error) {
+// ErrNotFound: no such message (expunged since it was listed).
+func (s *Service) OpenBlob(sha []byte) (io.ReadCloser, error) {
 	r, err := s.db.OpenBlob(sha)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	if err != nil {
+		return nil, notFound(err) // not a typed nil in the interface
 	}
-	return r, err
+	return r, nil
 }
 
 var _ io.Writer = (*uploader)(nil)

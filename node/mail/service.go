@@ -127,10 +127,6 @@ func (s *Service) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Snapshot returns a consistent read view of the local state. The caller
-// closes it.
-func (s *Service) Snapshot() *storage.Snap { return s.db.Snapshot() }
-
 // read runs fn on a fresh snapshot, mapping storage.ErrNotFound.
 func (s *Service) read(fn func(r storage.Reader) error) error {
 	snap := s.db.Snapshot()

@@ -106,9 +106,17 @@ func allPositions(n int) []int {
 	return out
 }
 
+// MessageReader is what Doc reads a stored message through: the command's
+// View (a frontend), or a storage snapshot (node's own code and tests).
+type MessageReader interface {
+	Blob(sha []byte) ([]byte, error)
+	Parsed(sha []byte) (*storagepb.ParsedMessage, error)
+}
+
 // Doc returns the searchable text of message m of the mailbox: the
-// index's copy when it has one, else extracted from the stored bytes.
-func (t *TextSearch) Doc(r storage.Reader, m *storagepb.Message) (*TextDoc, error) {
+// index's copy when it has one, else extracted from the stored bytes read
+// through r.
+func (t *TextSearch) Doc(r MessageReader, m *storagepb.Message) (*TextDoc, error) {
 	if t.indexed {
 		d, err := t.view.Doc(t.mailboxID, m.Uid)
 		if err == nil {
@@ -124,7 +132,7 @@ func (t *TextSearch) Doc(r storage.Reader, m *storagepb.Message) (*TextDoc, erro
 // extractDoc is a stored message's searchable text, extracted from its
 // bytes (the scanning path); a message over ChunkBytes is streamed from
 // db (one chunk at a time), keeping only the ranges its text comes from.
-func extractDoc(db *storage.DB, r storage.Reader, m *storagepb.Message) (*TextDoc, error) {
+func extractDoc(db *storage.DB, r MessageReader, m *storagepb.Message) (*TextDoc, error) {
 	parsed, err := r.Parsed(m.Blob)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestDiskFull (TESTPLAN F13, SMTP row "quorum cannot write"): while the
+// TestDiskFull (docs/TESTPLAN.md F13, SMTP row "quorum cannot write"): while the
 // leader's disk is full, a transaction gets 452 4.3.1 and nothing is
 // stored; a full disk on one follower does not stop the cluster (the
 // leader and the other follower are a quorum); when space returns, the

@@ -141,7 +141,7 @@ func messages(t *testing.T, n *node.Node, userID uint64) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := n.Mail().Snapshot()
+	snap := n.Mail().View()
 	defer snap.Close()
 	var out [][]byte
 	var blobs [][]byte

@@ -21,7 +21,7 @@ import (
 	"github.com/continuum-mail/continuum/node/nodetest"
 )
 
-// TestLargeMessages is TESTPLAN F16 in process: big incompressible
+// TestLargeMessages is docs/TESTPLAN.md F16 in process: big incompressible
 // messages through a follower, one after another, while 8 senders deliver
 // 10 KiB messages at every node. Every big message must be acknowledged
 // 250 and stored once on every node, the Raft term must not move (no

@@ -22,7 +22,7 @@ import (
 	"github.com/continuum-mail/continuum/node/nodetest"
 )
 
-// TestPostfixRelayFailover is TESTPLAN §6 / issue 3 "Real clients": a real
+// TestPostfixRelayFailover is docs/TESTPLAN.md §6 / issue 3 "Real clients": a real
 // Postfix (the Debian package, in a private instance this test configures)
 // relays 100 messages for example.test to the cluster with two nodes as an
 // ordered next-hop list; the first next hop is stopped once about half the

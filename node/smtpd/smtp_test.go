@@ -90,7 +90,7 @@ func TestSMTP(t *testing.T) {
 		f.waitCount(t, user, before+1)
 	})
 
-	// TESTPLAN §4: bare LF or bare CR anywhere in DATA → 521 5.5.2, close,
+	// docs/TESTPLAN.md §4: bare LF or bare CR anywhere in DATA → 521 5.5.2, close,
 	// nothing from the session stored.
 	t.Run("SmugglingAndBareLineEndings", func(t *testing.T) {
 		smuggled := "MAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
@@ -184,7 +184,7 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: STARTTLS with a pipelined command: the buffered command
+	// docs/TESTPLAN.md §4: STARTTLS with a pipelined command: the buffered command
 	// is discarded. If QUIT ran, the handshake would fail.
 	t.Run("STARTTLSPipelined", func(t *testing.T) {
 		cl := greet(t, smtpAddr)
@@ -211,9 +211,9 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: AUTH is not advertised; on loopback it is refused as
+	// docs/TESTPLAN.md §4: AUTH is not advertised; on loopback it is refused as
 	// unsupported (the 538 case needs a non-loopback peer: TestAuthBeforeTLS).
-	// TESTPLAN §4: command line over 2 KiB; 1 GiB with no CRLF.
+	// docs/TESTPLAN.md §4: command line over 2 KiB; 1 GiB with no CRLF.
 	t.Run("LongLine", func(t *testing.T) {
 		cl := greet(t, smtpAddr)
 		cl.send("EHLO " + strings.Repeat("a", 3000) + "\r\n")
@@ -248,7 +248,7 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: SIZE= over the limit; DATA over the limit → 552 5.3.4,
+	// docs/TESTPLAN.md §4: SIZE= over the limit; DATA over the limit → 552 5.3.4,
 	// no Raft entry proposed.
 	t.Run("SizeLimit", func(t *testing.T) {
 		idx, u := lastIndex(), count(t, c.Nodes[fol], user)
@@ -274,7 +274,7 @@ func TestSMTP(t *testing.T) {
 		nothingStored(t, user, u, idx)
 	})
 
-	// TESTPLAN §4: recipient 101 (limit 100) → 452 4.5.3.
+	// docs/TESTPLAN.md §4: recipient 101 (limit 100) → 452 4.5.3.
 	t.Run("MaxRecipients", func(t *testing.T) {
 		cl := greet(t, smtpAddr)
 		cl.cmd("EHLO client.test", 250, "")
@@ -291,7 +291,7 @@ func TestSMTP(t *testing.T) {
 		cl.cmd("RSET", 250, "")
 	})
 
-	// TESTPLAN §4: client talks before the greeting; HTTP request.
+	// docs/TESTPLAN.md §4: client talks before the greeting; HTTP request.
 	t.Run("TalkBeforeGreeting", func(t *testing.T) {
 		for name, first := range map[string]string{
 			"EHLO": "EHLO early.test\r\n",
@@ -317,7 +317,7 @@ func TestSMTP(t *testing.T) {
 		cl.expectClosed()
 	})
 
-	// TESTPLAN §4: slow client → 421 4.4.2 after the timeout.
+	// docs/TESTPLAN.md §4: slow client → 421 4.4.2 after the timeout.
 	t.Run("SlowClient", func(t *testing.T) {
 		cl := greet(t, smtpAddr)
 		start := time.Now()
@@ -336,7 +336,7 @@ func TestSMTP(t *testing.T) {
 		cl.expectClosed()
 	})
 
-	// TESTPLAN §4: too many connections from one address → 421 4.7.0.
+	// docs/TESTPLAN.md §4: too many connections from one address → 421 4.7.0.
 	t.Run("ConnectionsPerAddress", func(t *testing.T) {
 		var held []*client
 		for i := 0; i < testMaxConns; i++ {
@@ -358,7 +358,7 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: 500,000 header lines; 10,000 MIME parts; message/rfc822
+	// docs/TESTPLAN.md §4: 500,000 header lines; 10,000 MIME parts; message/rfc822
 	// nested 100 deep → accepted or 554 5.6.0, promptly; if refused, nothing
 	// stored.
 	t.Run("MIMEBombs", func(t *testing.T) {
@@ -405,7 +405,7 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: NUL bytes → 554 5.6.0; 8-bit headers without SMTPUTF8 →
+	// docs/TESTPLAN.md §4: NUL bytes → 554 5.6.0; 8-bit headers without SMTPUTF8 →
 	// accepted intact.
 	t.Run("NULAnd8Bit", func(t *testing.T) {
 		idx, u := lastIndex(), count(t, c.Nodes[fol], user)
@@ -429,7 +429,7 @@ func TestSMTP(t *testing.T) {
 		}
 	})
 
-	// TESTPLAN §4: LMTP, 3 recipients, one over quota → 250, 250, 452 4.2.2
+	// docs/TESTPLAN.md §4: LMTP, 3 recipients, one over quota → 250, 250, 452 4.2.2
 	// in RCPT order; and with the full one in the middle.
 	t.Run("LMTPPerRecipient", func(t *testing.T) {
 		l1, l2, full := f.users["lmtp1"], f.users["lmtp2"], f.users["full"]
@@ -561,7 +561,7 @@ func TestSMTP(t *testing.T) {
 		f.waitCount(t, d, 1)
 	})
 
-	// TESTPLAN §6: real clients through a follower.
+	// docs/TESTPLAN.md §6: real clients through a follower.
 	t.Run("PythonSmtplib", func(t *testing.T) {
 		py := needTool(t, "python3")
 		host, port, _ := net.SplitHostPort(smtpAddr)

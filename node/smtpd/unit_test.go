@@ -69,7 +69,7 @@ func (l addrListener) Accept() (net.Conn, error) {
 	return addrConn{c, l.remote}, nil
 }
 
-// TestAuthBeforeTLS: TESTPLAN §4 "AUTH before TLS on a non-loopback
+// TestAuthBeforeTLS: docs/TESTPLAN.md §4 "AUTH before TLS on a non-loopback
 // listener → not advertised; 538 5.7.11".
 func TestAuthBeforeTLS(t *testing.T) {
 	srv := smtpd.New(&fakeMail{}, smtpd.Config{Hostname: "mx.test", Logger: quietLog, PregreetWait: -1})

@@ -224,7 +224,7 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // Verify reads every log entry and checks its checksum, its index and that
 // the indexes have no gap: a node runs it at start, so a damaged log stops
 // it with a clear error instead of a panic deep inside raft later
-// (TESTPLAN F14). It costs one sequential read of the log.
+// (docs/TESTPLAN.md F14). It costs one sequential read of the log.
 func (s *Store) Verify() error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: logKeyLower, UpperBound: logKeyUpper})
 	if err != nil {
