@@ -158,10 +158,10 @@ func inUIDSet(set imap.UIDSet, uid uint32) bool {
 // (EARLIER) does not renumber, RFC 7162 §3.2.10).
 func (s *session) changesSince(since uint64, set imap.UIDSet) (vanished []uint32, changed []*storagepb.Message, err error) {
 	sel := s.sel
-	snap := s.mail.Snapshot()
-	defer snap.Close()
+	v := s.mail.View()
+	defer v.Close()
 	var live []uint32
-	err = snap.Changes(sel.id, since, func(_ uint64, e *storagepb.ModSeqEntry) error {
+	err = v.Changes(sel.id, since, func(_ uint64, e *storagepb.ModSeqEntry) error {
 		if set != nil && !inUIDSet(set, e.Uid) {
 			return nil
 		}
@@ -180,7 +180,7 @@ func (s *session) changesSince(since uint64, set imap.UIDSet) (vanished []uint32
 	slices.Sort(vanished)
 	slices.Sort(live)
 	for _, uid := range live {
-		m, gerr := snap.Message(sel.id, uid)
+		m, gerr := v.Message(sel.id, uid)
 		if gerr != nil {
 			continue // expunged since: the next update says so
 		}

@@ -8,7 +8,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
@@ -44,12 +43,12 @@ func (s *session) sortData(uids imap.UIDSet, refs bool) ([]sortMsg, error) {
 			idx = append(idx, i)
 		}
 	}
-	snap := s.mail.Snapshot()
-	defer snap.Close()
+	v := s.mail.View()
+	defer v.Close()
 	var out []sortMsg
 	var shas [][]byte
-	err := s.scan(snap, idx, func(f fetched) error {
-		p, err := snap.Parsed(f.msg.Blob)
+	err := s.scan(v, idx, func(f fetched) error {
+		p, err := v.Parsed(f.msg.Blob)
 		if err != nil {
 			return err
 		}
@@ -60,7 +59,7 @@ func (s *session) sortData(uids imap.UIDSet, refs bool) ([]sortMsg, error) {
 	if err != nil || !refs {
 		return out, err
 	}
-	err = mail.HeaderBlocks(snap, shas, func(i int, block []byte) error {
+	err = v.HeaderBlocks(shas, func(i int, block []byte) error {
 		h, herr := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(block)))
 		if herr != nil {
 			return nil // a header the parser refuses: no References
