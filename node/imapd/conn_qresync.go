@@ -312,3 +312,22 @@ func (s *session) vanishFromView(uids map[uint32]struct{}) error {
 	}
 	return s.vanished(set)
 }
+
+// expungeDone completes EXPUNGE and UID EXPUNGE. With CONDSTORE on, the
+// tagged OK carries HIGHESTMODSEQ (RFC 7162 response code; Dovecot sends
+// it too): the update is sent first, so every change up to that MODSEQ
+// has been reported to the client.
+func (c *conn) expungeDone(cmd *wire.Command) error {
+	if !c.s.condstore {
+		return nil
+	}
+	c.update(cmd)
+	c.s.mu.Lock()
+	var modseq uint64
+	if c.s.sel != nil {
+		modseq = c.s.sel.modseq
+	}
+	c.s.mu.Unlock()
+	c.w.Status(cmd.Tag, "OK", "HIGHESTMODSEQ "+strconv.FormatUint(modseq, 10), cmd.Name+" completed")
+	return errDone
+}

@@ -305,7 +305,10 @@ func (c *conn) expungeCmd(cmd *wire.Command, uid bool) error {
 	} else if err := args(cmd, 0, 0); err != nil {
 		return err
 	}
-	return c.s.expunge(connUpdates{c: c}.WriteExpunge, set)
+	if err := c.s.expunge(connUpdates{c: c}.WriteExpunge, set); err != nil {
+		return err
+	}
+	return c.expungeDone(cmd)
 }
 
 // cmdIdle implements IDLE (RFC 2177): updates are sent as they happen

@@ -42,10 +42,14 @@ func TestQresyncAcrossNodes(t *testing.T) {
 	c1.ok(`STORE 2,4 +FLAGS.SILENT (\Flagged)`)
 	c1.ok(`STORE 3,5 +FLAGS.SILENT (\Deleted)`)
 	// Once QRESYNC is on, expunges are VANISHED of UIDs, not EXPUNGE.
-	if u := c1.ok("EXPUNGE"); len(u) != 1 || u[0] != "* VANISHED 3,5" {
-		t.Fatalf("EXPUNGE with QRESYNC = %q, want * VANISHED 3,5", u)
+	u, done := c1.do("EXPUNGE")
+	if len(u) != 1 || u[0] != "* VANISHED 3,5" || !strings.HasPrefix(done, "OK [HIGHESTMODSEQ ") {
+		t.Fatalf("EXPUNGE with QRESYNC = %q %q, want * VANISHED 3,5 and OK [HIGHESTMODSEQ n]", u, done)
 	}
 	e.waitAll()
+	if st := c1.ok("STATUS INBOX (HIGHESTMODSEQ)"); find(st, "(HIGHESTMODSEQ "+respCode([]string{done}, "HIGHESTMODSEQ")+")") == "" {
+		t.Errorf("STATUS after EXPUNGE = %q, EXPUNGE said %q", st, done)
+	}
 
 	// The whole exchange a client resyncing from m sees, at node i.
 	answer := func(i int) (sel, fetch, known []string) {
