@@ -15,6 +15,14 @@ import (
 // raw DEFLATE stream (RFC 1951, no zlib header). Every write the session
 // makes (one flush of its buffered writer) ends in a sync flush, so a
 // response is never held back in the compressor.
+//
+// Not advertised in CAPABILITY: compress/flate's reader hands out what it
+// decoded only at a stored block, a full window or the final block, so a
+// client that ends each command with zlib's Z_PARTIAL_FLUSH (an empty
+// fixed-code block; isync/mbsync does) is never answered — the command
+// sits in the decompressor. Clients that sync-flush (an empty stored
+// block) work, and TestCompressDeflate covers them. Advertising it needs
+// an inflater that releases its output at every block end.
 
 // deflateConn is a connection with DEFLATE on both directions; deadlines
 // and Close go to the connection below.

@@ -25,8 +25,8 @@ func (f *flateConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// TestCompressDeflate (RFC 4978): after OK to COMPRESS DEFLATE both
-// directions are raw DEFLATE; commands, literals and a large FETCH go
+// TestCompressDeflate (RFC 4978), for a client that sync-flushes: after
+// OK to COMPRESS DEFLATE both directions are raw DEFLATE; commands, literals and a large FETCH go
 // through it; a second COMPRESS is NO [COMPRESSIONACTIVE]; errors.
 func TestCompressDeflate(t *testing.T) {
 	e, addrs := ownEnv(t)
@@ -34,8 +34,9 @@ func TestCompressDeflate(t *testing.T) {
 	e.deliver(0, alice, big)
 	e.waitAll()
 	c := dial(t, addrs[1])
-	if u := c.ok("CAPABILITY"); !strings.Contains(u[0], " COMPRESS=DEFLATE") {
-		t.Errorf("CAPABILITY = %q, want COMPRESS=DEFLATE", u)
+	// Not advertised (compress.go: Z_PARTIAL_FLUSH clients would hang).
+	if u := c.ok("CAPABILITY"); strings.Contains(u[0], "COMPRESS") {
+		t.Errorf("CAPABILITY = %q: COMPRESS=DEFLATE is not to be advertised yet", u)
 	}
 	c.expect("BAD", "COMPRESS DEFLATE") // not logged in
 	c.ok("LOGIN %s %q", alice, password)

@@ -149,7 +149,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 
 func (c *conn) capabilities() string {
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "MULTIAPPEND", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE", "COMPRESS=DEFLATE",
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
 		if !c.tls && c.srv.opts.TLSConfig != nil {

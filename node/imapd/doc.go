@@ -18,7 +18,8 @@
 // node), QUOTA (RFC 9208, conn_quota.go), SORT and ESORT (RFC 5256, RFC
 // 5267, conn_sort.go), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
 // 5256, conn_thread.go), MULTIAPPEND (RFC 3502, conn_multiappend.go: one
-// all-or-none log entry) and COMPRESS=DEFLATE (RFC 4978, compress.go).
+// all-or-none log entry); COMPRESS DEFLATE (RFC 4978, compress.go) is
+// served but not advertised (see there).
 //
 // Syntax errors are answered BAD at once, never by reading past the end
 // of the bad line (wire's doc). A client that writes a literal and its
