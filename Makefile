@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-failpoints test-race test-faults test-disaster test-large test-migrate test-login-flood bench bench-compare bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster bench-archive test-large test-migrate test-login-flood bench bench-compare bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ test-faults: build ## the fault scenarios, as long as asked: make test-faults SE
 
 test-disaster: build ## issue 20 full size: archive replica lag and delivery latency over 60 s phases, both recoveries
 	CONTINUUM_DISASTER_DURATION=$${CONTINUUM_DISASTER_DURATION:-60s} $(GO) test -count=1 -timeout 30m -run 'TestDisasterRecover' -v ./node/clustertest/
+
+bench-archive: build ## issue 20: delivery latency without/with an archive replica (voters on CPU 0, archive on CPU 1), alternating, and its lag
+	CONTINUUM_ARCHIVE_BENCH=$${CONTINUUM_ARCHIVE_BENCH:-30s} CONTINUUM_ARCHIVE_ROUNDS=$${CONTINUUM_ARCHIVE_ROUNDS:-3} $(GO) test -count=1 -timeout 60m -run 'TestArchiveReplicaCost' -v ./node/clustertest/
 
 test-large: ## F16 full size: 20 × 45 MB through a follower in each Raft profile, with 8 small senders (in-process, then real processes)
 	CONTINUUM_LARGE_N=$${CONTINUUM_LARGE_N:-20} CONTINUUM_LARGE_PROFILES=$${CONTINUUM_LARGE_PROFILES:-local,lan,wan} \

@@ -37,6 +37,30 @@
 // Close stops it after Raft and before the state database. node/mail uses
 // it for SEARCH; `continuum reindex` (admin RPC) rebuilds it on a live node.
 //
+// # Memory (memory.go; issue 19)
+//
+// A node's budget: 256 MiB above its idle resident size (idle: 60–80 MB),
+// whatever the size of the messages (up to the 50 MiB SIZE), spent as:
+//
+//   - Pebble, outside Go's heap (malloc'd): the state database's block
+//     cache, 32 MiB (storage.DefaultCacheSize), and its 4 MiB memtables;
+//     the Raft log's 8 MiB cache and 4 MiB memtables; the full-text
+//     index's 8 MiB cache and 32 MiB memtables (node/search). At most
+//     ≈ 100 MiB together when every memtable is full and one is flushing.
+//   - Go: the runtime's soft limit GoMemoryLimit (192 MiB, whole runtime,
+//     set by `continuum serve` unless GOMEMLIMIT is given). What one big
+//     message holds on its way: ≤ 4 chunks of 1 MiB on the proposer
+//     (node/mail; the spooled message is a mapped file, each MiB dropped
+//     from the resident set once compressed), one zstd window of 1 MiB per
+//     encoder and decoder; Raft ≤ consensus.AppendBudget (16 MiB) per
+//     AppendEntries RPC — per follower on the leader, on the follower
+//     while it decodes and writes it — and per FSM batch; one stored chunk
+//     per reader for FETCH and the indexer (storage.DB.OpenBlob).
+//
+// The budget does not grow with the number of messages: every cache is
+// sized, and the per-message figures are bounded by chunk counts.
+// docs/notes/large-messages.md has the measured figures.
+//
 // # Integrity (integrity.go, rebuild.go)
 //
 // A replica is compared, not trusted:

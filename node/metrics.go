@@ -45,6 +45,7 @@ type nodeCollector struct {
 	n *Node
 
 	applied, commit, lag, term, isLeader, leaderless, leaderChanges, imapSessions, storeSize *prometheus.Desc
+	pebbleMemory                                                                             *prometheus.Desc
 
 	held, vaulted, due, nextExpiry, holds, policies                                 *prometheus.Desc
 	indexBytes, indexMessages, indexRemoved, indexSeconds, indexMailBytes, indexLag *prometheus.Desc
@@ -66,6 +67,7 @@ func newNodeCollector(n *Node) *nodeCollector {
 		leaderChanges: d("raft_leader_changes_total", "Leader changes observed by this node."),
 		imapSessions:  d("imap_sessions", "Open IMAP sessions."),
 		storeSize:     d("store_size_bytes", "Bytes on disk, by store (state, raft-log, snapshots, index).", "store"),
+		pebbleMemory:  d("pebble_memory_bytes", "Bytes Pebble holds in memory, by store (state, raft-log, index) and kind (cache: block cache; memtables: memtables and queued large batches). Outside Go's heap but for those batches.", "store", "kind"),
 
 		held:           d("archive_held_messages", "Messages (live and vaulted) of users under legal hold."),
 		vaulted:        d("archive_vaulted_messages", "Expunged messages kept by hold or retention."),
@@ -83,7 +85,7 @@ func newNodeCollector(n *Node) *nodeCollector {
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize,
+	for _, d := range []*prometheus.Desc{c.applied, c.commit, c.lag, c.term, c.isLeader, c.leaderless, c.leaderChanges, c.imapSessions, c.storeSize, c.pebbleMemory,
 		c.held, c.vaulted, c.due, c.nextExpiry, c.holds, c.policies,
 		c.indexBytes, c.indexMessages, c.indexRemoved, c.indexSeconds, c.indexMailBytes, c.indexLag} {
 		ch <- d
@@ -114,6 +116,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.imapSessions, float64(sessions))
 	for _, store := range []string{"state", "raft-log", "snapshots", "index"} {
 		g(c.storeSize, float64(dirSize(filepath.Join(n.cfg.DataDir, store))), store)
+	}
+	pebbleMem := func(store string, mem func() (cache, memtables int64)) {
+		cache, memtables := mem()
+		g(c.pebbleMemory, float64(cache), store, "cache")
+		g(c.pebbleMemory, float64(memtables), store, "memtables")
+	}
+	pebbleMem("state", n.db.Memory)
+	pebbleMem("raft-log", n.raft.LogMemory)
+	if n.index != nil {
+		pebbleMem("index", n.index.Memory)
 	}
 	if sum, err := n.archiveSummary(); err == nil {
 		g(c.held, float64(sum.Held))

@@ -160,7 +160,14 @@ func (db *DB) openPebble(path string) (*pebble.DB, error) {
 }
 
 // DefaultCacheSize is the block cache used when Options.CacheSize is 0.
-const DefaultCacheSize = 128 << 20
+// It is a node's largest fixed memory cost outside Go's heap (Pebble
+// allocates it with malloc), so it is sized for the node's budget (package
+// node, "Memory"), not for the store: every read of a big message's chunks
+// (apply's check, the indexer, FETCH) passes 1 MiB blocks through it, and
+// Pebble v2.1 has no per-read option to skip the cache, so at 128 MiB it
+// filled with chunk blocks after three 45 MB messages and stayed full.
+// 32 MiB still keeps apply's index and filter blocks warm.
+const DefaultCacheSize = 32 << 20
 
 func stateDirName(n uint64) string { return fmt.Sprintf("state-%06d", n) }
 
@@ -342,4 +349,17 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "fatal", true)
 	panic("storage: pebble: " + msg)
+}
+
+// Memory reports what Pebble holds in memory for the state database: the
+// block cache's bytes and the memtables' (with large batches queued as
+// memtables). Both are outside Go's heap except those batches.
+func (db *DB) Memory() (cache, memtables int64) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return 0, 0
+	}
+	m := db.pdb.Metrics()
+	return m.BlockCache.Size, int64(m.MemTable.Size)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/continuum-mail/continuum/node"
@@ -48,6 +49,12 @@ func runServe(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	pinMallocThreshold()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// One node per process: Go's soft limit from the node's memory
+		// budget (package node, "Memory"); GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(node.GoMemoryLimit)
+	}
 	n, err := node.New(cfg, node.Options{Logger: log})
 	if err != nil {
 		return err

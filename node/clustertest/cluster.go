@@ -130,6 +130,10 @@ type Options struct {
 	// serve command line (for instance --role archive).
 	Start, Voters int
 	NodeArgs      func(i int) []string
+	// CPUs, when set, returns the CPUs node i runs on, as a cpuset list
+	// ("0", "1", "0-1"; "" for no confinement): nodes with the same list
+	// share one cgroup (cpuset.go).
+	CPUs func(i int) string
 }
 
 // Node is one continuum serve process in its own namespace.
@@ -166,6 +170,10 @@ type Cluster struct {
 	hungStops int
 	// retired nodes are gone for good (Retire).
 	retired map[int]bool
+	cpus    cpuGroups // Options.CPUs
+	// workloads counts StartWorkload calls: message IDs must be unique
+	// across every workload of one test (workload.go, sender).
+	workloads int
 
 	adminMu sync.Mutex
 	admin   map[int]*grpc.ClientConn
@@ -226,6 +234,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
+	// Cleanups run last first: the nodes die, then their cgroups go.
+	t.Cleanup(func() {
+		if err := c.cpus.remove(); err != nil {
+			t.Logf("clustertest: cleanup: %v", err)
+		}
+	})
 	t.Cleanup(c.killAll)
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{Index: i, ID: fmt.Sprintf("n%d", i+1), NS: c.Net.NS[i], IP: c.Net.IPs[i],
@@ -326,6 +340,15 @@ func (c *Cluster) StartNode(i int) {
 		c.t.Fatalf("clustertest: start %s: %v", n.ID, err)
 	}
 	logf.Close()
+	if c.opts.CPUs != nil {
+		if cpus := c.opts.CPUs(i); cpus != "" {
+			if err := c.cpus.confine(cmd.Process.Pid, cpus); err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				c.t.Fatalf("clustertest: start %s: %v", n.ID, err)
+			}
+		}
+	}
 	done := make(chan struct{})
 	n.cmd, n.done, n.paused = cmd, done, false
 	n.starts++

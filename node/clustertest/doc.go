@@ -38,6 +38,15 @@
 // from /proc (Cluster.Mem), are in large_test.go; the full-text index
 // after kill -9 and `continuum reindex` on a live node (archive search
 // through the index against --scan) in search_test.go.
+// Issue 20's disaster recovery (an archive replica or the last voter made
+// the one voter of a new cluster, the recovery report checked against the
+// acknowledged messages the recovered cluster lacks, with a planted
+// report the check must refuse) is in disaster_test.go; the archive
+// replica's cost and lag, with the voters and the archive confined to CPUs
+// of their own (Options.CPUs, cpuset cgroups, cpuset.go), in
+// archive_bench_test.go (make bench-archive). Every workload of a test
+// numbers its messages apart (the first <test>-s…, then <test>-w<n>-s…),
+// so that a check by ID never mistakes one for another.
 // IMAP needs Options.IMAP (a throwaway certificate, since
 // a password may cross the bridge only after STARTTLS).
 //

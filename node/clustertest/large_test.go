@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,8 +116,15 @@ func TestLargeMessagesProcesses(t *testing.T) {
 		}
 		idle[i] = m
 	}
-	// Sample every node's RSS until the end.
+	// Sample every node's RSS until the end. At each new peak (16 MB
+	// steps) read the node's Go memory from /metrics, and with
+	// CONTINUUM_LARGE_PPROF=DIR also save its heap profile there: the
+	// attribution of the peak (Go heap in use, freed but not returned,
+	// and the rest: Pebble's caches and memtables, cgo-allocated).
 	peak := make([]int64, len(c.Nodes))
+	peakGo := make([]GoMemory, len(c.Nodes))
+	peakGoRSS := make([]int64, len(c.Nodes))
+	pprofDir := os.Getenv("CONTINUUM_LARGE_PPROF")
 	var peakMu sync.Mutex
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
@@ -127,7 +135,22 @@ func TestLargeMessagesProcesses(t *testing.T) {
 				if m, err := c.Mem(i); err == nil {
 					peakMu.Lock()
 					peak[i] = max(peak[i], m.RSS)
+					again := m.RSS > peakGoRSS[i]+16*mib
 					peakMu.Unlock()
+					if again {
+						if g, err := c.GoMem(i); err == nil {
+							peakMu.Lock()
+							peakGo[i], peakGoRSS[i] = g, m.RSS
+							peakMu.Unlock()
+						}
+						if pprofDir != "" {
+							if b, err := c.Loopback(i, "/debug/pprof/heap"); err == nil {
+								os.WriteFile(filepath.Join(pprofDir, fmt.Sprintf("heap-%s-%03dMB.pb.gz", c.Nodes[i].ID, m.RSS>>20)), b, 0o644)
+							} else {
+								t.Logf("heap profile: %v", err)
+							}
+						}
+					}
 				}
 			}
 			select {
@@ -281,6 +304,10 @@ func TestLargeMessagesProcesses(t *testing.T) {
 		t.Logf("RSS of %s (%s): idle %.0f MB; peak sampled %.0f MB (+%.0f), VmHWM %.0f MB (+%.0f); after %.0f MB (+%.0f)",
 			c.Nodes[i].ID, role, mbOf(idle[i].RSS), mbOf(peak[i]), mbOf(peak[i]-idle[i].RSS), mbOf(after.HWM), mbOf(after.HWM-idle[i].RSS),
 			mbOf(after.RSS), mbOf(after.RSS-idle[i].RSS))
+		g := peakGo[i]
+		t.Logf("  %s at its last sampled peak (RSS %.0f MB): Go heap in use %.0f MB, freed not returned %.0f MB, Go runtime other %.0f MB; not Go (RSS − Go's mapped − released) %.0f MB, of which Pebble reports block caches %.0f MB, memtables %.0f MB",
+			c.Nodes[i].ID, mbOf(peakGoRSS[i]), mbOf(g.HeapInuse), mbOf(g.HeapIdle-g.HeapReleased), mbOf(g.Sys-g.HeapInuse-g.HeapIdle),
+			mbOf(peakGoRSS[i]-(g.Sys-g.HeapReleased)), mbOf(g.PebbleCache), mbOf(g.PebbleMemtables))
 		if after.HWM-idle[i].RSS >= largeBoundBytes {
 			t.Errorf("%s: peak RSS (VmHWM) %.0f MB is %.0f MB above idle (%.0f MB): bound %d MB", c.Nodes[i].ID,
 				mbOf(after.HWM), mbOf(after.HWM-idle[i].RSS), mbOf(idle[i].RSS), largeBoundBytes>>20)

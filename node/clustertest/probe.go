@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,65 @@ func (c *Cluster) Mem(i int) (Memory, error) {
 	}
 	if m.RSS == 0 {
 		return m, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return m, nil
+}
+
+// Loopback fetches path from node i's HTTP listener as a client on the
+// node's own loopback (from inside its network namespace, source address
+// 127.0.0.1): what /debug/pprof/ requires.
+func (c *Cluster) Loopback(i int, path string) ([]byte, error) {
+	n := c.Nodes[i]
+	out, err := exec.Command("ip", "netns", "exec", n.NS, "curl", "-sS", "--fail", "--max-time", "30",
+		"--interface", "127.0.0.1", "http://"+n.Addr(PortHTTP)+path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from %s's loopback: %w", path, n.ID, err)
+	}
+	return out, nil
+}
+
+// GoMemory is a node's Go runtime memory and Pebble's caches and
+// memtables (all stores), from its /metrics.
+type GoMemory struct {
+	HeapInuse, HeapIdle, HeapReleased, Sys int64
+	PebbleCache, PebbleMemtables           int64
+}
+
+// GoMem reads node i's Go runtime memory from /metrics.
+func (c *Cluster) GoMem(i int) (GoMemory, error) {
+	resp, err := c.http.Get("http://" + c.Nodes[i].Addr(PortHTTP) + "/metrics")
+	if err != nil {
+		return GoMemory{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return GoMemory{}, err
+	}
+	var m GoMemory
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			m.HeapInuse = int64(v)
+		case "go_memstats_heap_idle_bytes":
+			m.HeapIdle = int64(v)
+		case "go_memstats_heap_released_bytes":
+			m.HeapReleased = int64(v)
+		case "go_memstats_sys_bytes":
+			m.Sys = int64(v)
+		}
+		if strings.HasPrefix(f[0], "continuum_pebble_memory_bytes{") {
+			if strings.Contains(f[0], `kind="cache"`) {
+				m.PebbleCache += int64(v)
+			} else {
+				m.PebbleMemtables += int64(v)
+			}
+		}
 	}
 	return m, nil
 }

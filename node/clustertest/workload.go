@@ -110,6 +110,7 @@ type WorkloadOptions struct {
 type Workload struct {
 	c        *Cluster
 	opts     WorkloadOptions
+	prefix   string // of every message ID (StartWorkload)
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -138,7 +139,18 @@ func (c *Cluster) StartWorkload(opts WorkloadOptions) *Workload {
 	if opts.BodyLines == 0 {
 		opts.BodyLines = 20
 	}
-	w := &Workload{c: c, opts: opts, stop: make(chan struct{})}
+	c.mu.Lock()
+	c.workloads++
+	// The first workload's IDs are <test>-s<sender>-<seq>; a later one's
+	// carry -w<n>, so that no two messages of one test share an ID (a
+	// check by ID would otherwise find an earlier workload's message in
+	// place of a lost one).
+	prefix := sanitize(c.t.Name())
+	if c.workloads > 1 {
+		prefix = fmt.Sprintf("%s-w%d", prefix, c.workloads)
+	}
+	c.mu.Unlock()
+	w := &Workload{c: c, opts: opts, stop: make(chan struct{}), prefix: prefix}
 	for s := 0; s < opts.Senders; s++ {
 		w.wg.Add(1)
 		go w.sender(s, rand.New(rand.NewPCG(opts.Seed, uint64(s)+1)))
@@ -156,20 +168,22 @@ func (w *Workload) Stop() []*Op {
 	return append([]*Op(nil), w.ops...)
 }
 
-// Ops returns the operations so far (finished or not).
-// AckedSince counts the messages acknowledged (250) after t so far.
-func (w *Workload) AckedSince(t time.Time) int {
+// AckedInvokedSince counts the messages acknowledged (250) so far whose
+// first attempt started after t: no attempt of theirs can have reached a
+// node that stopped receiving at t.
+func (w *Workload) AckedInvokedSince(t time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	k := 0
 	for _, op := range w.ops {
-		if op.Outcome == OutcomeOK && op.Complete.After(t) {
+		if op.Outcome == OutcomeOK && op.Invoke.After(t) {
 			k++
 		}
 	}
 	return k
 }
 
+// Ops returns the operations so far (finished or not).
 func (w *Workload) Ops() []*Op {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -208,7 +222,7 @@ func (w *Workload) sender(s int, r *rand.Rand) {
 	var sess *session
 	defer func() { sess.close() }()
 	for seq := 1; !w.stopped(); seq++ {
-		id := fmt.Sprintf("%s-s%d-%06d", sanitize(w.c.t.Name()), s, seq)
+		id := fmt.Sprintf("%s-s%d-%06d", w.prefix, s, seq)
 		op := &Op{
 			TestID: id,
 			From:   fmt.Sprintf("sender%d@remote.test", s),

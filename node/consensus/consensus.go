@@ -42,6 +42,24 @@ type Profile struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
 }
 
+// MaxEntryBytes is about the largest log entry the node proposes: the
+// FSM keeps message data to raftfsm.MaxChunkBytes (1 MiB) per entry, plus
+// a small envelope (node's TestEntryBound checks the two agree).
+const MaxEntryBytes = 1<<20 + 4<<10
+
+// AppendBudget bounds the entry bytes raft holds for one batch:
+// one AppendEntries RPC (the leader reads it from its log per follower,
+// the follower decodes it and writes it in one log batch) and one FSM
+// batch. hashicorp/raft v1.8 bounds these by entry count only
+// (Config.MaxAppendEntries, no byte limit), so the count follows from
+// the budget and the largest entry: 15 entries, < 16 MiB per RPC. At the
+// former 512 a lagging follower was sent, and decoded, up to 512 MiB of
+// 1 MiB chunk entries in one RPC (docs/notes/large-messages.md, round 3).
+const AppendBudget = 16 << 20
+
+// MaxAppendEntries is raft's batch size: AppendBudget / MaxEntryBytes.
+const MaxAppendEntries = AppendBudget / MaxEntryBytes
+
 // Profiles by name: "local" for a cluster on one machine, "lan" for one data
 // centre, "wan" for sites 20–150 ms apart.
 var Profiles = map[string]Profile{
@@ -198,8 +216,10 @@ func Open(cfg Config) (*Node, error) {
 	rc.LeaderLeaseTimeout = prof.LeaderLease
 	rc.CommitTimeout = prof.Commit
 	// Group commit: many sessions propose at once, raft batches them into
-	// one log write and one FSM batch.
-	rc.MaxAppendEntries = 512
+	// one log write and one FSM batch — up to MaxAppendEntries, which also
+	// caps one AppendEntries RPC to a follower that is behind and one FSM
+	// batch, and so the bytes in flight per follower (see AppendBudget).
+	rc.MaxAppendEntries = MaxAppendEntries
 	rc.BatchApplyCh = true
 	// The FSM is persistent (meta/applied in the state database): it skips
 	// replayed entries instead of restoring a snapshot on every start.
@@ -453,6 +473,10 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 		return nil, 0, ErrUnknownOutcome
 	}
 }
+
+// LogMemory reports the Raft log database's block cache and memtable
+// bytes (raftlog.Store.Memory).
+func (n *Node) LogMemory() (cache, memtables int64) { return n.logs.Memory() }
 
 // Stamp returns a log time for a command proposed now: wall-clock time, but
 // never lower than the last stamp this node gave, so log time is monotone

@@ -7,6 +7,8 @@
 //	                    deploy/grafana the dashboard)
 //	GET /               the operator's console (when Options.Console is set)
 //	GET /console/live   the console's live part, which the page swaps in
+//	GET /debug/pprof/   Go runtime profiles (heap, allocs, goroutine, CPU,
+//	                    trace): loopback clients only, or Options.Authorize
 //
 // # The console
 //

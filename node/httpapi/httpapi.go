@@ -49,6 +49,7 @@ func NewHandler(n Node, opts Options) http.Handler {
 		enc.Encode(v)
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	handlePprof(mux, opts)
 	if opts.Console != nil {
 		c := &console{c: opts.Console, flow: opts.Flow, audit: opts.Audit, authorize: opts.Authorize, log: opts.Logger, now: time.Now}
 		if c.authorize == nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
@@ -51,14 +50,8 @@ func (s *Service) Deliver(ctx context.Context, env Envelope, stored, received []
 	if int64(len(stored)) > s.opts.MaxMessageBytes {
 		return nil, ErrTooBig
 	}
-	parsed, err := mimeparse.Parse(stored, mimeparse.DefaultLimits())
+	blob, err := s.blobFor(ctx, stored, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	var blob *commandpb.Blob
-	if len(stored) <= ChunkBytes {
-		blob = newBlob(stored, parsed)
-	} else if blob, err = s.upload(ctx, stored, parsed); err != nil {
 		return nil, err
 	}
 	return s.deliverBlob(ctx, env, blob, func(rcpt string) []byte { return DedupeKey(rcpt, env.From, received) })

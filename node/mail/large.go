@@ -81,6 +81,18 @@ func (sp *Spool) mapped() (data []byte, unmap func(), err error) {
 	return data, func() { syscall.Munmap(data) }, nil
 }
 
+// dropMapped takes a read part of a spool's mapping out of the process's
+// resident set (madvise MADV_DONTNEED): the file's pages stay in the page
+// cache, and a later read of them faults them back in. Without it the
+// whole mapped message counted in the node's RSS until unmap (+47 MB on
+// the entry node per 45 MB message in flight). Only for mapped(): on
+// anonymous memory MADV_DONTNEED would zero the pages.
+func dropMapped(b []byte) {
+	if len(b) > 0 {
+		_ = syscall.Madvise(b, syscall.MADV_DONTNEED) // advice: failure only costs RSS
+	}
+}
+
 // DedupeKeySum is DedupeKey from the SHA-256 of the body as received.
 func DedupeKeySum(rcpt, from string, received [sha256.Size]byte) []byte {
 	h := sha256.New()
@@ -104,7 +116,7 @@ func (s *Service) DeliverSpool(ctx context.Context, env Envelope, sp *Spool, rec
 		return nil, err
 	}
 	defer unmap()
-	blob, err := s.blobFor(ctx, data)
+	blob, err := s.blobFor(ctx, data, dropMapped)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +133,7 @@ func (s *Service) AppendSpool(ctx context.Context, userID, mailboxID uint64, fla
 		return nil, err
 	}
 	defer unmap()
-	blob, err := s.blobFor(ctx, data)
+	blob, err := s.blobFor(ctx, data, dropMapped)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +141,9 @@ func (s *Service) AppendSpool(ctx context.Context, userID, mailboxID uint64, fla
 }
 
 // blobFor parses the message and returns its blob: inline (compressed)
-// up to ChunkBytes, else uploaded in chunks first.
-func (s *Service) blobFor(ctx context.Context, data []byte) (*commandpb.Blob, error) {
+// up to ChunkBytes, else uploaded in chunks first. drop, when not nil,
+// is called with each part of data once read (dropMapped for a spool).
+func (s *Service) blobFor(ctx context.Context, data []byte, drop func([]byte)) (*commandpb.Blob, error) {
 	parsed, err := mimeparse.Parse(data, mimeparse.DefaultLimits())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -138,14 +151,17 @@ func (s *Service) blobFor(ctx context.Context, data []byte) (*commandpb.Blob, er
 	if len(data) <= ChunkBytes {
 		return newBlob(data, parsed), nil
 	}
-	return s.upload(ctx, data, parsed)
+	if drop != nil {
+		drop(data) // the parse touched every page; upload reads them again chunk by chunk
+	}
+	return s.upload(ctx, data, parsed, drop)
 }
 
 // upload compresses data as a stream and proposes the frame as BlobChunk
 // entries, up to chunkWindow at a time, each committed before the blob
 // that names them is returned. The memory it holds is the encoder's (its
 // window is 1 MiB) and chunkWindow chunks.
-func (s *Service) upload(ctx context.Context, data []byte, parsed *storagepb.ParsedMessage) (*commandpb.Blob, error) {
+func (s *Service) upload(ctx context.Context, data []byte, parsed *storagepb.ParsedMessage, drop func([]byte)) (*commandpb.Blob, error) {
 	start := time.Now()
 	id := make([]byte, storage.UploadIDSize)
 	rand.Read(id)
@@ -161,6 +177,9 @@ func (s *Service) upload(ctx context.Context, data []byte, parsed *storagepb.Par
 		sum.Write(part)
 		if _, err := enc.Write(part); err != nil {
 			break
+		}
+		if drop != nil {
+			drop(part) // the encoder copied it into its window
 		}
 	}
 	if err := enc.Close(); err == nil {

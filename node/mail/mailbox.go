@@ -2,10 +2,8 @@ package mail
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 	"github.com/continuum-mail/continuum/storage"
@@ -57,14 +55,8 @@ func (s *Service) Append(ctx context.Context, userID, mailboxID uint64, flags []
 	if int64(len(data)) > s.opts.MaxMessageBytes {
 		return nil, ErrTooBig
 	}
-	parsed, err := mimeparse.Parse(data, mimeparse.DefaultLimits())
+	blob, err := s.blobFor(ctx, data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	var blob *commandpb.Blob
-	if len(data) <= ChunkBytes {
-		blob = newBlob(data, parsed)
-	} else if blob, err = s.upload(ctx, data, parsed); err != nil {
 		return nil, err
 	}
 	return s.appendBlob(ctx, userID, mailboxID, flags, date, blob)

@@ -153,7 +153,7 @@ func (s *Service) importBlob(ctx context.Context, it ImportItem) (*commandpb.Blo
 		return nil, fmt.Errorf("%w: empty message", ErrInvalid)
 	}
 	if len(data) > ChunkBytes {
-		return s.blobFor(ctx, data)
+		return s.blobFor(ctx, data, nil)
 	}
 	parsed, err := mimeparse.Parse(data, mimeparse.DefaultLimits())
 	if err != nil {

@@ -745,6 +745,13 @@ func (x *Index) Stats() Stats {
 	}
 }
 
+// Memory reports the index database's block cache and memtable bytes (as
+// storage.DB.Memory). Not after Close.
+func (x *Index) Memory() (cache, memtables int64) {
+	m := x.db.Metrics()
+	return m.BlockCache.Size, int64(m.MemTable.Size)
+}
+
 // Flush writes the memtable out, so DiskBytes counts everything.
 func (x *Index) Flush() error { return x.db.Flush() }
 

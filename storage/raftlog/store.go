@@ -255,3 +255,13 @@ func (s *Store) Verify() error {
 
 // DiskSpace returns the bytes the log's database uses on disk.
 func (s *Store) DiskSpace() int64 { return int64(s.db.Metrics().DiskSpaceUsage()) }
+
+// Memory reports the log database's block cache and memtable bytes (as
+// storage.DB.Memory).
+func (s *Store) Memory() (cache, memtables int64) {
+	if s.closed.Load() {
+		return 0, 0
+	}
+	m := s.db.Metrics()
+	return m.BlockCache.Size, int64(m.MemTable.Size)
+}
