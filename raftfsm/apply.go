@@ -52,6 +52,8 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	300: applyUIDValidityRenew,
 	// From 400: issue 20 (disaster recovery).
 	400: applyClusterRecovered,
+	// From 1100: issue 21 (IMAP server).
+	1100: applyAppendAll,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

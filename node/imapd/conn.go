@@ -148,7 +148,7 @@ func (c *conn) syntaxError(se *wire.SyntaxError) {
 }
 
 func (c *conn) capabilities() string {
-	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY",
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "MULTIAPPEND", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
 	if c.s.user == nil {
@@ -219,14 +219,17 @@ func init() {
 		"STATUS":         auth((*conn).cmdStatus),
 		"SELECT":         auth((*conn).cmdSelect),
 		"EXAMINE":        auth((*conn).cmdSelect),
-		"APPEND":         auth((*conn).cmdAppend),
+		"APPEND":         auth((*conn).appendCmd),
 		"UNAUTHENTICATE": auth((*conn).cmdUnauthenticate),
+		"COMPRESS":       auth((*conn).cmdCompress),
 		"CHECK":          sel((*conn).cmdNoop),
 		"UNSELECT":       sel((*conn).cmdUnselect),
 		"CLOSE":          sel((*conn).cmdClose),
 		"FETCH":          sel((*conn).cmdFetch),
 		"STORE":          sel((*conn).cmdStore),
 		"SEARCH":         sel((*conn).cmdSearch),
+		"SORT":           sel((*conn).cmdSort),
+		"THREAD":         sel((*conn).cmdThread),
 		"COPY":           sel((*conn).cmdCopy),
 		"MOVE":           sel((*conn).cmdMove),
 		"EXPUNGE":        sel((*conn).cmdExpunge),
@@ -535,6 +538,10 @@ func (c *conn) cmdEnable(cmd *wire.Command) error {
 				c.enableCondstore()
 				on = append(on, "CONDSTORE")
 			}
+		case "QRESYNC":
+			if c.enableQresync() {
+				on = append(on, "QRESYNC")
+			}
 		case "UTF8=ACCEPT":
 			if !c.utf8 {
 				c.utf8, c.w.UTF8 = true, true
@@ -839,13 +846,16 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	if err != nil {
 		return err
 	}
+	var q *qresyncParams
 	if len(cmd.Args) == 2 {
-		// RFC 7162 §3.1.8: SELECT name (CONDSTORE).
-		p := cmd.Args[1]
-		if p.Kind != wire.List || len(p.List) != 1 || !strings.EqualFold(p.List[0].Str, "CONDSTORE") {
-			return errBad("Unknown SELECT parameter")
+		// RFC 7162 §3.1.8, §3.2.5: (CONDSTORE), (QRESYNC (...)).
+		if q, err = c.selectParams(cmd.Args[1]); err != nil {
+			return err
 		}
-		c.enableCondstore()
+	}
+	if c.s.sel != nil {
+		// RFC 7162 §3.2.11, RFC 9051 §7.1: the previous mailbox is closed.
+		c.w.Raw("* OK [CLOSED] Previous mailbox closed").CRLF()
 	}
 	d, err := c.s.Select(name, &imap.SelectOptions{ReadOnly: cmd.Name == "EXAMINE"})
 	if err != nil {
@@ -870,6 +880,11 @@ func (c *conn) cmdSelect(cmd *wire.Command) error {
 	}
 	if c.rev2 {
 		w.Raw(`* LIST () "/" `).Mailbox(name).CRLF()
+	}
+	if q != nil {
+		if err := c.qresyncSelect(q); err != nil {
+			return err
+		}
 	}
 	code, text := "READ-WRITE", cmd.Name+" completed"
 	if c.s.sel.readOnly {
@@ -927,73 +942,5 @@ func (c *conn) cmdUnauthenticate(cmd *wire.Command) error {
 type literalReader struct{ *wire.Literal }
 
 func (l literalReader) Size() int64 { return l.Literal.Size }
-
-// cmdAppend implements APPEND (RFC 9051 §6.3.12) with APPENDUID: the
-// message literal is streamed into the store as it arrives (to a spool
-// file when large, see Session.Append), not gathered first by the parser.
-func (c *conn) cmdAppend(cmd *wire.Command) error {
-	if cmd.Pending == nil {
-		return errBad("APPEND takes a mailbox, optional flags and date, and a message literal")
-	}
-	if len(cmd.Args) < 1 || len(cmd.Args) > 3 {
-		return c.finishAppend(cmd, errBad("APPEND takes a mailbox, optional flags and date, and a message literal"))
-	}
-	name, err := c.mailboxArg(cmd.Args[0])
-	if err != nil {
-		return c.finishAppend(cmd, err)
-	}
-	opts := &imap.AppendOptions{}
-	for _, a := range cmd.Args[1:] {
-		switch {
-		case a.Kind == wire.List:
-			for _, f := range a.List {
-				if f.Kind != wire.Atom {
-					return c.finishAppend(cmd, errBad("Flags are atoms"))
-				}
-				opts.Flags = append(opts.Flags, imap.Flag(f.Str))
-			}
-		case a.Kind == wire.String:
-			t, perr := time.Parse("_2-Jan-2006 15:04:05 -0700", a.Str)
-			if perr != nil {
-				return c.finishAppend(cmd, errBad("Invalid date-time "+a.Str))
-			}
-			opts.Time = t
-		default:
-			return c.finishAppend(cmd, errBad("Unexpected APPEND argument"))
-		}
-	}
-	data, aerr := c.s.Append(name, literalReader{cmd.Pending}, opts)
-	if errors.Is(aerr, wire.ErrNUL) {
-		aerr = errBad("NUL byte in a message literal; use literal8 (~{n}) for binary data")
-	}
-	if ferr := c.finishAppend(cmd, nil); ferr != nil {
-		return ferr
-	}
-	if aerr != nil {
-		return aerr
-	}
-	if data != nil && data.UID != 0 {
-		return okWith{fmt.Sprintf("APPENDUID %d %d", data.UIDValidity, data.UID), "APPEND completed"}
-	}
-	return nil
-}
-
-// finishAppend reads the rest of the command after the literal (its CRLF)
-// and returns err, or the syntax error found there. A second message
-// (MULTIAPPEND, RFC 3502) is not served yet.
-func (c *conn) finishAppend(cmd *wire.Command, err error) error {
-	n := len(cmd.Args)
-	more, merr := c.r.More(cmd)
-	if merr != nil {
-		return merr
-	}
-	if more.Pending != nil {
-		return errBad("MULTIAPPEND is not served yet")
-	}
-	if len(more.Args) != n {
-		return errBad("Unexpected arguments after the message literal")
-	}
-	return err
-}
 
 var _ io.Reader = literalReader{}

@@ -129,6 +129,10 @@ func (c *conn) cmdUID(cmd *wire.Command) error {
 		return c.storeCmd(sub, true)
 	case "SEARCH":
 		return c.searchCmd(sub, true)
+	case "SORT":
+		return c.sortCmd(sub, true)
+	case "THREAD":
+		return c.threadCmd(sub, true)
 	case "COPY":
 		return c.copyCmd(sub, true)
 	case "MOVE":
@@ -161,15 +165,17 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 	o.UID = o.UID || uid
 	if len(cmd.Args) == 3 {
 		// RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE modseq).
-		m := cmd.Args[2]
-		if m.Kind != wire.List || len(m.List) != 2 || !strings.EqualFold(m.List[0].Str, "CHANGEDSINCE") {
-			return errBad("Unknown FETCH modifier")
-		}
-		n, err := strconv.ParseUint(m.List[1].Str, 10, 63)
+		// RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE m VANISHED).
+		n, vanished, err := c.fetchModifiers(cmd.Args[2], uid)
 		if err != nil {
-			return errBad("Bad CHANGEDSINCE value")
+			return err
 		}
 		o.ChangedSince, o.ModSeq = n, true
+		if vanished {
+			if err := c.fetchVanished(set, n); err != nil {
+				return err
+			}
+		}
 	}
 	if o.ModSeq {
 		c.enableCondstore()
@@ -299,7 +305,10 @@ func (c *conn) expungeCmd(cmd *wire.Command, uid bool) error {
 	} else if err := args(cmd, 0, 0); err != nil {
 		return err
 	}
-	return c.s.expunge(connUpdates{c: c}.WriteExpunge, set)
+	if err := c.s.expunge(connUpdates{c: c}.WriteExpunge, set); err != nil {
+		return err
+	}
+	return c.expungeDone(cmd)
 }
 
 // cmdIdle implements IDLE (RFC 2177): updates are sent as they happen

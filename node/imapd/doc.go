@@ -13,8 +13,13 @@
 // STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889), BINARY (RFC 3516),
 // LITERAL+ (RFC 7888), UNSELECT, UNAUTHENTICATE (RFC 8437), SASL-IR,
 // STARTTLS, ID (RFC 2971), ENABLE (RFC 5161) and UTF8=ACCEPT (RFC 6855).
-// Records keep MODSEQ and expunge tombstones so CONDSTORE and QRESYNC
-// (RFC 7162) can follow; they are not advertised yet.
+// Also CONDSTORE and QRESYNC (RFC 7162, conn_qresync.go: MODSEQs and
+// expunge tombstones come from the log, so they are the same on every
+// node), QUOTA (RFC 9208, conn_quota.go), SORT and ESORT (RFC 5256, RFC
+// 5267, conn_sort.go), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
+// 5256, conn_thread.go), MULTIAPPEND (RFC 3502, conn_multiappend.go: one
+// all-or-none log entry); COMPRESS DEFLATE (RFC 4978, compress.go) is
+// served but not advertised (see there).
 //
 // Syntax errors are answered BAD at once, never by reading past the end
 // of the bad line (wire's doc). A client that writes a literal and its
@@ -57,9 +62,10 @@
 //
 // Limits (Server.ownLimits): a line between literals is bounded to 64 KiB,
 // nesting to 32, a literal outside APPEND to 64 KiB and a command to
-// 1 MiB; APPEND's literal is streamed, and one over APPENDLIMIT (the
-// node's MaxMessageBytes) is refused with NO [TOOBIG] before the
-// continuation is sent. Ten invalid commands in a row, or an HTTP request
+// 1 MiB; APPEND's literal is streamed (to memory up to 1 MiB, else to a
+// spool file, held until the command ends in case MULTIAPPEND follows),
+// and one over APPENDLIMIT (the node's MaxMessageBytes) is refused with
+// NO [TOOBIG] before the continuation is sent. Ten invalid commands in a row, or an HTTP request
 // as the first line, end the connection with BYE. IDLE longer
 // than Options.IdleTimeout (30 minutes) ends with BYE. Failed logins are
 // delayed per client address, doubling up to a cap, and refused outright

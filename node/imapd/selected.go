@@ -323,6 +323,9 @@ func (s *session) updateLocked(w updateWriter, allowExpunge bool) error {
 // expungeFromView removes UIDs from the view, reporting each one's
 // sequence number, highest first so that the numbers sent stay valid.
 func (s *session) expungeFromView(uids map[uint32]struct{}, write func(seq uint32) error) error {
+	if s.vanished != nil {
+		return s.vanishFromView(uids) // QRESYNC
+	}
 	sel := s.sel
 	var idx []int
 	for uid := range uids {

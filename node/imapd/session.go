@@ -36,6 +36,9 @@ type session struct {
 	// condstore is set once the client uses CONDSTORE (RFC 7162 §3.1):
 	// from then on every FETCH of flags carries MODSEQ.
 	condstore bool
+	// vanished is set by ENABLE QRESYNC (conn_qresync.go): expunges are
+	// then reported as VANISHED of UIDs.
+	vanished func(uids imap.UIDSet) error
 
 	// touched is set by every session method; Poll finding it unset knows
 	// the command was NOOP or CHECK, which must catch up (read-index).
@@ -382,13 +385,16 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() > mail.ChunkBytes {
 		// A large literal goes to a spool file as it arrives, not to
 		// memory (node/mail proposes it in chunks).
-		sp, serr := mail.NewSpool("")
-		if serr != nil {
-			return nil, reply(serr)
-		}
-		defer sp.Close()
-		if _, err := io.Copy(sp, io.LimitReader(r, r.Size())); err != nil {
-			return nil, err
+		sp, ok := spooled(r) // already spooled by appendCmd (conn_multiappend.go)
+		if !ok {
+			var serr error
+			if sp, serr = mail.NewSpool(""); serr != nil {
+				return nil, reply(serr)
+			}
+			defer sp.Close()
+			if _, err := io.Copy(sp, io.LimitReader(r, r.Size())); err != nil {
+				return nil, err
+			}
 		}
 		res, err = s.mail.AppendSpool(s.ctx(), s.user.ID, mb.Id, flags, options.Time, sp)
 	} else {

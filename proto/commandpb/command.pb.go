@@ -185,6 +185,7 @@ type Command struct {
 	//	*Command_AppendBatch
 	//	*Command_UidValidityRenew
 	//	*Command_ClusterRecovered
+	//	*Command_AppendAll
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -493,6 +494,15 @@ func (x *Command) GetClusterRecovered() *ClusterRecovered {
 	return nil
 }
 
+func (x *Command) GetAppendAll() *AppendBatch {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendAll); ok {
+			return x.AppendAll
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -613,6 +623,14 @@ type Command_ClusterRecovered struct {
 	ClusterRecovered *ClusterRecovered `protobuf:"bytes,400,opt,name=cluster_recovered,json=clusterRecovered,proto3,oneof"`
 }
 
+type Command_AppendAll struct {
+	// Numbers from 1100: issue 21 (IMAP server). MULTIAPPEND (RFC 3502):
+	// the items go into the mailbox all together or not at all. A new
+	// case rather than a flag on append_batch, so a node that predates it
+	// stops on it instead of applying it item by item (and diverging).
+	AppendAll *AppendBatch `protobuf:"bytes,1100,opt,name=append_all,json=appendAll,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -668,6 +686,8 @@ func (*Command_AppendBatch) isCommand_Op() {}
 func (*Command_UidValidityRenew) isCommand_Op() {}
 
 func (*Command_ClusterRecovered) isCommand_Op() {}
+
+func (*Command_AppendAll) isCommand_Op() {}
 
 // UidValidityRenew gives every mailbox a new UIDVALIDITY from the state's
 // own counter (never lower than any value used before), so a mail client
@@ -2895,7 +2915,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xf2\x0f\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xb7\x10\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2933,7 +2953,9 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\rvault_restore\x187 \x01(\v2\".continuum.command.v1.VaultRestoreH\x00R\fvaultRestore\x12F\n" +
 	"\fappend_batch\x18< \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\vappendBatch\x12W\n" +
 	"\x12uid_validity_renew\x18\xac\x02 \x01(\v2&.continuum.command.v1.UidValidityRenewH\x00R\x10uidValidityRenew\x12V\n" +
-	"\x11cluster_recovered\x18\x90\x03 \x01(\v2&.continuum.command.v1.ClusterRecoveredH\x00R\x10clusterRecoveredB\x04\n" +
+	"\x11cluster_recovered\x18\x90\x03 \x01(\v2&.continuum.command.v1.ClusterRecoveredH\x00R\x10clusterRecovered\x12C\n" +
+	"\n" +
+	"append_all\x18\xcc\b \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\tappendAllB\x04\n" +
 	"\x02op\"+\n" +
 	"\x10UidValidityRenew\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\"\x8d\x01\n" +
@@ -3209,26 +3231,27 @@ var file_proto_commandpb_command_proto_depIdxs = []int32{
 	28, // 25: continuum.command.v1.Command.append_batch:type_name -> continuum.command.v1.AppendBatch
 	3,  // 26: continuum.command.v1.Command.uid_validity_renew:type_name -> continuum.command.v1.UidValidityRenew
 	5,  // 27: continuum.command.v1.Command.cluster_recovered:type_name -> continuum.command.v1.ClusterRecovered
-	2,  // 28: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
-	37, // 29: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	23, // 30: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	25, // 31: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	23, // 32: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	29, // 33: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
-	23, // 34: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
-	30, // 35: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 36: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	30, // 37: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	30, // 38: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	30, // 39: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 40: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 41: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	35, // 42: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	28, // 28: continuum.command.v1.Command.append_all:type_name -> continuum.command.v1.AppendBatch
+	2,  // 29: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	37, // 30: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	23, // 31: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	25, // 32: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	23, // 33: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	29, // 34: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	23, // 35: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	30, // 36: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 37: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	30, // 38: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 39: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 40: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 41: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 42: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	35, // 43: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -3265,6 +3288,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_AppendBatch)(nil),
 		(*Command_UidValidityRenew)(nil),
 		(*Command_ClusterRecovered)(nil),
+		(*Command_AppendAll)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
