@@ -39,17 +39,7 @@ func BenchmarkApplyDeliverJournal(b *testing.B) {
 func benchApplyDeliver(b *testing.B, noJournal, realistic bool) {
 	h := newHarness(b)
 	if realistic {
-		// On disk (no fsync), as a node runs: MemFS's growing files cost
-		// more than the apply itself once bodies are 10 KiB.
-		db, err := storage.Open(b.TempDir(), storage.Options{NoSync: true, Logger: quiet})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = db.Close() })
-		h.db = db
-		if h.f, err = New(db, Options{Logger: quiet}); err != nil {
-			b.Fatal(err)
-		}
+		h.onDisk(b)
 	}
 	h.f.opts.NoJournal = noJournal
 	h.setup("a@example.test")
@@ -104,6 +94,21 @@ func benchApplyDeliver(b *testing.B, noJournal, realistic bool) {
 	// proposer's compression) taken out: on a shared machine it moves far
 	// less than wall time when other processes run.
 	b.ReportMetric(float64((cpuTime()-cpu0-buildCPU).Microseconds())/float64(b.N*batch), "cpu-µs/command")
+}
+
+// onDisk moves the harness to a state database on disk (no fsync), as a
+// node runs: MemFS's growing files cost more than the apply itself once
+// bodies are 10 KiB.
+func (h *harness) onDisk(b *testing.B) {
+	db, err := storage.Open(b.TempDir(), storage.Options{NoSync: true, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	h.db = db
+	if h.f, err = New(db, Options{Logger: quiet}); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // realisticMessage is a size-byte MIME message: headers, a text part and a

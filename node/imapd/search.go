@@ -17,8 +17,8 @@ import (
 // (SUBJECT, FROM, TO, CC, BCC) match as substrings of the message's
 // searchable text (mail.TextDoc: decoded text parts, HTML stripped,
 // attachment names, RFC 2047 words decoded, Unicode-folded). The
-// full-text index narrows the messages to check to those that hold every
-// trigram of the top-level text criteria; each is then verified on its
+// full-text index narrows the messages to check to those whose tokens
+// hold every piece of the top-level text criteria; each is then verified on its
 // text, so the result is the scanning path's (Options.ScanSearch). For
 // top-level TEXT criteria the index's token postings answer exactly
 // (mail.TextSearch.Matching): a message they name as sure is not
@@ -92,7 +92,7 @@ func (s *session) search(uid bool, criteria *imap.SearchCriteria, options *imap.
 
 // narrow returns the positions in uids of the messages to check, and the
 // UIDs (sorted) whose top-level TEXT criteria the index's token postings
-// answered exactly. Without a usable index for TEXT it is the trigram
+// answered exactly. Without a usable index for TEXT it is the index's
 // narrowing of every top-level text criterion, nothing sure.
 func narrow(text *mail.TextSearch, uids []uint32, c *imap.SearchCriteria, folds map[string]string) ([]int, []uint32, error) {
 	if len(c.Text) == 0 {

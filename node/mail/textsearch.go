@@ -162,7 +162,8 @@ func extractDoc(db *storage.DB, r MessageReader, m *storagepb.Message) (*TextDoc
 //
 // A query without white space is answered exactly from the token
 // postings (search.View.TokenMatches); one with white space (a phrase)
-// narrows by trigrams and its candidates are all maybe.
+// narrows through the postings of its pieces (search.View.Candidates) and
+// its candidates are all maybe.
 //
 // Archive search uses it per mailbox; IMAP SEARCH can use it for its
 // top-level TEXT criteria (sure UIDs skip the text check).

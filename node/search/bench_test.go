@@ -192,6 +192,10 @@ func BenchmarkSearchText(b *testing.B) {
 			{"fixed10-infix/matching", "uixotic", false, true},
 			{"common", vocabAt(0), false, false},
 			{"common/matching", vocabAt(0), false, true},
+			// Phrases: narrowed by the pieces' token postings (format 3;
+			// by trigram postings before), every candidate verified.
+			{"phrase-common", vocabAt(0) + " " + vocabAt(1), false, false},
+			{"phrase-rare", vocabAt(0) + " zanzibarite", false, false},
 			{"rare-scan", "zanzibarite", true, false},
 		} {
 			if tc.scan && n > 10_000 {

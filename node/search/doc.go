@@ -60,35 +60,31 @@
 // Options.ScanSearch, the fallback and the oracle the index is tested
 // against): index and scan differ only in which messages they look at.
 //
-// # Why trigrams plus verification
+// # Token postings: substrings through a vocabulary
 //
 // IMAP SEARCH is substring matching: "port" must find "passport" and
-// "report". A word index answers whole words only; every other query would
-// need a scan of the vocabulary. A trigram index answers any substring of
-// three runes or more: a message whose Doc.Text holds the query holds all
-// of the query's trigrams, so the messages holding all of them are a
-// superset of the matches, and each is verified on its stored Doc (a few
-// KB, zstd), never on the message bytes. Queries under three runes have no
-// trigram: they are verified on every indexed Doc, still without reading
-// a message. Trigrams are hashed to 32 bits (a collision only adds a
-// candidate that verification drops).
+// "report". The index keeps, per mailbox, token postings (tokens.go): a
+// token is a maximal run of Doc.Text without white space, and a query
+// without white space occurs in a text exactly when it occurs inside one
+// of its tokens. The mailbox's vocabulary has its own trigram index
+// (hashed to 32 bits); the tokens containing the query are found there (a
+// join over the vocabulary, verified on the token itself; a query under
+// three runes scans the vocabulary), and the union of their postings is
+// the exact answer, with no Doc read (View.TokenMatches, node/mail
+// TextSearch.Matching). Tokens over MaxToken bytes are not in the
+// vocabulary: their messages are listed apart and always verified.
 //
-// # Token postings: common words without verification
+// A phrase (a query with white space) is narrowed the same way: each of
+// its pieces lies inside one token of a text that holds the phrase, so
+// the messages with, for every piece, a token containing it are a
+// superset of the matches (View.Candidates); each is verified on its
+// stored Doc (a few KB, zstd), never on the message bytes.
 //
-// A query in most messages makes most of the mailbox a trigram candidate,
-// and verifying each on its Doc costs what a scan of the Docs costs (3.5 s
-// at 100,000 messages). So the index also keeps, per mailbox, token
-// postings (tokens.go): a token is a maximal run of Doc.Text without white
-// space, and a query without white space occurs in a text exactly when it
-// occurs inside one of its tokens. The mailbox's vocabulary has its own
-// trigram index; the tokens containing the query are found there (a join
-// over the vocabulary, verified on the token itself), and the union of
-// their postings is the exact answer, with no Doc read (View.TokenMatches,
-// node/mail TextSearch.Matching). Substring semantics are unchanged
-// ("port" finds "passport": "passport" is in the vocabulary and contains
-// "port"). Tokens over MaxToken bytes are not in the vocabulary: their
-// messages are listed apart and always verified. A phrase (a query with
-// white space) still takes the trigram path with verification.
+// Format 2 also kept a trigram posting per message ('p' <mailboxID>
+// <trigram> <uid>): about 700 keys for a message with 2 KB of prose,
+// against about 200 token postings, and most of the indexer's CPU (its
+// batch, memtable inserts and flushes) under delivery load. Format 3
+// drops them; phrases take the pieces' token postings instead.
 //
 // # Key layout (index database)
 //
@@ -96,16 +92,13 @@
 //	'm' 'a'                               state index fully processed, u64
 //	'c' <mailboxID u64>                   cursor (see above), 41 bytes
 //	'd' <mailboxID u64><uid u32>          Doc, encoded and zstd-compressed
-//	'p' <mailboxID u64><trigram u32><uid u32>   empty: one posting
 //	'v' <mailboxID u64><token>            empty: the mailbox's vocabulary
 //	'g' <mailboxID u64><trigram u32><token>     empty: vocabulary trigrams
 //	't' <mailboxID u64><token> 0x00 <uid u32>   empty: a token posting
 //	'l' <mailboxID u64><uid u32>          empty: message with a token > MaxToken
 //
 // Postings are one key each: Pebble's prefix compression keeps a posting
-// to a few bytes, and a leapfrog join (SeekGE on each trigram's list to the
-// largest UID seen) costs in proportion to the shortest list, not to the
-// mailbox.
+// to a few bytes.
 //
 // # Goroutines
 //

@@ -86,7 +86,8 @@ func longKey(mbox uint64, uid uint32) []byte {
 
 // addTokens writes a message's token postings, and the vocabulary entries
 // of tokens the mailbox did not have yet (vocab caches, for the batch
-// being built, the tokens already added to it).
+// being built, the tokens already added to it; x.known those the
+// database holds).
 func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string, vocab map[string]struct{}) error {
 	toks, long := tokens(text)
 	for _, t := range toks {
@@ -97,15 +98,24 @@ func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string,
 		if _, ok := vocab[string(vk)]; ok {
 			continue
 		}
-		vocab[string(vk)] = struct{}{}
+		if _, ok := x.known[string(vk)]; ok {
+			continue
+		}
 		_, closer, err := x.db.Get(vk)
 		if err == nil {
 			closer.Close()
+			if x.known == nil {
+				x.known = map[string]struct{}{}
+			}
+			if len(x.known) < maxKnown {
+				x.known[string(vk)] = struct{}{}
+			}
 			continue
 		}
 		if !errors.Is(err, pebble.ErrNotFound) {
 			return err
 		}
+		vocab[string(vk)] = struct{}{}
 		if err := b.Set(vk, nil, nil); err != nil {
 			return err
 		}

@@ -3,8 +3,8 @@ package search
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -41,69 +41,89 @@ func (v *View) Indexed(mbox uint64) (hw, uidValidity uint32, ok bool, err error)
 	return c.hw, c.uidValidity, true, nil
 }
 
-// Usable reports whether a Folded query can narrow a search (it has at
-// least one trigram).
+// Usable reports whether a Folded query can narrow a search (Candidates
+// takes it). Kept at three runes or more: shorter queries cost a scan of
+// the mailbox's vocabulary for little narrowing.
 func Usable(q string) bool { return utf8.RuneCountInString(q) >= 3 }
 
 // Candidates returns, in ascending order, the UIDs ≤ hw of the mailbox
-// whose text holds every trigram of every query (each already Folded and
-// Usable): a superset of the messages that match, to be verified.
+// that may hold every query (each already Folded and Usable): a superset
+// of the messages that match, to be verified.
+//
+// It works from the token postings. A query's pieces (the runs between
+// its white space) are free of separators, so in a text that holds the
+// query each piece lies inside one token: the messages holding the query
+// are among those with, for every piece, a token containing it
+// (TokenMatches' sure and maybe). Pieces are taken longest first, and
+// the intersection stops once narrowEnough candidates or fewer are left.
+// Where the query has no piece, every indexed message is a candidate.
 func (v *View) Candidates(mbox uint64, hw uint32, queries []string) ([]uint32, error) {
-	var tris []uint32
+	var pieces []string
 	for _, q := range queries {
-		tris = append(tris, trigramSet(q)...)
+		pieces = append(pieces, strings.FieldsFunc(q, isSep)...)
 	}
-	slices.Sort(tris)
-	tris = slices.Compact(tris)
-	if len(tris) == 0 {
-		return nil, fmt.Errorf("search: no trigram in the queries")
+	// Longest (most selective) first; equal pieces side by side.
+	slices.SortFunc(pieces, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(b) - len(a)
+		}
+		return strings.Compare(a, b)
+	})
+	pieces = slices.Compact(pieces)
+	if len(pieces) == 0 {
+		return v.appendUIDs(nil, mboxKey(famDoc, mbox), mboxKey(famDoc, mbox+1), hw)
 	}
-	its := make([]*pebble.Iterator, len(tris))
-	prefixes := make([][]byte, len(tris))
-	defer func() {
-		for _, it := range its {
-			if it != nil {
-				it.Close()
-			}
-		}
-	}()
-	for i, t := range tris {
-		p := postingPrefix(mbox, t)
-		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: postingPrefix(mbox, t+1)})
-		if t == ^uint32(0) {
-			it, err = v.snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: binary.BigEndian.AppendUint64([]byte{famPosting}, mbox+1)})
-		}
+	var out []uint32
+	for i, p := range pieces {
+		sure, maybe, err := v.TokenMatches(mbox, hw, p)
 		if err != nil {
 			return nil, err
 		}
-		its[i], prefixes[i] = it, p
-	}
-	// Leapfrog join: seek every list to the largest UID seen until all
-	// agree; cost follows the shortest list, not the mailbox.
-	var out []uint32
-	target := uint32(1)
-	agree := 0
-	for i := 0; ; i = (i + 1) % len(its) {
-		key := binary.BigEndian.AppendUint32(append([]byte(nil), prefixes[i]...), target)
-		if !its[i].SeekGE(key) {
-			return out, its[i].Error()
+		set := mergeUIDs(sure, maybe)
+		if i == 0 {
+			out = set
+		} else {
+			out = intersectUIDs(out, set)
 		}
-		uid := binary.BigEndian.Uint32(its[i].Key()[13:])
-		if uid > hw {
-			return out, nil
-		}
-		if uid != target {
-			target, agree = uid, 0
-		}
-		agree++
-		if agree == len(its) {
-			out = append(out, uid)
-			if uid == ^uint32(0) {
-				return out, nil
-			}
-			target, agree = uid+1, 0
+		if len(out) <= narrowEnough {
+			// Verifying this few costs less than reading the next
+			// pieces' postings (a common word's are most of the mailbox).
+			break
 		}
 	}
+	return out, nil
+}
+
+// narrowEnough is the candidate count at which Candidates stops
+// intersecting further pieces' postings.
+const narrowEnough = 64
+
+// mergeUIDs is the union of two ascending, disjoint UID lists.
+func mergeUIDs(a, b []uint32) []uint32 {
+	if len(b) == 0 {
+		return a
+	}
+	out := append(append(make([]uint32, 0, len(a)+len(b)), a...), b...)
+	slices.Sort(out)
+	return out
+}
+
+// intersectUIDs is the intersection of two ascending UID lists.
+func intersectUIDs(a, b []uint32) []uint32 {
+	out := a[:0]
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
 }
 
 // Doc returns the indexed text of a message, or ErrNotFound.
