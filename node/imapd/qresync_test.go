@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // resync keeps the lines of a QRESYNC answer that carry changes: VANISHED
@@ -157,4 +158,47 @@ func atoiT(t *testing.T, s string) int {
 		t.Fatalf("number %q: %v", s, err)
 	}
 	return n
+}
+
+// TestQresyncIdle: with QRESYNC on, an expunge made at another node
+// reaches an idling session at once as VANISHED (sent without waiting for
+// anything else to flush it).
+func TestQresyncIdle(t *testing.T) {
+	e, addrs := ownEnv(t)
+	e.deliver(0, alice, testMessage("qi1", "one", "b"))
+	e.deliver(0, alice, testMessage("qi2", "two", "b"))
+	e.waitAll()
+	c := login(t, addrs[2], alice)
+	c.ok("ENABLE QRESYNC")
+	c.ok("SELECT INBOX")
+	c.send("i1 IDLE\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	c1 := login(t, addrs[0], alice)
+	c1.ok("SELECT INBOX")
+	c1.ok(`UID STORE 1 +FLAGS.SILENT (\Deleted)`)
+	c1.ok("UID EXPUNGE 1")
+	for {
+		l, err := c.readLine(20 * time.Second)
+		if err != nil {
+			t.Fatalf("during IDLE: %v; want * VANISHED 1", err)
+		}
+		if strings.Contains(l, "EXPUNGE") {
+			t.Fatalf("during IDLE: %q, want VANISHED, not EXPUNGE", l)
+		}
+		if l == "* VANISHED 1" {
+			break
+		}
+		if !strings.Contains(l, " FETCH (UID 1 FLAGS (\\Deleted") {
+			t.Fatalf("during IDLE: %q, want the flag change or * VANISHED 1", l)
+		}
+	}
+	c.send("DONE\r\n")
+	if _, done := c.until("i1"); !strings.HasPrefix(done, "OK") {
+		t.Fatalf("IDLE → %q", done)
+	}
+	if u := c.ok("FETCH 1:* (UID)"); len(u) != 1 || !strings.Contains(u[0], "UID 2") {
+		t.Errorf("after VANISHED: %q, want only UID 2 as message 1", u)
+	}
 }
