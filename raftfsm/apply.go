@@ -189,6 +189,17 @@ func (t *tx) userMailbox(userID, mailboxID uint64) (*storagepb.Mailbox, *command
 	return m, nil, nil
 }
 
+// userAndMailbox returns the user and one of its mailboxes, or the result
+// that refuses the command when either is missing.
+func (t *tx) userAndMailbox(userID, mailboxID uint64) (*storagepb.User, *storagepb.Mailbox, *commandpb.Result, error) {
+	u, res, err := t.mailboxUser(userID)
+	if res != nil || err != nil {
+		return nil, nil, res, err
+	}
+	box, res, err := t.userMailbox(u.Id, mailboxID)
+	return u, box, res, err
+}
+
 // selectMessages validates a UID set and returns the messages it names, each
 // once, ascending by UID.
 func (t *tx) selectMessages(mailboxID uint64, ranges []*commandpb.UIDRange) ([]*storagepb.Message, *commandpb.Result, error) {

@@ -27,11 +27,7 @@ func applyAppendBatch(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if n := len(op.GetItems()); n == 0 || n > maxBatchItems {
 		return invalid("batch of %d messages", n), nil
 	}
-	u, res, err := t.mailboxUser(op.GetUserId())
-	if res != nil || err != nil {
-		return res, err
-	}
-	box, res, err := t.userMailbox(u.Id, op.GetMailboxId())
+	u, box, res, err := t.userAndMailbox(op.GetUserId(), op.GetMailboxId())
 	if res != nil || err != nil {
 		return res, err
 	}

@@ -258,11 +258,7 @@ func applyAppend(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	if !ok {
 		return invalid("bad flags"), nil
 	}
-	u, res, err := t.mailboxUser(op.GetUserId())
-	if res != nil || err != nil {
-		return res, err
-	}
-	box, res, err := t.userMailbox(u.Id, op.GetMailboxId())
+	u, box, res, err := t.userAndMailbox(op.GetUserId(), op.GetMailboxId())
 	if res != nil || err != nil {
 		return res, err
 	}
@@ -459,11 +455,7 @@ func (t *tx) copyMessages(userID, srcID, dstID uint64, uids []*commandpb.UIDRang
 // tombstone at its own new MODSEQ.
 func applyExpunge(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 	op := c.GetExpunge()
-	u, res, err := t.mailboxUser(op.GetUserId())
-	if res != nil || err != nil {
-		return res, err
-	}
-	box, res, err := t.userMailbox(u.Id, op.GetMailboxId())
+	u, box, res, err := t.userAndMailbox(op.GetUserId(), op.GetMailboxId())
 	if res != nil || err != nil {
 		return res, err
 	}
