@@ -119,7 +119,7 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	if opts.FullPassEvery <= 0 {
 		opts.FullPassEvery = 5 * time.Minute
 	}
-	// Every message adds a posting key per distinct trigram, spread over
+	// Every message adds a posting key per distinct token, spread over
 	// the whole mailbox's key range, so each memtable flush overlaps
 	// everything below it: with Pebble's defaults (4 MiB memtables, the
 	// oldest format's row blocks) compacting the index cost more CPU than
