@@ -84,6 +84,11 @@ func DecodeMUTF7(s string) (string, error) {
 			return "", ErrMUTF7
 		}
 		prevRun = true
+		// Only the modified base64 alphabet: encoding/base64 skips CR and
+		// LF inside its input, which would let "&\n-" stand for nothing.
+		if strings.TrimFunc(run, isMUTF7Base64) != "" {
+			return "", ErrMUTF7
+		}
 		b, err := mutf7.Strict().DecodeString(run)
 		if err != nil || len(b)%2 != 0 {
 			return "", ErrMUTF7
@@ -151,4 +156,9 @@ func DecodeMailbox(s string, utf8Mode bool) (string, error) {
 		return "", ErrMailboxName
 	}
 	return DecodeMUTF7(s)
+}
+
+// isMUTF7Base64 reports whether r is in RFC 3501's modified base64 alphabet.
+func isMUTF7Base64(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '+' || r == ','
 }
