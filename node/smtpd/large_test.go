@@ -29,6 +29,9 @@ import (
 // senders' p99, heap and RSS figures, and FETCH BODY[] of a big message
 // (first byte, total, peak heap).
 //
+// After those, one more through the follower by LMTP and one by IMAP
+// APPEND, with the same checks.
+//
 // make test runs 3 messages of 45 MB in the local profile;
 // make test-large runs 20 in each profile (CONTINUUM_LARGE_N,
 // CONTINUUM_LARGE_PROFILES, CONTINUUM_LARGE_MB override).
@@ -208,6 +211,24 @@ func largeMessages(t *testing.T, profile string, n, size int) {
 		big.expect(250, "")
 		bigTimes = append(bigTimes, time.Since(start))
 	}
+	// One more of the same size through the follower by LMTP, and one by
+	// IMAP APPEND: the same chunked path from their own front ends.
+	start := time.Now()
+	lm := dial(t, c.Cfgs[follower].LMTPAddr)
+	lm.conn.SetDeadline(start.Add(5 * time.Minute))
+	lm.expect(220, "")
+	lm.cmd("LHLO big.test", 250, "")
+	lm.cmd("MAIL FROM:<sender@remote.test> SIZE="+strconv.Itoa(size+4096), 250, "")
+	lm.cmd("RCPT TO:<big@example.test>", 250, "")
+	lm.cmd("DATA", 354, "")
+	writeBigMessage(lm.conn, fmt.Sprintf("big-%s-lmtp", profile), size, uint64(n)+1)
+	lm.send(".\r\n")
+	lm.expect(250, "")
+	lm.conn.Close()
+	lmtpTime := time.Since(start)
+	start = time.Now()
+	appendBig(t, c.Cfgs[follower].IMAPAddr, fmt.Sprintf("big-%s-append", profile), size, uint64(n)+2)
+	appendTime := time.Since(start)
 	close(stop)
 	wg.Wait()
 	mem.Stop()
@@ -226,8 +247,8 @@ func largeMessages(t *testing.T, profile string, n, size int) {
 		}
 	}
 	for i, nd := range c.Nodes {
-		if got := count(t, nd, bigID); got != uint32(n) {
-			t.Errorf("node %d holds %d big messages, want %d", i, got, n)
+		if got := count(t, nd, bigID); got != uint32(n+2) {
+			t.Errorf("node %d holds %d big messages, want %d (%d by SMTP, 1 by LMTP, 1 by APPEND)", i, got, n+2, n)
 		}
 	}
 	if small4xx.Load() > 0 {
@@ -244,6 +265,8 @@ func largeMessages(t *testing.T, profile string, n, size int) {
 	t.Logf("profile %s: %d × %d MB through follower n%d: 250 each, per message min %v median %v max %v; term %d unchanged",
 		profile, n, size/mib, follower+1, bigTimes[0].Round(time.Millisecond), bigTimes[len(bigTimes)/2].Round(time.Millisecond),
 		bigTimes[len(bigTimes)-1].Round(time.Millisecond), term)
+	t.Logf("profile %s: one more of %d MB through n%d by LMTP: 250 after %v; by IMAP APPEND: OK after %v",
+		profile, size/mib, follower+1, lmtpTime.Round(time.Millisecond), appendTime.Round(time.Millisecond))
 	t.Logf("profile %s: small senders: %d × 10 KiB acked, 0 4xx; latency p50 %v p99 %v max %v", profile, smallOK.Load(),
 		p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), p(1).Round(time.Millisecond))
 	t.Logf("profile %s: memory of the test process (3 nodes + clients, in process): idle heap %d MB, RSS %d MB; "+
@@ -369,3 +392,51 @@ func fetchBig(t *testing.T, addr string, size int) {
 		n/mib, first.Round(time.Millisecond), total.Round(time.Millisecond), float64(n)/mib/total.Seconds(),
 		(mem.peakHeap.Load()-min(before, mem.peakHeap.Load()))/mib, before/mib)
 }
+
+// appendBig APPENDs a big message (writeBigMessage's, as one synchronising
+// literal) to the big user's INBOX over IMAP and fails the test unless the
+// server answers OK with an APPENDUID.
+func appendBig(t *testing.T, addr, id string, size int, seed uint64) {
+	var n countWriter
+	writeBigMessage(&n, id, size, seed)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	r := bufio.NewReader(conn)
+	line := func() string {
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("APPEND %s: %v", id, err)
+		}
+		return s
+	}
+	until := func(tag string) string {
+		for {
+			if s := line(); strings.HasPrefix(s, tag+" ") {
+				return s
+			}
+		}
+	}
+	line()
+	fmt.Fprintf(conn, "a LOGIN big@example.test secret-password\r\n")
+	if s := until("a"); !strings.HasPrefix(s, "a OK") {
+		t.Fatalf("login: %q", s)
+	}
+	fmt.Fprintf(conn, "b APPEND INBOX {%d}\r\n", int64(n))
+	if s := line(); !strings.HasPrefix(s, "+") {
+		t.Fatalf("APPEND of %d bytes: %q, want a continuation", int64(n), s)
+	}
+	writeBigMessage(conn, id, size, seed)
+	fmt.Fprintf(conn, "\r\n")
+	if s := until("b"); !strings.HasPrefix(s, "b OK") || !strings.Contains(s, "APPENDUID") {
+		t.Fatalf("APPEND of %d bytes: %q, want OK [APPENDUID ...]", int64(n), s)
+	}
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
