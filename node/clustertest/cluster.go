@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -426,9 +427,56 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Pause stops node i with SIGSTOP; Resume continues it.
+//
+// Pause returns once every thread of the process is stopped (or after 2 s),
+// so that a caller's "stopped from" time taken after it is a time at which
+// the node could no longer read or answer anything: SIGSTOP is delivered
+// asynchronously, and a node may still act for a moment after kill(2)
+// returns.
 func (c *Cluster) Pause(i int) {
-	c.events.add("pause", i, "")
 	c.signal(i, syscall.SIGSTOP)
+	c.waitStopped(i, 2*time.Second)
+	c.events.add("pause", i, "")
+}
+
+// waitStopped waits until every thread of node i's process is in the
+// stopped state ('T' or 't' in /proc/PID/task/TID/stat), or timeout.
+func (c *Cluster) waitStopped(i int, timeout time.Duration) bool {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	var pid int
+	if n.cmd != nil && n.cmd.Process != nil {
+		pid = n.cmd.Process.Pid
+	}
+	n.mu.Unlock()
+	if pid == 0 {
+		return false
+	}
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if allThreadsStopped(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+func allThreadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name's closing parenthesis.
+		j := bytes.LastIndexByte(b, ')')
+		if j < 0 || j+2 >= len(b) || (b[j+2] != 'T' && b[j+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // Resume continues node i after Pause.

@@ -468,8 +468,8 @@ func TestFaultF6PauseLeader(t *testing.T) {
 			for !r.done() {
 				l := r.c.WaitLeader(30 * time.Second)
 				r.hold(r.between(500*time.Millisecond, 1500*time.Millisecond))
+				r.c.Pause(l) // returns once the process is stopped
 				w := window{node: l, from: time.Now()}
-				r.c.Pause(l)
 				pause := r.between(2*time.Second, 5*time.Second)
 				r.c.Eventually(pause+20*time.Second, "a new leader while "+r.c.Nodes[l].ID+" is stopped", func() (bool, string) {
 					nl := r.c.Leader()
