@@ -1,50 +1,94 @@
 package imapd
 
 import (
-	"compress/flate"
+	"bytes"
 	"io"
 	"net"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/klauspost/compress/flate"
 
 	"github.com/continuum-mail/continuum/node/imapd/wire"
 )
 
 // COMPRESS=DEFLATE (RFC 4978): after the tagged OK both directions are a
-// raw DEFLATE stream (RFC 1951, no zlib header). Every write the session
-// makes (one flush of its buffered writer) ends in a sync flush, so a
-// response is never held back in the compressor.
+// raw DEFLATE stream (RFC 1951, no zlib header).
 //
-// Not advertised in CAPABILITY: compress/flate's reader hands out what it
-// decoded only at a stored block, a full window or the final block, so a
-// client that ends each command with zlib's Z_PARTIAL_FLUSH (an empty
-// fixed-code block; isync/mbsync does) is never answered — the command
-// sits in the decompressor. Clients that sync-flush (an empty stored
-// block) work, and TestCompressDeflate covers them. Advertising it needs
-// an inflater that releases its output at every block end.
+// Reading: the inflater is klauspost/compress/flate with WithPartialBlock,
+// which hands out what it decoded at the end of every block. The standard
+// library's compress/flate hands it out only at a stored block, a full
+// 32 KiB window or the final block (finishBlock flushes only when the block
+// is final), so a command that a client ends with zlib's Z_PARTIAL_FLUSH —
+// the data block's end code followed by an empty fixed-code block, which
+// isync/mbsync sends — stayed in the decompressor and was never answered.
+// Z_SYNC_FLUSH (an empty stored block) worked with both. The inflater asks
+// its input only for the bits of the code it is decoding, so a command
+// whose last bits have arrived is delivered without waiting for more
+// (TestInflateFlushModes feeds zlib's output one byte at a time).
+//
+// Writing: responses are compressed as they are written and the DEFLATE
+// stream is sync-flushed once per flush of the session's writer (the end
+// of a response burst, a continuation request; wire.Writer.Sync), not per
+// buffer-full, so a long FETCH is one run of blocks with one flush at the
+// end. Nothing written since the last flush: no empty flush block.
+
+// deflateLevel is the server's compression level (1–9 trade CPU for
+// bytes; Dovecot's default is 6).
+const deflateLevel = 6
 
 // deflateConn is a connection with DEFLATE on both directions; deadlines
 // and Close go to the connection below.
 type deflateConn struct {
 	net.Conn
-	r io.ReadCloser
-	w *flate.Writer
+	r     io.ReadCloser
+	w     *flate.Writer
+	out   bytes.Buffer // compressed, not yet sent
+	dirty bool         // written since the last Flush
 }
 
+// deflateSendBytes: during a long burst, compressed output is sent once
+// this much has gathered.
+const deflateSendBytes = 64 << 10
+
 func newDeflateConn(nc net.Conn) *deflateConn {
-	w, _ := flate.NewWriter(nc, flate.DefaultCompression) // the level is valid: no error
-	return &deflateConn{Conn: nc, r: flate.NewReader(nc), w: w}
+	d := &deflateConn{Conn: nc, r: flate.NewReaderOpts(nc, flate.WithPartialBlock())}
+	d.w, _ = flate.NewWriter(&d.out, deflateLevel) // the level is valid: no error
+	return d
 }
 
 func (d *deflateConn) Read(p []byte) (int, error) { return d.r.Read(p) }
 
+// Write compresses p; the output may stay in the compressor until Flush.
 func (d *deflateConn) Write(p []byte) (int, error) {
+	d.dirty = true
 	n, err := d.w.Write(p)
-	if err == nil {
-		err = d.w.Flush()
+	if err == nil && d.out.Len() >= deflateSendBytes {
+		err = d.send()
 	}
 	return n, err
+}
+
+// Flush sends everything written so far, ending it with a sync flush (an
+// empty stored block) so the client's inflater hands it out at once, in
+// one write to the connection.
+func (d *deflateConn) Flush() error {
+	if d.dirty {
+		d.dirty = false
+		if err := d.w.Flush(); err != nil {
+			return err
+		}
+	}
+	return d.send()
+}
+
+func (d *deflateConn) send() error {
+	if d.out.Len() == 0 {
+		return nil
+	}
+	_, err := d.Conn.Write(d.out.Bytes())
+	d.out.Reset()
+	return err
 }
 
 // cmdCompress implements COMPRESS (RFC 4978 §3).

@@ -2,6 +2,7 @@ package imapd_test
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"io"
 	"net"
@@ -9,11 +10,25 @@ import (
 	"testing"
 )
 
-// flateConn is the client's side of COMPRESS=DEFLATE.
+// flateConn is the client's side of COMPRESS=DEFLATE: each write is
+// compressed, sync-flushed and sent in one write to the connection.
 type flateConn struct {
 	net.Conn
-	r io.Reader
-	w *flate.Writer
+	r   io.Reader
+	w   *flate.Writer
+	out bytes.Buffer
+}
+
+// recorder keeps the compressed bytes the client reads.
+type recorder struct {
+	r   io.Reader
+	raw []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.raw = append(r.raw, p[:n]...)
+	return n, err
 }
 
 func (f *flateConn) Read(p []byte) (int, error) { return f.r.Read(p) }
@@ -22,21 +37,29 @@ func (f *flateConn) Write(p []byte) (int, error) {
 	if err == nil {
 		err = f.w.Flush()
 	}
+	if err == nil {
+		_, err = f.Conn.Write(f.out.Bytes())
+		f.out.Reset()
+	}
 	return n, err
 }
 
 // TestCompressDeflate (RFC 4978), for a client that sync-flushes: after
-// OK to COMPRESS DEFLATE both directions are raw DEFLATE; commands, literals and a large FETCH go
-// through it; a second COMPRESS is NO [COMPRESSIONACTIVE]; errors.
+// OK to COMPRESS DEFLATE both directions are raw DEFLATE; commands,
+// literals and a large FETCH go through it; the server sync-flushes once
+// per response burst (a 108 KB FETCH is one run of blocks ending in one
+// empty stored block), not per buffer-full; a second COMPRESS is NO
+// [COMPRESSIONACTIVE] and CAPABILITY stops offering it; errors.
+// (TestInflateFlushModes and TestPythonImaplibCompress cover clients that
+// partial-flush.)
 func TestCompressDeflate(t *testing.T) {
 	e, addrs := ownEnv(t)
 	big := testMessage("z1", "big", strings.Repeat("compressible line of text\r\n", 4000))
 	e.deliver(0, alice, big)
 	e.waitAll()
 	c := dial(t, addrs[1])
-	// Not advertised (compress.go: Z_PARTIAL_FLUSH clients would hang).
-	if u := c.ok("CAPABILITY"); strings.Contains(u[0], "COMPRESS") {
-		t.Errorf("CAPABILITY = %q: COMPRESS=DEFLATE is not to be advertised yet", u)
+	if u := c.ok("CAPABILITY"); !strings.Contains(u[0], " COMPRESS=DEFLATE") {
+		t.Errorf("CAPABILITY = %q: no COMPRESS=DEFLATE", u)
 	}
 	c.expect("BAD", "COMPRESS DEFLATE") // not logged in
 	c.ok("LOGIN %s %q", alice, password)
@@ -45,16 +68,28 @@ func TestCompressDeflate(t *testing.T) {
 	if u, done := c.do("COMPRESS DEFLATE"); len(u) != 0 || !strings.HasPrefix(done, "OK") {
 		t.Fatalf("COMPRESS DEFLATE = %q %q", u, done)
 	}
-	w, _ := flate.NewWriter(c.conn, flate.BestSpeed)
-	fc := &flateConn{Conn: c.conn, r: flate.NewReader(c.r), w: w}
+	rec := &recorder{r: c.r}
+	fc := &flateConn{Conn: c.conn, r: flate.NewReader(rec)}
+	fc.w, _ = flate.NewWriter(&fc.out, flate.BestSpeed)
 	c.conn, c.r = fc, bufio.NewReader(fc)
 
 	c.expect("NO [COMPRESSIONACTIVE]", "COMPRESS DEFLATE")
+	if u := c.ok("CAPABILITY"); strings.Contains(u[0], "COMPRESS=DEFLATE") {
+		t.Errorf("CAPABILITY while DEFLATE is active = %q: still offers COMPRESS=DEFLATE", u)
+	}
 	c.ok("SELECT INBOX")
+	rec.raw = nil
 	u := c.ok("FETCH 1 BODY.PEEK[]")
 	if len(u) != 1 || !strings.HasSuffix(u[0], big+")") {
 		t.Fatalf("FETCH BODY[] through DEFLATE: %d lines, body intact %v", len(u), len(u) > 0 && strings.HasSuffix(u[0], big+")"))
 	}
+	// The reader stops right after the sync flush's empty stored block.
+	syncMark := []byte{0, 0, 0xff, 0xff}
+	if n := bytes.Count(rec.raw, syncMark); n != 1 || !bytes.HasSuffix(rec.raw, syncMark) {
+		t.Errorf("FETCH of %d bytes came as %d compressed bytes with %d sync flushes (ends in one: %v), want one at the end",
+			len(big), len(rec.raw), n, bytes.HasSuffix(rec.raw, syncMark))
+	}
+	t.Logf("FETCH of a %d-byte message: %d bytes compressed", len(big), len(rec.raw))
 	m := testMessage("z2", "appended", "through deflate")
 	c.expect("OK [APPENDUID", "APPEND INBOX {%d}\r\n%s", len(m), m)
 	if u := c.ok("UID SEARCH SUBJECT appended"); len(u) != 1 || u[0] != "* SEARCH 2" {

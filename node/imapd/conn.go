@@ -121,6 +121,9 @@ func (c *conn) setIO() {
 	c.r = wire.NewReader(c.br, c.srv.ownLimits())
 	c.w = wire.NewWriter(c.bw)
 	c.w.UTF8 = c.utf8
+	if d, ok := c.nc.(*deflateConn); ok {
+		c.w.Sync = d.Flush
+	}
 	// The continuation is sent and flushed before the literal is read, so
 	// the client is never waited on for bytes it has not been asked for.
 	c.r.Continue = func(int64) error {
@@ -151,6 +154,9 @@ func (c *conn) capabilities() string {
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "LITERAL+", "MULTIAPPEND", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "UTF8=ACCEPT", "CHILDREN", "UNAUTHENTICATE",
 		fmt.Sprintf("APPENDLIMIT=%d", c.s.AppendLimit())}
+	if _, on := c.nc.(*deflateConn); !on {
+		caps = append(caps, "COMPRESS=DEFLATE")
+	}
 	if c.s.user == nil {
 		if !c.tls && c.srv.opts.TLSConfig != nil {
 			caps = append(caps, "STARTTLS")

@@ -18,8 +18,9 @@
 // node), QUOTA (RFC 9208, conn_quota.go), SORT and ESORT (RFC 5256, RFC
 // 5267, conn_sort.go), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
 // 5256, conn_thread.go), MULTIAPPEND (RFC 3502, conn_multiappend.go: one
-// all-or-none log entry); COMPRESS DEFLATE (RFC 4978, compress.go) is
-// served but not advertised (see there).
+// all-or-none log entry) and COMPRESS=DEFLATE (RFC 4978, compress.go:
+// the inflater releases its output at every block end, so clients that
+// end a command with Z_PARTIAL_FLUSH, like mbsync, are answered).
 //
 // Syntax errors are answered BAD at once, never by reading past the end
 // of the bad line (wire's doc). A client that writes a literal and its

@@ -31,6 +31,34 @@ func TestPythonImaplib(t *testing.T) {
 	}
 }
 
+// TestPythonImaplibCompress runs Python's imaplib with COMPRESS=DEFLATE
+// (testdata/imaplib_compress.py: zlib under imaplib's reads and writes)
+// against each node: the client sync-flushes or partial-flushes after each
+// write, sending it whole or one byte per segment; a 300 KB APPEND, FETCH
+// of it byte-exact, SEARCH, STORE, 50 NOOPs, and the responses must have
+// arrived compressed.
+func TestPythonImaplibCompress(t *testing.T) {
+	py := needTool(t, "python3")
+	e := newEnv(t, nil)
+	runs := []struct {
+		node       int
+		flush, how string
+	}{
+		{0, "sync", "whole"}, {1, "sync", "bytewise"}, {2, "partial", "whole"}, {0, "partial", "bytewise"},
+	}
+	for i, r := range runs {
+		host, port, _ := net.SplitHostPort(e.addrs[r.node])
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		tag := fmt.Sprintf("n%d%s%s", r.node+1, r.flush, r.how)
+		out, err := exec.CommandContext(ctx, py, "testdata/imaplib_compress.py", host, port, alice, password, r.flush, r.how, tag).CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(out), "ok "+tag) {
+			t.Fatalf("run %d (node %d, %s flush, %s): %v\n%s", i, r.node+1, r.flush, r.how, err, out)
+		}
+		t.Logf("%s", strings.TrimSpace(string(out)))
+	}
+}
+
 // TestCurlFetch fetches a message over imap:// with curl.
 func TestCurlFetch(t *testing.T) {
 	curl := needTool(t, "curl")

@@ -16,6 +16,10 @@ type Writer struct {
 	// UTF8 says the client enabled UTF8=ACCEPT (RFC 6855): quoted strings
 	// may carry UTF-8 and mailbox names are sent as UTF-8, not mUTF-7.
 	UTF8 bool
+	// Sync, when set, runs after each Flush has emptied the buffer: a
+	// layer between the buffer and the connection (COMPRESS's DEFLATE
+	// stream) sends what it holds.
+	Sync func() error
 }
 
 // NewWriter returns a Writer onto bw.
@@ -28,6 +32,9 @@ func (w *Writer) Err() error { return w.err }
 func (w *Writer) Flush() error {
 	if w.err == nil {
 		w.err = w.bw.Flush()
+	}
+	if w.err == nil && w.Sync != nil {
+		w.err = w.Sync()
 	}
 	return w.err
 }
