@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bytes"
-	"io"
 	"net"
 	"strings"
 
@@ -15,17 +14,13 @@ import (
 // COMPRESS=DEFLATE (RFC 4978): after the tagged OK both directions are a
 // raw DEFLATE stream (RFC 1951, no zlib header).
 //
-// Reading: the inflater is klauspost/compress/flate with WithPartialBlock,
-// which hands out what it decoded at the end of every block. The standard
-// library's compress/flate hands it out only at a stored block, a full
-// 32 KiB window or the final block (finishBlock flushes only when the block
-// is final), so a command that a client ends with zlib's Z_PARTIAL_FLUSH —
-// the data block's end code followed by an empty fixed-code block, which
-// isync/mbsync sends — stayed in the decompressor and was never answered.
-// Z_SYNC_FLUSH (an empty stored block) worked with both. The inflater asks
-// its input only for the bits of the code it is decoding, so a command
-// whose last bits have arrived is delivered without waiting for more
-// (TestInflateFlushModes feeds zlib's output one byte at a time).
+// Reading: the inflater (inflate.go) hands out what it decoded at the end
+// of every block and reads no input byte before a bit of it is needed, so
+// a command is delivered as soon as the client's flush — Z_SYNC_FLUSH,
+// Z_FULL_FLUSH or zlib's Z_PARTIAL_FLUSH, which isync/mbsync sends — has
+// arrived. compress/flate and klauspost/compress/flate do not (inflate.go
+// says why); with them mbsync's sync hung (TestInflateFlushModes feeds
+// zlib's output one byte at a time, TestMbsync runs mbsync).
 //
 // Writing: responses are compressed as they are written and the DEFLATE
 // stream is sync-flushed once per flush of the session's writer (the end
@@ -41,7 +36,7 @@ const deflateLevel = 6
 // and Close go to the connection below.
 type deflateConn struct {
 	net.Conn
-	r     io.ReadCloser
+	r     *inflater
 	w     *flate.Writer
 	out   bytes.Buffer // compressed, not yet sent
 	dirty bool         // written since the last Flush
@@ -52,7 +47,7 @@ type deflateConn struct {
 const deflateSendBytes = 64 << 10
 
 func newDeflateConn(nc net.Conn) *deflateConn {
-	d := &deflateConn{Conn: nc, r: flate.NewReaderOpts(nc, flate.WithPartialBlock())}
+	d := &deflateConn{Conn: nc, r: newInflater(nc)}
 	d.w, _ = flate.NewWriter(&d.out, deflateLevel) // the level is valid: no error
 	return d
 }

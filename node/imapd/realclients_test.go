@@ -2,11 +2,15 @@ package imapd_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +81,11 @@ func TestCurlFetch(t *testing.T) {
 }
 
 // TestMbsync syncs a mailbox from node 1 into a local Maildir with mbsync,
-// changes flags through node 3, syncs again, and checks the Maildir.
+// changes flags through node 3, syncs again, and checks the Maildir; then
+// adds messages and a flag in the Maildir and syncs them up. mbsync uses
+// COMPRESS=DEFLATE when offered (and ends each command with
+// Z_PARTIAL_FLUSH): its protocol log (-Dn) must show COMPRESS DEFLATE
+// accepted on every run.
 func TestMbsync(t *testing.T) {
 	mbsync := needTool(t, "mbsync")
 	e := newEnv(t, nil)
@@ -127,11 +135,25 @@ SyncState *
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		start := time.Now()
-		out, err := exec.CommandContext(ctx, mbsync, "-c", conf, "-a").CombinedOutput()
+		out, err := exec.CommandContext(ctx, mbsync, "-Dn", "-c", conf, "-a").CombinedOutput()
 		if err != nil {
-			t.Fatalf("mbsync: %v\n%s", err, out)
+			t.Fatalf("mbsync: %v\n%s\n...\n%s", err, out[:min(len(out), 5000)], out[max(0, len(out)-2000):])
 		}
 		t.Logf("mbsync of %d messages took %v", n, time.Since(start))
+		// isync's protocol log: ">>> 3 COMPRESS DEFLATE" then "3 OK ...".
+		var tag string
+		for _, l := range strings.Split(string(out), "\n") {
+			if i := strings.Index(l, ">>> "); i >= 0 && strings.HasSuffix(strings.TrimSpace(l), " COMPRESS DEFLATE") {
+				tag = strings.Fields(l[i+4:])[0]
+			} else if tag != "" && strings.HasPrefix(l, tag+" ") {
+				if !strings.HasPrefix(l, tag+" OK") {
+					t.Fatalf("mbsync's COMPRESS DEFLATE answered %q", l)
+				}
+				t.Logf("mbsync: %q; compressed from here on", l)
+				return
+			}
+		}
+		t.Fatalf("mbsync did not switch on COMPRESS DEFLATE (tag %q); its log begins:\n%s", tag, out[:min(len(out), 3000)])
 	}
 	run(writeConf(port))
 	files := func(sub string) []string {
@@ -165,6 +187,58 @@ SyncState *
 	}
 	if total != n-1 || seenFlagged != 10 {
 		t.Errorf("second sync: %d messages (want %d), %d seen+flagged (want 10)", total, n-1, seenFlagged)
+	}
+
+	// The other way: two new messages (one of 600 KB, half of it
+	// incompressible) and a flag set in the Maildir go up through the
+	// compressed stream; node 3 must see them.
+	rnd := make([]byte, 225<<10)
+	rand.New(rand.NewSource(7)).Read(rnd)
+	bigBody := strings.Repeat("a compressible line from the maildir\r\n", 8000) + base64.StdEncoding.EncodeToString(rnd)
+	local := map[string]string{
+		"up-small": testMessage("up1", "from the maildir", "written locally"),
+		"up-big":   testMessage("up2", "big from the maildir", bigBody),
+	}
+	for name, msg := range local {
+		if err := os.WriteFile(filepath.Join(maildir, "INBOX", "new", "1700000000."+name+".local"), []byte(msg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A message still in new/ (unseen, unflagged) moved to cur/ with F.
+	unseen := files("new")
+	sort.Strings(unseen)
+	var flagged string
+	for _, name := range unseen {
+		if strings.HasPrefix(name, "1700000000.") {
+			continue // the two just written
+		}
+		base, _, _ := strings.Cut(name, ":2,")
+		flagged = base + ":2,F"
+		if err := os.Rename(filepath.Join(maildir, "INBOX", "new", name), filepath.Join(maildir, "INBOX", "cur", flagged)); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if flagged == "" {
+		t.Fatalf("no unseen message in the Maildir to flag (new/ %d, cur/ %d)", len(unseen), len(files("cur")))
+	}
+	run(writeConf(port))
+	c.ok("NOOP")
+	for _, subj := range []string{"from the maildir", "big from the maildir"} {
+		u := c.ok("UID SEARCH SUBJECT %q", subj)
+		if len(u) != 1 || len(strings.Fields(u[0])) < 3 {
+			t.Fatalf("after the upward sync, SEARCH SUBJECT %q at node 3 = %q", subj, u)
+		}
+	}
+	uids := strings.Fields(c.ok("UID SEARCH SUBJECT %q", "big from the maildir")[0])
+	// mbsync adds an X-TUID header line (its own tracking) on upload.
+	u := c.ok("UID FETCH %s BODY.PEEK[]", uids[len(uids)-1])
+	re := regexp.MustCompile(`(?m)^X-TUID: [^\r\n]*\r\n`)
+	if len(u) != 1 || !strings.HasSuffix(re.ReplaceAllString(u[0], ""), local["up-big"]+")") {
+		t.Errorf("the 600 KB message synced up is not byte-exact at node 3 (less mbsync's X-TUID line; %d lines, X-TUID found %v)", len(u), len(u) == 1 && re.MatchString(u[0]))
+	}
+	if u := c.ok("UID SEARCH FLAGGED"); len(u) != 1 || len(strings.Fields(u[0]))-2 != 11 {
+		t.Errorf("after flagging one message in the Maildir: UID SEARCH FLAGGED at node 3 = %q, want 11 UIDs", u)
 	}
 }
 
