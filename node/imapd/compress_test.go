@@ -4,10 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"encoding/base64"
 	"io"
+	"math/rand"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // flateConn is the client's side of COMPRESS=DEFLATE: each write is
@@ -97,5 +103,70 @@ func TestCompressDeflate(t *testing.T) {
 	}
 	if u, _ := c.do("LOGOUT"); len(u) != 1 || !strings.HasPrefix(u[0], "* BYE") {
 		t.Errorf("LOGOUT = %q", u)
+	}
+}
+
+// greetedConn is a flateConn whose reader starts with a greeting of the
+// test's own: go-imap v2 has no COMPRESS, so the test logs in and turns
+// DEFLATE on by hand, then hands the compressed stream to go-imap's client
+// as if it were a new PREAUTH connection.
+type greetedConn struct {
+	*flateConn
+	r io.Reader
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
+
+// TestCompressGoIMAPClient runs go-imap v2's client over COMPRESS=DEFLATE:
+// SELECT, FETCH of a 300 KB message (byte-exact), APPEND of a 400 KB one
+// (half incompressible), UID SEARCH, STORE, all through the compressed
+// stream, against a node other than the one that delivered.
+func TestCompressGoIMAPClient(t *testing.T) {
+	e, addrs := ownEnv(t)
+	big := testMessage("g1", "for go-imap", strings.Repeat("a line go-imap fetches compressed\r\n", 9000))
+	e.deliver(0, alice, big)
+	e.waitAll()
+	c := dial(t, addrs[2])
+	c.ok("LOGIN %s %q", alice, password)
+	if u, done := c.do("COMPRESS DEFLATE"); len(u) != 0 || !strings.HasPrefix(done, "OK") {
+		t.Fatalf("COMPRESS DEFLATE = %q %q", u, done)
+	}
+	fc := &flateConn{Conn: c.conn, r: flate.NewReader(c.r)}
+	fc.w, _ = flate.NewWriter(&fc.out, flate.DefaultCompression)
+	gc := &greetedConn{flateConn: fc, r: io.MultiReader(strings.NewReader("* PREAUTH [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] compressed\r\n"), fc)}
+	ic := imapclient.New(gc, nil)
+	defer ic.Close()
+
+	if _, err := ic.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sect := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := ic.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sect}}).Collect()
+	if err != nil || len(msgs) != 1 || string(msgs[0].FindBodySection(sect)) != big {
+		t.Fatalf("go-imap FETCH BODY[] over DEFLATE: err %v, %d messages", err, len(msgs))
+	}
+	rnd := make([]byte, 150<<10)
+	rand.New(rand.NewSource(9)).Read(rnd)
+	up := testMessage("g2", "appended by go-imap", strings.Repeat("compressible\r\n", 10000)+base64.StdEncoding.EncodeToString(rnd))
+	ap := ic.Append("INBOX", int64(len(up)), nil)
+	io.WriteString(ap, up)
+	ap.Close()
+	ad, err := ap.Wait()
+	if err != nil || ad.UID == 0 {
+		t.Fatalf("go-imap APPEND over DEFLATE: %v %+v", err, ad)
+	}
+	sd, err := ic.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "appended by go-imap"}}}, nil).Wait()
+	if err != nil || !slices.Equal(sd.AllUIDs(), []imap.UID{ad.UID}) {
+		t.Fatalf("go-imap UID SEARCH over DEFLATE = %v, %v; want [%d]", sd, err, ad.UID)
+	}
+	if err := ic.Store(imap.UIDSetNum(ad.UID), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err = ic.Fetch(imap.UIDSetNum(ad.UID), &imap.FetchOptions{Flags: true, BodySection: []*imap.FetchItemBodySection{sect}}).Collect()
+	if err != nil || len(msgs) != 1 || !slices.Contains(msgs[0].Flags, imap.FlagFlagged) || string(msgs[0].FindBodySection(sect)) != up {
+		t.Fatalf("go-imap FETCH of the appended message over DEFLATE: err %v, %d messages", err, len(msgs))
+	}
+	if err := ic.Logout().Wait(); err != nil {
+		t.Errorf("LOGOUT: %v", err)
 	}
 }
