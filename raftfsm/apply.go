@@ -54,6 +54,7 @@ var handlers = map[protoreflect.FieldNumber]handler{
 	400: applyClusterRecovered,
 	// From 1100: issue 21 (IMAP server).
 	1100: applyAppendAll,
+	1600: applyAppendAllUploaded,
 }
 
 // applyConsistencyCheck changes nothing: ApplyBatch commits right after it

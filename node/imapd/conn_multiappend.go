@@ -21,8 +21,9 @@ import (
 // through session.Append as before, several through mail.AppendAll as one
 // log entry.
 
-// A MULTIAPPEND holds at most this many messages and bytes (the log
-// entry that stores them carries at most mail.ChunkBytes compressed).
+// A MULTIAPPEND holds at most this many messages and bytes (held until
+// the command ends; mail.AppendAll uploads the large ones in chunks and
+// stores them all in one log entry).
 const (
 	maxMultiAppend      = 1000
 	maxMultiAppendBytes = 8 * mail.ChunkBytes
@@ -205,18 +206,13 @@ func (s *session) appendAll(name string, msgs []heldMessage) (err error) {
 	}
 	items := make([]mail.AppendMessage, len(msgs))
 	for i, m := range msgs {
-		if m.sp != nil {
-			return errMultiTooBig
-		}
-		items[i] = mail.AppendMessage{Data: m.data, Date: m.opts.Time}
+		items[i] = mail.AppendMessage{Data: m.data, Spool: m.sp, Date: m.opts.Time}
 		for _, f := range m.opts.Flags {
 			items[i].Flags = append(items[i].Flags, string(f))
 		}
 	}
 	res, err := s.mail.AppendAll(s.ctx(), s.user.ID, mb.Id, items)
-	if errors.Is(err, mail.ErrAppendAllTooBig) {
-		return errMultiTooBig
-	} else if err != nil {
+	if err != nil {
 		return reply(err)
 	}
 	var set imap.UIDSet
@@ -227,4 +223,4 @@ func (s *session) appendAll(name string, msgs []heldMessage) (err error) {
 }
 
 var errMultiTooBig = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
-	Text: fmt.Sprintf("A MULTIAPPEND carries at most %d KiB (compressed) in all; append large messages one at a time", mail.ChunkBytes>>10)}
+	Text: fmt.Sprintf("A MULTIAPPEND holds at most %d messages and %d MiB in all; append in smaller groups", maxMultiAppend, maxMultiAppendBytes>>20)}

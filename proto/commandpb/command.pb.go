@@ -186,6 +186,7 @@ type Command struct {
 	//	*Command_UidValidityRenew
 	//	*Command_ClusterRecovered
 	//	*Command_AppendAll
+	//	*Command_AppendAllUploaded
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -503,6 +504,15 @@ func (x *Command) GetAppendAll() *AppendBatch {
 	return nil
 }
 
+func (x *Command) GetAppendAllUploaded() *AppendBatch {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendAllUploaded); ok {
+			return x.AppendAllUploaded
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -631,6 +641,14 @@ type Command_AppendAll struct {
 	AppendAll *AppendBatch `protobuf:"bytes,1100,opt,name=append_all,json=appendAll,proto3,oneof"`
 }
 
+type Command_AppendAllUploaded struct {
+	// Numbers from 1600: issue 21, round 4. MULTIAPPEND whose items may
+	// name uploaded (chunked) blobs, so a MULTIAPPEND over one entry's
+	// size stays all or none. A case of its own: a node that predates it
+	// stops on it instead of refusing it as append_all does (and diverging).
+	AppendAllUploaded *AppendBatch `protobuf:"bytes,1600,opt,name=append_all_uploaded,json=appendAllUploaded,proto3,oneof"`
+}
+
 func (*Command_DomainAdd) isCommand_Op() {}
 
 func (*Command_DomainDel) isCommand_Op() {}
@@ -688,6 +706,8 @@ func (*Command_UidValidityRenew) isCommand_Op() {}
 func (*Command_ClusterRecovered) isCommand_Op() {}
 
 func (*Command_AppendAll) isCommand_Op() {}
+
+func (*Command_AppendAllUploaded) isCommand_Op() {}
 
 // UidValidityRenew gives every mailbox a new UIDVALIDITY from the state's
 // own counter (never lower than any value used before), so a mail client
@@ -2915,7 +2935,7 @@ var File_proto_commandpb_command_proto protoreflect.FileDescriptor
 
 const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\xb7\x10\n" +
+	"\x1dproto/commandpb/command.proto\x12\x14continuum.command.v1\x1a\x1dproto/storagepb/storage.proto\"\x8d\x11\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\tskippable\x18\x02 \x01(\bR\tskippable\x12@\n" +
@@ -2955,7 +2975,8 @@ const file_proto_commandpb_command_proto_rawDesc = "" +
 	"\x12uid_validity_renew\x18\xac\x02 \x01(\v2&.continuum.command.v1.UidValidityRenewH\x00R\x10uidValidityRenew\x12V\n" +
 	"\x11cluster_recovered\x18\x90\x03 \x01(\v2&.continuum.command.v1.ClusterRecoveredH\x00R\x10clusterRecovered\x12C\n" +
 	"\n" +
-	"append_all\x18\xcc\b \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\tappendAllB\x04\n" +
+	"append_all\x18\xcc\b \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\tappendAll\x12T\n" +
+	"\x13append_all_uploaded\x18\xc0\f \x01(\v2!.continuum.command.v1.AppendBatchH\x00R\x11appendAllUploadedB\x04\n" +
 	"\x02op\"+\n" +
 	"\x10UidValidityRenew\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\"\x8d\x01\n" +
@@ -3232,26 +3253,27 @@ var file_proto_commandpb_command_proto_depIdxs = []int32{
 	3,  // 26: continuum.command.v1.Command.uid_validity_renew:type_name -> continuum.command.v1.UidValidityRenew
 	5,  // 27: continuum.command.v1.Command.cluster_recovered:type_name -> continuum.command.v1.ClusterRecovered
 	28, // 28: continuum.command.v1.Command.append_all:type_name -> continuum.command.v1.AppendBatch
-	2,  // 29: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
-	37, // 30: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
-	23, // 31: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
-	25, // 32: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
-	23, // 33: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
-	29, // 34: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
-	23, // 35: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
-	30, // 36: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
-	0,  // 37: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
-	30, // 38: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
-	30, // 39: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
-	30, // 40: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
-	1,  // 41: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
-	1,  // 42: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
-	35, // 43: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	28, // 29: continuum.command.v1.Command.append_all_uploaded:type_name -> continuum.command.v1.AppendBatch
+	2,  // 30: continuum.command.v1.AdminCommand.command:type_name -> continuum.command.v1.Command
+	37, // 31: continuum.command.v1.Blob.parsed:type_name -> continuum.storage.v1.ParsedMessage
+	23, // 32: continuum.command.v1.Deliver.blob:type_name -> continuum.command.v1.Blob
+	25, // 33: continuum.command.v1.Deliver.recipients:type_name -> continuum.command.v1.Recipient
+	23, // 34: continuum.command.v1.Append.blob:type_name -> continuum.command.v1.Blob
+	29, // 35: continuum.command.v1.AppendBatch.items:type_name -> continuum.command.v1.AppendItem
+	23, // 36: continuum.command.v1.AppendItem.blob:type_name -> continuum.command.v1.Blob
+	30, // 37: continuum.command.v1.StoreFlags.uids:type_name -> continuum.command.v1.UIDRange
+	0,  // 38: continuum.command.v1.StoreFlags.op:type_name -> continuum.command.v1.FlagOp
+	30, // 39: continuum.command.v1.Copy.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 40: continuum.command.v1.Move.uids:type_name -> continuum.command.v1.UIDRange
+	30, // 41: continuum.command.v1.Expunge.uids:type_name -> continuum.command.v1.UIDRange
+	1,  // 42: continuum.command.v1.Delivery.code:type_name -> continuum.command.v1.Code
+	1,  // 43: continuum.command.v1.Result.code:type_name -> continuum.command.v1.Code
+	35, // 44: continuum.command.v1.Result.deliveries:type_name -> continuum.command.v1.Delivery
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_proto_commandpb_command_proto_init() }
@@ -3289,6 +3311,7 @@ func file_proto_commandpb_command_proto_init() {
 		(*Command_UidValidityRenew)(nil),
 		(*Command_ClusterRecovered)(nil),
 		(*Command_AppendAll)(nil),
+		(*Command_AppendAllUploaded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
