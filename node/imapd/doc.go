@@ -18,9 +18,11 @@
 // node), QUOTA (RFC 9208, conn_quota.go), SORT and ESORT (RFC 5256, RFC
 // 5267, conn_sort.go), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
 // 5256, conn_thread.go), MULTIAPPEND (RFC 3502, conn_multiappend.go: one
-// all-or-none log entry) and COMPRESS=DEFLATE (RFC 4978, compress.go:
-// the inflater releases its output at every block end, so clients that
-// end a command with Z_PARTIAL_FLUSH, like mbsync, are answered).
+// all-or-none log entry, its large messages uploaded in chunks first) and
+// COMPRESS=DEFLATE (RFC 4978, compress.go; inflate.go is an inflater that
+// hands out its output at every block end and never reads ahead, so
+// clients that end a command with Z_PARTIAL_FLUSH, like mbsync, are
+// answered).
 //
 // Syntax errors are answered BAD at once, never by reading past the end
 // of the bad line (wire's doc). A client that writes a literal and its
@@ -64,7 +66,8 @@
 // Limits (Server.ownLimits): a line between literals is bounded to 64 KiB,
 // nesting to 32, a literal outside APPEND to 64 KiB and a command to
 // 1 MiB; APPEND's literal is streamed (to memory up to 1 MiB, else to a
-// spool file, held until the command ends in case MULTIAPPEND follows),
+// spool file, held until the command ends in case MULTIAPPEND follows;
+// one MULTIAPPEND holds at most 1000 messages and 8 MiB, else NO [TOOBIG]),
 // and one over APPENDLIMIT (the node's MaxMessageBytes) is refused with
 // NO [TOOBIG] before the continuation is sent. Ten invalid commands in a row, or an HTTP request
 // as the first line, end the connection with BYE. IDLE longer
