@@ -30,6 +30,9 @@ type fetched struct {
 	// streams its bytes: BODY[section] of a large message is read chunk
 	// by chunk and decompressed as it is written to the client.
 	open func() (io.ReadCloser, error)
+	// header: data is only the message's top-level header block (a FETCH
+	// of header sections, onlyHeaders) and parsed is not read.
+	header bool
 }
 
 // streamAbove is the message size above which FETCH streams the body
@@ -160,7 +163,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				}
 				nbytes += len(f.data)
 			}
-			if withParsed && f.parsed == nil {
+			if withParsed && !headersOnly && f.parsed == nil {
 				if f.parsed, err = v.Parsed(f.msg.Blob); err != nil {
 					return err
 				}
@@ -170,14 +173,21 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 		})
 		if headersOnly && (err == nil || errors.Is(err, errBatchFull)) {
 			// The header blocks alone, not the messages (node/mail/headers.go).
+			// The blocks are copied into a few shared buffers rather
+			// than one allocation per message.
 			shas := make([][]byte, len(batch))
 			for i, f := range batch {
 				shas[i] = f.msg.Blob
 			}
+			var arena []byte
 			if herr := v.HeaderBlocks(shas, func(i int, h []byte) error {
-				n := uint64(len(h))
-				batch[i].data = bytes.Clone(h)
-				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				if cap(arena)-len(arena) < len(h) {
+					arena = make([]byte, 0, max(headerArena, len(h)))
+				}
+				start := len(arena)
+				arena = append(arena, h...)
+				batch[i].data = arena[start:len(arena):len(arena)]
+				batch[i].header = true
 				return nil
 			}); herr != nil {
 				err = herr
@@ -206,7 +216,11 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				}
 				sel.own[f.msg.Uid] = f.msg.Modseq
 			}
-			if err := writeFetch(w, f, options, seen[f.msg.Uid], sel.flagsOf(f.msg.Uid, f.msg.Flags)); err != nil {
+			var flags []imap.Flag
+			if options.Flags || seen[f.msg.Uid] {
+				flags = sel.flagsOf(f.msg.Uid, f.msg.Flags)
+			}
+			if err := writeFetch(w, f, options, seen[f.msg.Uid], flags); err != nil {
 				return err
 			}
 		}
@@ -215,6 +229,10 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 }
 
 var errBatchFull = errors.New("batch full")
+
+// headerArena is the size of the buffers a batch's header blocks are
+// copied into.
+const headerArena = 256 << 10
 
 // onlyHeaders reports whether the FETCH needs of the message bytes only its
 // top-level header block: BODY[HEADER] and BODY[HEADER.FIELDS[.NOT] (…)],
@@ -268,14 +286,19 @@ func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged boo
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure(f.parsed.GetRoot(), 0))
 	}
-	if f.open != nil && len(o.BodySection) > 0 {
+	if f.header {
+		for _, sec := range o.BodySection {
+			if err := rw.WriteBodySectionBytes(sec, partial(headerSection(f.data, sec), sec.Partial)); err != nil {
+				return err
+			}
+		}
+	} else if f.open != nil && len(o.BodySection) > 0 {
 		if err := streamBodySections(rw, f, o.BodySection); err != nil {
 			return err
 		}
 	} else {
 		for _, sec := range o.BodySection {
-			b := partial(bodySection(f.data, f.parsed, sec), sec.Partial)
-			if err := writeLiteral(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+			if err := rw.WriteBodySectionBytes(sec, partial(bodySection(f.data, f.parsed, sec), sec.Partial)); err != nil {
 				return err
 			}
 		}
@@ -383,7 +406,7 @@ func bodySection(data []byte, parsed *storagepb.ParsedMessage, sec *imap.FetchIt
 // lines included, and ends the result with the blank line
 // (HEADER.FIELDS, RFC 9051 §6.4.5).
 func filterHeader(h []byte, names []string, keep bool) []byte {
-	var out []byte
+	out := make([]byte, 0, min(len(h), 512))
 	include := false
 	for len(h) > 0 {
 		line := h
@@ -399,9 +422,9 @@ func filterHeader(h []byte, names []string, keep bool) []byte {
 			name, _, ok := bytes.Cut(trimmed, []byte(":"))
 			match := false
 			if ok {
-				n := strings.TrimSpace(string(name))
+				n := bytes.TrimSpace(name)
 				for _, want := range names {
-					if strings.EqualFold(n, want) {
+					if equalFoldASCII(n, want) {
 						match = true
 						break
 					}
@@ -649,6 +672,40 @@ func sectionRange(parsed *storagepb.ParsedMessage, size int64, sec *imap.FetchIt
 		return int64(msg.HeaderStart), int64(msg.HeaderEnd), len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0
 	}
 	return 0, 0, false
+}
+
+// equalFoldASCII is strings.EqualFold for a header field name (ASCII by
+// RFC 5322 §2.2: bytes outside it compare as they are) without converting
+// b to a string.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// headerSection is BODY[HEADER], BODY[HEADER.FIELDS (…)] or
+// BODY[HEADER.FIELDS.NOT (…)] of a message whose header block is h.
+func headerSection(h []byte, sec *imap.FetchItemBodySection) []byte {
+	if len(sec.HeaderFields) == 0 && len(sec.HeaderFieldsNot) == 0 {
+		return h
+	}
+	return bodySectionOfHeader(h, sec)
 }
 
 // bodySectionOfHeader applies HEADER.FIELDS[.NOT] to a header block.
