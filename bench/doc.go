@@ -24,6 +24,11 @@
 //	imap fetch-flags    FETCH 1:* FLAGS on a selected mailbox
 //	imap idle        deliver one message (Config.Deliver) and time it until
 //	                 the IDLE-ing session sees EXISTS
+//	imap mixed       one command per operation, as a mail client sends
+//	                 them: LOGIN, SELECT, then five times APPEND, FETCH
+//	                 (flags, size, five header fields of the last ten),
+//	                 STORE \Seen, FETCH FLAGS (last ten), STORE \Deleted,
+//	                 EXPUNGE, then LOGOUT and again
 //
 // Latency is per operation, measured by the client on loopback, so it
 // includes the client's own cost (small next to the server's on these

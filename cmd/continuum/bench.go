@@ -68,7 +68,7 @@ func parseBenchFlags(proto string, args []string, stdin io.Reader, stderr io.Wri
 	fs.IntVar(&cfg.Users, "users", 1, "spread the load over this many accounts (--user with %d = 1..N)")
 	fs.StringVar(&cfg.User, "user", "bench%d@example.test", "recipient / login pattern, %d numbers the users")
 	fs.StringVar(&cfg.From, "from", "bench@example.org", "envelope sender")
-	fs.StringVar(&cfg.Op, "op", "", "imap: login, fetch-headers (default), fetch-flags, or idle")
+	fs.StringVar(&cfg.Op, "op", "", "imap: login, fetch-headers (default), fetch-flags, idle, or mixed (LOGIN, SELECT, APPEND, FETCH, STORE, EXPUNGE, LOGOUT: one command per operation)")
 	fs.StringVar(&cfg.Mailbox, "mailbox", "INBOX", "imap: the mailbox to select")
 	fs.StringVar(&cfg.Deliver, "deliver", "", "imap idle: the LMTP address to deliver through")
 	fs.BoolVar(&cfg.DeliverSMTP, "deliver-smtp", false, "imap idle: --deliver is an SMTP address, not LMTP")

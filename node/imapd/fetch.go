@@ -138,8 +138,13 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
 	headersOnly := onlyHeaders(options)
+	// scratch holds a filtered header section until it is written;
+	// arenas are the buffers of a batch's header blocks, reused by the
+	// next batch.
+	var scratch []byte
+	var arenas [][]byte
 	for len(idx) > 0 {
-		var batch []fetched
+		batch := make([]fetched, 0, min(len(idx), fetchBatchMessages))
 		nbytes := 0
 		v := s.mail.View()
 		n := 0
@@ -179,14 +184,18 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 			for i, f := range batch {
 				shas[i] = f.msg.Blob
 			}
-			var arena []byte
+			used, cur := 0, -1
 			if herr := v.HeaderBlocks(shas, func(i int, h []byte) error {
-				if cap(arena)-len(arena) < len(h) {
-					arena = make([]byte, 0, max(headerArena, len(h)))
+				if cur < 0 || cap(arenas[cur])-len(arenas[cur]) < len(h) {
+					if used == len(arenas) {
+						arenas = append(arenas, make([]byte, 0, max(headerArena, len(h))))
+					}
+					cur, used = used, used+1
+					arenas[cur] = arenas[cur][:0]
 				}
-				start := len(arena)
-				arena = append(arena, h...)
-				batch[i].data = arena[start:len(arena):len(arena)]
+				start := len(arenas[cur])
+				arenas[cur] = append(arenas[cur], h...)
+				batch[i].data = arenas[cur][start:len(arenas[cur]):len(arenas[cur])]
 				batch[i].header = true
 				return nil
 			}); herr != nil {
@@ -220,7 +229,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 			if options.Flags || seen[f.msg.Uid] {
 				flags = sel.flagsOf(f.msg.Uid, f.msg.Flags)
 			}
-			if err := writeFetch(w, f, options, seen[f.msg.Uid], flags); err != nil {
+			if err := writeFetch(w, f, options, seen[f.msg.Uid], flags, &scratch); err != nil {
 				return err
 			}
 		}
@@ -263,7 +272,9 @@ func markSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag) error {
+// scratch is a buffer the header sections are filtered into (reused from
+// one message to the next: each is written before the next is built).
+func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag, scratch *[]byte) error {
 	rw := w.CreateMessage(f.seq)
 	if o.UID {
 		rw.WriteUID(imap.UID(f.msg.Uid))
@@ -288,7 +299,11 @@ func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged boo
 	}
 	if f.header {
 		for _, sec := range o.BodySection {
-			if err := rw.WriteBodySectionBytes(sec, partial(headerSection(f.data, sec), sec.Partial)); err != nil {
+			b := headerSection((*scratch)[:0], f.data, sec)
+			if len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0 {
+				*scratch = b
+			}
+			if err := rw.WriteBodySectionBytes(sec, partial(b, sec.Partial)); err != nil {
 				return err
 			}
 		}
@@ -406,7 +421,11 @@ func bodySection(data []byte, parsed *storagepb.ParsedMessage, sec *imap.FetchIt
 // lines included, and ends the result with the blank line
 // (HEADER.FIELDS, RFC 9051 §6.4.5).
 func filterHeader(h []byte, names []string, keep bool) []byte {
-	out := make([]byte, 0, min(len(h), 512))
+	return filterHeaderAppend(nil, h, names, keep)
+}
+
+// filterHeaderAppend is filterHeader appending to out.
+func filterHeaderAppend(out, h []byte, names []string, keep bool) []byte {
 	include := false
 	for len(h) > 0 {
 		line := h
@@ -414,7 +433,10 @@ func filterHeader(h []byte, names []string, keep bool) []byte {
 			line = h[:i+1]
 		}
 		h = h[len(line):]
-		trimmed := bytes.TrimRight(line, "\r\n")
+		trimmed := line
+		for len(trimmed) > 0 && (trimmed[len(trimmed)-1] == '\n' || trimmed[len(trimmed)-1] == '\r') {
+			trimmed = trimmed[:len(trimmed)-1]
+		}
 		if len(trimmed) == 0 {
 			break // the blank line ending the header
 		}
@@ -700,12 +722,16 @@ func equalFoldASCII(b []byte, s string) bool {
 }
 
 // headerSection is BODY[HEADER], BODY[HEADER.FIELDS (…)] or
-// BODY[HEADER.FIELDS.NOT (…)] of a message whose header block is h.
-func headerSection(h []byte, sec *imap.FetchItemBodySection) []byte {
-	if len(sec.HeaderFields) == 0 && len(sec.HeaderFieldsNot) == 0 {
-		return h
+// BODY[HEADER.FIELDS.NOT (…)] of a message whose header block is h; a
+// filtered section is appended to dst.
+func headerSection(dst, h []byte, sec *imap.FetchItemBodySection) []byte {
+	switch {
+	case len(sec.HeaderFields) > 0:
+		return filterHeaderAppend(dst, h, sec.HeaderFields, true)
+	case len(sec.HeaderFieldsNot) > 0:
+		return filterHeaderAppend(dst, h, sec.HeaderFieldsNot, false)
 	}
-	return bodySectionOfHeader(h, sec)
+	return h
 }
 
 // bodySectionOfHeader applies HEADER.FIELDS[.NOT] to a header block.
