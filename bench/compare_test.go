@@ -45,6 +45,23 @@ func TestDovecot(t *testing.T) {
 	if err != nil || r.Errors != 0 || r.Items != 2 {
 		t.Fatalf("idle on dovecot: %v %+v", err, r)
 	}
+	// Mixed: 40 commands on one connection's cycle — LOGIN, SELECT, five
+	// cycles of six commands, LOGOUT, LOGIN, SELECT, then APPEND again:
+	// six APPENDs of about 10 KiB (Bytes also counts the fetched header
+	// sections), FETCHes that return messages, no errors.
+	r, err = Run(ctx, Config{Protocol: IMAP, Op: OpMixed, Server: d.IMAP, User: "bench2@example.test", Count: 40, Password: "pw"})
+	if err != nil || r.Errors != 0 || r.Ops != 40 || r.Bytes < 6*9<<10 || r.Items == 0 {
+		t.Fatalf("mixed on dovecot: %v %+v", err, r)
+	}
+	if _, err := exec.LookPath("python3"); err == nil {
+		a, s, err := Imaplib(ctx, ImaplibConfig{Server: d.IMAP, User: "bench1@example.test", Password: "pw", Count: 5})
+		if err != nil || a.Ops != 5 || s.Ops != 5 || a.P50 <= 0 || s.P50 <= 0 || a.P99 < a.P50 || a.Size != 10<<10 {
+			t.Fatalf("imaplib on dovecot: %v %+v %+v", err, a, s)
+		}
+		if _, _, err := Imaplib(ctx, ImaplibConfig{Server: d.IMAP, User: "bench1@example.test", Password: "wrong", Count: 1}); err == nil {
+			t.Error("imaplib with a wrong password: no error")
+		}
+	}
 }
 
 // TestWriteMarkdown: the report has every row, the ratios the right way

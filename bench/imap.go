@@ -205,7 +205,7 @@ func (s *imapSession) mixedOp() (int64, int64, error) {
 	one, last := imap.SeqSet{}, imap.SeqSet{}
 	if n > 0 {
 		one.AddNum(1 + uint32(s.rng.IntN(int(n))))
-		last.AddRange(max(1, n-9), n)
+		last.AddRange(max(n, 10)-9, n)
 	}
 	switch cmd {
 	case "APPEND":
