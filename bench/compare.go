@@ -312,6 +312,16 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 	}); err != nil {
 		return rep, err
 	}
+	// The IDLE row delivered a message per operation: let both servers
+	// finish that work (index, compactions) before the mixed load.
+	quiet := func() {
+		for _, srv := range servers {
+			t0 := time.Now()
+			ok := settle(srv.groups, 0.25, time.Minute)
+			logf("%s: %v until its processes used under 0.25 CPU (quiet: %v)", srv.name, time.Since(t0).Round(time.Second), ok)
+		}
+	}
+	quiet()
 	if err := pair(fmt.Sprintf("IMAP mixed load, %d clients (LOGIN, SELECT, APPEND, FETCH, STORE, EXPUNGE, LOGOUT): commands", mixedClients), "ops/s", func(srv server) Config {
 		return Config{Protocol: IMAP, Op: OpMixed, Server: srv.imap, Sessions: mixedClients, Users: mixedClients, Duration: opts.Duration}
 	}); err != nil {
@@ -319,6 +329,7 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 	}
 	// Single-client latency through Python's imaplib: Dovecot, then the
 	// same at the cluster's leader; again for a follower.
+	quiet()
 	for _, role := range []string{"leader", "follower"} {
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
