@@ -6,7 +6,9 @@
 // `continuum bench` (cmd/continuum/bench.go) is a thin command over Run;
 // `make bench-compare` (Compare, compare.go) runs the same workloads
 // against a private Dovecot and a 3-node Continuum cluster side by side
-// and writes BENCHMARKS.md.
+// and writes BENCHMARKS.md (CompareOptions.Workloads picks the delivery
+// and/or IMAP groups; the IMAP group adds the 20-client mixed load and
+// Imaplib, single-client APPEND/STORE latency through Python's imaplib).
 //
 // Bodies are realistic by default (Body "random"): a short text part and a
 // random base64 attachment, which compression cannot shrink much, with a
