@@ -180,7 +180,7 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 	if o.ModSeq {
 		c.enableCondstore()
 	}
-	return c.s.fetch(connFetch{c}, set, o)
+	return c.s.fetch(newConnFetch(c), set, o)
 }
 
 func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
@@ -236,7 +236,7 @@ func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
 		}
 		f.Flags = append(f.Flags, imap.Flag(canonicalFlag(v.Str)))
 	}
-	return c.s.store(connFetch{c}, set, f, opts)
+	return c.s.store(newConnFetch(c), set, f, opts)
 }
 
 // canonicalFlag spells system flags as RFC 9051 does (flags are
