@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 F15RUNS   ?= 50
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-failpoints test-race test-faults test-disaster bench-archive test-large test-migrate test-login-flood bench bench-compare bench-search fuzz proto lint clean image test-docker
+.PHONY: help build run test test-failpoints test-race test-faults test-disaster bench-archive test-large test-migrate test-login-flood bench bench-compare bench-compare-imap bench-search fuzz proto lint clean image test-docker
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,12 @@ bench-compare: ## Continuum (3 nodes) beside Dovecot on the same workloads; inst
 	  $$SUDO apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd >/dev/null; }
 	$(GO) build -o $(BIN) ./cmd/continuum
 	$(BIN) bench compare --duration $(BENCH_DURATION) --out BENCHMARKS.md --notes docs/benchmarks-notes.md
+
+bench-compare-imap: ## the IMAP rows only, Dovecot beside Continuum in one run: FETCH, logins, IDLE, 20-client mixed load, imaplib APPEND/STORE latency at the leader and a follower; prints the table (about 6 min)
+	@dpkg -s dovecot-imapd dovecot-lmtpd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd >/dev/null; }
+	$(GO) build -o $(BIN) ./cmd/continuum
+	$(BIN) bench compare --workloads imap --duration $(BENCH_DURATION)
 
 bench-search: ## full-text search: SEARCH TEXT on 10,000 and 100,000 messages, indexing cost, index size (about 20 min)
 	$(GO) test -run '^$$' -bench BenchmarkSearchText -benchtime 5x -timeout 60m -v ./node/search/

@@ -24,12 +24,13 @@ const (
 	OpFetchHeaders = "fetch-headers"
 	OpFetchFlags   = "fetch-flags"
 	OpIdle         = "idle"
+	OpMixed        = "mixed"
 )
 
 // Config is one workload.
 type Config struct {
 	Protocol string // smtp, lmtp or imap
-	Op       string // imap only: login, fetch-headers (default), fetch-flags, idle
+	Op       string // imap only: login, fetch-headers (default), fetch-flags, idle, mixed
 	// Server is host:port (plain TCP), or several separated by commas
 	// (the nodes of a cluster): session i uses the i-th, round-robin.
 	Server   string
@@ -102,13 +103,13 @@ func (c *Config) defaults() error {
 			c.Op = OpFetchHeaders
 		}
 		switch c.Op {
-		case OpLogin, OpFetchHeaders, OpFetchFlags:
+		case OpLogin, OpFetchHeaders, OpFetchFlags, OpMixed:
 		case OpIdle:
 			if c.Deliver == "" {
 				return errors.New("imap idle needs --deliver ADDR (the LMTP or SMTP address to deliver through)")
 			}
 		default:
-			return fmt.Errorf("op %q: want login, fetch-headers, fetch-flags or idle", c.Op)
+			return fmt.Errorf("op %q: want login, fetch-headers, fetch-flags, idle or mixed", c.Op)
 		}
 		if c.Password == "" {
 			return errors.New("imap needs a password (--password-stdin or CONTINUUM_BENCH_PASSWORD)")
@@ -201,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	var b *bodies
-	if cfg.Protocol != IMAP || cfg.Op == OpIdle {
+	if cfg.Protocol != IMAP || cfg.Op == OpIdle || cfg.Op == OpMixed {
 		var err error
 		if b, err = newBodies(cfg.Body, cfg.Size, cfg.CorpusDir, cfg.From); err != nil {
 			return nil, err

@@ -93,6 +93,10 @@ func TestRunAgainstCluster(t *testing.T) {
 	if fh.Items != fh.Ops*counts[0] || fh.Ops == 0 || fh.Bytes == 0 {
 		t.Errorf("fetch-headers: %d messages in %d fetches, %d bytes, want %d each and some", fh.Items, fh.Ops, fh.Bytes, counts[0])
 	}
+	mx := run(Config{Protocol: IMAP, Op: OpMixed, Server: c.Cfgs[1].IMAPAddr, Sessions: 2, Users: 2, Count: 20, Password: pw})
+	if mx.Ops+mx.Errors != 20 || mx.Ops == 0 || mx.Bytes == 0 {
+		t.Errorf("mixed: %d ops %d errors %d bytes appended, want 20 and some", mx.Ops, mx.Errors, mx.Bytes)
+	}
 	lg := run(Config{Protocol: IMAP, Op: OpLogin, Server: cfg0.IMAPAddr, Sessions: 2, Count: 6, Users: 2, Password: pw})
 	if lg.Ops+lg.Errors != 6 || lg.Ops == 0 {
 		t.Errorf("login: %d ops %d errors, want 6", lg.Ops, lg.Errors)

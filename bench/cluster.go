@@ -21,6 +21,7 @@ type Cluster struct {
 	Dir              string
 	LMTP, SMTP, IMAP []string // per node
 	PIDs             []int
+	IDs              []string
 	bin              string
 	env              []string
 	admin            string
@@ -49,6 +50,7 @@ func StartCluster(bin, dir string, base int) (*Cluster, error) {
 	go func() { _ = c.cmd.Wait(); close(c.exited) }()
 	var desc struct {
 		Nodes []struct {
+			ID               string
 			PID              int
 			SMTP, LMTP, IMAP string
 			Admin            string
@@ -75,6 +77,7 @@ func StartCluster(bin, dir string, base int) (*Cluster, error) {
 	for _, n := range desc.Nodes {
 		c.LMTP, c.SMTP, c.IMAP = append(c.LMTP, n.LMTP), append(c.SMTP, n.SMTP), append(c.IMAP, n.IMAP)
 		c.PIDs = append(c.PIDs, n.PID)
+		c.IDs = append(c.IDs, n.ID)
 	}
 	c.admin = desc.Nodes[0].Admin
 	if desc.Admin != nil {
@@ -110,6 +113,27 @@ func (c *Cluster) AddUsers(users []string, password string) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// Leader returns the index of the node that leads now (`continuum cluster
+// status --json`).
+func (c *Cluster) Leader() (int, error) {
+	cmd := exec.Command(c.bin, "cluster", "status", "--json", "--server", c.admin)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("cluster status: %w", err)
+	}
+	var st struct{ Leader string }
+	if err := json.Unmarshal(out, &st); err != nil {
+		return 0, fmt.Errorf("cluster status: %w", err)
+	}
+	for i, id := range c.IDs {
+		if id == st.Leader {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("cluster status: no leader (%q)", st.Leader)
 }
 
 // Stop stops the cluster (dev stops its nodes in order on SIGTERM).

@@ -25,8 +25,22 @@ type CompareOptions struct {
 	Mailbox  int           // messages in the FETCH mailbox (default 10,000)
 	Size     int           // message size (default 10 KiB, random body)
 	BasePort int           // first port (default 14000: below the ports tests pick, 20000–32767, and the ephemeral range; Dovecot uses base+924 and base+943)
-	Log      io.Writer     // progress
+	// Workloads picks the groups to run: "delivery" (LMTP delivery and
+	// CPU per message) and "imap" (FETCH, logins, IDLE, the mixed load,
+	// imaplib latency); default both.
+	Workloads []string
+	Log       io.Writer // progress
 }
+
+// Workload groups of CompareOptions.Workloads.
+const (
+	GroupDelivery = "delivery"
+	GroupIMAP     = "imap"
+)
+
+// mixedClients is the IMAP mixed load's client count (issue #21: 20
+// imaptest clients).
+const mixedClients = 20
 
 // Row is one workload measured on both servers.
 type Row struct {
@@ -107,14 +121,29 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
+	if len(opts.Workloads) == 0 {
+		opts.Workloads = []string{GroupDelivery, GroupIMAP}
+	}
+	want := map[string]bool{}
+	for _, w := range opts.Workloads {
+		if w != GroupDelivery && w != GroupIMAP {
+			return nil, fmt.Errorf("compare: workload group %q: want delivery or imap", w)
+		}
+		want[w] = true
+	}
 	maxSessions := 0
-	for _, s := range opts.Sessions {
-		maxSessions = max(maxSessions, s)
+	if want[GroupDelivery] {
+		for _, s := range opts.Sessions {
+			maxSessions = max(maxSessions, s)
+		}
+	}
+	if want[GroupIMAP] {
+		maxSessions = max(maxSessions, mixedClients)
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(opts.Log, "bench compare: "+format+"\n", a...) }
 	rep := &Report{Start: time.Now(), Options: opts, Machine: machine(), LoadBefore: loadavg(), Dovecot: dovecotVersion()}
 
-	users := []string{"big@example.test"}
+	users := []string{"big@example.test", "latency@example.test"}
 	for i := 1; i <= maxSessions; i++ {
 		users = append(users, fmt.Sprintf("bench%d@example.test", i))
 	}
@@ -210,11 +239,18 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 	}
 
 	for _, n := range opts.Sessions {
+		if !want[GroupDelivery] {
+			break
+		}
 		if err := pair(fmt.Sprintf("LMTP delivery, %d sessions", n), "ops/s", func(srv server) Config {
 			return Config{Protocol: LMTP, Server: srv.lmtp, Sessions: n, Users: n, Duration: opts.Duration}
 		}); err != nil {
 			return rep, err
 		}
+	}
+	if !want[GroupIMAP] {
+		rep.End, rep.LoadAfter = time.Now(), loadavg()
+		return rep, nil
 	}
 	// The FETCH mailbox: opts.Mailbox messages for big@.
 	for i, srv := range servers {
@@ -238,6 +274,12 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 		} else {
 			rep.FillContinuum = r
 		}
+		// The fill leaves background work (Continuum: the full-text
+		// index catching up, Pebble compactions); let it finish before
+		// the timed IMAP rows, so that they measure IMAP.
+		t0 := time.Now()
+		quiet := settle(srv.groups, 0.25, 3*time.Minute)
+		logf("%s after the fill: %v until its processes used under 0.25 CPU (quiet: %v)", srv.name, time.Since(t0).Round(time.Second), quiet)
 	}
 	imapRows := []struct {
 		name, op string
@@ -245,6 +287,7 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 		user     string
 	}{
 		{fmt.Sprintf("IMAP SELECT + FETCH 5 header fields, %d messages", opts.Mailbox), OpFetchHeaders, 2, "big@example.test"},
+		{fmt.Sprintf("IMAP SELECT + FETCH 5 header fields, %d messages, 1 session", opts.Mailbox), OpFetchHeaders, 1, "big@example.test"},
 		{fmt.Sprintf("IMAP FETCH FLAGS, %d messages", opts.Mailbox), OpFetchFlags, 2, "big@example.test"},
 		{"IMAP logins (connect, LOGIN, LOGOUT), 8 sessions", OpLogin, 8, ""},
 	}
@@ -269,8 +312,86 @@ func Compare(ctx context.Context, opts CompareOptions) (*Report, error) {
 	}); err != nil {
 		return rep, err
 	}
+	// The IDLE row delivered a message per operation: let both servers
+	// finish that work (index, compactions) before the mixed load.
+	quiet := func() {
+		for _, srv := range servers {
+			t0 := time.Now()
+			ok := settle(srv.groups, 0.25, time.Minute)
+			logf("%s: %v until its processes used under 0.25 CPU (quiet: %v)", srv.name, time.Since(t0).Round(time.Second), ok)
+		}
+	}
+	quiet()
+	if err := pair(fmt.Sprintf("IMAP mixed load, %d clients (LOGIN, SELECT, APPEND, FETCH, STORE, EXPUNGE, LOGOUT): commands", mixedClients), "ops/s", func(srv server) Config {
+		return Config{Protocol: IMAP, Op: OpMixed, Server: srv.imap, Sessions: mixedClients, Users: mixedClients, Duration: opts.Duration}
+	}); err != nil {
+		return rep, err
+	}
+	// Single-client latency through Python's imaplib: Dovecot, then the
+	// same at the cluster's leader; again for a follower.
+	quiet()
+	for _, role := range []string{"leader", "follower"} {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		ra := &Row{Name: fmt.Sprintf("IMAP APPEND %s, Python imaplib, one client, at the %s", sizeName(opts.Size), role), Unit: "p50"}
+		rs := &Row{Name: fmt.Sprintf("IMAP STORE, Python imaplib, one client, at the %s", role), Unit: "p50"}
+		icfg := ImaplibConfig{Server: dcIMAP, User: "latency@example.test", Password: comparePassword, Size: opts.Size}
+		logf("imaplib latency: dovecot")
+		if a, st, err := Imaplib(ctx, icfg); err != nil {
+			logf("imaplib latency: dovecot: %v", err)
+			ra.Failed, rs.Failed = append(ra.Failed, err.Error()), append(rs.Failed, err.Error())
+		} else {
+			ra.Dovecot, rs.Dovecot = a, st
+		}
+		leader, err := cl.Leader()
+		if err == nil {
+			node := leader
+			if role == "follower" {
+				node = (leader + 1) % len(cl.IMAP)
+			}
+			icfg.Server = cl.IMAP[node]
+			logf("imaplib latency: continuum node %d (%s)", node+1, role)
+			var a, st *Result
+			if a, st, err = Imaplib(ctx, icfg); err == nil {
+				ra.Continuum, rs.Continuum = a, st
+				if l, lerr := cl.Leader(); lerr != nil || l != leader {
+					ra.Name += " (the leader changed during the run)"
+					rs.Name += " (the leader changed during the run)"
+				}
+			}
+		}
+		if err != nil {
+			logf("imaplib latency: continuum: %v", err)
+			ra.Failed, rs.Failed = append(ra.Failed, err.Error()), append(rs.Failed, err.Error())
+		}
+		rep.Rows = append(rep.Rows, ra, rs)
+	}
 	rep.End, rep.LoadAfter = time.Now(), loadavg()
 	return rep, nil
+}
+
+// sizeName is a message size as "10 KiB".
+func sizeName(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// settle waits until the processes of groups use less than rate CPU
+// (CPU-seconds per second, over 3 s) or until limit; it reports whether
+// they got there.
+func settle(groups []int, rate float64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		c0, t0 := groupCPU(groups), time.Now()
+		time.Sleep(3 * time.Second)
+		if (groupCPU(groups)-c0)/time.Since(t0).Seconds() < rate {
+			return true
+		}
+	}
+	return false
 }
 
 // procStatBusy is the machine's busy CPU time so far, in seconds (every

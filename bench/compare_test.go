@@ -45,6 +45,23 @@ func TestDovecot(t *testing.T) {
 	if err != nil || r.Errors != 0 || r.Items != 2 {
 		t.Fatalf("idle on dovecot: %v %+v", err, r)
 	}
+	// Mixed: 40 commands on one connection's cycle — LOGIN, SELECT, five
+	// cycles of six commands, LOGOUT, LOGIN, SELECT, then APPEND again:
+	// six APPENDs of about 10 KiB (Bytes also counts the fetched header
+	// sections), FETCHes that return messages, no errors.
+	r, err = Run(ctx, Config{Protocol: IMAP, Op: OpMixed, Server: d.IMAP, User: "bench2@example.test", Count: 40, Password: "pw"})
+	if err != nil || r.Errors != 0 || r.Ops != 40 || r.Bytes < 6*9<<10 || r.Items == 0 {
+		t.Fatalf("mixed on dovecot: %v %+v", err, r)
+	}
+	if _, err := exec.LookPath("python3"); err == nil {
+		a, s, err := Imaplib(ctx, ImaplibConfig{Server: d.IMAP, User: "bench1@example.test", Password: "pw", Count: 5})
+		if err != nil || a.Ops != 5 || s.Ops != 5 || a.P50 <= 0 || s.P50 <= 0 || a.P99 < a.P50 || a.Size != 10<<10 {
+			t.Fatalf("imaplib on dovecot: %v %+v %+v", err, a, s)
+		}
+		if _, _, err := Imaplib(ctx, ImaplibConfig{Server: d.IMAP, User: "bench1@example.test", Password: "wrong", Count: 1}); err == nil {
+			t.Error("imaplib with a wrong password: no error")
+		}
+	}
 }
 
 // TestWriteMarkdown: the report has every row, the ratios the right way
@@ -57,6 +74,7 @@ func TestWriteMarkdown(t *testing.T) {
 		Rows: []*Row{
 			{Name: "LMTP delivery, 32 sessions", Unit: "ops/s", Dovecot: res(100, 10*time.Millisecond), Continuum: res(400, 5*time.Millisecond), DovecotCPU: 8, ContinuumCPU: 2, DovecotServerCPU: 6, ContinuumServerCPU: 1.5},
 			{Name: "Delivery to IDLE notice", Unit: "p50", Dovecot: res(2, 500*time.Millisecond), Continuum: res(20, 50*time.Millisecond)},
+			{Name: "IMAP mixed load, 20 clients", Unit: "ops/s", Dovecot: res(300, 6*time.Millisecond), Continuum: res(200, 40*time.Millisecond), DovecotServerCPU: 1, ContinuumServerCPU: 4},
 		}}
 	var buf bytes.Buffer
 	WriteMarkdown(&buf, rep, "Analysis here.")
@@ -65,6 +83,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| LMTP delivery, 32 sessions | 100.0/s, p50 10.0ms, p99 20.0ms | 400.0/s, p50 5.0ms, p99 10.0ms | 4.00× |",
 		"10.00× (latency",
 		"| CPU per delivered message, 32 sessions: the server's processes (whole machine) | 6.00 ms (8.00 ms) | 1.50 ms (2.00 ms) | 4.00× (Dovecot ÷ Continuum, servers' CPU) |",
+		"| CPU per operation, mixed load, 20 clients: the server's processes | 1.00 ms | 4.00 ms | 0.25× (Dovecot ÷ Continuum, servers' CPU) |",
 		"Shared machine", "1.00 2.00 3.00", "2 CPUs", "Analysis here.", "make bench-compare",
 	} {
 		if !strings.Contains(out, want) {

@@ -6,7 +6,9 @@
 // `continuum bench` (cmd/continuum/bench.go) is a thin command over Run;
 // `make bench-compare` (Compare, compare.go) runs the same workloads
 // against a private Dovecot and a 3-node Continuum cluster side by side
-// and writes BENCHMARKS.md.
+// and writes BENCHMARKS.md (CompareOptions.Workloads picks the delivery
+// and/or IMAP groups; the IMAP group adds the 20-client mixed load and
+// Imaplib, single-client APPEND/STORE latency through Python's imaplib).
 //
 // Bodies are realistic by default (Body "random"): a short text part and a
 // random base64 attachment, which compression cannot shrink much, with a
@@ -24,6 +26,11 @@
 //	imap fetch-flags    FETCH 1:* FLAGS on a selected mailbox
 //	imap idle        deliver one message (Config.Deliver) and time it until
 //	                 the IDLE-ing session sees EXISTS
+//	imap mixed       one command per operation, as a mail client sends
+//	                 them: LOGIN, SELECT, then five times APPEND, FETCH
+//	                 (flags, size, five header fields of the last ten),
+//	                 STORE \Seen, FETCH FLAGS (last ten), STORE \Deleted,
+//	                 EXPUNGE, then LOGOUT and again
 //
 // Latency is per operation, measured by the client on loopback, so it
 // includes the client's own cost (small next to the server's on these

@@ -68,7 +68,7 @@ func parseBenchFlags(proto string, args []string, stdin io.Reader, stderr io.Wri
 	fs.IntVar(&cfg.Users, "users", 1, "spread the load over this many accounts (--user with %d = 1..N)")
 	fs.StringVar(&cfg.User, "user", "bench%d@example.test", "recipient / login pattern, %d numbers the users")
 	fs.StringVar(&cfg.From, "from", "bench@example.org", "envelope sender")
-	fs.StringVar(&cfg.Op, "op", "", "imap: login, fetch-headers (default), fetch-flags, or idle")
+	fs.StringVar(&cfg.Op, "op", "", "imap: login, fetch-headers (default), fetch-flags, idle, or mixed (LOGIN, SELECT, APPEND, FETCH, STORE, EXPUNGE, LOGOUT: one command per operation)")
 	fs.StringVar(&cfg.Mailbox, "mailbox", "INBOX", "imap: the mailbox to select")
 	fs.StringVar(&cfg.Deliver, "deliver", "", "imap idle: the LMTP address to deliver through")
 	fs.BoolVar(&cfg.DeliverSMTP, "deliver-smtp", false, "imap idle: --deliver is an SMTP address, not LMTP")
@@ -130,6 +130,7 @@ func runBenchCompare(args []string) error {
 	base := fs.Int("base-port", 14000, "first port (the cluster uses base..base+300, Dovecot base+900..)")
 	out := fs.String("out", "", "write BENCHMARKS.md here")
 	notes := fs.String("notes", "", "a Markdown file to include after the table (analysis)")
+	workloads := fs.String("workloads", "delivery,imap", "workload groups: delivery (LMTP, CPU per message), imap (FETCH, logins, IDLE, mixed load, imaplib latency)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -152,6 +153,14 @@ func runBenchCompare(args []string) error {
 			return fmt.Errorf("--sessions %q: want a list like 1,8,32,128", *levels)
 		}
 		opts.Sessions = append(opts.Sessions, n)
+	}
+	for _, w := range strings.Split(*workloads, ",") {
+		switch w = strings.TrimSpace(w); w {
+		case bench.GroupDelivery, bench.GroupIMAP:
+			opts.Workloads = append(opts.Workloads, w)
+		default:
+			return fmt.Errorf("--workloads %q: want delivery, imap or both", *workloads)
+		}
 	}
 	var err error
 	if opts.Size, err = bench.ParseSize(*size); err != nil {

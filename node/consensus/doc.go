@@ -10,6 +10,12 @@
 // with a temporary failure and relies on dedupe to make the client's retry
 // safe (docs/ARCHITECTURE.md §2).
 //
+// VerifyLeader gives the read index: the commit index, confirmed by a
+// quorum, and only once this leader has committed an entry of its own term
+// (termReady): a node just elected may not yet know how far its
+// predecessor committed, so its commit index alone could miss a write the
+// old leader acknowledged.
+//
 // A node that starts with no Raft state and does not bootstrap holds its
 // transport closed until the leader admits it (Fresh, Admit): a wiped voter
 // must not come back as that voter with an empty log. Seed prepares a data

@@ -211,11 +211,34 @@ func parsePartial(s string) (*imap.SectionPartial, error) {
 	return &imap.SectionPartial{Offset: int64(off), Size: int64(size)}, nil
 }
 
-// connFetch starts FETCH responses on a conn.
-type connFetch struct{ c *conn }
+// connFetch starts FETCH responses on a conn. One command's responses
+// are written one after the other, so a single fetchResp is reused, and
+// each section's item name ("BODY[HEADER.FIELDS (…)]") is built once per
+// command, not per message.
+type connFetch struct {
+	c     *conn
+	resp  fetchResp
+	names map[*imap.FetchItemBodySection]string
+}
 
-func (f connFetch) CreateMessage(seq uint32) fetchResponseWriter {
-	return &fetchResp{w: f.c.w, seq: seq, utf8: f.c.utf8}
+func newConnFetch(c *conn) *connFetch { return &connFetch{c: c} }
+
+func (f *connFetch) CreateMessage(seq uint32) fetchResponseWriter {
+	f.resp = fetchResp{w: f.c.w, seq: seq, utf8: f.c.utf8, f: f}
+	return &f.resp
+}
+
+// bodyItem is "BODY[section]<origin>" for sec.
+func (f *connFetch) bodyItem(sec *imap.FetchItemBodySection) string {
+	if n, ok := f.names[sec]; ok {
+		return n
+	}
+	n := "BODY[" + sectionName(sec) + "]" + origin(sec.Partial)
+	if f.names == nil {
+		f.names = map[*imap.FetchItemBodySection]string{}
+	}
+	f.names[sec] = n
+	return n
 }
 
 // fetchResp writes one "* n FETCH (...)" response.
@@ -224,6 +247,7 @@ type fetchResp struct {
 	seq     uint32
 	utf8    bool
 	started bool
+	f       *connFetch
 }
 
 func (r *fetchResp) item(name string) *wire.Writer {
@@ -331,7 +355,14 @@ func (l *literalOut) Close() error {
 
 func (r *fetchResp) WriteBodySection(sec *imap.FetchItemBodySection, size int64) io.WriteCloser {
 	r.item("")
-	return newLiteralOut(r.w, "BODY["+sectionName(sec)+"]"+origin(sec.Partial), size)
+	return newLiteralOut(r.w, r.f.bodyItem(sec), size)
+}
+
+// WriteBodySectionBytes writes a section held in memory: as literalOut
+// does (a literal8 when b holds NUL), with no copy of b.
+func (r *fetchResp) WriteBodySectionBytes(sec *imap.FetchItemBodySection, b []byte) error {
+	r.item(r.f.bodyItem(sec)).SP().LiteralBytes(b, bytes.IndexByte(b, 0) >= 0)
+	return r.w.Err()
 }
 
 func (r *fetchResp) WriteBinarySection(sec *imap.FetchItemBinarySection, size int64) io.WriteCloser {

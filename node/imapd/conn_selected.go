@@ -180,7 +180,7 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 	if o.ModSeq {
 		c.enableCondstore()
 	}
-	return c.s.fetch(connFetch{c}, set, o)
+	return c.s.fetch(newConnFetch(c), set, o)
 }
 
 func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
@@ -236,7 +236,7 @@ func (c *conn) storeCmd(cmd *wire.Command, uid bool) error {
 		}
 		f.Flags = append(f.Flags, imap.Flag(canonicalFlag(v.Str)))
 	}
-	return c.s.store(connFetch{c}, set, f, opts)
+	return c.s.store(newConnFetch(c), set, f, opts)
 }
 
 // canonicalFlag spells system flags as RFC 9051 does (flags are
@@ -251,14 +251,7 @@ func canonicalFlag(f string) string {
 }
 
 func (c *conn) copyCmd(cmd *wire.Command, uid bool) error {
-	if err := args(cmd, 2, 2); err != nil {
-		return err
-	}
-	set, err := numSetArg(cmd.Args[0], uid)
-	if err != nil {
-		return err
-	}
-	dest, err := c.mailboxArg(cmd.Args[1])
+	set, dest, err := c.setAndMailbox(cmd, uid)
 	if err != nil {
 		return err
 	}
@@ -273,18 +266,28 @@ func (c *conn) copyCmd(cmd *wire.Command, uid bool) error {
 }
 
 func (c *conn) moveCmd(cmd *wire.Command, uid bool) error {
-	if err := args(cmd, 2, 2); err != nil {
-		return err
-	}
-	set, err := numSetArg(cmd.Args[0], uid)
-	if err != nil {
-		return err
-	}
-	dest, err := c.mailboxArg(cmd.Args[1])
+	set, dest, err := c.setAndMailbox(cmd, uid)
 	if err != nil {
 		return err
 	}
 	return c.s.move(connUpdates{c: c}, set, dest)
+}
+
+// setAndMailbox reads the arguments COPY and MOVE share: a sequence or UID
+// set, then the destination mailbox.
+func (c *conn) setAndMailbox(cmd *wire.Command, uid bool) (imap.NumSet, string, error) {
+	if err := args(cmd, 2, 2); err != nil {
+		return nil, "", err
+	}
+	set, err := numSetArg(cmd.Args[0], uid)
+	if err != nil {
+		return nil, "", err
+	}
+	dest, err := c.mailboxArg(cmd.Args[1])
+	if err != nil {
+		return nil, "", err
+	}
+	return set, dest, nil
 }
 
 func (c *conn) expungeCmd(cmd *wire.Command, uid bool) error {

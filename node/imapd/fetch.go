@@ -30,6 +30,9 @@ type fetched struct {
 	// streams its bytes: BODY[section] of a large message is read chunk
 	// by chunk and decompressed as it is written to the client.
 	open func() (io.ReadCloser, error)
+	// header: data is only the message's top-level header block (a FETCH
+	// of header sections, onlyHeaders) and parsed is not read.
+	header bool
 }
 
 // streamAbove is the message size above which FETCH streams the body
@@ -135,8 +138,13 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 	defer s.corkOff()
 	withData, withParsed := needsData(options), needsParsed(options)
 	headersOnly := onlyHeaders(options)
+	// scratch holds a filtered header section until it is written;
+	// arenas are the buffers of a batch's header blocks, reused by the
+	// next batch.
+	var scratch []byte
+	var arenas [][]byte
 	for len(idx) > 0 {
-		var batch []fetched
+		batch := make([]fetched, 0, min(len(idx), fetchBatchMessages))
 		nbytes := 0
 		v := s.mail.View()
 		n := 0
@@ -160,7 +168,7 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				}
 				nbytes += len(f.data)
 			}
-			if withParsed && f.parsed == nil {
+			if withParsed && !headersOnly && f.parsed == nil {
 				if f.parsed, err = v.Parsed(f.msg.Blob); err != nil {
 					return err
 				}
@@ -170,14 +178,25 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 		})
 		if headersOnly && (err == nil || errors.Is(err, errBatchFull)) {
 			// The header blocks alone, not the messages (node/mail/headers.go).
+			// The blocks are copied into a few shared buffers rather
+			// than one allocation per message.
 			shas := make([][]byte, len(batch))
 			for i, f := range batch {
 				shas[i] = f.msg.Blob
 			}
+			used, cur := 0, -1
 			if herr := v.HeaderBlocks(shas, func(i int, h []byte) error {
-				n := uint64(len(h))
-				batch[i].data = bytes.Clone(h)
-				batch[i].parsed = &storagepb.ParsedMessage{Root: &storagepb.Part{HeaderEnd: n, BodyStart: n, BodyEnd: n}}
+				if cur < 0 || cap(arenas[cur])-len(arenas[cur]) < len(h) {
+					if used == len(arenas) {
+						arenas = append(arenas, make([]byte, 0, max(headerArena, len(h))))
+					}
+					cur, used = used, used+1
+					arenas[cur] = arenas[cur][:0]
+				}
+				start := len(arenas[cur])
+				arenas[cur] = append(arenas[cur], h...)
+				batch[i].data = arenas[cur][start:len(arenas[cur]):len(arenas[cur])]
+				batch[i].header = true
 				return nil
 			}); herr != nil {
 				err = herr
@@ -206,7 +225,11 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 				}
 				sel.own[f.msg.Uid] = f.msg.Modseq
 			}
-			if err := writeFetch(w, f, options, seen[f.msg.Uid], sel.flagsOf(f.msg.Uid, f.msg.Flags)); err != nil {
+			var flags []imap.Flag
+			if options.Flags || seen[f.msg.Uid] {
+				flags = sel.flagsOf(f.msg.Uid, f.msg.Flags)
+			}
+			if err := writeFetch(w, f, options, seen[f.msg.Uid], flags, &scratch); err != nil {
 				return err
 			}
 		}
@@ -215,6 +238,10 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, options *imap.FetchOp
 }
 
 var errBatchFull = errors.New("batch full")
+
+// headerArena is the size of the buffers a batch's header blocks are
+// copied into.
+const headerArena = 256 << 10
 
 // onlyHeaders reports whether the FETCH needs of the message bytes only its
 // top-level header block: BODY[HEADER] and BODY[HEADER.FIELDS[.NOT] (…)],
@@ -245,7 +272,9 @@ func markSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag) error {
+// scratch is a buffer the header sections are filtered into (reused from
+// one message to the next: each is written before the next is built).
+func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged bool, flags []imap.Flag, scratch *[]byte) error {
 	rw := w.CreateMessage(f.seq)
 	if o.UID {
 		rw.WriteUID(imap.UID(f.msg.Uid))
@@ -268,14 +297,23 @@ func writeFetch(w fetchWriter, f fetched, o *imap.FetchOptions, flagsChanged boo
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure(f.parsed.GetRoot(), 0))
 	}
-	if f.open != nil && len(o.BodySection) > 0 {
+	if f.header {
+		for _, sec := range o.BodySection {
+			b := headerSection((*scratch)[:0], f.data, sec)
+			if len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0 {
+				*scratch = b
+			}
+			if err := rw.WriteBodySectionBytes(sec, partial(b, sec.Partial)); err != nil {
+				return err
+			}
+		}
+	} else if f.open != nil && len(o.BodySection) > 0 {
 		if err := streamBodySections(rw, f, o.BodySection); err != nil {
 			return err
 		}
 	} else {
 		for _, sec := range o.BodySection {
-			b := partial(bodySection(f.data, f.parsed, sec), sec.Partial)
-			if err := writeLiteral(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+			if err := rw.WriteBodySectionBytes(sec, partial(bodySection(f.data, f.parsed, sec), sec.Partial)); err != nil {
 				return err
 			}
 		}
@@ -383,7 +421,11 @@ func bodySection(data []byte, parsed *storagepb.ParsedMessage, sec *imap.FetchIt
 // lines included, and ends the result with the blank line
 // (HEADER.FIELDS, RFC 9051 §6.4.5).
 func filterHeader(h []byte, names []string, keep bool) []byte {
-	var out []byte
+	return filterHeaderAppend(nil, h, names, keep)
+}
+
+// filterHeaderAppend is filterHeader appending to out.
+func filterHeaderAppend(out, h []byte, names []string, keep bool) []byte {
 	include := false
 	for len(h) > 0 {
 		line := h
@@ -391,7 +433,10 @@ func filterHeader(h []byte, names []string, keep bool) []byte {
 			line = h[:i+1]
 		}
 		h = h[len(line):]
-		trimmed := bytes.TrimRight(line, "\r\n")
+		trimmed := line
+		for len(trimmed) > 0 && (trimmed[len(trimmed)-1] == '\n' || trimmed[len(trimmed)-1] == '\r') {
+			trimmed = trimmed[:len(trimmed)-1]
+		}
 		if len(trimmed) == 0 {
 			break // the blank line ending the header
 		}
@@ -399,9 +444,9 @@ func filterHeader(h []byte, names []string, keep bool) []byte {
 			name, _, ok := bytes.Cut(trimmed, []byte(":"))
 			match := false
 			if ok {
-				n := strings.TrimSpace(string(name))
+				n := bytes.TrimSpace(name)
 				for _, want := range names {
-					if strings.EqualFold(n, want) {
+					if equalFoldASCII(n, want) {
 						match = true
 						break
 					}
@@ -649,6 +694,44 @@ func sectionRange(parsed *storagepb.ParsedMessage, size int64, sec *imap.FetchIt
 		return int64(msg.HeaderStart), int64(msg.HeaderEnd), len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0
 	}
 	return 0, 0, false
+}
+
+// equalFoldASCII is strings.EqualFold for a header field name (ASCII by
+// RFC 5322 §2.2: bytes outside it compare as they are) without converting
+// b to a string.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// headerSection is BODY[HEADER], BODY[HEADER.FIELDS (…)] or
+// BODY[HEADER.FIELDS.NOT (…)] of a message whose header block is h; a
+// filtered section is appended to dst.
+func headerSection(dst, h []byte, sec *imap.FetchItemBodySection) []byte {
+	switch {
+	case len(sec.HeaderFields) > 0:
+		return filterHeaderAppend(dst, h, sec.HeaderFields, true)
+	case len(sec.HeaderFieldsNot) > 0:
+		return filterHeaderAppend(dst, h, sec.HeaderFieldsNot, false)
+	}
+	return h
 }
 
 // bodySectionOfHeader applies HEADER.FIELDS[.NOT] to a header block.

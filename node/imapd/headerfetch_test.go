@@ -34,6 +34,7 @@ func TestFetchHeaderFieldsOnly(t *testing.T) {
 		{"BODY.PEEK[HEADER.FIELDS (Subject Message-ID)]", fmt.Sprintf("BODY[HEADER.FIELDS (\"Subject\" \"Message-ID\")] {%d}\n%s", len(fields), fields)},
 		{"BODY.PEEK[HEADER.FIELDS.NOT (Subject)]", fmt.Sprintf("BODY[HEADER.FIELDS.NOT (\"Subject\")] {%d}\n%s", len(notFields), notFields)},
 		{"BODY.PEEK[HEADER]<6.9>", "BODY[HEADER]<6> {9}\n" + hdr[6:15]},
+		{"BODY.PEEK[HEADER.FIELDS (subject MESSAGE-id)]", fmt.Sprintf("BODY[HEADER.FIELDS (\"subject\" \"MESSAGE-id\")] {%d}\n%s", len(fields), fields)},
 	} {
 		only := c.ok("FETCH 1 (%s)", tc.cmd)
 		mixed := c.ok("FETCH 1 (%s BODY.PEEK[TEXT])", tc.cmd)
@@ -42,6 +43,24 @@ func TestFetchHeaderFieldsOnly(t *testing.T) {
 		}
 		if len(mixed) != 1 || !strings.Contains(mixed[0], tc.want) || !strings.Contains(mixed[0], "the body") {
 			t.Errorf("FETCH 1 (%s BODY.PEEK[TEXT]) = %q, want %q in it", tc.cmd, mixed, tc.want)
+		}
+	}
+	// Two header sections for two messages: each item keeps its own name
+	// and bytes (the item names are built once per command).
+	msg2 := testMessage("hdr2", "second block", "body two")
+	e.deliver(0, alice, msg2)
+	e.waitAll()
+	c.ok("NOOP")
+	two := c.ok("FETCH 1:2 (UID BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[HEADER.FIELDS (Message-ID)])")
+	if len(two) != 2 {
+		t.Fatalf("FETCH 1:2 = %q", two)
+	}
+	for i, id := range []string{"hdr1", "hdr2"} {
+		subj := []string{"header block", "second block"}[i]
+		wantSubj := fmt.Sprintf("BODY[HEADER.FIELDS (\"Subject\")] {%d}\nSubject: %s\r\n\r\n", len("Subject: "+subj+"\r\n\r\n"), subj)
+		wantID := fmt.Sprintf("BODY[HEADER.FIELDS (\"Message-ID\")] {%d}\nMessage-ID: <%s@remote.test>\r\n\r\n", len("Message-ID: <"+id+"@remote.test>\r\n\r\n"), id)
+		if !strings.Contains(two[i], wantSubj) || !strings.Contains(two[i], wantID) {
+			t.Errorf("FETCH 1:2 line %d = %q, want %q and %q", i+1, two[i], wantSubj, wantID)
 		}
 	}
 	if l := c.ok("FETCH 1 (FLAGS)"); !strings.Contains(l[0], "FLAGS ()") {

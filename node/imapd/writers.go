@@ -38,6 +38,9 @@ type fetchResponseWriter interface {
 	WriteEnvelope(env *storagepb.Envelope)
 	WriteBodyStructure(bs imap.BodyStructure)
 	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
+	// WriteBodySectionBytes is WriteBodySection of a section already in
+	// memory.
+	WriteBodySectionBytes(section *imap.FetchItemBodySection, b []byte) error
 	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
 	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
 	WriteModSeq(modseq uint64)

@@ -211,7 +211,7 @@ func (s *Service) checkLocal(email, password string) (*User, credential, bool) {
 		return nil, credential{}, false
 	}
 	cred := credential{id: u.Id, hash: string(u.PasswordHash), disabled: u.Disabled}
-	if !CheckPassword(u.PasswordHash, password) {
+	if !s.auth.check(u.PasswordHash, password) {
 		return nil, cred, false
 	}
 	return &User{ID: u.Id, Email: u.Email}, cred, true

@@ -41,7 +41,11 @@
 // A node that is not cut off but cannot get a read-index (an election, a
 // slow quorum) answers ErrUnavailable (IMAP NO [UNAVAILABLE]): it neither
 // accepts credentials that may have been changed elsewhere nor refuses ones
-// that may have just been added.
+// that may have just been added. A password that passed its argon2id
+// check is remembered per node as an HMAC under a key that lives only in
+// memory, keyed by the stored hash (authcache.go: a client that logs in
+// for every sync costs microseconds, not 36 ms of CPU); wrong passwords are
+// never cached and always cost a full check.
 //
 // # Large messages and memory
 //

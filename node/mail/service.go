@@ -50,6 +50,7 @@ type Service struct {
 	index  atomic.Pointer[search.Index] // full-text index; nil: scan
 	opts   Options
 	log    *slog.Logger
+	auth   *authCache
 }
 
 // New returns a Service over the local state database.
@@ -60,7 +61,7 @@ func New(db *storage.DB, prop Proposer, health Health, opts Options) *Service {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 50 << 20
 	}
-	return &Service{db: db, prop: prop, health: health, feed: NewFeed(), opts: opts, log: opts.Logger.With("component", "mail")}
+	return &Service{db: db, prop: prop, health: health, feed: NewFeed(), opts: opts, log: opts.Logger.With("component", "mail"), auth: newAuthCache()}
 }
 
 // Feed returns the node's change feed; raftfsm's OnApply publishes into it.

@@ -134,6 +134,18 @@ func (w *Writer) Literal(n int64, r io.Reader, binary bool) *Writer {
 	return w
 }
 
+// LiteralBytes is Literal of bytes in memory, written with no copy.
+func (w *Writer) LiteralBytes(b []byte, binary bool) *Writer {
+	if binary {
+		w.byte('~')
+	}
+	w.byte('{').Number(uint64(len(b))).Raw("}\r\n")
+	if w.err == nil {
+		_, w.err = w.bw.Write(b)
+	}
+	return w
+}
+
 // literal writes a string as a literal. An IMAP string cannot hold NUL
 // (RFC 9051 §9: CHAR8 is %x01-ff) and literal8 is only for BINARY
 // content, so NUL bytes (a header field may carry them) are dropped.

@@ -242,32 +242,14 @@ func splitGroups(s string) []groupPiece {
 // comments and angle brackets.
 func splitAddresses(s string) []string {
 	var out []string
-	quoted, escaped, comment, angle, from := false, false, 0, false, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case escaped:
-			escaped = false
-		case c == '\\' && (quoted || comment > 0):
-			escaped = true
-		case quoted:
-			quoted = c != '"'
-		case c == '"':
-			quoted = true
-		case c == '(':
-			comment++
-		case c == ')' && comment > 0:
-			comment--
-		case comment > 0:
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case c == ',' && !angle:
+	from := 0
+	scanTop(s, func(i int, c byte) bool {
+		if c == ',' {
 			out = append(out, s[from:i])
 			from = i + 1
 		}
-	}
+		return true
+	})
 	return append(out, s[from:])
 }
 
