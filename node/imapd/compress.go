@@ -2,8 +2,10 @@ package imapd
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/klauspost/compress/flate"
@@ -85,6 +87,32 @@ func (d *deflateConn) send() error {
 	d.out.Reset()
 	return err
 }
+
+// lingerCompressed ends a compressed connection the session closes
+// (LOGOUT): the command was decoded when its data block ended, and the
+// rest of the client's flush (the empty block after it) may still be on
+// its way. Closing with bytes unread, or arriving after the close, resets
+// the connection — the client's write fails (EPIPE, seen with imaplib
+// sending byte by byte) and it may lose the BYE and OK it has not read
+// yet. So the server half-closes, then reads and drops what still comes,
+// until the client closes or for at most lingerTime.
+func (c *conn) lingerCompressed() {
+	d, ok := c.nc.(*deflateConn)
+	if !ok {
+		return
+	}
+	raw := d.Conn
+	if cc, ok := raw.(*corkConn); ok {
+		raw = cc.Conn
+	}
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	d.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(d.Conn, 64<<10))
+}
+
+const lingerTime = time.Second
 
 // cmdCompress implements COMPRESS (RFC 4978 §3).
 func (c *conn) cmdCompress(cmd *wire.Command) error {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -168,5 +169,50 @@ func TestCompressGoIMAPClient(t *testing.T) {
 	}
 	if err := ic.Logout().Wait(); err != nil {
 		t.Errorf("LOGOUT: %v", err)
+	}
+}
+
+// TestCompressLogoutTail: LOGOUT is decoded when its data block ends, and
+// the rest of the client's flush (here the empty stored block, sent 100 ms
+// after BYE and OK came back) arrives after the server is done. The
+// server must still take it, and more, without resetting the connection,
+// and close cleanly (EOF, not a reset).
+func TestCompressLogoutTail(t *testing.T) {
+	_, addrs := ownEnv(t)
+	c := login(t, addrs[0], alice)
+	if u, done := c.do("COMPRESS DEFLATE"); len(u) != 0 || !strings.HasPrefix(done, "OK") {
+		t.Fatalf("COMPRESS DEFLATE = %q %q", u, done)
+	}
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestSpeed)
+	w.Write([]byte("z LOGOUT\r\n"))
+	w.Flush()
+	raw := c.conn
+	tail := z.Bytes()[z.Len()-4:] // LEN/NLEN of the empty stored block
+	if !bytes.Equal(tail, []byte{0, 0, 0xff, 0xff}) {
+		t.Fatalf("sync flush ends in % x", tail)
+	}
+	if _, err := raw.Write(z.Bytes()[:z.Len()-4]); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(flate.NewReader(c.r))
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []string{"* BYE", "z OK"} {
+		l, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, want) {
+			t.Fatalf("after LOGOUT's data block: %q, %v; want %s", l, err, want)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := raw.Write(tail); err != nil {
+		t.Fatalf("the rest of the flush: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := raw.Write([]byte{0}); err != nil {
+		t.Fatalf("a write after the flush's rest: %v (the server reset the connection)", err)
+	}
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.Copy(io.Discard, c.r); err != nil || n != 0 {
+		t.Fatalf("end of the connection: %d more bytes, %v; want a clean EOF", n, err)
 	}
 }

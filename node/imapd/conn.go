@@ -100,6 +100,7 @@ func (s *Server) serveOwn(nc net.Conn, implicitTLS, dev bool) {
 			return
 		}
 	}
+	c.lingerCompressed()
 }
 
 // maxBadCommands is how many invalid commands in a row end the

@@ -38,9 +38,9 @@ func TestPythonImaplib(t *testing.T) {
 // TestPythonImaplibCompress runs Python's imaplib with COMPRESS=DEFLATE
 // (testdata/imaplib_compress.py: zlib under imaplib's reads and writes)
 // against each node: the client sync-flushes or partial-flushes after each
-// write, sending it whole or one byte per segment; a 300 KB APPEND, FETCH
-// of it byte-exact, SEARCH, STORE, 50 NOOPs, and the responses must have
-// arrived compressed.
+// write, sending it whole or the end of each flush one byte per segment;
+// a 204 KB APPEND, FETCH of it byte-exact, SEARCH, STORE, 50 NOOPs, and
+// the responses must have arrived compressed.
 func TestPythonImaplibCompress(t *testing.T) {
 	py := needTool(t, "python3")
 	e := newEnv(t, nil)

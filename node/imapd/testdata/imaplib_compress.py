@@ -2,7 +2,8 @@
 # has no COMPRESS, so after the tagged OK this client runs its reads and
 # writes through zlib (raw DEFLATE, window 2^15), flushing after each write
 # with the given flush: sync (Z_SYNC_FLUSH) or partial (Z_PARTIAL_FLUSH, as
-# isync). bytewise: each compressed byte is its own send (TCP_NODELAY).
+# isync). bytewise: the last 64 compressed bytes of each flush (where its
+# blocks end) are one send each (TCP_NODELAY).
 # usage: imaplib_compress.py HOST PORT USER PASSWORD sync|partial bytewise|whole TAG
 import base64
 import imaplib
@@ -36,7 +37,13 @@ class CompressIMAP4(imaplib.IMAP4):
             return super().send(data)
         z = self.comp.compress(data) + self.comp.flush(FLUSH)
         if how == "bytewise":
-            for i in range(len(z)):
+            # The end of the flush (the block ends) one byte per send;
+            # what comes before it (a literal's bulk) at once, so a
+            # 200 KB APPEND is not 80,000 sends on a loaded machine.
+            cut = max(0, len(z) - 64)
+            if cut:
+                self.sock.sendall(z[:cut])
+            for i in range(cut, len(z)):
                 self.sock.sendall(z[i:i + 1])
         else:
             self.sock.sendall(z)
