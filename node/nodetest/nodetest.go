@@ -153,13 +153,17 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	t.Cleanup(c.Close)
+	zz := time.Now()
 	for i := range c.Cfgs {
 		c.StartNode(i)
+		fmt.Fprintf(os.Stderr, "ZZSTART node %d started %v\n", i, time.Since(zz).Round(time.Millisecond))
 		if i == 0 && !opts.BootstrapExpect {
 			c.WaitLeader(10 * time.Second)
+			fmt.Fprintf(os.Stderr, "ZZSTART leader %v\n", time.Since(zz).Round(time.Millisecond))
 		}
 	}
 	c.WaitVoters(opts.Nodes, 30*time.Second)
+	fmt.Fprintf(os.Stderr, "ZZSTART voters %v\n", time.Since(zz).Round(time.Millisecond))
 	return c
 }
 
@@ -466,12 +470,23 @@ func (c *Cluster) Close() {
 	if c.t.Failed() {
 		c.DumpLogs()
 	}
+	// The followers first, together, then the leader: a node leaving gossip
+	// waits (up to a second, node.Close) until its leave message has gone
+	// out to a live member, and when every node leaves at once the last one
+	// finds nobody to take it and waits the whole second, in every test.
+	l := c.Leader()
 	var wg sync.WaitGroup
 	for i := range c.Nodes {
+		if i == l {
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); c.StopNode(i) }()
 	}
 	wg.Wait()
+	if l >= 0 {
+		c.StopNode(l)
+	}
 	c.Net.Close()
 }
 
