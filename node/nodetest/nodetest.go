@@ -153,17 +153,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	t.Cleanup(c.Close)
-	zz := time.Now()
 	for i := range c.Cfgs {
 		c.StartNode(i)
-		fmt.Fprintf(os.Stderr, "ZZSTART node %d started %v\n", i, time.Since(zz).Round(time.Millisecond))
 		if i == 0 && !opts.BootstrapExpect {
 			c.WaitLeader(10 * time.Second)
-			fmt.Fprintf(os.Stderr, "ZZSTART leader %v\n", time.Since(zz).Round(time.Millisecond))
 		}
 	}
 	c.WaitVoters(opts.Nodes, 30*time.Second)
-	fmt.Fprintf(os.Stderr, "ZZSTART voters %v\n", time.Since(zz).Round(time.Millisecond))
 	return c
 }
 
