@@ -13,7 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -293,16 +293,33 @@ func TestConsoleRefreshThatNeverAnswers(t *testing.T) {
 		t.Skip("no chromium binary (apt-get install chromium, or set CHROMIUM): the console's browser test cannot run")
 	}
 	h := httpapi.NewHandler(hangingConsole{}, httpapi.Options{Console: hangingConsole{}, Dev: true})
-	var hang atomic.Bool
-	release := make(chan struct{})
-	defer close(release)
+	// gate holds /console/live requests while it is open-ended: each one
+	// is accepted and waits, unanswered, until the gate closes (then it is
+	// answered) or the page gives up on it.
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	close(gate) // answer at once
+	hold := func() { mu.Lock(); gate = make(chan struct{}); mu.Unlock() }
+	answer := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}
+	defer answer()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/console/live" && hang.Load() {
-			select { // accepted, never answered (until the test ends)
-			case <-release:
+		if r.URL.Path == "/console/live" {
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			select {
+			case <-g:
 			case <-r.Context().Done():
+				return
 			}
-			return
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -325,7 +342,7 @@ func TestConsoleRefreshThatNeverAnswers(t *testing.T) {
 		}
 		return s[0] == "true", s[1]
 	}
-	hang.Store(true)
+	hold()
 	hung := time.Now()
 	// The refresh in flight when the hang began may still answer; the next
 	// one starts within RefreshInterval and is abandoned RefreshTimeout
@@ -347,7 +364,9 @@ func TestConsoleRefreshThatNeverAnswers(t *testing.T) {
 	if !strings.Contains(banner, "no answer within") {
 		t.Errorf("banner %q: want it to say the refresh got no answer in time", banner)
 	}
-	hang.Store(false)
+	// The refresh in flight now was sent after the abort: answering it
+	// shows the page went on refreshing.
+	answer()
 	back := time.Now()
 	for on, _ := stale(); on; on, _ = stale() {
 		if time.Since(back) > bound {
