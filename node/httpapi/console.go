@@ -29,6 +29,13 @@ const RefreshInterval = 2 * time.Second
 // node is reported unreachable within that.
 const StatusTimeout = 3 * time.Second
 
+// RefreshTimeout is how long the page waits for one refresh before it
+// abandons it and says the node does not answer: the cluster view's bound
+// and a second for rendering and the network. The page refreshes on a
+// fixed cadence, start to start, so a slow answer does not stretch the
+// interval between two views.
+const RefreshTimeout = StatusTimeout + time.Second
+
 // HealthBound is how long after a node stops answering its tile turns
 // unhealthy on an open page, at most: the cluster view's cache (1 s, node
 // package), one refresh interval, and the 2 s per-node deadline of the
@@ -180,6 +187,7 @@ type view struct {
 	Self, SelfSite string
 	Now            time.Time
 	RefreshMs      int64
+	TimeoutMs      int64 // the page abandons a refresh after this
 
 	Leader         string
 	Term           uint64
@@ -223,7 +231,7 @@ type nodeView struct {
 
 func (c *console) view(ctx context.Context) *view {
 	now := c.now()
-	v := &view{Self: c.self, SelfSite: c.site, Now: now, RefreshMs: RefreshInterval.Milliseconds()}
+	v := &view{Self: c.self, SelfSite: c.site, Now: now, RefreshMs: RefreshInterval.Milliseconds(), TimeoutMs: RefreshTimeout.Milliseconds()}
 	ctx, cancel := context.WithTimeout(ctx, StatusTimeout)
 	defer cancel()
 	st, err := c.c.ClusterStatus(ctx)

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/smtp"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +22,8 @@ import (
 	"github.com/continuum-mail/continuum/node/httpapi"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/node/nodetest"
+	"github.com/continuum-mail/continuum/proto/adminpb"
+	"github.com/continuum-mail/continuum/proto/peerpb"
 )
 
 // chromiumPath finds Debian's chromium ($CHROMIUM overrides).
@@ -108,10 +114,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#live"))); err != nil {
 		t.Fatalf("load %s: %v", url, err)
 	}
-	type tile struct{ Node, Healthy, Health string }
+	type tile struct{ Node, Healthy, Health, State string }
 	tiles := func() map[string]tile {
 		t.Helper()
-		got, err := chromedp.Run(bctx, chromedp.Evaluate[[]tile](`Array.from(document.querySelectorAll("article.tile")).map(e => ({Node: e.dataset.node, Healthy: e.dataset.healthy, Health: e.dataset.health}))`))
+		got, err := chromedp.Run(bctx, chromedp.Evaluate[[]tile](`Array.from(document.querySelectorAll("article.tile")).map(e => ({Node: e.dataset.node, Healthy: e.dataset.healthy, Health: e.dataset.health, State: e.dataset.state}))`))
 		if err != nil {
 			t.Fatalf("read tiles: %v", err)
 		}
@@ -133,15 +139,34 @@ func TestConsoleInBrowser(t *testing.T) {
 	leaderID := c.Cfgs[l].ID
 	// The first render may predate the last write's apply: give the page a
 	// couple of refreshes to agree.
+	var seen []string // what the page showed, each change once: for the reader of a failed run
+	loaded := time.Now()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the page showed (+time since load):\n  %s", strings.Join(seen, "\n  "))
+			// Each refresh the page made: when it started and how long it took.
+			fetches, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`performance.getEntriesByType("resource").filter(e => e.name.includes("console/live")).map(e => "+" + Math.round(e.startTime) + " ms, took " + Math.round(e.duration) + " ms")`))
+			t.Logf("the page's refreshes (%v): %s", err, strings.Join(fetches, "; "))
+		}
+	}()
 	c.Eventually(10*time.Second, "the page names every node healthy and the leader", func() bool {
 		ts := tiles()
+		l := c.Leader()
+		now := fmt.Sprintf("tiles %v, leader %q (raft: %d), refreshed %s, stale %q", ts, text("#leader"), l, text("#stamp"), text("#stale"))
+		if len(seen) == 0 || !strings.HasSuffix(seen[len(seen)-1], now) {
+			seen = append(seen, fmt.Sprintf("+%v %s", time.Since(loaded).Round(time.Millisecond), now))
+		}
 		for _, id := range c.IDs() {
 			if ts[id].Healthy != "true" {
 				return false
 			}
 		}
-		return len(ts) == 3 && text("#leader") == c.Cfgs[c.Leader()].ID
+		return len(ts) == 3 && l >= 0 && text("#leader") == c.Cfgs[l].ID
 	})
+	t.Logf("the page showed every node healthy %v after it loaded:\n  %s", time.Since(loaded).Round(time.Millisecond), strings.Join(seen, "\n  "))
+	if fetches, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`performance.getEntriesByType("resource").filter(e => e.name.includes("console/live")).map(e => "+" + Math.round(e.startTime) + " ms, took " + Math.round(e.duration) + " ms")`)); err == nil {
+		t.Logf("refreshes: %s", strings.Join(fetches, "; "))
+	}
 	leaderID = text("#leader")
 	// Soft: the check's verdicts usually arrive within a second or two; the
 	// screenshot is better with them, the test does not depend on them.
@@ -228,6 +253,126 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot for review: %s", path)
 }
 
+// sendMail sends msg as a sending MTA would: a 4xx reply (the cluster is
+// electing, "outcome unknown, please retry") is tried again, for up to
+// 30 s; a 5xx or any other error is returned.
 func sendMail(addr, msg string) error {
-	return smtp.SendMail(addr, nil, "sender@remote.test", []string{"demo@example.test"}, []byte(msg))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := smtp.SendMail(addr, nil, "sender@remote.test", []string{"demo@example.test"}, []byte(msg))
+		var te *textproto.Error
+		if err == nil || !errors.As(err, &te) || te.Code/100 != 4 || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// hangingConsole serves a fixed healthy cluster.
+type hangingConsole struct{}
+
+func (hangingConsole) Ready() (bool, string)      { return true, "ready" }
+func (hangingConsole) Info() *peerpb.InfoResponse { return &peerpb.InfoResponse{Id: "n1", Site: "a"} }
+func (hangingConsole) StoreStats() httpapi.StoreStats {
+	return httpapi.StoreStats{}
+}
+func (hangingConsole) ClusterStatus(context.Context) (*adminpb.ClusterStatusResponse, error) {
+	return &adminpb.ClusterStatusResponse{Leader: "n1", Term: 1, Nodes: []*adminpb.NodeStatus{
+		{Id: "n1", Site: "a", Role: "voter", State: "leader", Healthy: true},
+	}}, nil
+}
+
+// TestConsoleRefreshThatNeverAnswers: a refresh that the node accepts but
+// never answers (a node stopped with SIGSTOP, a hung connection) must not
+// freeze the page on figures it shows as current: the page abandons it
+// after httpapi.RefreshTimeout, says the node does not answer, and goes on
+// refreshing, so the banner clears once the node answers again.
+func TestConsoleRefreshThatNeverAnswers(t *testing.T) {
+	chromium := chromiumPath()
+	if chromium == "" {
+		t.Skip("no chromium binary (apt-get install chromium, or set CHROMIUM): the console's browser test cannot run")
+	}
+	h := httpapi.NewHandler(hangingConsole{}, httpapi.Options{Console: hangingConsole{}, Dev: true})
+	// gate holds /console/live requests while it is open-ended: each one
+	// is accepted and waits, unanswered, until the gate closes (then it is
+	// answered) or the page gives up on it.
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	close(gate) // answer at once
+	hold := func() { mu.Lock(); gate = make(chan struct{}); mu.Unlock() }
+	answer := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}
+	defer answer()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/console/live" {
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			select {
+			case <-g:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	actx, cancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#live"))); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	stale := func() (bool, string) {
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[String(!document.getElementById("stale").hidden && document.body.classList.contains("stale")), document.getElementById("stale").innerText]`))
+		if err != nil {
+			t.Fatalf("read the banner: %v", err)
+		}
+		return s[0] == "true", s[1]
+	}
+	hold()
+	hung := time.Now()
+	// The refresh in flight when the hang began may still answer; the next
+	// one starts within RefreshInterval and is abandoned RefreshTimeout
+	// later.
+	bound := httpapi.RefreshInterval + httpapi.RefreshTimeout + time.Second
+	var banner string
+	for {
+		on, text := stale()
+		if on {
+			banner = text
+			break
+		}
+		if time.Since(hung) > bound {
+			t.Fatalf("no banner %v after the node stopped answering (bound %v): the page waits for a refresh that never ends", time.Since(hung).Round(time.Millisecond), bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("banner after %v: %s", time.Since(hung).Round(10*time.Millisecond), banner)
+	if !strings.Contains(banner, "no answer within") {
+		t.Errorf("banner %q: want it to say the refresh got no answer in time", banner)
+	}
+	// The refresh in flight now was sent after the abort: answering it
+	// shows the page went on refreshing.
+	answer()
+	back := time.Now()
+	for on, _ := stale(); on; on, _ = stale() {
+		if time.Since(back) > bound {
+			t.Fatalf("the banner stays %v after the node answers again (bound %v): the page stopped refreshing", time.Since(back).Round(time.Millisecond), bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("banner cleared %v after the node answered again", time.Since(back).Round(10*time.Millisecond))
 }

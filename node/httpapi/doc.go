@@ -39,9 +39,14 @@
 // The cluster view is the admin API's ClusterStatus, computed by the node
 // that serves the page (it asks every member with a 2 s deadline; the node
 // caches it for 1 s). A script of a few lines fetches /console/live every
-// RefreshInterval (2 s) and swaps it in; when the serving node stops
-// answering, the page says so in a red banner and greys out. A node that
-// stops answering turns unhealthy on an open page within HealthBound (5 s).
+// RefreshInterval (2 s), counted from the start of one fetch to the start
+// of the next, and swaps it in. A fetch that has not answered within
+// RefreshTimeout (4 s) is abandoned: a node that accepts the connection
+// but never answers must not freeze the page. When the serving node stops
+// answering, or answers too late, the page says so in a red banner and
+// greys out; it keeps refreshing and clears the banner once the node
+// answers again. A node that stops answering turns unhealthy on an open
+// page within HealthBound (5 s).
 //
 // # Who may look
 //
