@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -74,7 +76,7 @@ func (s *Service) Import(stream grpc.BidiStreamingServer[adminpb.ImportRequest, 
 		return toStatus(fmt.Errorf("import into %s: %w", start.User, err))
 	}
 	im := &importer{
-		mail: s.mail, ctx: ctx, user: u.Id, keepOrder: start.KeepOrder,
+		mail: s.mail, ctx: ctx, user: u.Id, keepOrder: start.KeepOrder, isLeader: s.cluster.IsLeader,
 		steps: make(chan *importStep, importWindow),
 		log:   s.log().With("user", u.Email, "source", start.Source),
 	}
@@ -198,10 +200,13 @@ type importer struct {
 
 	batch      *importStep
 	batchStart time.Time
-	// keepOrder commits one batch after the other; lastCommit is closed
-	// when the batch proposed last has committed or failed.
-	keepOrder  bool
-	lastCommit chan struct{}
+	// The batch proposed last: lastQueued is closed once it has its place
+	// in the log (or is done), lastDone once it committed or failed.
+	// keepOrder: a batch that cannot be queued right behind it (retried,
+	// or proposed from a follower) waits until it is done.
+	keepOrder            bool
+	isLeader             func() bool
+	lastQueued, lastDone chan struct{}
 
 	// Totals, written by sendLoop, read after it returned.
 	copied, skipped, failed int
@@ -373,7 +378,7 @@ func (im *importer) message(m *adminpb.ImportMessage, data []byte, sp *mail.Spoo
 		}
 		return nil
 	}
-	it := mail.ImportItem{Data: data, Spool: sp, Flags: m.Flags, DedupeKey: mail.ImportDedupeKey(im.box, sum, n)}
+	it := mail.ImportItem{Data: data, Spool: sp, Flags: m.Flags, DedupeKey: mail.ImportDedupeKey(im.box, sum, n), Sum: sum}
 	if m.InternalDateUnix != 0 {
 		it.Date = time.Unix(m.InternalDateUnix, 0)
 	}
@@ -422,16 +427,19 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
-	var prev, mine chan struct{}
-	if im.keepOrder {
-		prev, mine = im.lastCommit, make(chan struct{})
-		im.lastCommit = mine
-	}
+	// The ordered pipeline: each batch is queued in the log only after the
+	// one before it (queued), so UIDs follow the source's order while
+	// importWindow batches are in flight; a batch whose first attempt
+	// failed is retried once the one before it is done.
+	prevQueued, prevDone := im.lastQueued, im.lastDone
+	queued, done := make(chan struct{}), make(chan struct{})
+	im.lastQueued, im.lastDone = queued, done
+	var queuedOnce sync.Once
+	markQueued := func() { queuedOnce.Do(func() { close(queued) }) }
 	go func() {
 		defer close(st.done)
-		if mine != nil {
-			defer close(mine)
-		}
+		defer close(done)
+		defer markQueued()
 		defer func() {
 			for _, it := range st.items {
 				if it.Spool != nil {
@@ -440,30 +448,55 @@ func (im *importer) propose(st *importStep) error {
 			}
 		}()
 		// Up to importWindow batches are prepared (parsed, compressed,
-		// large ones uploaded) at once, and, unless keepOrder, committed
-		// at once: Raft then carries several entries per round trip and
-		// fsync, and batches may commit out of order (UIDs follow the
-		// commit order; within a batch the source's).
+		// large ones uploaded) at once and in flight at once: Raft then
+		// carries several entries per round trip and fsync.
 		var res []mail.ImportResult
 		var prep *mail.PreparedImport
 		err := im.retry(st, func() (err error) {
 			prep, err = im.mail.PrepareImport(im.ctx, im.user, st.box, st.items)
 			return err
 		})
-		if err == nil && prev != nil {
+		wait := func(c chan struct{}) error {
+			if c == nil {
+				return nil
+			}
 			select {
-			case <-prev:
+			case <-c:
+				return nil
 			case <-im.ctx.Done():
-				err = im.ctx.Err()
+				return im.ctx.Err()
 			}
 		}
 		attempts := 0
 		if err == nil {
-			err = im.retry(st, func() (err error) {
-				attempts++
-				res, err = im.mail.CommitImport(im.ctx, prep)
-				return err
-			})
+			// First attempt: on the leader, right behind the batch before
+			// (queued, not yet committed); elsewhere (forwarded) once it
+			// is done, or at once without --keep-order.
+			if im.isLeader() {
+				err = wait(prevQueued)
+				if err == nil {
+					attempts++
+					res, err = im.mail.CommitImport(consensus.WithEnqueued(im.ctx, markQueued), prep)
+				}
+			} else if im.keepOrder {
+				err = wait(prevDone)
+			}
+		}
+		if (err == nil && attempts == 0) || (err != nil && attempts > 0 && mail.IsTemporary(err)) {
+			if attempts > 0 {
+				im.log.Info("import batch failed, retrying", "messages", len(st.items), "err", err)
+				err = nil
+				if im.keepOrder {
+					err = wait(prevDone)
+				}
+			}
+			if err == nil {
+				err = im.retry(st, func() (err error) {
+					attempts++
+					res, err = im.mail.CommitImport(im.ctx, prep)
+					return err
+				})
+			}
 		}
 		retried := attempts > 1
 		if err != nil {

@@ -8,7 +8,9 @@
 // and never retries: ErrNotLeader and ErrNoLeader mean nothing was proposed;
 // ErrUnknownOutcome means the entry may still commit, so the caller answers
 // with a temporary failure and relies on dedupe to make the client's retry
-// safe (docs/ARCHITECTURE.md §2).
+// safe (docs/ARCHITECTURE.md §2). WithEnqueued tells a proposer when its
+// entry has its place in the log's order, so it can propose the next one
+// while the first is in flight and still keep them in order.
 //
 // A node that starts with no Raft state and does not bootstrap holds its
 // transport closed until the leader admits it (Fresh, Admit): a wiped voter

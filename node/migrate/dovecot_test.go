@@ -38,6 +38,7 @@ import (
 type dovecot struct {
 	addr, user, password string
 	dir                  string
+	uid, gid             int // the owner of the mail files
 	// With TLS: the implicit-TLS address, and a client configuration that
 	// trusts the instance's self-signed certificate.
 	tlsAddr string
@@ -107,7 +108,7 @@ func startDovecotTLS(t *testing.T, withTLS bool) *dovecot {
 	os.Chown(filepath.Join(dir, "home/alice"), uid, gid)
 	addr := nodetest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
-	d := &dovecot{addr: addr, user: "alice@example.test", password: "dovecot-secret", dir: dir}
+	d := &dovecot{addr: addr, user: "alice@example.test", password: "dovecot-secret", dir: dir, uid: uid, gid: gid}
 	sslConf, imapsPort := "ssl = no", "0"
 	if withTLS {
 		certPath, keyPath, pool := selfSigned(t, dir)
@@ -249,6 +250,28 @@ func (d *dovecot) fill(t *testing.T, f *fixture) {
 	}
 }
 
+// fillMaildir writes the fixture straight into the account's Maildir (the
+// layout Dovecot reads: Maildir++, dovecot-keywords, dovecot-uidlist),
+// much faster than APPENDs for a large fixture.
+func (d *dovecot) fillMaildir(t *testing.T, f *fixture) {
+	t.Helper()
+	root := filepath.Join(d.dir, "home/alice/Maildir")
+	sink, err := NewMaildirSink(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, sink)
+	err = filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, d.uid, d.gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDovecotImport: a Dovecot account with five mailboxes (nested,
 // non-ASCII, a special-use one, keywords, \Seen/\Flagged/\Answered, dates
 // from 1998 on) imported over IMAP into a 3-node cluster, interrupted
@@ -360,6 +383,35 @@ func TestDovecotImport(t *testing.T) {
 			t.Errorf("node %d: Sent has special use %q, want \\Sent", i, sent)
 		}
 	}
+}
+
+// TestImportSpeedIMAP measures an import over IMAP from Dovecot of 10 KiB
+// messages into a 3-node cluster (through a follower, fsync on):
+// CONTINUUM_MIGRATE_SPEED_IMAP=N messages. Dovecot is filled through its
+// Maildir; its first read of it (indexing) is part of the figure.
+func TestImportSpeedIMAP(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CONTINUUM_MIGRATE_SPEED_IMAP"))
+	if n == 0 {
+		t.Skip("set CONTINUUM_MIGRATE_SPEED_IMAP=N")
+	}
+	d := startDovecot(t)
+	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
+	d.fillMaildir(t, f)
+	tc := startCluster(t, "a@example.test")
+	src, err := NewIMAPSource(IMAPOptions{Addr: d.addr, Login: d.user, Password: d.password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sum, err := Import(tc.Ctx(30*time.Minute), tc.speedClient(), "a@example.test", src, ImportOptions{SourceName: "imap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSummary(t, fmt.Sprintf("speed: %d messages of 10 KiB over IMAP", n), sum)
+	if sum.Copied != n {
+		t.Fatalf("copied %d of %d", sum.Copied, n)
+	}
+	tc.checkEveryNode(t, "a@example.test", f)
 }
 
 // TestDovecotTLS: the source over implicit TLS and over STARTTLS, checking
