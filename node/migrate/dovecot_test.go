@@ -396,6 +396,13 @@ func TestImportSpeedIMAP(t *testing.T) {
 	}
 	d := startDovecot(t)
 	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
+	// Our Maildir writes $Forwarded as the flag letter P (as Dovecot's
+	// documentation pairs them), but Dovecot 2.3 does not serve P as
+	// $Forwarded over IMAP: leave it out of what is filled in, so the
+	// import is compared with what Dovecot actually holds.
+	for _, m := range f.msgs["INBOX"] {
+		m.Flags = slices.DeleteFunc(slices.Clone(m.Flags), func(fl string) bool { return fl == "$Forwarded" })
+	}
 	d.fillMaildir(t, f)
 	tc := startCluster(t, "a@example.test")
 	src, err := NewIMAPSource(IMAPOptions{Addr: d.addr, Login: d.user, Password: d.password})
