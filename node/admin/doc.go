@@ -24,11 +24,13 @@
 // 256 messages or 1 MiB, so the bytes in flight stay a few MiB. On the
 // leader the batches are pipelined in order: each is proposed once the one
 // before it is queued in the log (consensus.WithEnqueued), not committed,
-// so UIDs follow the source's order with several batches in flight. A
-// batch retried after a temporary failure, or proposed from a follower,
-// waits for the one before it to be done with --keep-order; without it, it
-// goes at once and may land after a later batch. A partial batch waits at
-// most importLinger for more. Before a
+// so UIDs follow the source's order with several batches in flight; a
+// batch retried after a temporary failure (an election), or proposed from
+// a follower, goes at once and may land after a later batch. With
+// --keep-order each batch is proposed only once the one before is done
+// (an election can lose an entry that was queued, and the next must not
+// commit before its retry). A partial batch waits at most importLinger for
+// more. Before a
 // mailbox's messages, the handler creates it (and its parents, with its
 // special use), waits for the read index and counts the digests it holds:
 // a message is skipped when the mailbox holds as many copies as the stream

@@ -204,8 +204,7 @@ type importer struct {
 	batchStart time.Time
 	// The batch proposed last: lastQueued is closed once it has its place
 	// in the log (or is done), lastDone once it committed or failed.
-	// keepOrder: a batch that cannot be queued right behind it (retried,
-	// or proposed from a follower) waits until it is done.
+	// keepOrder: each batch waits until the one before is done.
 	keepOrder            bool
 	isLeader             func() bool
 	lastQueued, lastDone chan struct{}
@@ -429,10 +428,10 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
-	// The ordered pipeline: each batch is queued in the log only after the
-	// one before it (queued), so UIDs follow the source's order while
-	// importWindow batches are in flight; a batch whose first attempt
-	// failed is retried once the one before it is done.
+	// The ordered pipeline: on the leader each batch is queued in the log
+	// right after the one before it (queued, not committed), so UIDs follow
+	// the source's order while importWindow batches are in flight. With
+	// keepOrder a batch waits until the one before is done instead.
 	prevQueued, prevDone := im.lastQueued, im.lastDone
 	queued, done := make(chan struct{}), make(chan struct{})
 	im.lastQueued, im.lastDone = queued, done
@@ -469,28 +468,29 @@ func (im *importer) propose(st *importStep) error {
 				return im.ctx.Err()
 			}
 		}
-		attempts := 0
-		if err == nil {
-			// First attempt: on the leader, right behind the batch before
-			// (queued, not yet committed); elsewhere (forwarded) once it
-			// is done, or at once without --keep-order.
-			if im.isLeader() {
-				err = wait(prevQueued)
-				if err == nil {
-					attempts++
-					res, err = im.mail.CommitImport(consensus.WithEnqueued(im.ctx, markQueued), prep)
-				}
-			} else if im.keepOrder {
-				err = wait(prevDone)
+		attempts, committed := 0, false
+		if err == nil && !im.keepOrder && im.isLeader() {
+			// First attempt on the leader: right behind the batch before
+			// (queued, not yet committed).
+			err = wait(prevQueued)
+			if err == nil {
+				attempts++
+				res, err = im.mail.CommitImport(consensus.WithEnqueued(im.ctx, markQueued), prep)
+				committed = err == nil
 			}
-		}
-		if (err == nil && attempts == 0) || (err != nil && attempts > 0 && mail.IsTemporary(err)) {
-			if attempts > 0 {
+			if err != nil && mail.IsTemporary(err) && im.ctx.Err() == nil {
 				im.log.Info("import batch failed, retrying", "messages", len(st.items), "err", err)
 				err = nil
-				if im.keepOrder {
-					err = wait(prevDone)
-				}
+			}
+		}
+		if err == nil && !committed {
+			// --keep-order: once the batch before is done, whatever
+			// happened to it (a leader change can lose a queued entry,
+			// and the next one must not commit before its retry).
+			// Otherwise: a retry, or a proposal forwarded from a follower,
+			// goes at once and may land after a later batch.
+			if im.keepOrder {
+				err = wait(prevDone)
 			}
 			if err == nil {
 				err = im.retry(st, func() (err error) {
