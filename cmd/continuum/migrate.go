@@ -39,7 +39,7 @@ func runImport(args []string) error {
 	useTLS := a.fs.Bool("tls", false, "implicit TLS to the IMAP server")
 	startTLS := a.fs.Bool("starttls", false, "STARTTLS to the IMAP server")
 	insecure := a.fs.Bool("insecure-skip-verify", false, "do not check the IMAP server's certificate (tests only)")
-	keepOrder := a.fs.Bool("keep-order", false, "commit one batch at a time so UIDs follow the source's order exactly (slower)")
+	keepOrder := a.fs.Bool("keep-order", false, "commit one batch at a time so UIDs follow the source's order exactly, across elections too (slower)")
 	var mailboxes stringList
 	a.fs.Var(&mailboxes, "mailbox", "only this mailbox (repeatable); with a single mbox file: the mailbox to fill (default INBOX)")
 	*a.timeout = 30 * 24 * time.Hour // as long as it takes; Ctrl-C stops it

@@ -18,10 +18,19 @@
 // handler reads requests on
 // one goroutine, builds steps on the handler's goroutine (a mailbox opened,
 // or a batch of messages), and answers the steps in order from a third;
-// each batch is prepared (parsed, hashed, compressed; a message over 1 MiB
+// each batch is prepared (parsed, compressed; a message over 1 MiB
 // spooled and uploaded as chunks) and committed on its own goroutine, at
-// most importWindow at once, as an AppendBatch of up to 256 messages or
-// 1 MiB. A partial batch waits at most importLinger for more. Before a
+// most importWindow (+1 being answered) at once, as an AppendBatch of up to
+// 256 messages or 1 MiB, so the bytes in flight stay a few MiB. On the
+// leader the batches are pipelined in order: each is proposed once the one
+// before it is queued in the log (consensus.WithEnqueued), not committed,
+// so UIDs follow the source's order with several batches in flight; a
+// batch retried after a temporary failure (an election), or proposed from
+// a follower, goes at once and may land after a later batch. With
+// --keep-order each batch is proposed only once the one before is done
+// (an election can lose an entry that was queued, and the next must not
+// commit before its retry). A partial batch waits at most importLinger for
+// more. Before a
 // mailbox's messages, the handler creates it (and its parents, with its
 // special use), waits for the read index and counts the digests it holds:
 // a message is skipped when the mailbox holds as many copies as the stream

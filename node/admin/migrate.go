@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,18 +18,21 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
 )
 
 // importWindow is how many import steps (batches, mailbox openings) may be
-// in flight at once: enough to keep the leader's log busy while the next
-// batch is parsed and compressed, few enough that the memory an import
-// holds stays a few MiB (window × 1 MiB, plus one spooled large message per
-// step) and that a live cluster's heartbeats are not starved. Measured on
-// a loaded 2-core machine (docs/notes/migrate.md): 2 imports as fast as 4 or 8,
-// without the elections those caused.
+// queued behind the one being answered: enough to keep the leader's log
+// busy while the next batch is parsed and compressed, few enough that the
+// bytes an import has in flight stay a few MiB ((window+1) × 1 MiB, plus
+// one spooled large message per step) and that a live cluster's heartbeats
+// are not starved. Measured on a loaded 2-core machine
+// (docs/notes/migrate.md, rounds 1 and 4): 2 imports as fast as 4 or 8;
+// with 4, at load 24–38, 107 batch retries through elections and one batch
+// out of retries.
 const importWindow = 2
 
 // importLinger is how long a partial batch waits for more messages before
@@ -74,7 +78,7 @@ func (s *Service) Import(stream grpc.BidiStreamingServer[adminpb.ImportRequest, 
 		return toStatus(fmt.Errorf("import into %s: %w", start.User, err))
 	}
 	im := &importer{
-		mail: s.mail, ctx: ctx, user: u.Id, keepOrder: start.KeepOrder,
+		mail: s.mail, ctx: ctx, user: u.Id, keepOrder: start.KeepOrder, isLeader: s.cluster.IsLeader,
 		steps: make(chan *importStep, importWindow),
 		log:   s.log().With("user", u.Email, "source", start.Source),
 	}
@@ -198,10 +202,12 @@ type importer struct {
 
 	batch      *importStep
 	batchStart time.Time
-	// keepOrder commits one batch after the other; lastCommit is closed
-	// when the batch proposed last has committed or failed.
-	keepOrder  bool
-	lastCommit chan struct{}
+	// The batch proposed last: lastQueued is closed once it has its place
+	// in the log (or is done), lastDone once it committed or failed.
+	// keepOrder: each batch waits until the one before is done.
+	keepOrder            bool
+	isLeader             func() bool
+	lastQueued, lastDone chan struct{}
 
 	// Totals, written by sendLoop, read after it returned.
 	copied, skipped, failed int
@@ -373,7 +379,7 @@ func (im *importer) message(m *adminpb.ImportMessage, data []byte, sp *mail.Spoo
 		}
 		return nil
 	}
-	it := mail.ImportItem{Data: data, Spool: sp, Flags: m.Flags, DedupeKey: mail.ImportDedupeKey(im.box, sum, n)}
+	it := mail.ImportItem{Data: data, Spool: sp, Flags: m.Flags, DedupeKey: mail.ImportDedupeKey(im.box, sum, n), Sum: sum}
 	if m.InternalDateUnix != 0 {
 		it.Date = time.Unix(m.InternalDateUnix, 0)
 	}
@@ -422,16 +428,19 @@ func (im *importer) propose(st *importStep) error {
 		}
 		return err
 	}
-	var prev, mine chan struct{}
-	if im.keepOrder {
-		prev, mine = im.lastCommit, make(chan struct{})
-		im.lastCommit = mine
-	}
+	// The ordered pipeline: on the leader each batch is queued in the log
+	// right after the one before it (queued, not committed), so UIDs follow
+	// the source's order while importWindow batches are in flight. With
+	// keepOrder a batch waits until the one before is done instead.
+	prevQueued, prevDone := im.lastQueued, im.lastDone
+	queued, done := make(chan struct{}), make(chan struct{})
+	im.lastQueued, im.lastDone = queued, done
+	var queuedOnce sync.Once
+	markQueued := func() { queuedOnce.Do(func() { close(queued) }) }
 	go func() {
 		defer close(st.done)
-		if mine != nil {
-			defer close(mine)
-		}
+		defer close(done)
+		defer markQueued()
 		defer func() {
 			for _, it := range st.items {
 				if it.Spool != nil {
@@ -440,30 +449,56 @@ func (im *importer) propose(st *importStep) error {
 			}
 		}()
 		// Up to importWindow batches are prepared (parsed, compressed,
-		// large ones uploaded) at once, and, unless keepOrder, committed
-		// at once: Raft then carries several entries per round trip and
-		// fsync, and batches may commit out of order (UIDs follow the
-		// commit order; within a batch the source's).
+		// large ones uploaded) at once and in flight at once: Raft then
+		// carries several entries per round trip and fsync.
 		var res []mail.ImportResult
 		var prep *mail.PreparedImport
 		err := im.retry(st, func() (err error) {
 			prep, err = im.mail.PrepareImport(im.ctx, im.user, st.box, st.items)
 			return err
 		})
-		if err == nil && prev != nil {
+		wait := func(c chan struct{}) error {
+			if c == nil {
+				return nil
+			}
 			select {
-			case <-prev:
+			case <-c:
+				return nil
 			case <-im.ctx.Done():
-				err = im.ctx.Err()
+				return im.ctx.Err()
 			}
 		}
-		attempts := 0
-		if err == nil {
-			err = im.retry(st, func() (err error) {
+		attempts, committed := 0, false
+		if err == nil && !im.keepOrder && im.isLeader() {
+			// First attempt on the leader: right behind the batch before
+			// (queued, not yet committed).
+			err = wait(prevQueued)
+			if err == nil {
 				attempts++
-				res, err = im.mail.CommitImport(im.ctx, prep)
-				return err
-			})
+				res, err = im.mail.CommitImport(consensus.WithEnqueued(im.ctx, markQueued), prep)
+				committed = err == nil
+			}
+			if err != nil && mail.IsTemporary(err) && im.ctx.Err() == nil {
+				im.log.Info("import batch failed, retrying", "messages", len(st.items), "err", err)
+				err = nil
+			}
+		}
+		if err == nil && !committed {
+			// --keep-order: once the batch before is done, whatever
+			// happened to it (a leader change can lose a queued entry,
+			// and the next one must not commit before its retry).
+			// Otherwise: a retry, or a proposal forwarded from a follower,
+			// goes at once and may land after a later batch.
+			if im.keepOrder {
+				err = wait(prevDone)
+			}
+			if err == nil {
+				err = im.retry(st, func() (err error) {
+					attempts++
+					res, err = im.mail.CommitImport(im.ctx, prep)
+					return err
+				})
+			}
 		}
 		retried := attempts > 1
 		if err != nil {

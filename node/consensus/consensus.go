@@ -438,6 +438,28 @@ func (n *Node) State() string {
 // LastContact is the last time this node heard from the leader.
 func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 
+type enqueuedKey struct{}
+
+// WithEnqueued returns a context that makes Apply call fn once it has
+// handed the entry to raft's queue on this node, before it commits (or
+// fails). Entries handed over one after the other take log indexes in that
+// order if they commit: a proposer that waits for fn before proposing its
+// next entry keeps its entries in order while several are in flight
+// (continuum import). fn is not called when Apply refused the entry first
+// (not the leader), and it may be called once per attempt. Such a proposal
+// is never forwarded (node/propose): one forwarded to another leader could
+// commit before an entry queued here earlier whose fate is still unknown.
+func WithEnqueued(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, enqueuedKey{}, fn)
+}
+
+// Ordered says ctx carries WithEnqueued: the proposal must be queued on
+// this node or fail with ErrNotLeader.
+func Ordered(ctx context.Context) bool {
+	_, ok := ctx.Value(enqueuedKey{}).(func())
+	return ok
+}
+
 // Apply proposes data on this node, which must be the leader. It returns the
 // FSM's response and the log index once the entry is committed on a quorum
 // and applied here. A context that ends first yields ErrUnknownOutcome: the
@@ -455,6 +477,11 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, uint64, error) {
 	}
 	start := time.Now()
 	f := n.raft.Apply(data, timeout)
+	if fn, ok := ctx.Value(enqueuedKey{}).(func()); ok && time.Since(start) < timeout && n.raft.State() != raft.Shutdown {
+		// Handed over: raft refuses at once only after the whole timeout
+		// (ErrEnqueueTimeout) or when shut down.
+		fn()
+	}
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {

@@ -8,7 +8,9 @@
 // and never retries: ErrNotLeader and ErrNoLeader mean nothing was proposed;
 // ErrUnknownOutcome means the entry may still commit, so the caller answers
 // with a temporary failure and relies on dedupe to make the client's retry
-// safe (docs/ARCHITECTURE.md §2).
+// safe (docs/ARCHITECTURE.md §2). WithEnqueued tells a proposer when its
+// entry has its place in the log's order, so it can propose the next one
+// while the first is in flight and still keep them in order.
 //
 // VerifyLeader gives the read index: the commit index, confirmed by a
 // quorum, and only once this leader has committed an entry of its own term

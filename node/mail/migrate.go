@@ -34,6 +34,9 @@ type ImportItem struct {
 	Flags     []string
 	Date      time.Time
 	DedupeKey []byte
+	// Sum is the SHA-256 of the bytes when the caller has it already (it
+	// hashed them as they arrived); zero: computed here.
+	Sum [sha256.Size]byte
 }
 
 // ImportResult is the outcome of one item: stored under UID, a duplicate
@@ -159,7 +162,10 @@ func (s *Service) importBlob(ctx context.Context, it ImportItem) (*commandpb.Blo
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return newBlob(data, parsed), nil
+	if it.Sum == ([sha256.Size]byte{}) {
+		return newBlob(data, parsed), nil
+	}
+	return newBlobSum(data, it.Sum, parsed), nil
 }
 
 // Inventory counts the copies of each message (by SHA-256 of its bytes)

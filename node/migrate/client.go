@@ -71,7 +71,9 @@ type ImportOptions struct {
 	// SourceName names the source in the node's log.
 	SourceName string
 	// KeepOrder commits one batch at a time, so UIDs follow the source's
-	// order exactly (slower); otherwise only within each batch.
+	// order exactly (slower). Without it they do too unless a batch had
+	// to be retried (an election) or the node took the stream without a
+	// leader: that batch may land after later ones.
 	KeepOrder bool
 	Progress  Progress
 }

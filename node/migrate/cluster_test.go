@@ -418,24 +418,6 @@ func TestImportLargeMessage(t *testing.T) {
 	}
 }
 
-// cancelAfter is a Progress that cancels the import once n messages are
-// settled: an operator's Ctrl-C halfway.
-type cancelAfter struct {
-	n      int
-	seen   int
-	cancel func()
-}
-
-func (c *cancelAfter) Total(int, int64) {}
-func (c *cancelAfter) Add(n int, _ int64) {
-	c.seen += n
-	if c.seen >= c.n {
-		c.cancel()
-	}
-}
-func (c *cancelAfter) Note(string, ...any) {}
-func (c *cancelAfter) Done()               {}
-
 // TestImportSpeed measures an import of 10 KiB messages into a 3-node
 // cluster (through a follower, fsync on): CONTINUUM_MIGRATE_SPEED=N
 // messages, or 10,000 in make test-migrate. Skipped in make test.

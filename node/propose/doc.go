@@ -10,7 +10,9 @@
 //     encoded bytes to the leader (Forwarder.Forward, node/peer's Forward
 //     RPC, whose handler calls Local there);
 //  5. retries only refusals that prove nothing was proposed (not the
-//     leader), up to five times with a growing pause;
+//     leader), up to five times with a growing pause; an ordered proposal
+//     (consensus.WithEnqueued) is proposed here or not at all: it is never
+//     forwarded nor retried, and fails with ErrNotLeader on a follower;
 //  6. with AppliedHere, waits until this node has applied the entry, so
 //     the caller can read its own write;
 //  7. returns the state machine's Result and the entry's index.

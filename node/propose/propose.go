@@ -109,7 +109,7 @@ func (p *Proposer) Propose(ctx context.Context, cmd *commandpb.Command, wait Wai
 func (p *Proposer) propose(ctx context.Context, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
 	for attempt := 0; ; attempt++ {
 		res, idx, err := p.proposeOnce(ctx, data, waitLocal)
-		if err == nil || !errors.Is(err, consensus.ErrNotLeader) || attempt >= maxAttempts-1 {
+		if err == nil || !errors.Is(err, consensus.ErrNotLeader) || attempt >= maxAttempts-1 || consensus.Ordered(ctx) {
 			if errors.Is(err, consensus.ErrNotLeader) {
 				err = fmt.Errorf("%w: %v", consensus.ErrNoLeader, err)
 			}
@@ -132,6 +132,10 @@ func (p *Proposer) proposeOnce(ctx context.Context, data []byte, waitLocal bool)
 	}
 	if leader == p.cfg.Raft.ID() {
 		return p.Local(ctx, data)
+	}
+	if consensus.Ordered(ctx) {
+		// Its place in the log's order is only known on this node.
+		return nil, 0, consensus.ErrNotLeader
 	}
 	res, idx, err := p.cfg.Forward.Forward(ctx, leader, data, waitLocal)
 	if err == nil && failpoint.Hit(failpoint.ProposeForward, 0) { // test-only (tag failpoints)

@@ -134,6 +134,22 @@ func TestProposeRetriesOnlyNotLeader(t *testing.T) {
 	}
 }
 
+// An ordered proposal (consensus.WithEnqueued) is never forwarded: on a
+// follower it fails at once, having proposed nothing; on the leader it is
+// proposed locally.
+func TestOrderedProposalIsNeverForwarded(t *testing.T) {
+	ctx := consensus.WithEnqueued(context.Background(), func() {})
+	p, r, fw, _ := setup("n2")
+	if _, _, err := p.Propose(ctx, domainAdd(), Committed); !errors.Is(err, consensus.ErrNoLeader) || len(fw.sent) != 0 || len(r.applied) != 0 {
+		t.Fatalf("ordered on a follower: %v, %d forwarded, %d applied; want a refusal with nothing sent", err, len(fw.sent), len(r.applied))
+	}
+	p, r, fw, _ = setup("n1")
+	r.resp = &raftfsm.Response{Result: &commandpb.Result{UserId: 5}}
+	if res, _, err := p.Propose(ctx, domainAdd(), Committed); err != nil || res.GetUserId() != 5 || len(r.applied) != 1 || len(fw.sent) != 0 {
+		t.Fatalf("ordered on the leader: %v, %v, %d applied, %d forwarded", res, err, len(r.applied), len(fw.sent))
+	}
+}
+
 // A write committed but not applied here within the bound is an unknown
 // outcome for the caller, not a success.
 func TestProposeAppliedHereFailure(t *testing.T) {

@@ -3071,8 +3071,9 @@ type ImportStart struct {
 	User   string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"` // for the node's log: "mbox /path", "imap://host"
 	// keep_order commits one batch at a time, so UIDs follow the source's
-	// order exactly; otherwise a few batches commit at once (faster), and
-	// UIDs follow the source's order within each batch only.
+	// order exactly, across elections too; otherwise batches are pipelined
+	// in log order (faster), and a batch retried after an election may land
+	// after a later one.
 	KeepOrder bool `protobuf:"varint,3,opt,name=keep_order,json=keepOrder,proto3" json:"keep_order,omitempty"`
 	// forwarded is set by a follower that passed the stream on to the
 	// leader; a forwarded stream is never forwarded again.
