@@ -104,14 +104,27 @@ func DedupeKeySum(rcpt, from string, received [sha256.Size]byte) []byte {
 	return h.Sum(nil)
 }
 
+// messageBytes returns a message's bytes: data, or the spool's contents
+// mapped into memory when sp is not nil. release unmaps them; call it once
+// they are no longer used. A message over MaxMessageBytes is ErrTooBig.
+func (s *Service) messageBytes(data []byte, sp *Spool) (_ []byte, release func(), err error) {
+	if sp != nil {
+		if sp.Size() > s.opts.MaxMessageBytes {
+			return nil, nil, ErrTooBig
+		}
+		return sp.mapped()
+	}
+	if int64(len(data)) > s.opts.MaxMessageBytes {
+		return nil, nil, ErrTooBig
+	}
+	return data, func() {}, nil
+}
+
 // DeliverSpool is Deliver for a message in a spool: stored is the spool
 // (trace headers included) and received the SHA-256 of the body as the
 // client sent it. A message over ChunkBytes is proposed in chunks.
 func (s *Service) DeliverSpool(ctx context.Context, env Envelope, sp *Spool, received [sha256.Size]byte) ([]Delivery, error) {
-	if sp.Size() > s.opts.MaxMessageBytes {
-		return nil, ErrTooBig
-	}
-	data, unmap, err := sp.mapped()
+	data, unmap, err := s.messageBytes(nil, sp)
 	if err != nil {
 		return nil, err
 	}
@@ -125,10 +138,7 @@ func (s *Service) DeliverSpool(ctx context.Context, env Envelope, sp *Spool, rec
 
 // AppendSpool is Append for a message in a spool.
 func (s *Service) AppendSpool(ctx context.Context, userID, mailboxID uint64, flags []string, date time.Time, sp *Spool) (*commandpb.Result, error) {
-	if sp.Size() > s.opts.MaxMessageBytes {
-		return nil, ErrTooBig
-	}
-	data, unmap, err := sp.mapped()
+	data, unmap, err := s.messageBytes(nil, sp)
 	if err != nil {
 		return nil, err
 	}

@@ -137,21 +137,11 @@ func (s *Service) CommitImport(ctx context.Context, p *PreparedImport) ([]Import
 
 // importBlob parses and compresses one message, or uploads it in chunks.
 func (s *Service) importBlob(ctx context.Context, it ImportItem) (*commandpb.Blob, error) {
-	data := it.Data
-	if it.Spool != nil {
-		if it.Spool.Size() > s.opts.MaxMessageBytes {
-			return nil, ErrTooBig
-		}
-		m, unmap, err := it.Spool.mapped()
-		if err != nil {
-			return nil, err
-		}
-		defer unmap()
-		data = m
+	data, unmap, err := s.messageBytes(it.Data, it.Spool)
+	if err != nil {
+		return nil, err
 	}
-	if int64(len(data)) > s.opts.MaxMessageBytes {
-		return nil, ErrTooBig
-	}
+	defer unmap()
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrInvalid)
 	}

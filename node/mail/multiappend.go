@@ -36,21 +36,11 @@ func (s *Service) AppendAll(ctx context.Context, userID, mailboxID uint64, msgs 
 	op := &commandpb.AppendBatch{UserId: userID, MailboxId: mailboxID}
 	datas := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		data := m.Data
-		if m.Spool != nil {
-			if m.Spool.Size() > s.opts.MaxMessageBytes {
-				return nil, ErrTooBig
-			}
-			d, unmap, err := m.Spool.mapped()
-			if err != nil {
-				return nil, err
-			}
-			defer unmap()
-			data = d
+		data, unmap, err := s.messageBytes(m.Data, m.Spool)
+		if err != nil {
+			return nil, err
 		}
-		if int64(len(data)) > s.opts.MaxMessageBytes {
-			return nil, ErrTooBig
-		}
+		defer unmap()
 		datas[i] = data
 		date := m.Date
 		if date.IsZero() {
