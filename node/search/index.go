@@ -1,7 +1,6 @@
 package search
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,62 +94,9 @@ type Index struct {
 // maxKnown bounds the vocabulary cache (about 70 bytes an entry).
 const maxKnown = 200_000
 
-// stepBatch collects one build or follow step's writes; commit hands them
-// to Pebble in key order. The memtable inserts a batch's keys one at a
-// time and searches for each from the previous one's position
-// (arenaskl.Inserter keeps the splice), so keys that come sorted skip most
-// of the skiplist descent a message's ~200 postings, scattered over the
-// mailbox's key range, cost otherwise (the memtable inserts were 17% of a
-// node's CPU under delivery load). The sort is stable: the operations on
-// one key keep their order (a message added and expunged in one step).
-type stepBatch struct {
-	ops   []stepOp
-	bytes int
-}
-
-type stepOp struct {
-	key, value []byte
-	del        bool
-}
-
-// Set records a set of key to value; neither may be changed afterwards.
-func (s *stepBatch) Set(key, value []byte, _ *pebble.WriteOptions) error {
-	s.ops = append(s.ops, stepOp{key: key, value: value})
-	s.bytes += len(key) + len(value) + 16
-	return nil
-}
-
-// Delete records a point deletion of key.
-func (s *stepBatch) Delete(key []byte, _ *pebble.WriteOptions) error {
-	s.ops = append(s.ops, stepOp{key: key, del: true})
-	s.bytes += len(key) + 16
-	return nil
-}
-
-// writer is what the step's helpers write through: a stepBatch, or a
-// pebble.Batch.
-type writer interface {
-	Set(key, value []byte, opts *pebble.WriteOptions) error
-	Delete(key []byte, opts *pebble.WriteOptions) error
-}
-
-// commit commits a step's writes (sorted, see stepBatch) and then adds the
-// vocabulary keys it wrote to the cache of known ones.
-func (x *Index) commit(s *stepBatch) error {
-	slices.SortStableFunc(s.ops, func(a, b stepOp) int { return bytes.Compare(a.key, b.key) })
-	b := x.db.NewBatchWithSize(s.bytes)
-	defer b.Close()
-	for _, o := range s.ops {
-		var err error
-		if o.del {
-			err = b.Delete(o.key, nil)
-		} else {
-			err = b.Set(o.key, o.value, nil)
-		}
-		if err != nil {
-			return err
-		}
-	}
+// commit commits a step's batch and then adds the vocabulary keys it
+// wrote to the cache of known ones.
+func (x *Index) commit(b *pebble.Batch) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
@@ -548,7 +493,8 @@ func (x *Index) syncMailbox(ctx context.Context, user, mbox uint64) error {
 func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 	snap := x.state.Snapshot()
 	defer snap.Close()
-	b := &stepBatch{}
+	b := x.db.NewBatch()
+	defer b.Close()
 	x.vocab = map[string]struct{}{}
 	n := 0
 	last := c.hw
@@ -588,10 +534,11 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	if err != nil {
 		return c, false, err
 	}
-	// Not an indexed batch: that costs a skiplist insert per key (14% of
-	// a node's CPU under delivery load); the step's own writes that it
+	// A plain batch: an indexed one costs a skiplist insert per key (14%
+	// of a node's CPU under delivery load); the step's own writes that it
 	// reads back (has, removeMessage) are kept in st instead.
-	b := &stepBatch{}
+	b := x.db.NewBatch()
+	defer b.Close()
 	st := step{b: b, added: map[uint32]string{}, removed: map[uint32]bool{}}
 	x.vocab = map[string]struct{}{}
 	n := 0
@@ -644,7 +591,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 // step is one followStep's batch and what it wrote, so the step reads
 // its own writes without an indexed batch.
 type step struct {
-	b       *stepBatch
+	b       *pebble.Batch
 	added   map[uint32]string // UID → Doc.Text of documents added in b
 	removed map[uint32]bool   // UIDs whose document b deletes
 }
@@ -668,7 +615,7 @@ func (x *Index) has(st *step, mbox uint64, uid uint32) bool {
 
 // addMessage writes m's document, postings and tokens into b and returns
 // the document's text (nil when the blob is gone: nothing was written).
-func (x *Index) addMessage(b writer, r storage.Reader, mbox uint64, m *storagepb.Message) (*string, error) {
+func (x *Index) addMessage(b *pebble.Batch, r storage.Reader, mbox uint64, m *storagepb.Message) (*string, error) {
 	start := time.Now()
 	parsed, err := r.Parsed(m.Blob)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {

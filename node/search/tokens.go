@@ -88,7 +88,7 @@ func longKey(mbox uint64, uid uint32) []byte {
 // of tokens the mailbox did not have yet (vocab caches, for the batch
 // being built, the tokens already added to it; x.known those the
 // database holds).
-func (x *Index) addTokens(b writer, mbox uint64, uid uint32, text string, vocab map[string]struct{}) error {
+func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string, vocab map[string]struct{}) error {
 	toks, long := tokens(text)
 	for _, t := range toks {
 		if err := b.Set(tokenKey(mbox, t, uid), nil, nil); err != nil {
@@ -131,7 +131,7 @@ func (x *Index) addTokens(b writer, mbox uint64, uid uint32, text string, vocab 
 	return nil
 }
 
-func removeTokens(b writer, mbox uint64, uid uint32, text string) error {
+func removeTokens(b *pebble.Batch, mbox uint64, uid uint32, text string) error {
 	toks, long := tokens(text)
 	for _, t := range toks {
 		if err := b.Delete(tokenKey(mbox, t, uid), nil); err != nil {
