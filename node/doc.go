@@ -69,8 +69,8 @@
 //     themselves with the seal of their last clean shutdown (storage/seal.go,
 //     storage/raftlog/seal.go); the log is read whole and every entry's CRC
 //     checked. Damage refuses the start with the file and the remedy.
-//   - Scrub: every block of every sstable of both databases is read and its
-//     checksum checked, first 1 s after start, then every scrub-interval
+//   - Scrub: every block of every sstable of both databases, and every
+//     value of the state (its blob files), is read and its checksum checked, first 1 s after start, then every scrub-interval
 //     (default 6 h), at scrub-rate (default 32 MiB/s). A flipped bit is
 //     found within 1 s + (state + log bytes) / scrub-rate of a start, and
 //     within scrub-interval + that of happening on a running node.

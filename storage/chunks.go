@@ -46,7 +46,7 @@ func (x reader) Upload(id []byte) (*storagepb.Upload, error) {
 
 // HasChunk reports whether chunk seq of upload id is stored.
 func (x reader) HasChunk(id []byte, seq uint32) (bool, error) {
-	_, closer, err := x.r.Get(chunkKey(id, seq))
+	_, closer, err := getValue(x.r, chunkKey(id, seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -34,8 +35,36 @@ var (
 // formatMajorVersion is pinned rather than pebble.FormatNewest: opening a
 // database ratchets its format irreversibly, so FormatNewest would let a
 // dependency bump make a data directory unreadable by the previous binary.
-// It matches storage/raftlog. Raise it deliberately, in its own change.
-const formatMajorVersion = pebble.FormatWALSyncChunks
+// Raise it deliberately, in its own change.
+//
+// FormatValueSeparation (raised from FormatWALSyncChunks, which
+// storage/raftlog keeps) is what value separation needs (see
+// valueSeparation). A state directory written by an older binary is
+// ratcheted up at its first Open by this one (Pebble does it, keeping the
+// data); from then on binaries that pin FormatWALSyncChunks cannot open it
+// (Pebble refuses a format newer than it knows): a node is not
+// downgraded past this change without a snapshot install from a peer.
+const formatMajorVersion = pebble.FormatValueSeparation
+
+// valueSeparation keeps values of valueSeparationMin bytes or more (message
+// blobs, chunks) in Pebble blob files, out of the sstables: a compaction
+// rewrites the keys and a small handle per value, not the message bytes,
+// so a 10 KiB message is written about once more after its flush instead
+// of once per level it descends (the compactions rewriting message bytes
+// cost as much CPU as the FSM's apply itself, docs/notes/bench.md round
+// 3). Blob files whose values are mostly dead (expunged mail) are
+// rewritten once they are an hour old and a fifth garbage.
+func valueSeparation() pebble.ValueSeparationPolicy {
+	return pebble.ValueSeparationPolicy{
+		Enabled:               true,
+		MinimumSize:           valueSeparationMin,
+		MaxBlobReferenceDepth: 10,
+		RewriteMinimumAge:     time.Hour,
+		TargetGarbageRatio:    0.2,
+	}
+}
+
+const valueSeparationMin = 1024
 
 // currentFile names the file in the DB directory that holds the name of the
 // live state directory. Restore replaces it with a rename, which is what
@@ -59,6 +88,11 @@ type Options struct {
 	// not block: Pebble calls it on the read path. The read itself fails
 	// with an error; nothing damaged is returned. nil: only logged.
 	OnCorruption func(error)
+
+	// format overrides formatMajorVersion (and turns value separation off
+	// below FormatValueSeparation): tests that write a directory as an
+	// older binary did.
+	format pebble.FormatMajorVersion
 }
 
 // DB is the state database of one node. See doc.go for the key layout and the
@@ -139,12 +173,19 @@ func Open(dir string, opts Options) (*DB, error) {
 }
 
 func (db *DB) openPebble(path string) (*pebble.DB, error) {
+	format := formatMajorVersion
+	if db.opts.format != 0 {
+		format = db.opts.format
+	}
 	po := &pebble.Options{
-		FormatMajorVersion: formatMajorVersion,
+		FormatMajorVersion: format,
 		Logger:             pebbleLogger{db.logger},
 		FS:                 db.opts.FS,
 		CacheSize:          db.opts.CacheSize,
 		EventListener:      scrub.Listener(db.noteCorruption),
+	}
+	if format >= pebble.FormatValueSeparation {
+		po.Experimental.ValueSeparationPolicy = valueSeparation
 	}
 	// Apply reads many keys that do not exist (a new dedupe key, a new
 	// blob): bloom filters answer those without reading data blocks.

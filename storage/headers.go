@@ -43,7 +43,7 @@ func (x reader) HasHeaderBlock(sha []byte) (bool, error) {
 	if len(sha) != SHA256Size {
 		return false, nil
 	}
-	_, closer, err := x.r.Get(bytesKey(FamilyHeader, sha))
+	_, closer, err := getValue(x.r, bytesKey(FamilyHeader, sha))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -136,7 +136,7 @@ func (c *readerChunks) Read(p []byte) (int, error) {
 		if c.next == c.n {
 			return 0, io.EOF
 		}
-		v, closer, err := c.x.r.Get(chunkKey(c.id, c.next))
+		v, closer, err := getValue(c.x.r, chunkKey(c.id, c.next))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return 0, fmt.Errorf("%w: chunk %x/%d missing", ErrCorrupt, c.id, c.next)
 		}

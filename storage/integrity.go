@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/continuum-mail/continuum/storage/scrub"
 )
@@ -16,7 +18,8 @@ import (
 //   - Pebble's DataCorruption event no longer panics the process: it marks
 //     the database damaged (Damaged), calls Options.OnCorruption once, and
 //     the read fails with an error. The node stops in order on it.
-//   - Scrub reads every block of every live sstable at a bounded rate.
+//   - Scrub reads every block of every live sstable, then every value
+//     (the blob files the large ones live in), at a bounded rate.
 //   - DigestPaced computes Digest from a background view at a bounded rate,
 //     for the replicated consistency check.
 
@@ -39,8 +42,9 @@ func (db *DB) Damaged() error {
 	return nil
 }
 
-// Scrub reads and checks every block of every live sstable at no more than
-// bytesPerSec (0: no limit). A damaged table is reported as an error
+// Scrub reads and checks every block of every live sstable, then every
+// value (scrubValues: the blob files), at no more than bytesPerSec (0: no
+// limit). A damaged table is reported as an error
 // wrapping scrub.ErrDamaged and ErrCorrupt, and marks the database damaged
 // (OnCorruption is called) as a damaged read would.
 func (db *DB) Scrub(ctx context.Context, bytesPerSec int64) (scrub.Stats, error) {
@@ -57,11 +61,43 @@ func (db *DB) Scrub(ctx context.Context, bytesPerSec int64) (scrub.Stats, error)
 		return scrub.Stats{}, err
 	}
 	st, err := scrub.Tables(ctx, db.fs, paths, bytesPerSec)
-	if err != nil && ctx.Err() == nil {
+	if err == nil {
+		var n int64
+		var took time.Duration
+		n, took, err = db.scrubValues(ctx, bytesPerSec)
+		st.Bytes += n
+		st.Took += took
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(err, scrub.ErrDamaged) {
 		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		db.noteCorruption(err)
 	}
 	return st, err
+}
+
+// scrubValues reads every value of the database from a background view at
+// no more than bytesPerSec. Values of valueSeparationMin bytes or more (the
+// message bytes) live in Pebble's blob files, which scrub.Tables does not
+// open; reading a value makes Pebble read and check the blob file block
+// that holds it. A read that fails is reported wrapping scrub.ErrDamaged;
+// a Restore (which cancels the view) or ctx ends the pass with ctx's error.
+func (db *DB) scrubValues(ctx context.Context, bytesPerSec int64) (int64, time.Duration, error) {
+	s, vctx := db.BackgroundSnapshot(ctx)
+	defer s.Close()
+	p := scrub.NewPacer(bytesPerSec)
+	var n int64
+	err := s.scan(nil, nil, func(k, v []byte) error {
+		n += int64(len(k) + len(v))
+		p.Wait(vctx, int64(len(k)+len(v)))
+		return vctx.Err()
+	})
+	if cerr := vctx.Err(); cerr != nil {
+		return n, p.Elapsed(), cerr
+	}
+	if err != nil {
+		return n, p.Elapsed(), fmt.Errorf("%w: reading the values: %v", scrub.ErrDamaged, err)
+	}
+	return n, p.Elapsed(), nil
 }
 
 // BackgroundSnapshot returns a view for a long background read (a

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2"
@@ -91,7 +92,7 @@ func (x reader) lookup(key []byte) (v []byte, ok bool, err error) {
 		}
 		return nil, false, nil
 	}
-	pv, closer, err := x.r.Get(key)
+	pv, closer, err := getValue(x.r, key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		if x.cache != nil && cacheable(key) {
 			x.cache[string(key)] = nil
@@ -111,6 +112,28 @@ func (x reader) lookup(key []byte) (v []byte, ok bool, err error) {
 	return v, true, nil
 }
 
+// getValue is r.Get, except that a value Pebble could not read is an
+// error. A value of valueSeparationMin bytes or more lives in a blob file
+// (db.go, valueSeparation); when its block fails to read (a checksum
+// mismatch), Pebble v2.1.7's Get returns an empty value and no error, and
+// the error only from the closer's Close. A failed read always gives an
+// empty value, so an empty value is closed at once and its error
+// returned; a non-empty one was read whole.
+func getValue(r pebble.Reader, key []byte) ([]byte, io.Closer, error) {
+	v, closer, err := r.Get(key)
+	if err != nil || len(v) > 0 {
+		return v, closer, err
+	}
+	if err := closer.Close(); err != nil {
+		return nil, nil, err
+	}
+	return v, nopCloser{}, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
 func (x reader) getRaw(key []byte) ([]byte, error) {
 	if x.cache != nil && cacheable(key) {
 		v, ok, err := x.lookup(key)
@@ -122,7 +145,7 @@ func (x reader) getRaw(key []byte) ([]byte, error) {
 		}
 		return bytes.Clone(v), nil
 	}
-	v, closer, err := x.r.Get(key)
+	v, closer, err := getValue(x.r, key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -151,7 +174,7 @@ func (x reader) get(key []byte, m proto.Message) error {
 		}
 		return nil
 	}
-	v, closer, err := x.r.Get(key)
+	v, closer, err := getValue(x.r, key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return ErrNotFound
 	}
@@ -338,7 +361,7 @@ func (x reader) Blob(sha []byte) ([]byte, error) {
 	if len(sha) != SHA256Size {
 		return nil, ErrNotFound
 	}
-	v, closer, err := x.r.Get(bytesKey(FamilyBlob, sha))
+	v, closer, err := getValue(x.r, bytesKey(FamilyBlob, sha))
 	if errors.Is(err, pebble.ErrNotFound) {
 		cb, cerr := x.ChunkedBlob(sha)
 		if cerr != nil {
