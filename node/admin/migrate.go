@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/mail"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -475,7 +474,7 @@ func (im *importer) propose(st *importStep) error {
 			err = wait(prevQueued)
 			if err == nil {
 				attempts++
-				res, err = im.mail.CommitImport(consensus.WithEnqueued(im.ctx, markQueued), prep)
+				res, err = im.mail.CommitImport(mail.WithQueued(im.ctx, markQueued), prep)
 				committed = err == nil
 			}
 			if err != nil && mail.IsTemporary(err) && im.ctx.Err() == nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/continuum-mail/continuum/node/consensus"
 	"github.com/continuum-mail/continuum/node/mail/mimeparse"
 	"github.com/continuum-mail/continuum/proto/commandpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -103,6 +104,16 @@ func (s *Service) PrepareImport(ctx context.Context, userID, mailboxID uint64, i
 		p.idx = append(p.idx, i)
 	}
 	return p, nil
+}
+
+// WithQueued returns a context under which CommitImport calls queued once
+// the batch is in the leader's Raft queue, before it commits: an importer
+// that waits for it before committing its next batch keeps the source's
+// order with several batches in flight. Such a commit is never forwarded;
+// at a node that is not the leader it fails as unavailable
+// (consensus.WithEnqueued).
+func WithQueued(ctx context.Context, queued func()) context.Context {
+	return consensus.WithEnqueued(ctx, queued)
 }
 
 // CommitImport proposes a prepared batch and returns one result per item,
