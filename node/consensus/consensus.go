@@ -136,8 +136,11 @@ type Node struct {
 	leaderChanges   atomic.Uint64
 	lastStamp       atomic.Int64
 	// termCommitted is the latest term in which this node, as leader, saw
-	// an entry of its own term committed (termReady).
+	// an entry of its own term committed (termReady); termBarrier is the
+	// barrier in flight for it, shared by every read that waits.
 	termCommitted atomic.Uint64
+	termMu        sync.Mutex
+	termBarrier   *termBarrier
 	// ready is raft once NewRaft has returned: the transport's TLS checks
 	// run on its goroutines and may start before.
 	ready atomic.Pointer[raft.Raft]
@@ -578,25 +581,60 @@ func (n *Node) termReady(ctx context.Context) error {
 	if n.termCommitted.Load() >= term {
 		return nil
 	}
-	f := n.raft.Barrier(0)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	tb := n.startTermBarrier(term)
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("%w: no entry of term %d committed yet: %v", ErrNotLeader, term, err)
+	case <-tb.done:
+		if tb.err != nil {
+			return fmt.Errorf("%w: no entry of term %d committed yet: %v", ErrNotLeader, term, tb.err)
 		}
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// The barrier committed while this node led; if it led in term, the
-	// entries of every earlier term are at or below the commit index now.
-	for {
-		cur := n.termCommitted.Load()
-		if cur >= term || n.termCommitted.CompareAndSwap(cur, term) {
-			return nil
+}
+
+// termBarrier is one barrier appended to commit an entry of term.
+type termBarrier struct {
+	term uint64
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// startTermBarrier returns the barrier for term, appending one unless one
+// is in flight or has succeeded: however many reads arrive right after an
+// election, the term costs one log entry.
+func (n *Node) startTermBarrier(term uint64) *termBarrier {
+	n.termMu.Lock()
+	defer n.termMu.Unlock()
+	if tb := n.termBarrier; tb != nil && tb.term == term {
+		select {
+		case <-tb.done:
+			if tb.err == nil {
+				return tb
+			}
+			// Failed (an election in between, a shutdown): try again.
+		default:
+			return tb
 		}
 	}
+	tb := &termBarrier{term: term, done: make(chan struct{})}
+	n.termBarrier = tb
+	f := n.raft.Barrier(0)
+	go func() {
+		tb.err = f.Error()
+		if tb.err == nil {
+			// Committed while this node led; if it led in term, every
+			// entry of an earlier term is at or below the commit index.
+			for {
+				cur := n.termCommitted.Load()
+				if cur >= term || n.termCommitted.CompareAndSwap(cur, term) {
+					break
+				}
+			}
+		}
+		close(tb.done)
+	}()
+	return tb
 }
 
 // IsMember reports whether id is in the latest Raft configuration (voter
