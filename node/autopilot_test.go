@@ -61,8 +61,8 @@ func TestAutopilotRemovesDeadVoterOnlyWhileSafe(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The two survivors are still a quorum of three: writes go on. An
-	// election may be under way when the write is made (a pause of the
-	// whole machine once made the last leader step down and the two
+	// election may be under way when the write is made (a 52 s jump of the
+	// machine's clock once made the last leader step down and the two
 	// survivors split their votes): as an MTA would, retry a temporary
 	// failure, for a bounded time. Any other error fails at once.
 	c.Eventually(20*time.Second, "a write after losing two of four", func() bool {
