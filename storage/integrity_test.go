@@ -87,29 +87,7 @@ func TestScrubFindsDamageNobodyRead(t *testing.T) {
 	}
 	path := flipMiddle(t, dir, cur)
 
-	var reported atomic.Int32
-	db, err = Open(dir, Options{OnCorruption: func(error) { reported.Add(1) }})
-	if err != nil {
-		t.Fatalf("Open: %v (the seal skips blobs, so this damage passes it)", err)
-	}
-	st, err := db.Scrub(context.Background(), 64<<20)
-	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, scrub.ErrDamaged) {
-		t.Fatalf("Scrub = %+v, %v; want the damage of %s", st, err, path)
-	}
-	if reported.Load() != 1 || db.Damaged() == nil {
-		t.Fatalf("OnCorruption called %d times, Damaged() = %v; want once and set", reported.Load(), db.Damaged())
-	}
-	failed := 0
-	s := db.Snapshot()
-	for _, sha := range shas {
-		if _, err := s.Blob(sha); err != nil {
-			failed++
-		}
-	}
-	s.Close()
-	if failed == 0 {
-		t.Fatal("every blob read back although a block under them is damaged")
-	}
+	db, reported := reopenAndScrub(t, dir, path, shas, 64<<20, "every blob read back although a block under them is damaged")
 	if reported.Load() != 1 {
 		t.Fatalf("OnCorruption called %d times; want once", reported.Load())
 	}
@@ -161,30 +139,8 @@ func TestScrubFindsDamageInBlobFile(t *testing.T) {
 	}
 	path := flipLargest(t, dir, cur, "*.blob")
 
-	var reported atomic.Int32
-	db, err = Open(dir, Options{OnCorruption: func(error) { reported.Add(1) }})
-	if err != nil {
-		t.Fatalf("Open: %v (the seal skips blobs, so this damage passes it)", err)
-	}
+	db, _ = reopenAndScrub(t, dir, path, shas, 0, "every blob read back although a block of the blob file under them is damaged")
 	defer db.Close()
-	st, err := db.Scrub(context.Background(), 0)
-	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, scrub.ErrDamaged) {
-		t.Fatalf("Scrub = %+v, %v; want the damage of %s", st, err, path)
-	}
-	if reported.Load() != 1 || db.Damaged() == nil {
-		t.Fatalf("OnCorruption called %d times, Damaged() = %v; want once and set", reported.Load(), db.Damaged())
-	}
-	failed := 0
-	s := db.Snapshot()
-	for _, sha := range shas {
-		if _, err := s.Blob(sha); err != nil {
-			failed++
-		}
-	}
-	s.Close()
-	if failed == 0 {
-		t.Fatal("every blob read back although a block of the blob file under them is damaged")
-	}
 }
 
 // TestOpenRatchetsOlderFormat: a state directory written before value
@@ -268,4 +224,36 @@ func TestScrubCleanDatabase(t *testing.T) {
 	if err != nil || st.Tables == 0 || st.Bytes == 0 {
 		t.Fatalf("Scrub = %+v, %v; want at least one table read, no error", st, err)
 	}
+}
+
+// reopenAndScrub opens dir, where a byte of path was flipped, scrubs it at
+// rate, and checks that Scrub finds the damage, that it is reported once,
+// and that some of the blobs shas fails to read (else it fails with
+// noneFailed). The caller closes the DB.
+func reopenAndScrub(t *testing.T, dir, path string, shas [][]byte, rate int64, noneFailed string) (*DB, *atomic.Int32) {
+	t.Helper()
+	reported := new(atomic.Int32)
+	db, err := Open(dir, Options{OnCorruption: func(error) { reported.Add(1) }})
+	if err != nil {
+		t.Fatalf("Open: %v (the seal skips blobs, so this damage passes it)", err)
+	}
+	st, err := db.Scrub(context.Background(), rate)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, scrub.ErrDamaged) {
+		t.Fatalf("Scrub = %+v, %v; want the damage of %s", st, err, path)
+	}
+	if reported.Load() != 1 || db.Damaged() == nil {
+		t.Fatalf("OnCorruption called %d times, Damaged() = %v; want once and set", reported.Load(), db.Damaged())
+	}
+	failed := 0
+	s := db.Snapshot()
+	for _, sha := range shas {
+		if _, err := s.Blob(sha); err != nil {
+			failed++
+		}
+	}
+	s.Close()
+	if failed == 0 {
+		t.Fatal(noneFailed)
+	}
+	return db, reported
 }
