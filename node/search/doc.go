@@ -72,7 +72,11 @@
 // three runes scans the vocabulary), and the union of their postings is
 // the exact answer, with no Doc read (View.TokenMatches, node/mail
 // TextSearch.Matching). Tokens over MaxToken bytes are not in the
-// vocabulary: their messages are listed apart and always verified.
+// vocabulary: their messages are listed apart and always verified. So is
+// a message whose tokens would write over MaxDocIndexBytes of keys (a
+// text part that is really data, such as base64 sent as text/plain): it
+// is indexed with its Doc and no token, so one such message cannot keep
+// the indexer, and the node's CPU, busy for minutes.
 //
 // A phrase (a query with white space) is narrowed the same way: each of
 // its pieces lies inside one token of a text that holds the phrase, so
@@ -84,7 +88,9 @@
 // <trigram> <uid>): about 700 keys for a message with 2 KB of prose,
 // against about 200 token postings, and most of the indexer's CPU (its
 // batch, memtable inserts and flushes) under delivery load. Format 3
-// drops them; phrases take the pieces' token postings instead.
+// drops them; phrases take the pieces' token postings instead. Format 4
+// adds the MaxDocIndexBytes bound, and a step's batch stops taking
+// messages at 32 MiB as well as at 512 messages.
 //
 // # Key layout (index database)
 //
@@ -95,7 +101,8 @@
 //	'v' <mailboxID u64><token>            empty: the mailbox's vocabulary
 //	'g' <mailboxID u64><trigram u32><token>     empty: vocabulary trigrams
 //	't' <mailboxID u64><token> 0x00 <uid u32>   empty: a token posting
-//	'l' <mailboxID u64><uid u32>          empty: message with a token > MaxToken
+//	'l' <mailboxID u64><uid u32>          empty: message to verify on every search
+//	                                      (a token > MaxToken, or over MaxDocIndexBytes)
 //
 // Postings are one key each: Pebble's prefix compression keeps a posting
 // to a few bytes.

@@ -21,7 +21,12 @@ import (
 
 // FormatVersion is the layout of the index database. An index written with
 // another version is deleted and rebuilt.
-const FormatVersion = 3
+const FormatVersion = 4
+
+// Format 4 (from 3): a message whose tokens would cost over
+// MaxDocIndexBytes is indexed without tokens and listed under 'l'; a
+// format-3 index may hold such a message's tokens, which removal under the
+// new rule would not delete.
 
 // ErrNotFound is returned by View.Doc for a message the index does not hold.
 var ErrNotFound = errors.New("search: not in the index")
@@ -45,8 +50,18 @@ var (
 const streamAbove = 1 << 20
 
 // batchMessages is how many messages one index batch holds before it is
-// committed with the mailbox's cursor.
-const batchMessages = 512
+// committed with the mailbox's cursor; batchBytes bounds its size too (a
+// step stops adding messages once its batch holds that much, so a run of
+// large text messages cannot build a batch of gigabytes).
+const (
+	batchMessages = 512
+	batchBytes    = 32 << 20
+)
+
+// batchFull reports whether a step holding n messages in b must stop.
+func batchFull(b *pebble.Batch, n int) bool {
+	return n == batchMessages || (n > 0 && b.Len() >= batchBytes)
+}
 
 // Options configures Open.
 type Options struct {
@@ -500,7 +515,7 @@ func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 	last := c.hw
 	errFull := errors.New("full")
 	err := snap.Messages(c.mailbox, c.hw+1, 0, func(m *storagepb.Message) error {
-		if n == batchMessages {
+		if batchFull(b, n) {
 			return errFull
 		}
 		if _, err := x.addMessage(b, snap, c.mailbox, m); err != nil {
@@ -544,7 +559,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	n := 0
 	errFull := errors.New("full")
 	err = snap.Changes(c.mailbox, c.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
-		if n == batchMessages {
+		if batchFull(b, n) {
 			return errFull
 		}
 		n++

@@ -2,6 +2,7 @@ package search_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -216,5 +217,81 @@ func TestExtractReaderMatchesExtract(t *testing.T) {
 	}
 	if d, _ := search.ExtractReader(bytes.NewReader([]byte(big)), int64(len(big)), nil); d == nil {
 		t.Fatal("no Doc without a parsed record")
+	}
+}
+
+// TestDataAsTextIsVerifiedNotTokenised: a text/plain body that is really
+// data (2 MiB of base64, every 76-character line a new token) would write
+// about 180 MB of vocabulary keys per message. It must be indexed with its
+// Doc and no token (listed for verification, MaxDocIndexBytes), answer
+// searches exactly, and leave when expunged.
+func TestDataAsTextIsVerifiedNotTokenised(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	h := newHarness(t, t.TempDir())
+	h.setup()
+	dataMessage := func(i int) ([]byte, string) {
+		raw := make([]byte, 1536<<10) // 2 MiB once in base64
+		for j := range raw {
+			raw[j] = byte(r.Uint32())
+		}
+		body := b64raw(raw)
+		msg := fmt.Sprintf("From: a@example.test\r\nTo: a@example.test\r\nSubject: dump %d\r\nMessage-ID: <dump%d@example.test>\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s", i, i, body)
+		// A piece from the middle of one line: the query.
+		line := strings.Split(body, "\r\n")[1000+i]
+		return []byte(msg), line[20:44]
+	}
+	var pieces []string
+	var msgs [][]byte
+	for i := range 3 {
+		m, p := dataMessage(i)
+		msgs, pieces = append(msgs, m), append(pieces, p)
+	}
+	msgs = append(msgs, []byte("From: b@example.test\r\nSubject: prose\r\nMessage-ID: <prose@example.test>\r\n\r\nA short letter about the harbour.\r\n"))
+	h.deliver(msgs...)
+	h.waitIndexed()
+
+	v := h.index.View()
+	hw, _, ok, err := v.Indexed(h.inbox)
+	if err != nil || !ok || hw != 4 {
+		t.Fatalf("Indexed: hw %d ok %v err %v, want every message", hw, ok, err)
+	}
+	for i, p := range pieces {
+		q := search.Fold(p)
+		sure, maybe, err := v.TokenMatches(h.inbox, hw, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sure) != 0 || !slices.Equal(maybe, []uint32{1, 2, 3}) {
+			t.Fatalf("piece of message %d: sure %v maybe %v, want no token posting and the three data messages to verify", i+1, sure, maybe)
+		}
+		qs := []query{{kind: "text", value: p}}
+		if want, got := h.scan(qs), h.matched(qs); !slices.Equal(want, got) || !slices.Equal(got, []uint32{uint32(i + 1)}) {
+			t.Fatalf("piece of message %d: scan %v, Matching %v", i+1, want, got)
+		}
+	}
+	// The prose message is tokenised as before.
+	if sure, _, err := v.TokenMatches(h.inbox, hw, search.Fold("harbour")); err != nil || !slices.Equal(sure, []uint32{4}) {
+		t.Fatalf("harbour: sure %v err %v, want [4]", sure, err)
+	}
+	v.Close()
+	if err := h.index.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Three Docs of ~2 MiB of base64 (zstd keeps ~75%) and a few keys; the
+	// tokens would have been hundreds of MB.
+	if st := h.index.Stats(); st.DiskBytes > 24<<20 {
+		t.Fatalf("index holds %d bytes for 6 MiB of data-as-text", st.DiskBytes)
+	}
+
+	h.expunge(2)
+	h.waitIndexed()
+	v = h.index.View()
+	defer v.Close()
+	if _, maybe, err := v.TokenMatches(h.inbox, 4, search.Fold(pieces[0])); err != nil || !slices.Equal(maybe, []uint32{1, 3}) {
+		t.Fatalf("after expunging 2: maybe %v err %v, want [1 3]", maybe, err)
+	}
+	qs := []query{{kind: "text", value: pieces[1]}}
+	if want, got := h.scan(qs), h.matched(qs); !slices.Equal(want, got) || len(got) != 0 {
+		t.Fatalf("expunged message's piece: scan %v, Matching %v, want none", want, got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -23,13 +24,34 @@ import (
 // a query under three runes, a scan of the mailbox's vocabulary).
 //
 // Tokens longer than MaxToken bytes are not indexed as tokens; a message
-// holding one is listed under 'l' and is always a candidate to verify.
+// holding one is listed under 'l' and is always a candidate to verify. So
+// is a message whose tokens would cost more than MaxDocIndexBytes of index
+// keys (a text part that is really data: base64 or a hex dump sent as
+// text/plain, where every line is a new token and each token brings one
+// vocabulary key per trigram): it keeps its Doc but adds no token at all.
+// Its searches are still exact (verified on the Doc); the indexer's work
+// and batch for one message stay bounded.
 // Vocabulary entries ('v', 'g') are never removed when their last message
 // goes (they are then simply tokens with no posting); a mailbox drop or a
 // reindex clears them.
 
 // MaxToken is the longest token (bytes) kept in the vocabulary.
 const MaxToken = 128
+
+// MaxDocIndexBytes bounds the token index keys one message may write, as
+// if every token were new to the mailbox: its postings, vocabulary entries
+// and their trigrams (tokenCost). 2 KB of prose costs about 50 KB, a
+// 300 KB text about 5 MB; 2 MiB of base64 as text/plain would cost 180 MB
+// and is verified instead.
+const MaxDocIndexBytes = 8 << 20
+
+// tokenCost is an upper bound on the index key bytes a token t costs: its
+// posting (14+len), vocabulary entry (9+len) and one vocabulary trigram
+// key (13+len) per trigram.
+func tokenCost(t string) int {
+	grams := max(utf8.RuneCountInString(t)-2, 0)
+	return 23 + 2*len(t) + grams*(13+len(t))
+}
 
 // Key families of the token index.
 const (
@@ -46,20 +68,26 @@ func isSep(r rune) bool { return r == 0 || unicode.IsSpace(r) }
 func Tokenizable(q string) bool { return q != "" && strings.IndexFunc(q, isSep) < 0 }
 
 // tokens returns the distinct tokens of text of at most MaxToken bytes,
-// and whether a longer one was present.
-func tokens(text string) (out []string, long bool) {
+// and whether the message must be listed under 'l' (verified on every
+// search): a longer token was present, or the tokens would cost more than
+// MaxDocIndexBytes (out is then nil: none is indexed).
+func tokens(text string) (out []string, verify bool) {
 	seen := map[string]struct{}{}
+	cost := 0
 	for _, t := range strings.FieldsFunc(text, isSep) {
 		if len(t) > MaxToken {
-			long = true
+			verify = true
 			continue
 		}
 		if _, ok := seen[t]; !ok {
 			seen[t] = struct{}{}
 			out = append(out, t)
+			if cost += tokenCost(t); cost > MaxDocIndexBytes {
+				return nil, true
+			}
 		}
 	}
-	return out, long
+	return out, verify
 }
 
 func mboxKey(fam byte, mbox uint64) []byte {
@@ -89,7 +117,7 @@ func longKey(mbox uint64, uid uint32) []byte {
 // being built, the tokens already added to it; x.known those the
 // database holds).
 func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string, vocab map[string]struct{}) error {
-	toks, long := tokens(text)
+	toks, verify := tokens(text)
 	for _, t := range toks {
 		if err := b.Set(tokenKey(mbox, t, uid), nil, nil); err != nil {
 			return err
@@ -125,20 +153,20 @@ func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string,
 			}
 		}
 	}
-	if long {
+	if verify {
 		return b.Set(longKey(mbox, uid), nil, nil)
 	}
 	return nil
 }
 
 func removeTokens(b *pebble.Batch, mbox uint64, uid uint32, text string) error {
-	toks, long := tokens(text)
+	toks, verify := tokens(text)
 	for _, t := range toks {
 		if err := b.Delete(tokenKey(mbox, t, uid), nil); err != nil {
 			return err
 		}
 	}
-	if long {
+	if verify {
 		return b.Delete(longKey(mbox, uid), nil)
 	}
 	return nil
