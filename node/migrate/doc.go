@@ -20,8 +20,9 @@
 //     in .A.B (levels in modified UTF-7, '.' inside a level encoded too),
 //     flags in the file name after ":2," (D F P R S T, P = $Forwarded),
 //     keywords as the letters a-z indexed by the folder's dovecot-keywords
-//     file, the file's mtime as INTERNALDATE, and the order in
-//     dovecot-uidlist.
+//     file (export writes $Forwarded both as P and as a keyword, which is
+//     how Dovecot serves it), the file's mtime as INTERNALDATE, and the
+//     order in dovecot-uidlist.
 //   - IMAP: LIST (with SPECIAL-USE and SUBSCRIBED where offered), then per
 //     mailbox EXAMINE (the source is not changed) and one UID FETCH 1:*
 //     (UID FLAGS INTERNALDATE BODY.PEEK[]) read as it streams in.

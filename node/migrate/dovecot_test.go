@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -396,13 +397,6 @@ func TestImportSpeedIMAP(t *testing.T) {
 	}
 	d := startDovecot(t)
 	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
-	// Our Maildir writes $Forwarded as the flag letter P (as Dovecot's
-	// documentation pairs them), but Dovecot 2.3 does not serve P as
-	// $Forwarded over IMAP: leave it out of what is filled in, so the
-	// import is compared with what Dovecot actually holds.
-	for _, m := range f.msgs["INBOX"] {
-		m.Flags = slices.DeleteFunc(slices.Clone(m.Flags), func(fl string) bool { return fl == "$Forwarded" })
-	}
 	d.fillMaildir(t, f)
 	tc := startCluster(t, "a@example.test")
 	src, err := NewIMAPSource(IMAPOptions{Addr: d.addr, Login: d.user, Password: d.password})
@@ -519,3 +513,61 @@ func (g *interrupter) Add(n int, _ int64) {
 }
 func (g *interrupter) Note(string, ...any) {}
 func (g *interrupter) Done()               {}
+
+// TestDovecotServesOurMaildir: a Maildir export, given to Debian's Dovecot
+// as an account's mail, is served over IMAP with every message's bytes,
+// date, flags and keywords, $Forwarded included (written both as P and as
+// a keyword, since Dovecot does not read P as $Forwarded).
+func TestDovecotServesOurMaildir(t *testing.T) {
+	d := startDovecot(t)
+	boxes := []string{"INBOX", "Work/Projects"}
+	f := newFixture(11, boxes, 2*len(flagChoices)*len(boxes), 1<<10)
+	forwarded := 0
+	for _, b := range boxes {
+		for _, m := range f.msgs[b] {
+			if slices.Contains(m.Flags, "$Forwarded") {
+				forwarded++
+			}
+		}
+	}
+	if forwarded == 0 {
+		t.Fatal("the fixture has no $Forwarded message")
+	}
+	d.fillMaildir(t, f)
+	src, err := NewIMAPSource(IMAPOptions{Addr: d.addr, Login: d.user, Password: d.password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	got, err := src.Mailboxes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range got {
+		want := f.msgs[mb.Name]
+		k := 0
+		err := src.Messages(context.Background(), mb, func(m *Message) error {
+			if k >= len(want) {
+				return fmt.Errorf("%s: message %d beyond the %d written", mb.Name, k+1, len(want))
+			}
+			w := want[k]
+			k++
+			if !bytes.Equal(m.Data, w.Data) || !m.Date.Equal(w.Date.Truncate(time.Second)) {
+				return fmt.Errorf("%s message %d: %d bytes dated %v, want %d bytes dated %v", mb.Name, k, len(m.Data), m.Date, len(w.Data), w.Date)
+			}
+			if g, w := strings.Join(sortedFlags(m.Flags), " "), strings.Join(sortedFlags(w.Flags), " "); g != w {
+				return fmt.Errorf("%s message %d: Dovecot serves flags %q, want %q", mb.Name, k, g, w)
+			}
+			return nil
+		}, func(id, r string) { t.Errorf("skipped %s: %s", id, r) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != len(want) {
+			t.Fatalf("%s: Dovecot serves %d messages, want %d", mb.Name, k, len(want))
+		}
+	}
+	if len(got) != len(boxes) {
+		t.Fatalf("mailboxes %v, want %v", got, boxes)
+	}
+}

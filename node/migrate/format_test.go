@@ -166,7 +166,7 @@ func TestMaildirRoundTrip(t *testing.T) {
 		return s
 	}, testBoxes)
 	kw, _ := os.ReadFile(filepath.Join(dir, ".Work.Projects.2024", "dovecot-keywords"))
-	if string(kw) != "0 $Label1\n1 work\n" {
+	if string(kw) != "0 $Label1\n1 work\n2 $Forwarded\n" {
 		t.Errorf("dovecot-keywords %q", kw)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".Archiv.&ANw-bersicht", "maildirfolder")); err != nil {
@@ -179,7 +179,7 @@ func TestMaildirRoundTrip(t *testing.T) {
 		flags = append(flags, f)
 	}
 	slices.Sort(flags)
-	if want := []string{"", "", "DPT", "Fab", "RS"}; !slices.Equal(flags, want) {
+	if want := []string{"", "", "DPTc", "Fab", "RS"}; !slices.Equal(flags, want) {
 		t.Errorf("file name flags %q, want %q", flags, want)
 	}
 }

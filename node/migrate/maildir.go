@@ -22,7 +22,10 @@ import (
 // ($Forwarded), R (\Answered), S (\Seen), T (\Deleted) and the letters a-z
 // for the folder's first 26 keywords, listed in its dovecot-keywords file
 // ("0 name" per line). The file's mtime is the INTERNALDATE, as Dovecot
-// keeps it.
+// keeps it. $Forwarded is written twice: as P, which other Maildir readers
+// know ("passed"), and as a keyword letter, because Dovecot 2.3 does not
+// serve P as $Forwarded (its own Maildir keeps $Forwarded as a keyword);
+// reading it back, the two are one flag.
 
 var maildirFlags = []struct {
 	c    byte
@@ -92,7 +95,7 @@ func (s *MaildirSink) Message(m *Message) error {
 		}
 	}
 	for _, f := range m.Flags {
-		if strings.HasPrefix(f, `\`) || strings.EqualFold(f, "$Forwarded") {
+		if strings.HasPrefix(f, `\`) {
 			continue
 		}
 		i := slices.Index(s.kw, f)
@@ -333,9 +336,9 @@ func (s *MaildirSource) Messages(ctx context.Context, mb Mailbox, fn func(*Messa
 			}) bool {
 				return m.c == c
 			}); j >= 0 {
-				flags = append(flags, maildirFlags[j].flag)
+				flags = addFlag(flags, maildirFlags[j].flag)
 			} else if k, ok := kw[c]; ok {
-				flags = append(flags, k)
+				flags = addFlag(flags, k)
 			}
 		}
 		if err := fn(&Message{Data: toCRLF(data), Flags: flags, Date: f.mtime, SourceID: id}); err != nil {
@@ -346,3 +349,13 @@ func (s *MaildirSource) Messages(ctx context.Context, mb Mailbox, fn func(*Messa
 }
 
 func (s *MaildirSource) Close() error { return nil }
+
+// addFlag appends f unless flags holds it already (flags and keywords are
+// case-insensitive, RFC 9051 §2.3.2): P and a "$Forwarded" keyword letter
+// are one flag.
+func addFlag(flags []string, f string) []string {
+	if slices.ContainsFunc(flags, func(g string) bool { return strings.EqualFold(g, f) }) {
+		return flags
+	}
+	return append(flags, f)
+}
