@@ -69,7 +69,16 @@ type Options struct {
 	// FullPassEvery is how often the indexer checks every mailbox even
 	// without events (a restored snapshot publishes none). Default 5 min.
 	FullPassEvery time.Duration
+	// Lag is how long the indexer waits after a change before it indexes,
+	// so that one step takes several deliveries to a mailbox and writes
+	// one postings operand per token for all of them. Searches do not
+	// wait for it (messages above a mailbox's watermark are scanned), and
+	// WaitCaughtUp cuts it short. Default 1 s; negative: none.
+	Lag time.Duration
 }
+
+// defaultLag is Options.Lag's default.
+const defaultLag = time.Second
 
 // Index is one node's full-text index over its state database.
 type Index struct {
@@ -86,6 +95,8 @@ type Index struct {
 	notified uint64            // last applied index whose events are in dirty
 
 	kick   chan struct{}
+	hurry  chan struct{} // WaitCaughtUp: stop lagging
+	eager  atomic.Int32  // WaitCaughtUp calls in progress
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -104,6 +115,8 @@ type Index struct {
 	// dropped (indexer goroutine only).
 	vocab map[string]struct{}
 	known map[string]struct{}
+	// post collects the postings changes of the step being built.
+	post stepPostings
 }
 
 // maxKnown bounds the vocabulary cache (about 70 bytes an entry).
@@ -134,18 +147,24 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	if opts.FullPassEvery <= 0 {
 		opts.FullPassEvery = 5 * time.Minute
 	}
+	if opts.Lag == 0 {
+		opts.Lag = defaultLag
+	}
 	// Every message adds a posting key per distinct token, spread over
 	// the whole mailbox's key range, so each memtable flush overlaps
 	// everything below it: with Pebble's defaults (4 MiB memtables, the
 	// oldest format's row blocks) compacting the index cost more CPU than
 	// delivering the message (docs/notes/bench.md). Larger memtables
 	// flush less often; the columnar format (as storage's) writes faster.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, FormatMajorVersion: pebble.FormatWALSyncChunks})
+	db, removed, err := openDB(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, FormatMajorVersion: pebble.FormatWALSyncChunks})
 	if err != nil {
 		return nil, fmt.Errorf("search: open %s: %w", dir, err)
 	}
+	if removed {
+		opts.Logger.Warn("full-text index of an older format removed: rebuilding", "component", "search", "dir", dir)
+	}
 	x := &Index{db: db, dir: dir, state: state, log: opts.Logger.With("component", "search"), opts: opts,
-		dirty: map[uint64]uint64{}, all: true, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		dirty: map[uint64]uint64{}, all: true, kick: make(chan struct{}, 1), hurry: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := x.checkVersion(); err != nil {
 		db.Close()
 		return nil, err
@@ -247,6 +266,12 @@ func (x *Index) wipeAll() error {
 // to index (a full pass at or after it), or ctx ends. For tests and the
 // reindex command.
 func (x *Index) WaitCaughtUp(ctx context.Context, index uint64) error {
+	x.eager.Add(1)
+	defer x.eager.Add(-1)
+	select {
+	case x.hurry <- struct{}{}:
+	default:
+	}
 	for {
 		if x.appliedSeen.Load() >= index {
 			return nil
@@ -276,6 +301,9 @@ func (x *Index) run(ctx context.Context) {
 			x.all = true
 			x.mu.Unlock()
 		case <-x.kick:
+			if !x.lag(ctx) {
+				return
+			}
 		}
 		if err := x.pass(ctx); err != nil && ctx.Err() == nil {
 			x.log.Error("indexing pass failed; retrying", "err", err)
@@ -293,6 +321,26 @@ func (x *Index) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// lag waits Options.Lag after a change, unless someone waits for the
+// index (WaitCaughtUp) or a wipe is asked; false when ctx ended.
+func (x *Index) lag(ctx context.Context) bool {
+	x.mu.Lock()
+	wipe := x.wipe
+	x.mu.Unlock()
+	if x.opts.Lag <= 0 || wipe || x.eager.Load() > 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(x.opts.Lag)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-x.hurry:
+	}
+	return true
 }
 
 // pass brings the mailboxes marked dirty (or all of them) up to date with
@@ -510,7 +558,7 @@ func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 	defer snap.Close()
 	b := x.db.NewBatch()
 	defer b.Close()
-	x.vocab = map[string]struct{}{}
+	x.vocab, x.post = map[string]struct{}{}, stepPostings{}
 	n := 0
 	last := c.hw
 	errFull := errors.New("full")
@@ -532,6 +580,9 @@ func (x *Index) buildStep(user uint64, c cursor) (cursor, error) {
 	if err == nil { // the end of the mailbox: follow modseq/ from the start
 		c.building = false
 		c.modseq = c.startModseq
+	}
+	if err := x.post.write(b, c.mailbox); err != nil {
+		return c, err
 	}
 	b.Set(cursorKey(c.mailbox), c.encode(), nil)
 	return c, x.commit(b)
@@ -555,7 +606,7 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	b := x.db.NewBatch()
 	defer b.Close()
 	st := step{b: b, added: map[uint32]string{}, removed: map[uint32]bool{}}
-	x.vocab = map[string]struct{}{}
+	x.vocab, x.post = map[string]struct{}{}, stepPostings{}
 	n := 0
 	errFull := errors.New("full")
 	err = snap.Changes(c.mailbox, c.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
@@ -598,6 +649,9 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 		if box.UidNext > 0 {
 			c.hw = max(c.hw, box.UidNext-1)
 		}
+	}
+	if err := x.post.write(b, c.mailbox); err != nil {
+		return c, false, err
 	}
 	b.Set(cursorKey(c.mailbox), c.encode(), nil)
 	return c, more, x.commit(b)
@@ -700,7 +754,7 @@ func (x *Index) removeMessage(st *step, mbox uint64, uid uint32) error {
 	}
 	b := st.b
 	if ok {
-		if err := removeTokens(b, mbox, uid, text); err != nil {
+		if err := x.removeTokens(b, mbox, uid, text); err != nil {
 			return err
 		}
 	}

@@ -57,7 +57,7 @@ func tokenCost(t string) int {
 const (
 	famVocab = 'v' // 'v' <mailbox u64><token>                empty
 	famGram  = 'g' // 'g' <mailbox u64><trigram u32><token>   empty
-	famToken = 't' // 't' <mailbox u64><token> 0x00 <uid u32> empty
+	famToken = 't' // 't' <mailbox u64><token> 0x00          UID lists, merged (postings.go)
 	famLong  = 'l' // 'l' <mailbox u64><uid u32>              empty
 )
 
@@ -100,28 +100,23 @@ func gramKey(mbox uint64, tri uint32, tok string) []byte {
 	return append(binary.BigEndian.AppendUint32(mboxKey(famGram, mbox), tri), tok...)
 }
 
-func tokenPrefix(mbox uint64, tok string) []byte {
+func tokenKey(mbox uint64, tok string) []byte {
 	return append(append(mboxKey(famToken, mbox), tok...), 0)
-}
-
-func tokenKey(mbox uint64, tok string, uid uint32) []byte {
-	return binary.BigEndian.AppendUint32(tokenPrefix(mbox, tok), uid)
 }
 
 func longKey(mbox uint64, uid uint32) []byte {
 	return binary.BigEndian.AppendUint32(mboxKey(famLong, mbox), uid)
 }
 
-// addTokens writes a message's token postings, and the vocabulary entries
-// of tokens the mailbox did not have yet (vocab caches, for the batch
-// being built, the tokens already added to it; x.known those the
-// database holds).
+// addTokens records a message's token postings in the step's post (written
+// at the step's end), and writes the vocabulary entries of tokens the
+// mailbox did not have yet (vocab caches, for the batch being built, the
+// tokens already added to it; x.known those the database holds).
 func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string, vocab map[string]struct{}) error {
 	toks, verify := tokens(text)
 	for _, t := range toks {
-		if err := b.Set(tokenKey(mbox, t, uid), nil, nil); err != nil {
-			return err
-		}
+		c := x.post.change(t)
+		c.adds = append(c.adds, uid)
 		vk := vocabKey(mbox, t)
 		if _, ok := vocab[string(vk)]; ok {
 			continue
@@ -159,12 +154,13 @@ func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string,
 	return nil
 }
 
-func removeTokens(b *pebble.Batch, mbox uint64, uid uint32, text string) error {
+// removeTokens records the removal of a message's postings in the step's
+// post.
+func (x *Index) removeTokens(b *pebble.Batch, mbox uint64, uid uint32, text string) error {
 	toks, verify := tokens(text)
 	for _, t := range toks {
-		if err := b.Delete(tokenKey(mbox, t, uid), nil); err != nil {
-			return err
-		}
+		c := x.post.change(t)
+		c.removes = append(c.removes, uid)
 	}
 	if verify {
 		return b.Delete(longKey(mbox, uid), nil)
@@ -187,9 +183,7 @@ func (v *View) TokenMatches(mbox uint64, hw uint32, q string) (sure, maybe []uin
 		}
 	}
 	for _, t := range toks {
-		p := tokenPrefix(mbox, t)
-		hi := append(p[:len(p)-1:len(p)-1], 1)
-		if sure, err = v.appendUIDs(sure, p, hi, hw); err != nil {
+		if sure, err = v.postings(sure, mbox, t, hw); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -206,6 +200,29 @@ func (v *View) TokenMatches(mbox uint64, hw uint32, q string) (sure, maybe []uin
 		maybe = slices.DeleteFunc(maybe, func(u uint32) bool { _, ok := slices.BinarySearch(sure, u); return ok })
 	}
 	return sure, maybe, nil
+}
+
+// postings appends the UIDs ≤ hw of token tok's postings, ascending.
+func (v *View) postings(out []uint32, mbox uint64, tok string, hw uint32) ([]uint32, error) {
+	val, closer, err := v.snap.Get(tokenKey(mbox, tok))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	defer closer.Close()
+	start := len(out)
+	out, _, err = readUIDList(val, out)
+	if err != nil {
+		return out[:start], err
+	}
+	for i := start; i < len(out); i++ {
+		if out[i] > hw {
+			return out[:i], nil
+		}
+	}
+	return out, nil
 }
 
 // appendUIDs appends the UIDs ≤ hw of keys in [lo, hi) (each ending in a
