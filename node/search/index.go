@@ -23,10 +23,10 @@ import (
 // another version is deleted and rebuilt.
 const FormatVersion = 4
 
-// Format 4 (from 3): a message whose tokens would cost over
-// MaxDocIndexBytes is indexed without tokens and listed under 'l'; a
-// format-3 index may hold such a message's tokens, which removal under the
-// new rule would not delete.
+// Format 4 (from 3): postings are merge operands under one key per token
+// (postings.go), and a message whose tokens would cost over
+// MaxDocIndexBytes is indexed without tokens and listed under 'l'. A
+// format-3 database has another merger and is removed at Open (openDB).
 
 // ErrNotFound is returned by View.Doc for a message the index does not hold.
 var ErrNotFound = errors.New("search: not in the index")
