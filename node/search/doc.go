@@ -114,7 +114,6 @@
 //	'l' <mailboxID u64><uid u32>          empty: message to verify on every search
 //	                                      (a token > MaxToken, or over MaxDocIndexBytes)
 //
-//
 // # Goroutines
 //
 // Open starts one indexer goroutine; Close stops it. Notify never blocks;
