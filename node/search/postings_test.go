@@ -217,3 +217,33 @@ func TestOpenDBRemovesOtherMerger(t *testing.T) {
 		t.Fatalf("merger now %q", name)
 	}
 }
+
+// FuzzPostingsMerge: any bytes as an operand are refused or decoded, never
+// a panic; two operands that decode combine into a value that decodes.
+func FuzzPostingsMerge(f *testing.F) {
+	f.Add(encodePostings(nil, []uint32{1, 5, 9}, []uint32{3}), encodePostings(nil, []uint32{3, 10}, nil))
+	f.Add([]byte{0, 0}, []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		_, _, errA := decodePostings(a, nil, nil)
+		_, _, errB := decodePostings(b, nil, nil)
+		vm, err := postingsMerger.Merge(nil, a)
+		if (err == nil) != (errA == nil) {
+			t.Fatalf("Merge(a) err %v, decode err %v", err, errA)
+		}
+		if err != nil || errB != nil {
+			return
+		}
+		if err := vm.MergeNewer(b); err != nil {
+			t.Fatal(err)
+		}
+		for _, base := range []bool{false, true} {
+			v, _, err := vm.Finish(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := decodePostings(v, nil, nil); err != nil {
+				t.Fatalf("combined value does not decode: %v", err)
+			}
+		}
+	})
+}
