@@ -13,8 +13,9 @@ import (
 
 // SORT (RFC 5256 §3) and ESORT (RFC 5267 §3): the messages a search
 // matches, ordered by ARRIVAL, CC, DATE, FROM, SIZE, SUBJECT (base
-// subject) or TO, each possibly REVERSE; ties go by sequence number.
-// Strings compare with i;ascii-casemap.
+// subject) or TO, or by SORT=DISPLAY's DISPLAYFROM and DISPLAYTO (RFC
+// 5957: the name a client shows), each possibly REVERSE; ties go by
+// sequence number. Strings compare with i;ascii-casemap.
 
 type sortKey struct {
 	by      string
@@ -40,7 +41,7 @@ func parseSortCriteria(v wire.Value) ([]sortKey, error) {
 			}
 			reverse = true
 			continue
-		case "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO":
+		case "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO":
 		default:
 			return nil, errBad("Unknown sort criterion " + x.Str)
 		}
@@ -69,6 +70,10 @@ func compareBy(k string, a, b *sortMsg) int {
 		return strings.Compare(a.subject, b.subject)
 	case "TO":
 		return strings.Compare(a.to, b.to)
+	case "DISPLAYFROM":
+		return strings.Compare(a.displayFrom, b.displayFrom)
+	case "DISPLAYTO":
+		return strings.Compare(a.displayTo, b.displayTo)
 	}
 	return 0
 }

@@ -126,3 +126,36 @@ func TestSort(t *testing.T) {
 		t.Errorf("go-imap UID SORT (SIZE) SUBJECT hello = %v, %v; want [1 5 2]", uids, err)
 	}
 }
+
+// TestSortDisplay (RFC 5957): DISPLAYFROM and DISPLAYTO sort by the name a
+// client shows — the display name (RFC 2047 decoded), else mailbox@host —
+// where FROM and TO sort by the mailbox alone.
+func TestSortDisplay(t *testing.T) {
+	e, addrs := ownEnv(t)
+	for _, h := range []struct{ from, to string }{
+		{"Zoe Adams <adams@remote.test>", "bob@example.test"},                    // ZOE ADAMS / BOB@EXAMPLE.TEST
+		{"=?UTF-8?Q?Bj=C3=B6rn?= <zz@remote.test>", "Robert <bob@example.test>"}, // BJöRN / ROBERT
+		{"mike@remote.test", "undisclosed-recipients:;"},                         // MIKE@REMOTE.TEST / ""
+		{`"" <carl@remote.test>`, "Aaron <bob@example.test>"},                    // CARL@REMOTE.TEST / AARON
+	} {
+		e.deliver(0, bob, fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: s\r\n\r\nbody\r\n", h.from, h.to))
+	}
+	e.waitAll()
+	c := login(t, addrs[1], bob)
+	if u := c.ok("CAPABILITY"); !strings.Contains(u[0], " SORT=DISPLAY ") {
+		t.Errorf("CAPABILITY = %q, want SORT=DISPLAY", u)
+	}
+	c.ok("SELECT INBOX")
+	for _, x := range []struct{ cmd, want string }{
+		{"SORT (FROM) UTF-8 ALL", "* SORT 1 4 3 2"},        // ADAMS CARL MIKE ZZ
+		{"SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 2 4 3 1"}, // BJöRN CARL@… MIKE@… ZOE ADAMS
+		{"SORT (REVERSE DISPLAYFROM) UTF-8 ALL", "* SORT 1 3 4 2"},
+		{"SORT (TO) UTF-8 ALL", "* SORT 3 1 2 4"},        // "" then BOB ×3, by number
+		{"SORT (DISPLAYTO) UTF-8 ALL", "* SORT 3 4 1 2"}, // "" AARON BOB@… ROBERT
+		{"UID SORT (DISPLAYTO DISPLAYFROM) UTF-8 NOT UID 3", "* SORT 4 1 2"},
+	} {
+		if u := c.ok("%s", x.cmd); len(u) != 1 || u[0] != x.want {
+			t.Errorf("%s = %q, want %q", x.cmd, u, x.want)
+		}
+	}
+}

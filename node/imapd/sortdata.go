@@ -28,8 +28,11 @@ type sortMsg struct {
 	reply   bool   // the subject was a reply or forward (RFC 5256 §2.1)
 	from    string // first address's mailbox, ASCII upper-cased
 	to, cc  string
-	msgID   string   // Message-ID without <>, "" when none
-	refs    []string // References (or first In-Reply-To id), oldest first
+	// displayFrom and displayTo are RFC 5957's sort values of the first
+	// From and To address, ASCII upper-cased.
+	displayFrom, displayTo string
+	msgID                  string   // Message-ID without <>, "" when none
+	refs                   []string // References (or first In-Reply-To id), oldest first
 }
 
 // sortData reads the sort keys of the messages with the given UIDs (those
@@ -82,6 +85,8 @@ func newSortMsg(seq uint32, m *storagepb.Message, e *storagepb.Envelope) sortMsg
 	sm.from = firstMailbox(e.GetFrom())
 	sm.to = firstMailbox(e.GetTo())
 	sm.cc = firstMailbox(e.GetCc())
+	sm.displayFrom = displayValue(e.GetFrom())
+	sm.displayTo = displayValue(e.GetTo())
 	if ids := msgIDs(e.GetMessageId()); len(ids) > 0 {
 		sm.msgID = ids[0]
 	}
@@ -99,6 +104,27 @@ func firstMailbox(as []*storagepb.Address) string {
 			continue
 		}
 		return asciiUpper(a.Mailbox)
+	}
+	return ""
+}
+
+// displayValue is the DISPLAY sort value of the first address (RFC 5957
+// §3): its display name (RFC 2047 words decoded at delivery) when not
+// empty, else mailbox@host, else the mailbox, else "" — compared with
+// i;ascii-casemap.
+func displayValue(as []*storagepb.Address) string {
+	for _, a := range as {
+		if a.Group || a.Host == "" && a.Mailbox == "" {
+			continue
+		}
+		switch {
+		case a.Name != "":
+			return asciiUpper(a.Name)
+		case a.Host != "":
+			return asciiUpper(a.Mailbox + "@" + a.Host)
+		default:
+			return asciiUpper(a.Mailbox)
+		}
 	}
 	return ""
 }
