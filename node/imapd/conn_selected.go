@@ -166,13 +166,25 @@ func (c *conn) fetchCmd(cmd *wire.Command, uid bool) error {
 	if len(cmd.Args) == 3 {
 		// RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE modseq).
 		// RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE m VANISHED).
-		n, vanished, err := c.fetchModifiers(cmd.Args[2], uid)
+		// RFC 9394 §3.3: FETCH ... (PARTIAL range), with or without them.
+		mods, partial, err := splitPartial(cmd.Args[2])
 		if err != nil {
 			return err
 		}
-		o.ChangedSince, o.ModSeq = n, true
-		if vanished {
-			if err := c.fetchVanished(set, n); err != nil {
+		if len(mods.List) > 0 {
+			n, vanished, err := c.fetchModifiers(mods, uid)
+			if err != nil {
+				return err
+			}
+			o.ChangedSince, o.ModSeq = n, true
+			if vanished {
+				if err := c.fetchVanished(set, n); err != nil {
+					return err
+				}
+			}
+		}
+		if partial != nil {
+			if set, err = c.s.partialOf(set, *partial); err != nil {
 				return err
 			}
 		}
@@ -382,13 +394,15 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 	a := cmd.Args
 	opts := &imap.SearchOptions{}
 	esearch := false
+	var partial *partialRange
 	if len(a) >= 2 && a[0].Kind == wire.Atom && strings.EqualFold(a[0].Str, "RETURN") {
 		if a[1].Kind != wire.List {
 			return errBad("RETURN takes a list")
 		}
 		esearch = true
-		for _, o := range a[1].List {
-			switch strings.ToUpper(o.Str) {
+		ret := a[1].List
+		for i := 0; i < len(ret); i++ {
+			switch strings.ToUpper(ret[i].Str) {
 			case "MIN":
 				opts.ReturnMin = true
 			case "MAX":
@@ -399,11 +413,24 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 				opts.ReturnCount = true
 			case "SAVE":
 				opts.ReturnSave = true
+			case "PARTIAL":
+				if partial != nil || i+1 == len(ret) {
+					return errBad("PARTIAL takes one range, once")
+				}
+				i++
+				r, err := parsePartialRange(ret[i])
+				if err != nil {
+					return err
+				}
+				partial = &r
 			default:
-				return errBad("Unknown RETURN option " + o.Str)
+				return errBad("Unknown RETURN option " + ret[i].Str)
 			}
 		}
-		if len(a[1].List) == 0 {
+		if partial != nil && opts.ReturnAll {
+			return errBad("PARTIAL and ALL exclude each other (RFC 9394)")
+		}
+		if len(ret) == 0 {
 			opts.ReturnAll = true
 		}
 		a = a[2:]
@@ -450,7 +477,14 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 		c.w.CRLF()
 		return nil
 	}
-	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnAll && !opts.ReturnCount {
+	var picked []uint32
+	if partial != nil {
+		picked = partial.pick(numsOf(d.All))
+		if opts.ReturnSave {
+			c.s.saveResult(picked, uid)
+		}
+	}
+	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnAll && !opts.ReturnCount && partial == nil {
 		return nil // RFC 5182 §2.1: SAVE alone sends no ESEARCH
 	}
 	c.w.Raw(`* ESEARCH (TAG `).String(cmd.Tag).Raw(")")
@@ -468,6 +502,9 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 	}
 	if opts.ReturnCount {
 		c.w.Raw(" COUNT ").Number(uint64(d.Count))
+	}
+	if partial != nil {
+		partial.write(c, picked)
 	}
 	if withModSeq && d.Count > 0 {
 		c.w.Raw(" MODSEQ ").Number(d.ModSeq) // RFC 7162 §3.2

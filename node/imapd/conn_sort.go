@@ -143,20 +143,35 @@ func (c *conn) cmdSort(cmd *wire.Command) error { return c.sortCmd(cmd, false) }
 func (c *conn) sortCmd(cmd *wire.Command, uid bool) error {
 	a := cmd.Args
 	var ret map[string]bool
+	var partial *partialRange
 	if len(a) >= 2 && a[0].Kind == wire.Atom && strings.EqualFold(a[0].Str, "RETURN") {
 		if a[1].Kind != wire.List {
 			return errBad("RETURN takes a list")
 		}
 		ret = map[string]bool{}
-		for _, o := range a[1].List {
-			switch k := strings.ToUpper(o.Str); k {
+		opts := a[1].List
+		for i := 0; i < len(opts); i++ {
+			switch k := strings.ToUpper(opts[i].Str); k {
 			case "MIN", "MAX", "COUNT", "ALL":
 				ret[k] = true
+			case "PARTIAL":
+				if partial != nil || i+1 == len(opts) {
+					return errBad("PARTIAL takes one range, once")
+				}
+				i++
+				r, err := parsePartialRange(opts[i])
+				if err != nil {
+					return err
+				}
+				partial = &r
 			default:
-				return errBad("Unknown SORT RETURN option " + o.Str)
+				return errBad("Unknown SORT RETURN option " + opts[i].Str)
 			}
 		}
-		if len(ret) == 0 {
+		if partial != nil && ret["ALL"] {
+			return errBad("PARTIAL and ALL exclude each other (RFC 9394)")
+		}
+		if len(opts) == 0 {
 			ret["ALL"] = true
 		}
 		a = a[2:]
@@ -211,6 +226,9 @@ func (c *conn) sortCmd(cmd *wire.Command, uid bool) error {
 	}
 	if ret["COUNT"] {
 		c.w.Raw(" COUNT ").Number(uint64(len(nums)))
+	}
+	if partial != nil {
+		partial.write(c, partial.pick(nums))
 	}
 	c.w.CRLF()
 	return nil

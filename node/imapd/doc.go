@@ -16,7 +16,8 @@
 // Also CONDSTORE and QRESYNC (RFC 7162, conn_qresync.go: MODSEQs and
 // expunge tombstones come from the log, so they are the same on every
 // node), QUOTA (RFC 9208, conn_quota.go), SORT, ESORT and SORT=DISPLAY
-// (RFC 5256, RFC 5267, RFC 5957, conn_sort.go), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
+// (RFC 5256, RFC 5267, RFC 5957, conn_sort.go), PARTIAL (RFC 9394,
+// partial.go: paged SEARCH, SORT and FETCH), THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC
 // 5256, conn_thread.go), MULTIAPPEND (RFC 3502, conn_multiappend.go: one
 // all-or-none log entry, its large messages uploaded in chunks first) and
 // COMPRESS=DEFLATE (RFC 4978, compress.go; inflate.go is an inflater that
