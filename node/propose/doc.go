@@ -30,7 +30,9 @@
 //
 // Sync is the read side: the leader's commit index confirmed by a quorum
 // (locally, or the leader's ReadIndex RPC), then a wait until this node
-// has applied it.
+// has applied it. Asking for the read index changes nothing, so any failed
+// ask is retried like a refused proposal (a new leader not answering yet,
+// or its gRPC address not yet gossiped here).
 //
 // Who uses it: node/mail for every write and Sync, node's consistency
 // check, node/peer's Forward handler (Local), node's admin forwarding

@@ -185,8 +185,26 @@ func (p *Proposer) Sync(ctx context.Context) error {
 }
 
 // ReadIndex returns an index that a linearizable read must wait for: the
-// leader's commit index, confirmed by a quorum.
+// leader's commit index, confirmed by a quorum. Asking changes nothing, so
+// a failed attempt is retried like a refused proposal (maxAttempts, the
+// same backoff): right after an election the new leader may not answer
+// yet, or this node may know its ID from Raft before gossip has brought
+// its gRPC address.
 func (p *Proposer) ReadIndex(ctx context.Context) (uint64, error) {
+	for attempt := 0; ; attempt++ {
+		idx, err := p.readIndexOnce(ctx)
+		if err == nil || attempt >= maxAttempts-1 || ctx.Err() != nil {
+			return idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %v", consensus.ErrNoLeader, ctx.Err())
+		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Proposer) readIndexOnce(ctx context.Context) (uint64, error) {
 	leader, err := p.WaitLeader(ctx)
 	if err != nil {
 		return 0, err

@@ -38,6 +38,7 @@ type fakeForward struct {
 	errs      []error
 	waitLocal []bool   // per Forward call
 	known     []uint64 // per ReadIndex call
+	readErrs  []error  // ReadIndex answers these in turn, then 9
 }
 
 func (f *fakeForward) Forward(_ context.Context, _ string, data []byte, waitLocal bool) (*commandpb.Result, uint64, error) {
@@ -53,6 +54,11 @@ func (f *fakeForward) Forward(_ context.Context, _ string, data []byte, waitLoca
 
 func (f *fakeForward) ReadIndex(_ context.Context, _ string, known uint64) (uint64, error) {
 	f.known = append(f.known, known)
+	if len(f.readErrs) > 0 {
+		err := f.readErrs[0]
+		f.readErrs = f.readErrs[1:]
+		return 0, err
+	}
 	return 9, nil
 }
 
@@ -217,5 +223,26 @@ func TestForwardSaysWhoWaits(t *testing.T) {
 	}
 	if got, want := fw.known, []uint64{3}; !slices.Equal(got, want) {
 		t.Fatalf("known commit index sent = %v, want %v", got, want)
+	}
+}
+
+// A read index that fails (a new leader not answering yet, or its gRPC
+// address not yet known from gossip: TestReadIndexAfterElection once got
+// "no gRPC address known for node n3" right after an election) is asked
+// again, up to maxAttempts; then the error comes back.
+func TestReadIndexRetries(t *testing.T) {
+	p, _, fw, _ := setup("n2")
+	noAddr := errors.New("consensus: no leader: peer: no gRPC address known for node n2")
+	fw.readErrs = []error{noAddr, noAddr}
+	idx, err := p.ReadIndex(context.Background())
+	if err != nil || idx != 9 || len(fw.known) != 3 {
+		t.Fatalf("ReadIndex = %d, %v after %d asks; want 9 on the third", idx, err, len(fw.known))
+	}
+	fw.known = nil
+	for range maxAttempts {
+		fw.readErrs = append(fw.readErrs, noAddr)
+	}
+	if _, err := p.ReadIndex(context.Background()); !errors.Is(err, noAddr) || len(fw.known) != maxAttempts {
+		t.Fatalf("ReadIndex = %v after %d asks; want the error after %d", err, len(fw.known), maxAttempts)
 	}
 }
