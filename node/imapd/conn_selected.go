@@ -414,15 +414,10 @@ func (c *conn) searchCmd(cmd *wire.Command, uid bool) error {
 			case "SAVE":
 				opts.ReturnSave = true
 			case "PARTIAL":
-				if partial != nil || i+1 == len(ret) {
-					return errBad("PARTIAL takes one range, once")
-				}
-				i++
-				r, err := parsePartialRange(ret[i])
-				if err != nil {
+				var err error
+				if partial, i, err = partialOption(ret, i, partial); err != nil {
 					return err
 				}
-				partial = &r
 			default:
 				return errBad("Unknown RETURN option " + ret[i].Str)
 			}

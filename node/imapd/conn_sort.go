@@ -155,15 +155,10 @@ func (c *conn) sortCmd(cmd *wire.Command, uid bool) error {
 			case "MIN", "MAX", "COUNT", "ALL":
 				ret[k] = true
 			case "PARTIAL":
-				if partial != nil || i+1 == len(opts) {
-					return errBad("PARTIAL takes one range, once")
-				}
-				i++
-				r, err := parsePartialRange(opts[i])
-				if err != nil {
+				var err error
+				if partial, i, err = partialOption(opts, i, partial); err != nil {
 					return err
 				}
-				partial = &r
 			default:
 				return errBad("Unknown SORT RETURN option " + opts[i].Str)
 			}

@@ -135,6 +135,20 @@ func (s *session) saveResult(nums []uint32, uid bool) {
 	sel.searchRes = out
 }
 
+// partialOption reads the range after the PARTIAL at list[i] (a RETURN
+// option or a FETCH modifier) and returns it with the index of its last
+// item; cur is the range already read, which makes a second PARTIAL BAD.
+func partialOption(list []wire.Value, i int, cur *partialRange) (*partialRange, int, error) {
+	if cur != nil || i+1 == len(list) {
+		return nil, i, errBad("PARTIAL takes one range, once")
+	}
+	r, err := parsePartialRange(list[i+1])
+	if err != nil {
+		return nil, i, err
+	}
+	return &r, i + 1, nil
+}
+
 // splitPartial takes a PARTIAL modifier out of a FETCH modifier list.
 func splitPartial(m wire.Value) (rest wire.Value, r *partialRange, err error) {
 	if m.Kind != wire.List || len(m.List) == 0 {
@@ -147,15 +161,9 @@ func splitPartial(m wire.Value) (rest wire.Value, r *partialRange, err error) {
 			rest.List = append(rest.List, v)
 			continue
 		}
-		if r != nil || i+1 == len(m.List) {
-			return m, nil, errBad("PARTIAL takes one range, once")
-		}
-		i++
-		p, err := parsePartialRange(m.List[i])
-		if err != nil {
+		if r, i, err = partialOption(m.List, i, r); err != nil {
 			return m, nil, err
 		}
-		r = &p
 	}
 	return rest, r, nil
 }
