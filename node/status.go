@@ -104,6 +104,9 @@ func (n *Node) resolveGRPC(id string) (string, bool) {
 	}
 	m, ok := n.pool.Lookup(id)
 	if !ok || m.GRPC == "" {
+		// Raft knows this node but gossip has not told us its address
+		// yet: ask the others now (the caller retries or reports).
+		n.pool.Refresh()
 		return "", false
 	}
 	return m.GRPC, true
