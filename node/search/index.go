@@ -150,10 +150,11 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	if opts.Lag == 0 {
 		opts.Lag = defaultLag
 	}
-	// Every message adds a posting key per distinct token, spread over
-	// the whole mailbox's key range, so each memtable flush overlaps
-	// everything below it: with Pebble's defaults (4 MiB memtables, the
-	// oldest format's row blocks) compacting the index cost more CPU than
+	// Every step adds a postings operand per distinct token (format 4;
+	// format 3 added a key per message and token), spread over the whole
+	// mailbox's key range, so each memtable flush overlaps everything
+	// below it: with Pebble's defaults (4 MiB memtables, the oldest
+	// format's row blocks) compacting the index cost more CPU than
 	// delivering the message (docs/notes/bench.md). Larger memtables
 	// flush less often; the columnar format (as storage's) writes faster.
 	db, removed, err := openDB(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, FormatMajorVersion: pebble.FormatWALSyncChunks})
