@@ -119,6 +119,9 @@ type Index struct {
 	post stepPostings
 }
 
+// cacheSize is the index database's block cache.
+const cacheSize = 32 << 20
+
 // maxKnown bounds the vocabulary cache (about 70 bytes an entry).
 const maxKnown = 200_000
 
@@ -157,7 +160,10 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	// format's row blocks) compacting the index cost more CPU than
 	// delivering the message (docs/notes/bench.md). Larger memtables
 	// flush less often; the columnar format (as storage's) writes faster.
-	db, removed, err := openDB(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, FormatMajorVersion: pebble.FormatWALSyncChunks})
+	// The indexer looks up every token new to a mailbox's vocabulary
+	// (mostly misses) and reads postings on search: with Pebble's default
+	// 8 MiB cache those reads went to the files for their index blocks.
+	db, removed, err := openDB(dir, &pebble.Options{Logger: quietPebble{}, MemTableSize: 32 << 20, CacheSize: cacheSize, FormatMajorVersion: pebble.FormatWALSyncChunks})
 	if err != nil {
 		return nil, fmt.Errorf("search: open %s: %w", dir, err)
 	}
