@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/continuum-mail/continuum/proto/adminpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // pieceBytes is the most message data one stream message carries.
@@ -184,7 +186,14 @@ func Import(ctx context.Context, c adminpb.AdminClient, user string, src Source,
 		recvErr = <-recvDone
 	} else {
 		cancel()
-		<-recvDone
+		// The node may have ended the stream with its reason (an unknown
+		// user, say) while we were still sending: its Recv side then
+		// cancelled ctx, and the send side failed with only "context
+		// canceled". The node's reason is the cause; a Canceled status is
+		// the echo of our own cancel, and then the send side's error is.
+		if rerr := <-recvDone; rerr != nil && status.Code(rerr) != codes.Canceled {
+			sendErr = rerr
+		}
 	}
 	p.Done()
 	sum.Took = time.Since(start)
