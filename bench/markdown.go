@@ -66,7 +66,7 @@ func cpuRatio(r *Row) string {
 func WriteMarkdown(w io.Writer, rep *Report, notes string) {
 	o := rep.Options
 	fmt.Fprintf(w, "# Benchmarks: Continuum beside Dovecot\n\n")
-	fmt.Fprintf(w, "One `make bench-compare` run, %s to %s UTC. **Shared machine**: other engineers' builds and tests ran at the same time; load average %s at the start, %s at the end. Figures from a shared 2-core machine are noisy: compare the two columns of one run, not runs with each other.\n\n",
+	fmt.Fprintf(w, "One `make bench-compare` run, %s to %s UTC; load average %s at the start, %s at the end (the run's own load included: whatever else the machine ran shows here). Figures from a shared machine are noisy: compare the two columns of one run, not runs with each other.\n\n",
 		rep.Start.UTC().Format("2006-01-02 15:04"), rep.End.UTC().Format("15:04"), rep.LoadBefore, rep.LoadAfter)
 	WriteSummary(w, rep)
 	fmt.Fprintf(w, "\nRatio: Continuum ÷ Dovecot for rates, Dovecot ÷ Continuum for latency and CPU (above 1: Continuum better).\n\n")
