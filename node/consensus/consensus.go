@@ -262,7 +262,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.WrapLogStore != nil {
 		logStore = cfg.WrapLogStore(logs)
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, n.trans)
+	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, serialHeartbeats{n.trans})
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("consensus: %w", err)
@@ -738,3 +738,19 @@ func (n *Node) Close() error {
 func (n *Node) ScrubLog(ctx context.Context, bytesPerSec int64) (scrub.Stats, error) {
 	return n.logs.Scrub(ctx, bytesPerSec)
 }
+
+// serialHeartbeats is the Raft transport without hashicorp/raft's heartbeat
+// fast path. On that path a heartbeat is handled on the transport's
+// goroutine, and one from a newer leader bumps currentTerm while the old
+// leader's loop may be dispatching a client apply, which is then written
+// under the new term: the new leader's entries at those indexes carry the
+// same term, raft does not truncate, and the old leader applies commands
+// no quorum stored (hashicorp/raft PR #701; seen in node/clustertest F6,
+// docs/notes/integrity.md Round 6). Without the fast path a heartbeat goes
+// through the RPC channel like any AppendEntries, serialised with the
+// leader loop. Its cost: a heartbeat waits behind the raft goroutine's
+// disk writes.
+type serialHeartbeats struct{ *raft.NetworkTransport }
+
+// SetHeartbeatHandler leaves the fast path unset.
+func (serialHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
