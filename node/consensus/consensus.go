@@ -110,11 +110,13 @@ type Config struct {
 
 // Node owns one *raft.Raft and its stores.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	raft    *raft.Raft
-	logs    *raftlog.Store
-	trans   *raft.NetworkTransport
+	cfg   Config
+	log   *slog.Logger
+	raft  *raft.Raft
+	logs  *raftlog.Store
+	trans *raft.NetworkTransport
+	// hb is trans as raft sees it: the heartbeat fast path behind a guard.
+	hb      *guardedHeartbeats
 	stream  *streamLayer
 	profile Profile
 	// fresh: Open found no Raft state and did not bootstrap; the transport
@@ -213,6 +215,7 @@ func Open(cfg Config) (*Node, error) {
 		Timeout:         10 * time.Second,
 		Logger:          hl,
 	})
+	n.hb = newGuardedHeartbeats(n.trans, &n.ready)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -262,7 +265,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.WrapLogStore != nil {
 		logStore = cfg.WrapLogStore(logs)
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, serialHeartbeats{n.trans})
+	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, n.hb)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("consensus: %w", err)
@@ -283,8 +286,8 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func (n *Node) closeStores() {
-	if n.trans != nil {
-		n.trans.Close()
+	if n.hb != nil {
+		n.hb.Close()
 	}
 	n.logs.Close()
 }
@@ -726,7 +729,7 @@ func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
 	n.raft.DeregisterObserver(n.observer)
 	n.wg.Wait()
-	n.trans.Close()
+	n.hb.Close()
 	if cerr := n.logs.Close(); err == nil {
 		err = cerr
 	}
@@ -739,18 +742,91 @@ func (n *Node) ScrubLog(ctx context.Context, bytesPerSec int64) (scrub.Stats, er
 	return n.logs.Scrub(ctx, bytesPerSec)
 }
 
-// serialHeartbeats is the Raft transport without hashicorp/raft's heartbeat
-// fast path. On that path a heartbeat is handled on the transport's
-// goroutine, and one from a newer leader bumps currentTerm while the old
-// leader's loop may be dispatching a client apply, which is then written
-// under the new term: the new leader's entries at those indexes carry the
-// same term, raft does not truncate, and the old leader applies commands
-// no quorum stored (hashicorp/raft PR #701; seen in node/clustertest F6,
-// docs/notes/integrity.md Round 6). Without the fast path a heartbeat goes
-// through the RPC channel like any AppendEntries, serialised with the
-// leader loop. Its cost: a heartbeat waits behind the raft goroutine's
-// disk writes.
-type serialHeartbeats struct{ *raft.NetworkTransport }
+// guardedHeartbeats is the Raft transport with hashicorp/raft's heartbeat
+// fast path kept only where it is safe. On that path a heartbeat is handled
+// on the transport's goroutine, beside the raft goroutine. One from a newer
+// leader bumps currentTerm while the old leader's loop may be dispatching a
+// client apply, which is then written under the new term: the new leader's
+// entries at those indexes carry the same term, raft does not truncate, and
+// the old leader applies commands no quorum stored (hashicorp/raft PR #701;
+// seen in node/clustertest F6, docs/notes/integrity.md Round 6).
+//
+// A heartbeat takes the fast path only when this node is a follower and the
+// heartbeat's term is its current term: then appendEntries changes neither
+// state nor term, it only records the contact. Any other heartbeat (a newer
+// term, or this node a leader or candidate) goes to the raft goroutine
+// through the RPC channel, serialised with the loop that may be leading.
+// Steady-state heartbeats so still do not wait behind the follower's disk
+// writes (a 44 MB message must not force an election; DESIGN.md, issue 19).
+//
+// The check and the handling are not atomic, but no state it could race
+// with is unsafe: a follower's term only moves up, and a node it cannot see
+// becoming leader in between needs a newer term, under which appendEntries
+// rejects the heartbeat without touching anything.
+type guardedHeartbeats struct {
+	*raft.NetworkTransport
+	// raft is the node's Raft once NewRaft has returned; before that every
+	// heartbeat goes through the loop.
+	raft *atomic.Pointer[raft.Raft]
+	// rpcs is what raft consumes: the transport's RPCs and the heartbeats
+	// sent back to the loop.
+	rpcs     chan raft.RPC
+	stop     chan struct{}
+	stopOnce sync.Once
+}
 
-// SetHeartbeatHandler leaves the fast path unset.
-func (serialHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
+func newGuardedHeartbeats(t *raft.NetworkTransport, r *atomic.Pointer[raft.Raft]) *guardedHeartbeats {
+	g := &guardedHeartbeats{NetworkTransport: t, raft: r, rpcs: make(chan raft.RPC), stop: make(chan struct{})}
+	go func() {
+		in := t.Consumer()
+		for {
+			select {
+			case rpc := <-in:
+				g.toLoop(rpc)
+			case <-g.stop:
+				return
+			}
+		}
+	}()
+	return g
+}
+
+// Consumer is the channel raft reads its RPCs from.
+func (g *guardedHeartbeats) Consumer() <-chan raft.RPC { return g.rpcs }
+
+// SetHeartbeatHandler installs fast behind the guard.
+func (g *guardedHeartbeats) SetHeartbeatHandler(fast func(raft.RPC)) {
+	if fast == nil {
+		g.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	g.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if g.fastIsSafe(rpc) {
+			fast(rpc)
+			return
+		}
+		g.toLoop(rpc)
+	})
+}
+
+func (g *guardedHeartbeats) fastIsSafe(rpc raft.RPC) bool {
+	r := g.raft.Load()
+	req, ok := rpc.Command.(*raft.AppendEntriesRequest)
+	return r != nil && ok && r.State() == raft.Follower && req.Term == r.CurrentTerm()
+}
+
+// toLoop hands rpc to the raft goroutine; once stopped, it answers it with
+// the transport's shutdown error.
+func (g *guardedHeartbeats) toLoop(rpc raft.RPC) {
+	select {
+	case g.rpcs <- rpc:
+	case <-g.stop:
+		rpc.Respond(nil, raft.ErrTransportShutdown)
+	}
+}
+
+// Close stops the forwarding and closes the transport.
+func (g *guardedHeartbeats) Close() error {
+	g.stopOnce.Do(func() { close(g.stop) })
+	return g.NetworkTransport.Close()
+}
