@@ -759,10 +759,8 @@ func (n *Node) ScrubLog(ctx context.Context, bytesPerSec int64) (scrub.Stats, er
 // Steady-state heartbeats so still do not wait behind the follower's disk
 // writes (a 44 MB message must not force an election; DESIGN.md, issue 19).
 //
-// The check and the handling are not atomic, but no state it could race
-// with is unsafe: a follower's term only moves up, and a node it cannot see
-// becoming leader in between needs a newer term, under which appendEntries
-// rejects the heartbeat without touching anything.
+// The check and the handling are not atomic; DESIGN.md ("Heartbeat fast
+// path only for same-term followers") says what window that leaves.
 type guardedHeartbeats struct {
 	*raft.NetworkTransport
 	// raft is the node's Raft once NewRaft has returned; before that every
