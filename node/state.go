@@ -122,7 +122,7 @@ func indexEvents(events []raftfsm.Event) []search.Event {
 	var out []search.Event
 	for _, e := range events {
 		if e.Kind != raftfsm.FlagsChanged && e.MailboxID != 0 {
-			out = append(out, search.Event{UserID: e.UserID, MailboxID: e.MailboxID})
+			out = append(out, search.Event{UserID: e.UserID, MailboxID: e.MailboxID, Bulk: e.Bulk})
 		}
 	}
 	return out

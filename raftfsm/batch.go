@@ -37,12 +37,16 @@ func applyAppendBatch(t *tx, c *commandpb.Command) (*commandpb.Result, error) {
 		return nil, err
 	}
 	out := &commandpb.Result{UserId: u.Id, MailboxId: box.Id, UidValidity: box.UidValidity}
+	first := len(t.events)
 	for _, it := range op.GetItems() {
 		d, err := t.appendItem(u, box, it)
 		if err != nil {
 			return nil, err
 		}
 		out.Deliveries = append(out.Deliveries, d)
+	}
+	for i := first; i < len(t.events); i++ {
+		t.events[i].Bulk = true
 	}
 	out.Modseq = box.HighestModseq
 	return out, nil

@@ -21,6 +21,7 @@ func TestAppendBatch(t *testing.T) {
 	bad := blob("bad")
 	bad.Sha256 = bad.Sha256[:4]
 
+	h.events = nil
 	res := h.must(OK, cmd(&commandpb.AppendBatch{UserId: uid, MailboxId: inbox.Id, Items: []*commandpb.AppendItem{
 		item("one", "k1", `\Seen`, "$Label1"),
 		{Blob: bad},
@@ -33,6 +34,10 @@ func TestAppendBatch(t *testing.T) {
 	}
 	if want := []commandpb.Code{OK, INVALID, INVALID, OK}; !slices.Equal(codes, want) {
 		t.Fatalf("item codes %v, want %v", codes, want)
+	}
+	// Its events are marked Bulk (the index defers them, node/search).
+	if len(h.events) != 2 || h.events[0].Kind != MessageAdded || !h.events[0].Bulk || !h.events[1].Bulk {
+		t.Fatalf("events %+v, want two bulk MessageAdded", h.events)
 	}
 	msgs := h.messages(inbox.Id)
 	if len(msgs) != 2 || msgs[0].InternalDateUnix != 946684800 || !slices.Equal(msgs[0].Flags, []string{"$Label1", `\Seen`}) ||

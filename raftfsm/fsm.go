@@ -58,6 +58,10 @@ type Event struct {
 	UID       uint32
 	ModSeq    uint64
 	Name      string
+	// Bulk marks a change made by a bulk import (AppendBatch, continuum
+	// import): the full-text index defers such mailboxes until the import
+	// pauses (node/search).
+	Bulk bool
 }
 
 // Options configures New. The zero value is valid.

@@ -39,6 +39,22 @@
 // cursor also holds UIDVALIDITY; a mailbox whose UIDVALIDITY changed
 // (restore) is dropped and rebuilt.
 //
+// # Bulk imports wait
+//
+// A bulk import (continuum import: raftfsm AppendBatch, whose events are
+// marked Bulk) would otherwise share the CPU with indexing what it has just
+// written, on every node: on three nodes sharing two cores that was 40 %
+// of an import's CPU (docs/notes/migrate.md). Notify keeps the mailboxes
+// bulk events name apart (deferred) until no bulk event has come for
+// Options.BulkQuiet (10 s), or the first of them has waited
+// Options.BulkMaxDefer (5 min): a short import runs alone and is indexed
+// after it, in long steps; a long one is indexed at least every 5
+// minutes. Nothing is lost by it: searches scan above the watermark as
+// ever, so they stay exact, only slower in a mailbox being imported; a
+// pass that holds a mailbox back records no applied index (the
+// continuum_search_index_lag metric shows the wait); WaitCaughtUp does not
+// wait; a restart indexes everything (its full pass).
+//
 // # Text and matching (RFC 9051 §6.4.4)
 //
 // Extract turns a stored message and its parsed record (node/mail/

@@ -41,11 +41,19 @@ type harness struct {
 	user  uint64
 	inbox uint64
 	docs  map[string]*search.Doc // the oracle's extractions, by blob
+	opts  search.Options
 }
 
 func newHarness(t testing.TB, dir string) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: dir, now: 1_700_000_000e9}
+	return newHarnessOpts(t, dir, search.Options{})
+}
+
+// newHarnessOpts is newHarness with the index's options (Logger is set).
+func newHarnessOpts(t testing.TB, dir string, opts search.Options) *harness {
+	t.Helper()
+	opts.Logger = quiet
+	h := &harness{t: t, dir: dir, now: 1_700_000_000e9, opts: opts}
 	db, err := storage.Open(filepath.Join(dir, "state"), storage.Options{NoSync: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +64,7 @@ func newHarness(t testing.TB, dir string) *harness {
 		var ev []search.Event
 		for _, e := range events {
 			if e.Kind != raftfsm.FlagsChanged && e.MailboxID != 0 {
-				ev = append(ev, search.Event{UserID: e.UserID, MailboxID: e.MailboxID})
+				ev = append(ev, search.Event{UserID: e.UserID, MailboxID: e.MailboxID, Bulk: e.Bulk})
 			}
 		}
 		if h.index != nil {
@@ -77,7 +85,7 @@ func newHarness(t testing.TB, dir string) *harness {
 }
 
 func (h *harness) openIndex() {
-	x, err := search.Open(filepath.Join(h.dir, "index"), h.db, search.Options{Logger: quiet})
+	x, err := search.Open(filepath.Join(h.dir, "index"), h.db, h.opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

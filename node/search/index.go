@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -75,10 +76,28 @@ type Options struct {
 	// wait for it (messages above a mailbox's watermark are scanned), and
 	// WaitCaughtUp cuts it short. Default 1 s; negative: none.
 	Lag time.Duration
+	// BulkQuiet is how long a bulk import (Event.Bulk) must have been
+	// quiet on this node before the indexer takes up the mailboxes it
+	// wrote: an import does not share the CPU with indexing what it has
+	// just written, and the index then takes each mailbox in long steps.
+	// Searches stay exact meanwhile (they scan above the watermark);
+	// WaitCaughtUp (and so `continuum reindex`) does not wait for it.
+	// Default 10 s; negative: bulk changes are indexed like any other.
+	BulkQuiet time.Duration
+	// BulkMaxDefer bounds the wait: a mailbox an import keeps writing is
+	// indexed at least this often, so a search in it never scans more
+	// than that much of an import. Default 5 min.
+	BulkMaxDefer time.Duration
 }
 
 // defaultLag is Options.Lag's default.
 const defaultLag = time.Second
+
+// Options.BulkQuiet's and Options.BulkMaxDefer's defaults.
+const (
+	defaultBulkQuiet    = 10 * time.Second
+	defaultBulkMaxDefer = 5 * time.Minute
+)
 
 // Index is one node's full-text index over its state database.
 type Index struct {
@@ -93,6 +112,14 @@ type Index struct {
 	all      bool              // check every mailbox
 	wipe     bool              // Reindex asked: wipe before the next pass
 	notified uint64            // last applied index whose events are in dirty
+	// deferred holds the mailboxes bulk imports changed (mailboxID →
+	// userID) until no bulk event has come for Options.BulkQuiet (since
+	// lastBulk) or the first of them has waited Options.BulkMaxDefer
+	// (since deferredAt); a pass holding any of them back records no
+	// applied index.
+	deferred   map[uint64]uint64
+	lastBulk   time.Time
+	deferredAt time.Time
 
 	kick   chan struct{}
 	hurry  chan struct{} // WaitCaughtUp: stop lagging
@@ -153,6 +180,12 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 	if opts.Lag == 0 {
 		opts.Lag = defaultLag
 	}
+	if opts.BulkQuiet == 0 {
+		opts.BulkQuiet = defaultBulkQuiet
+	}
+	if opts.BulkMaxDefer <= 0 {
+		opts.BulkMaxDefer = defaultBulkMaxDefer
+	}
 	// Every step adds a postings operand per distinct token (format 4;
 	// format 3 added a key per message and token), spread over the whole
 	// mailbox's key range, so each memtable flush overlaps everything
@@ -171,7 +204,7 @@ func Open(dir string, state *storage.DB, opts Options) (*Index, error) {
 		opts.Logger.Warn("full-text index of an older format removed: rebuilding", "component", "search", "dir", dir)
 	}
 	x := &Index{db: db, dir: dir, state: state, log: opts.Logger.With("component", "search"), opts: opts,
-		dirty: map[uint64]uint64{}, all: true, kick: make(chan struct{}, 1), hurry: make(chan struct{}, 1), done: make(chan struct{})}
+		dirty: map[uint64]uint64{}, deferred: map[uint64]uint64{}, all: true, kick: make(chan struct{}, 1), hurry: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := x.checkVersion(); err != nil {
 		db.Close()
 		return nil, err
@@ -218,9 +251,18 @@ func (x *Index) Close() error {
 func (x *Index) Notify(index uint64, events []Event) {
 	x.mu.Lock()
 	for _, e := range events {
-		if len(x.dirty) > 100_000 {
+		if len(x.dirty)+len(x.deferred) > 100_000 {
 			x.all = true
 			break
+		}
+		if e.Bulk && x.opts.BulkQuiet > 0 {
+			now := time.Now()
+			if len(x.deferred) == 0 {
+				x.deferredAt = now
+			}
+			x.deferred[e.MailboxID] = e.UserID
+			x.lastBulk = now
+			continue
 		}
 		x.dirty[e.MailboxID] = e.UserID
 	}
@@ -236,6 +278,7 @@ func (x *Index) Notify(index uint64, events []Event) {
 // imported: the node adapts).
 type Event struct {
 	UserID, MailboxID uint64
+	Bulk              bool // written by a bulk import (see Options.BulkQuiet)
 }
 
 // Reindex drops the whole index and rebuilds it in the background;
@@ -279,6 +322,11 @@ func (x *Index) WaitCaughtUp(ctx context.Context, index uint64) error {
 	case x.hurry <- struct{}{}:
 	default:
 	}
+	// Deferred bulk mailboxes wait for no event: wake the indexer.
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
 	for {
 		if x.appliedSeen.Load() >= index {
 			return nil
@@ -300,6 +348,10 @@ func (x *Index) run(ctx context.Context) {
 	t := time.NewTicker(x.opts.FullPassEvery)
 	defer t.Stop()
 	for {
+		var quiet <-chan time.Time
+		if d, ok := x.bulkWait(); ok {
+			quiet = time.After(d)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -307,6 +359,7 @@ func (x *Index) run(ctx context.Context) {
 			x.mu.Lock()
 			x.all = true
 			x.mu.Unlock()
+		case <-quiet:
 		case <-x.kick:
 			if !x.lag(ctx) {
 				return
@@ -328,6 +381,23 @@ func (x *Index) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// bulkWait returns how long the deferred bulk mailboxes still wait, when
+// there are any.
+func (x *Index) bulkWait() (time.Duration, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.bulkWaitLocked()
+}
+
+func (x *Index) bulkWaitLocked() (time.Duration, bool) {
+	if len(x.deferred) == 0 {
+		return 0, false
+	}
+	quiet := x.opts.BulkQuiet - time.Since(x.lastBulk)
+	limit := x.opts.BulkMaxDefer - time.Since(x.deferredAt)
+	return max(0, min(quiet, limit)), true
 }
 
 // lag waits Options.Lag after a change, unless someone waits for the
@@ -364,6 +434,15 @@ func (x *Index) pass(ctx context.Context) error {
 	}
 	dirty, all, notified := x.dirty, x.all, x.notified
 	x.dirty, x.all = map[uint64]uint64{}, false
+	// Bulk mailboxes wait until the import has been quiet, unless someone
+	// waits for the index.
+	if d, ok := x.bulkWaitLocked(); ok && (d == 0 || x.eager.Load() > 0) {
+		for k, v := range x.deferred {
+			dirty[k] = v
+		}
+		x.deferred = map[uint64]uint64{}
+	}
+	held := maps.Clone(x.deferred)
 	x.mu.Unlock()
 	restore := func() {
 		x.mu.Lock()
@@ -387,6 +466,9 @@ func (x *Index) pass(ctx context.Context) error {
 			restore()
 			return err
 		}
+		for k := range held {
+			delete(boxes, k)
+		}
 		dirty = boxes
 	}
 	for mbox, user := range dirty {
@@ -401,7 +483,7 @@ func (x *Index) pass(ctx context.Context) error {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.wipe && notified > x.appliedSeen.Load() {
+	if !x.wipe && len(held) == 0 && notified > x.appliedSeen.Load() {
 		if err := x.db.Set(keyApplied, u64(notified), pebble.NoSync); err != nil {
 			return err
 		}
