@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,7 +162,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	})
 	n.cluster = cluster.New(cluster.Config{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Voter: cfg.Role == "voter",
-		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, AutopilotDeadAfter: cfg.AutopilotDeadAfter.Duration,
+		Join: n.joinAddrs(), BootstrapExpect: cfg.BootstrapExpect, AutopilotDeadAfter: cfg.AutopilotDeadAfter.Duration,
 		Raft: n.raft, Gossip: n.pool, Peers: n.router, Logger: log,
 		ClusterID: n.ClusterID, OnAdmitted: n.adoptIdentity,
 	})
@@ -203,6 +204,19 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	n.startIntegrity()
 	started = true
 	return n, nil
+}
+
+// joinAddrs is where the node looks for the gossip pool: --join, then the
+// members it knew when it last ran (node/membership's peers file), so that
+// a restarted node started without --join finds the others again.
+func (n *Node) joinAddrs() []string {
+	addrs := slices.Clone(n.cfg.Join)
+	for _, a := range n.pool.Remembered() {
+		if !slices.Contains(addrs, a) && a != n.cfg.GossipAddr {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // Run blocks until ctx ends or the state machine hits a fatal error.

@@ -107,6 +107,7 @@ func (n *Node) startRaft(opts Options) error {
 	n.pool, err = membership.Start(membership.Config{
 		Key:         key,
 		KeyringFile: filepath.Join(n.cfg.DataDir, "gossip-keyring"),
+		PeersFile:   filepath.Join(n.cfg.DataDir, "gossip-peers"),
 		OnMessage:   n.logins.Receive,
 		Meta:        n.memberMeta(), // disaster.go: with the cluster identity
 		GossipAddr:  n.cfg.GossipAddr,

@@ -11,7 +11,10 @@
 //     configuration with the N first nodes, all voters (bootstrapExpect).
 //   - Join: a node not in the configuration asks a live member in turn
 //     until the leader admits it (joinLoop, askToJoin); the leader's side
-//     is Admit, which adds it as a non-voter.
+//     is Admit, which adds it as a non-voter. The gossip join comes
+//     first, through Config.Join: --join plus, for a restarted node, the
+//     members it remembers (node/membership's peers file); it ends as soon
+//     as one answers or another member has joined this node.
 //   - The wiped-voter rule: a fresh node whose ID is a voter is removed and
 //     re-added as a non-voter (Admit).
 //   - Promotion: the leader makes a non-voter whose role is "voter" a voter

@@ -27,11 +27,16 @@ func (m *Manager) joinLoop() {
 		backoff = min(2*backoff, 5*time.Second)
 		return ok
 	}
-	for len(m.cfg.Join) > 0 {
+	var warned time.Time
+	for len(m.cfg.Join) > 0 && !m.othersAlive() {
 		if _, err := m.cfg.Gossip.Join(m.cfg.Join); err == nil {
 			break
-		} else {
-			m.log.Warn("gossip join failed; retrying", "component", "membership", "err", err)
+		} else if time.Since(warned) > time.Minute {
+			// Retried every 5 s at most, reported once a minute: a
+			// restarted node whose remembered peers are all down waits
+			// for them (or for one of them to join it).
+			m.log.Warn("gossip join failed; retrying", "component", "membership", "addrs", m.cfg.Join, "err", err)
+			warned = time.Now()
 		}
 		if !wait() {
 			return
@@ -69,6 +74,17 @@ func (m *Manager) joinLoop() {
 			return
 		}
 	}
+}
+
+// othersAlive reports whether gossip shows another member alive: this
+// node is in the pool already (another member joined it).
+func (m *Manager) othersAlive() bool {
+	for _, mb := range m.cfg.Gossip.Members() {
+		if mb.Alive && mb.ID != m.cfg.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // askToJoin asks each live member in turn to add this node; the first

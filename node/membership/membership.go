@@ -58,8 +58,11 @@ type Config struct {
 	// exists at start its keys replace Key (Key is what the cluster used
 	// before its first rotation).
 	KeyringFile string
-	Profile     string // "local", "lan" or "wan"
-	Logger      *slog.Logger
+	// PeersFile, when set, remembers the other members' gossip addresses
+	// across restarts (peers.go; Remembered).
+	PeersFile string
+	Profile   string // "local", "lan" or "wan"
+	Logger    *slog.Logger
 	// OnChange is called (from memberlist's goroutine; must not block)
 	// whenever a member joins, leaves or updates.
 	OnChange func()
@@ -88,6 +91,10 @@ type Pool struct {
 	// whether one is running.
 	refreshed  time.Time
 	refreshing bool
+	// peers is what PeersFile holds (ID → gossip address), guarded by mu;
+	// peersMu serializes writing the file.
+	peers   map[string]string
+	peersMu sync.Mutex
 }
 
 // Start binds the gossip listener and starts memberlist. It does not join.
@@ -107,7 +114,11 @@ func Start(cfg Config) (*Pool, error) {
 	if len(meta) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("membership: metadata is %d bytes, over %d", len(meta), memberlist.MetaMaxSize)
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	p := &Pool{cfg: cfg, meta: meta, members: map[string]Member{}}
+	p.loadPeers()
 
 	var mc *memberlist.Config
 	switch cfg.Profile {
@@ -272,7 +283,11 @@ func (p *Pool) update(n *memberlist.Node, alive bool) {
 		since = old.Since
 	}
 	p.members[m.ID] = Member{Meta: m, Alive: alive, Since: since}
+	changed := p.rememberLocked(n, alive)
 	p.mu.Unlock()
+	if changed {
+		p.savePeers()
+	}
 	if p.cfg.OnChange != nil {
 		p.cfg.OnChange()
 	}
