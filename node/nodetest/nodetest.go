@@ -319,23 +319,43 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 // WaitVoters polls until the leader's configuration has n voters.
 func (c *Cluster) WaitVoters(n int, timeout time.Duration) {
 	c.t.Helper()
-	c.Eventually(timeout, fmt.Sprintf("%d voters", n), func() bool {
+	c.eventuallyWhy(timeout, fmt.Sprintf("%d voters", n), func() (bool, string) {
 		l := c.Leader()
 		if l < 0 {
-			return false
+			return false, "no leader; " + c.gossipViews()
 		}
 		servers, err := c.Nodes[l].Raft().Servers()
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
 		v := 0
+		var desc []string
 		for _, s := range servers {
 			if s.Suffrage == 0 {
 				v++
 			}
+			desc = append(desc, fmt.Sprintf("%s(%s)", s.ID, s.Suffrage))
 		}
-		return v == n
+		return v == n, fmt.Sprintf("leader %s has %v; %s", c.Cfgs[l].ID, desc, c.gossipViews())
 	})
+}
+
+// gossipViews describes which members each running node sees alive.
+func (c *Cluster) gossipViews() string {
+	var out []string
+	for i, n := range c.Nodes {
+		if n == nil {
+			continue
+		}
+		var alive []string
+		for _, m := range n.Members() {
+			if m.Alive {
+				alive = append(alive, m.ID)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s sees %v", c.Cfgs[i].ID, alive))
+	}
+	return "gossip: " + strings.Join(out, ", ")
 }
 
 // WaitApplied polls until every running node has applied at least index.
@@ -356,9 +376,8 @@ func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
 func (c *Cluster) WaitConverged(timeout time.Duration) []byte {
 	c.t.Helper()
 	var digest []byte
-	var why string
-	c.Eventually(timeout, "replicas equal", func() bool {
-		digest, why = nil, ""
+	c.eventuallyWhy(timeout, "replicas equal", func() (bool, string) {
+		digest = nil
 		var idx uint64
 		for i, n := range c.Nodes {
 			if n == nil {
@@ -367,25 +386,21 @@ func (c *Cluster) WaitConverged(timeout time.Duration) []byte {
 			a := n.FSM().AppliedIndex()
 			d, err := n.DB().Digest()
 			if err != nil {
-				why = err.Error()
-				return false
+				return false, err.Error()
 			}
 			if digest == nil {
 				digest, idx = d, a
 				continue
 			}
 			if a != idx {
-				why = fmt.Sprintf("node %d applied %d, others %d", i, a, idx)
-				return false
+				return false, fmt.Sprintf("node %d applied %d, others %d", i, a, idx)
 			}
 			if !bytes.Equal(d, digest) {
-				why = fmt.Sprintf("node %d digest differs at index %d", i, a)
-				return false
+				return false, fmt.Sprintf("node %d digest differs at index %d", i, a)
 			}
 		}
-		return true
+		return true, ""
 	})
-	_ = why
 	return digest
 }
 
@@ -396,6 +411,23 @@ func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() boo
 	for !cond() {
 		if time.Now().After(deadline) {
 			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventuallyWhy is Eventually for a condition that says why it does not
+// hold yet; a timeout reports the last reason.
+func (c *Cluster) eventuallyWhy(timeout time.Duration, what string, cond func() (bool, string)) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -412,7 +444,25 @@ func (c *Cluster) DumpLogs() {
 		return
 	}
 	for i, l := range c.logs {
-		os.WriteFile(filepath.Join(dir, c.Cfgs[i].ID+".log"), l.Bytes(), 0o640)
+		b := l.Bytes()
+		os.WriteFile(filepath.Join(dir, c.Cfgs[i].ID+".log"), b, 0o640)
+		// A CI machine is gone with its /tmp: the last warnings and
+		// errors go to the test output too.
+		var bad []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+				if len(line) > 300 {
+					line = line[:300] + "…"
+				}
+				bad = append(bad, line)
+			}
+		}
+		if len(bad) > 8 {
+			bad = bad[len(bad)-8:]
+		}
+		if len(bad) > 0 {
+			c.t.Logf("%s's last warnings:\n\t%s", c.Cfgs[i].ID, strings.Join(bad, "\n\t"))
+		}
 	}
 	c.t.Logf("node logs saved in %s", dir)
 }
