@@ -69,15 +69,35 @@ type Options struct {
 	Insecure bool
 }
 
-// FreeAddr returns a loopback address with a port free right now. Ports
-// come from 20000–32767, below Linux's ephemeral range, so an outgoing
-// connection cannot take a port between this check and the node's bind
-// (a race "127.0.0.1:0" loses under a busy test run); other test processes
-// choose at random, so they rarely collide, and Start retries when they do.
+// handedOut is every port FreeAddr returned in this process: it never
+// returns one twice. A cluster's configurations are all made before its
+// first node binds anything, so a check for "free right now" alone let two
+// addresses of one cluster coincide (about one cluster start in a hundred);
+// when n1 and n2 drew the same gossip port, n2's retry pointed the join
+// lists at itself and the cluster never formed (TestImportLargeMessage in
+// the CI run of 2026-12-02).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreeAddr returns a loopback address with a port free right now and never
+// returned before in this process. Ports come from 20000–32767, below
+// Linux's ephemeral range, so an outgoing connection cannot take a port
+// between this check and the node's bind (a race "127.0.0.1:0" loses under
+// a busy test run); other test processes choose at random, so they rarely
+// collide, and Start retries when they do.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for i := 0; i < 200; i++ {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12768)))
+		port := 20000 + rand.IntN(12768)
+		if handedOut.ports[port] {
+			continue
+		}
+		handedOut.ports[port] = true
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
