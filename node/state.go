@@ -30,7 +30,11 @@ func (n *Node) openState(opts Options) error {
 	// The full-text index is derived data, kept beside the state and never
 	// replicated: it follows this node's applies and catches up with the
 	// state at start (node/search).
-	n.index, err = search.Open(filepath.Join(n.cfg.DataDir, "index"), n.db, search.Options{Logger: n.log})
+	n.index, err = search.Open(filepath.Join(n.cfg.DataDir, "index"), n.db, search.Options{
+		Logger:       n.log,
+		BulkQuiet:    n.cfg.IndexBulkQuiet.Duration,
+		BulkMaxDefer: n.cfg.IndexBulkMaxDefer.Duration,
+	})
 	if err != nil {
 		return fmt.Errorf("node: search index: %w", err)
 	}

@@ -167,6 +167,14 @@ type Config struct {
 	// 0 = only on demand (`continuum retention run`).
 	RetentionInterval Duration `toml:"retention-interval"`
 
+	// IndexBulkQuiet is how long an import must have paused before the
+	// full-text index takes up the mailboxes it wrote (0: 10s; negative:
+	// index imported mail as it arrives); IndexBulkMaxDefer bounds the wait
+	// for an import that does not pause (0: 5m). Searches are exact either
+	// way (node/search, "Bulk imports wait").
+	IndexBulkQuiet    Duration `toml:"index-bulk-quiet"`
+	IndexBulkMaxDefer Duration `toml:"index-bulk-max-defer"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log-level"`
 }
@@ -287,6 +295,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CheckInterval.Duration, "consistency-check-interval", c.CheckInterval.Duration, "how often the leader runs a replicated consistency check (0: on demand only)")
 	fs.Int64Var(&c.CheckRate, "consistency-check-rate", c.CheckRate, "consistency digest read rate, bytes/s")
 	fs.DurationVar(&c.RetentionInterval.Duration, "retention-interval", c.RetentionInterval.Duration, "how often the leader runs retention (0: on demand only)")
+	fs.DurationVar(&c.IndexBulkQuiet.Duration, "index-bulk-quiet", c.IndexBulkQuiet.Duration, "pause of an import before the full-text index takes up its mailboxes (0: 10s; negative: index as it arrives)")
+	fs.DurationVar(&c.IndexBulkMaxDefer.Duration, "index-bulk-max-defer", c.IndexBulkMaxDefer.Duration, "longest the full-text index defers an import that does not pause (0: 5m)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -397,6 +407,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RaftSnapshotInterval.Duration < 0 {
 		bad("raft-snapshot-interval %v: want 0 (default) or positive", c.RaftSnapshotInterval.Duration)
+	}
+	if c.IndexBulkMaxDefer.Duration < 0 {
+		bad("index-bulk-max-defer %v: want 0 (default) or a positive duration", c.IndexBulkMaxDefer.Duration)
 	}
 	if c.AutopilotDeadAfter.Duration < 0 {
 		bad("autopilot-dead-after %v: want 0 (off) or a positive duration", c.AutopilotDeadAfter.Duration)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/continuum-mail/continuum/node/config"
 	"github.com/continuum-mail/continuum/node/nodetest"
 	"github.com/continuum-mail/continuum/proto/adminpb"
 	"github.com/continuum-mail/continuum/proto/storagepb"
@@ -132,7 +133,14 @@ type testCluster struct {
 
 func startCluster(t *testing.T, users ...string) *testCluster {
 	t.Helper()
-	c := nodetest.Start(t, nodetest.Options{Nodes: 3})
+	return startClusterWith(t, nil, users...)
+}
+
+// startClusterWith is startCluster with each node's configuration edited
+// first (configure may be nil).
+func startClusterWith(t *testing.T, configure func(i int, c *config.Config), users ...string) *testCluster {
+	t.Helper()
+	c := nodetest.Start(t, nodetest.Options{Nodes: 3, Configure: configure})
 	tc := &testCluster{Cluster: c}
 	for i := range c.Cfgs {
 		tc.clients = append(tc.clients, c.Admin(i)) // the admin listener, with the cluster's admin certificate
@@ -421,6 +429,11 @@ func TestImportLargeMessage(t *testing.T) {
 // TestImportSpeed measures an import of 10 KiB messages into a 3-node
 // cluster (through a follower, fsync on): CONTINUUM_MIGRATE_SPEED=N
 // messages, or 10,000 in make test-migrate. Skipped in make test.
+// CONTINUUM_MIGRATE_INDEX_QUIET and CONTINUUM_MIGRATE_INDEX_MAX_DEFER set
+// the nodes' --index-bulk-quiet and --index-bulk-max-defer: a short
+// max-defer shows the rate of an import too long to be deferred whole,
+// whose mail is indexed while it runs; a negative quiet, the rate with
+// imported mail indexed as it arrives.
 func TestImportSpeed(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("CONTINUUM_MIGRATE_SPEED"))
 	if n == 0 {
@@ -429,7 +442,22 @@ func TestImportSpeed(t *testing.T) {
 		}
 		n = 10000
 	}
-	tc := startCluster(t, "a@example.test", "b@example.test")
+	duration := func(env string) time.Duration {
+		v := os.Getenv(env)
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		return d
+	}
+	quiet, maxDefer := duration("CONTINUUM_MIGRATE_INDEX_QUIET"), duration("CONTINUUM_MIGRATE_INDEX_MAX_DEFER")
+	tc := startClusterWith(t, func(_ int, c *config.Config) {
+		c.IndexBulkQuiet.Duration, c.IndexBulkMaxDefer.Duration = quiet, maxDefer
+	}, "a@example.test", "b@example.test")
+	t.Logf("speed: index-bulk-quiet %v, index-bulk-max-defer %v (0: defaults)", quiet, maxDefer)
 	f := newFixture(7, []string{"INBOX"}, n, 10<<10)
 	file := t.TempDir() + "/speed.mbox"
 	sink, _ := NewMboxSink(file, true)

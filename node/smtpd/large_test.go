@@ -333,57 +333,76 @@ func (s *smallSender) send(id, msg string) (int, error) {
 	return s.reply()
 }
 
-// fetchBig fetches BODY.PEEK[] of the first big message over IMAP and
-// logs the time to the literal's first byte, the total time and the peak
-// heap while it streams.
-func fetchBig(t *testing.T, addr string, size int) {
+// bigIMAP is a raw IMAP connection logged in as the big user: the tests
+// below read literals as bytes, which a client library would buffer.
+type bigIMAP struct {
+	t    *testing.T
+	what string
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// loginBig dials addr, reads the greeting and logs in as the big user.
+func loginBig(t *testing.T, addr, what string) *bigIMAP {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	r := bufio.NewReaderSize(conn, 64<<10)
-	line := func() string {
-		s, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	until := func(tag string) string {
-		for {
-			if s := line(); strings.HasPrefix(s, tag+" ") {
-				return s
-			}
-		}
-	}
-	line()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	c := &bigIMAP{t: t, what: what, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	c.line()
 	fmt.Fprintf(conn, "a LOGIN big@example.test secret-password\r\n")
-	if s := until("a"); !strings.HasPrefix(s, "a OK") {
-		t.Fatalf("login: %q", s)
+	if s := c.until("a"); !strings.HasPrefix(s, "a OK") {
+		t.Fatalf("%s: login: %q", what, s)
 	}
-	fmt.Fprintf(conn, "b SELECT INBOX\r\n")
-	until("b")
+	return c
+}
+
+func (c *bigIMAP) line() string {
+	s, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("%s: %v", c.what, err)
+	}
+	return s
+}
+
+// until reads lines up to the tagged reply to tag and returns it.
+func (c *bigIMAP) until(tag string) string {
+	for {
+		if s := c.line(); strings.HasPrefix(s, tag+" ") {
+			return s
+		}
+	}
+}
+
+// fetchBig fetches BODY.PEEK[] of the first big message over IMAP and
+// logs the time to the literal's first byte, the total time and the peak
+// heap while it streams.
+func fetchBig(t *testing.T, addr string, size int) {
+	c := loginBig(t, addr, "FETCH")
+	defer c.conn.Close()
+	fmt.Fprintf(c.conn, "b SELECT INBOX\r\n")
+	c.until("b")
 	runtime.GC()
 	before := heapInUse()
 	mem := startSampler()
 	start := time.Now()
-	fmt.Fprintf(conn, "c FETCH 1 BODY.PEEK[]\r\n")
-	head := line()
+	fmt.Fprintf(c.conn, "c FETCH 1 BODY.PEEK[]\r\n")
+	head := c.line()
 	i := strings.LastIndexByte(head, '{')
 	if i < 0 {
 		t.Fatalf("FETCH: %q", head)
 	}
 	n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(head[i+1:]), "}"))
-	if _, err := r.Peek(1); err != nil {
+	if _, err := c.r.Peek(1); err != nil {
 		t.Fatal(err)
 	}
 	first := time.Since(start)
-	got, err := io.Copy(io.Discard, io.LimitReader(r, int64(n)))
+	got, err := io.Copy(io.Discard, io.LimitReader(c.r, int64(n)))
 	if err != nil || got != int64(n) || n < size {
 		t.Fatalf("FETCH literal of %d bytes (announced %d, message ≥ %d): %v", got, n, size, err)
 	}
-	if s := until("c"); !strings.HasPrefix(s, "c OK") {
+	if s := c.until("c"); !strings.HasPrefix(s, "c OK") {
 		t.Fatalf("FETCH: %q", s)
 	}
 	total := time.Since(start)
@@ -399,39 +418,15 @@ func fetchBig(t *testing.T, addr string, size int) {
 func appendBig(t *testing.T, addr, id string, size int, seed uint64) {
 	var n countWriter
 	writeBigMessage(&n, id, size, seed)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Minute))
-	r := bufio.NewReader(conn)
-	line := func() string {
-		s, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("APPEND %s: %v", id, err)
-		}
-		return s
-	}
-	until := func(tag string) string {
-		for {
-			if s := line(); strings.HasPrefix(s, tag+" ") {
-				return s
-			}
-		}
-	}
-	line()
-	fmt.Fprintf(conn, "a LOGIN big@example.test secret-password\r\n")
-	if s := until("a"); !strings.HasPrefix(s, "a OK") {
-		t.Fatalf("login: %q", s)
-	}
-	fmt.Fprintf(conn, "b APPEND INBOX {%d}\r\n", int64(n))
-	if s := line(); !strings.HasPrefix(s, "+") {
+	c := loginBig(t, addr, "APPEND "+id)
+	defer c.conn.Close()
+	fmt.Fprintf(c.conn, "b APPEND INBOX {%d}\r\n", int64(n))
+	if s := c.line(); !strings.HasPrefix(s, "+") {
 		t.Fatalf("APPEND of %d bytes: %q, want a continuation", int64(n), s)
 	}
-	writeBigMessage(conn, id, size, seed)
-	fmt.Fprintf(conn, "\r\n")
-	if s := until("b"); !strings.HasPrefix(s, "b OK") || !strings.Contains(s, "APPENDUID") {
+	writeBigMessage(c.conn, id, size, seed)
+	fmt.Fprintf(c.conn, "\r\n")
+	if s := c.until("b"); !strings.HasPrefix(s, "b OK") || !strings.Contains(s, "APPENDUID") {
 		t.Fatalf("APPEND of %d bytes: %q, want OK [APPENDUID ...]", int64(n), s)
 	}
 }
