@@ -45,8 +45,10 @@
 //   - Pebble, outside Go's heap (malloc'd): the state database's block
 //     cache, 32 MiB (storage.DefaultCacheSize), and its 4 MiB memtables;
 //     the Raft log's 8 MiB cache and 4 MiB memtables; the full-text
-//     index's 8 MiB cache and 32 MiB memtables (node/search). At most
-//     ≈ 100 MiB together when every memtable is full and one is flushing.
+//     index's 32 MiB cache (66b63e4) and 32 MiB memtables (node/search).
+//     At most ≈ 150 MiB together when every cache is full and every
+//     memtable is full with one more flushing (72 MiB of caches, 80 of
+//     memtables).
 //   - Go: the runtime's soft limit GoMemoryLimit (192 MiB, whole runtime,
 //     set by `continuum serve` unless GOMEMLIMIT is given). What one big
 //     message holds on its way: ≤ 4 chunks of 1 MiB on the proposer
