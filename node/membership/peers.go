@@ -3,7 +3,6 @@ package membership
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,8 +81,7 @@ func (p *Pool) rememberLocked(n *memberlist.Node, alive bool) bool {
 	return false
 }
 
-// savePeers writes the peers file through a rename (a crash leaves the old
-// or the new file). Writes are serialized by peersMu and each writes the
+// savePeers writes the peers file (writeFileAtomic). Writes are serialized by peersMu and each writes the
 // newest set, so the last one wins.
 func (p *Pool) savePeers() {
 	if p.cfg.PeersFile == "" {
@@ -95,28 +93,39 @@ func (p *Pool) savePeers() {
 	b, err := json.Marshal(peersFile{Peers: p.peers})
 	p.mu.Unlock()
 	if err == nil {
-		err = writeFileAtomic(p.cfg.PeersFile, b)
+		err = writeFileAtomic(p.cfg.PeersFile, b, false)
 	}
 	if err != nil {
 		p.cfg.Logger.Warn("gossip peers file not saved", "component", "membership", "file", p.cfg.PeersFile, "err", err)
 	}
 }
 
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".peers-*")
+// writeFileAtomic writes b to path (mode 0600) through a rename, so a
+// crash leaves the old or the new file, never half of one; sync makes the
+// new content durable first (the keyring; not the peers file, a hint
+// written from memberlist's event goroutine, which must not wait on disk).
+func writeFileAtomic(path string, b []byte, sync bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return err
 	}
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename: %w", err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), path)
 }
