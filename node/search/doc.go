@@ -94,6 +94,15 @@
 // is indexed with its Doc and no token, so one such message cannot keep
 // the indexer, and the node's CPU, busy for minutes.
 //
+// Writing a token adds its vocabulary entry (and trigrams) when the
+// mailbox lacks it. The indexer caches the entries it knows (Index.known);
+// a step with many changes waiting (an import's catch-up) first reads the
+// mailbox's whole vocabulary into that cache (loadVocabulary, up to
+// maxKnown/2 entries), so a token missing from it is new without a look-up:
+// the look-ups, mostly misses, were a third of a catch-up's CPU, and the
+// catch-up of 80,000 imported messages took 56 s instead of 101
+// (docs/notes/migrate.md round 8).
+//
 // A phrase (a query with white space) is narrowed the same way: each of
 // its pieces lies inside one token of a text that holds the phrase, so
 // the messages with, for every piece, a token containing it are a

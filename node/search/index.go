@@ -142,6 +142,13 @@ type Index struct {
 	// dropped (indexer goroutine only).
 	vocab map[string]struct{}
 	known map[string]struct{}
+	// whole is the mailbox whose every vocabulary key known holds (0:
+	// none; mailbox IDs start at 1): a token of it that known lacks is new,
+	// and addTokens adds it without looking it up (loadVocabulary).
+	whole uint64
+	// tooBig is the last mailbox whose vocabulary did not fit the cache
+	// (loadVocabulary does not try it again).
+	tooBig uint64
 	// post collects the postings changes of the step being built.
 	post stepPostings
 }
@@ -159,7 +166,7 @@ func (x *Index) commit(b *pebble.Batch) error {
 		return err
 	}
 	if x.known == nil || len(x.known)+len(x.vocab) > maxKnown {
-		x.known = make(map[string]struct{}, len(x.vocab))
+		x.known, x.whole = make(map[string]struct{}, len(x.vocab)), 0
 	}
 	for k := range x.vocab {
 		x.known[k] = struct{}{}
@@ -298,7 +305,7 @@ func (x *Index) Reindex() error {
 }
 
 func (x *Index) wipeAll() error {
-	x.known = nil
+	x.known, x.whole, x.tooBig = nil, 0, 0
 	b := x.db.NewBatch()
 	defer b.Close()
 	// Everything but the meta family (format version).
@@ -696,6 +703,11 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	defer b.Close()
 	st := step{b: b, added: map[uint32]string{}, removed: map[uint32]bool{}}
 	x.vocab, x.post = map[string]struct{}{}, stepPostings{}
+	if box.HighestModseq-c.modseq >= wholeVocabAfter && x.whole != c.mailbox && x.tooBig != c.mailbox {
+		if err := x.loadVocabulary(c.mailbox); err != nil {
+			return c, false, err
+		}
+	}
 	n := 0
 	errFull := errors.New("full")
 	err = snap.Changes(c.mailbox, c.modseq, func(modseq uint64, e *storagepb.ModSeqEntry) error {
@@ -744,6 +756,41 @@ func (x *Index) followStep(user uint64, c cursor) (cursor, bool, error) {
 	}
 	b.Set(cursorKey(c.mailbox), c.encode(), nil)
 	return c, more, x.commit(b)
+}
+
+// wholeVocabAfter is how many changes a mailbox must have waiting before
+// a step reads its whole vocabulary into the cache first: in a long step
+// (an import's catch-up) most tokens new to the cache are new to the
+// mailbox, and each would otherwise cost a Get that misses (a third of
+// the indexer's CPU in an import's catch-up, docs/notes/migrate.md).
+const wholeVocabAfter = 64
+
+// loadVocabulary replaces the cache of known vocabulary keys with mailbox
+// mbox's and, when they all fit, records that the cache holds the whole
+// of it (x.whole); when they do not, it records that too (x.tooBig) and
+// the tokens are looked up one by one as before.
+func (x *Index) loadVocabulary(mbox uint64) error {
+	lo, hi := mboxKey(famVocab, mbox), mboxKey(famVocab, mbox+1)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	x.known, x.whole = map[string]struct{}{}, 0
+	for it.First(); it.Valid(); it.Next() {
+		if len(x.known) >= maxKnown/2 {
+			// Half the cache at most: the step's own new tokens must
+			// fit too, or commit empties the cache at once.
+			x.tooBig = mbox
+			return it.Error()
+		}
+		x.known[string(it.Key())] = struct{}{}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	x.whole = mbox
+	return nil
 }
 
 // step is one followStep's batch and what it wrote, so the step reads
@@ -854,7 +901,7 @@ func (x *Index) removeMessage(st *step, mbox uint64, uid uint32) error {
 }
 
 func (x *Index) dropMailbox(mbox uint64) error {
-	x.known = nil // its vocabulary goes
+	x.known, x.whole, x.tooBig = nil, 0, 0 // its vocabulary goes
 	b := x.db.NewBatch()
 	defer b.Close()
 	for _, f := range []byte{famDoc, famVocab, famGram, famToken, famLong} {

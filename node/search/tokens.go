@@ -3,6 +3,7 @@ package search
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"unicode"
@@ -124,9 +125,16 @@ func (x *Index) addTokens(b *pebble.Batch, mbox uint64, uid uint32, text string,
 		if _, ok := x.known[string(vk)]; ok {
 			continue
 		}
-		_, closer, err := x.db.Get(vk)
+		var err error
+		if x.whole == mbox {
+			err = pebble.ErrNotFound // the cache holds the whole vocabulary
+		} else {
+			var closer io.Closer
+			if _, closer, err = x.db.Get(vk); err == nil {
+				closer.Close()
+			}
+		}
 		if err == nil {
-			closer.Close()
 			if x.known == nil {
 				x.known = map[string]struct{}{}
 			}
