@@ -427,13 +427,7 @@ func (c *Cluster) WaitConverged(timeout time.Duration) []byte {
 // Eventually polls cond every 20 ms until it holds or timeout passes.
 func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.eventuallyWhy(timeout, what, func() (bool, string) { return cond(), "" })
 }
 
 // eventuallyWhy is Eventually for a condition that says why it does not
@@ -447,7 +441,10 @@ func (c *Cluster) eventuallyWhy(timeout time.Duration, what string, cond func() 
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
+			if why != "" {
+				why = ": " + why
+			}
+			c.t.Fatalf("timed out after %v waiting for %s%s", timeout, what, why)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
